@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Fork needs to build and test. Idempotent: it
+# installs only what is missing, so running it again costs a few seconds.
+#
+#   scripts/install-deps.sh           build + test dependencies
+#   scripts/install-deps.sh --runtime only what a built forkd needs to run
+set -euo pipefail
+
+runtime_pkgs=(libzmq5 libyaml-cpp0.7 libspdlog1.10 libfmt9)
+build_pkgs=(
+  build-essential cmake ninja-build pkg-config
+  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
+  libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
+  catch2
+)
+
+pkgs=("${build_pkgs[@]}")
+if [[ "${1:-}" == "--runtime" ]]; then pkgs=("${runtime_pkgs[@]}"); fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#pkgs[@]} Debian packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

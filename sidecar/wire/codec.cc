@@ -1,0 +1,462 @@
+#include "wire/codec.h"
+
+#include <cstdio>
+
+namespace fork::wire {
+namespace {
+
+void PutHeader(Buffer* out, FrameType t) {
+  out->Push(kProtocolVersion);
+  out->Push(static_cast<uint8_t>(t));
+}
+
+// Control frames are small; their msgpack bodies get generous fixed limits.
+constexpr Limits kControlLimits{8, 1u << 16, 1u << 16};
+
+bool CheckBody(const uint8_t* data, size_t size, const char* what, std::string* error) {
+  size_t used = 0;
+  CheckResult r = CheckValue(data, size, kControlLimits, &used);
+  if (!r) {
+    *error = std::string(what) + ": " + r.reason + " at byte " + std::to_string(r.offset);
+    return false;
+  }
+  return true;
+}
+
+bool ExpectMap(Reader& r, const char* what, uint32_t* n, std::string* error) {
+  Value v = r.Next();
+  if (v.kind != Kind::kMap) {
+    *error = std::string(what) + ": body must be a map";
+    return false;
+  }
+  *n = v.len;
+  return true;
+}
+
+bool ReadUint(Reader& r, uint64_t* out) {
+  Value v = r.Next();
+  if (v.kind == Kind::kUint) {
+    *out = v.u;
+    return true;
+  }
+  return false;
+}
+
+void EncodeRanges(const std::vector<SeqRange>& ranges, Buffer* out) {
+  uint8_t* p = out->Grow(4 + ranges.size() * 16);
+  PutU32(p, static_cast<uint32_t>(ranges.size()));
+  p += 4;
+  for (const SeqRange& r : ranges) {
+    PutU64(p, r.first);
+    PutU64(p + 8, r.last);
+    p += 16;
+  }
+  out->Commit(4 + ranges.size() * 16);
+}
+
+// Reads "u32 n, n x (u64, u64)"; returns bytes used or 0 on error.
+size_t DecodeRanges(const uint8_t* p, size_t size, std::vector<SeqRange>* out, std::string* error,
+                    const char* what) {
+  if (size < 4) {
+    *error = std::string(what) + ": truncated range count";
+    return 0;
+  }
+  uint32_t n = GetU32(p);
+  if ((size - 4) / 16 < n) {
+    *error = std::string(what) + ": range count " + std::to_string(n) + " exceeds frame";
+    return 0;
+  }
+  out->clear();
+  out->reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    SeqRange r{GetU64(p + 4 + 16 * i), GetU64(p + 12 + 16 * i)};
+    if (r.last < r.first) {
+      *error = std::string(what) + ": range with last < first";
+      return 0;
+    }
+    out->push_back(r);
+  }
+  return 4 + 16 * static_cast<size_t>(n);
+}
+
+}  // namespace
+
+bool PeekHeader(const uint8_t* data, size_t size, FrameType* type, std::string* error) {
+  if (size < kHeaderSize) {
+    *error = "frame shorter than its 2-byte header";
+    return false;
+  }
+  if (data[0] != kProtocolVersion) {
+    *error = "unsupported protocol version " + std::to_string(data[0]) + " (this side speaks " +
+             std::to_string(kProtocolVersion) + ")";
+    return false;
+  }
+  if (data[1] < static_cast<uint8_t>(FrameType::kHello) ||
+      data[1] > static_cast<uint8_t>(FrameType::kDelivered)) {
+    *error = "unknown frame type " + std::to_string(data[1]);
+    return false;
+  }
+  *type = static_cast<FrameType>(data[1]);
+  return true;
+}
+
+void EncodeHello(const Hello& h, Buffer* out) {
+  PutHeader(out, FrameType::kHello);
+  Writer w(out);
+  w.MapHeader(3);
+  w.Str("client");
+  w.Bin(h.client_id, kClientIdSize);
+  w.Str("protocol");
+  w.Uint(h.protocol);
+  w.Str("agent");
+  w.Str(h.agent);
+}
+
+bool DecodeHello(const uint8_t* data, size_t size, Hello* out, std::string* error) {
+  data += kHeaderSize;
+  size -= kHeaderSize;
+  if (!CheckBody(data, size, "hello", error)) return false;
+  Reader r(data, size);
+  uint32_t n;
+  if (!ExpectMap(r, "hello", &n, error)) return false;
+  bool have_id = false;
+  for (uint32_t i = 0; i < n; ++i) {
+    Value k = r.Next();
+    if (k.kind == Kind::kStr && k.str() == "client") {
+      Value v = r.Next();
+      if (v.kind != Kind::kBin || v.len != kClientIdSize) {
+        *error = "hello: client id must be 16 bytes of bin";
+        return false;
+      }
+      std::memcpy(out->client_id, v.ptr, kClientIdSize);
+      have_id = true;
+    } else if (k.kind == Kind::kStr && k.str() == "protocol") {
+      uint64_t p;
+      if (!ReadUint(r, &p)) {
+        *error = "hello: protocol must be an unsigned integer";
+        return false;
+      }
+      out->protocol = static_cast<uint32_t>(p);
+    } else if (k.kind == Kind::kStr && k.str() == "agent") {
+      Value v = r.Next();
+      if (v.kind == Kind::kStr) out->agent.assign(v.str());
+    } else {
+      r.Skip();  // unknown keys are for newer peers
+    }
+  }
+  if (!have_id) {
+    *error = "hello: missing client id";
+    return false;
+  }
+  return true;
+}
+
+void EncodeWelcome(const Welcome& wl, Buffer* out) {
+  PutHeader(out, FrameType::kWelcome);
+  Writer w(out);
+  w.MapHeader(5);
+  w.Str("protocol");
+  w.Uint(wl.protocol);
+  w.Str("server");
+  w.Str(wl.server);
+  w.Str("max_frame");
+  w.Uint(wl.max_frame);
+  w.Str("max_event");
+  w.Uint(wl.max_event);
+  w.Str("destinations");
+  w.ArrayHeader(static_cast<uint32_t>(wl.destinations.size()));
+  for (const auto& d : wl.destinations) w.Str(d);
+}
+
+bool DecodeWelcome(const uint8_t* data, size_t size, Welcome* out, std::string* error) {
+  data += kHeaderSize;
+  size -= kHeaderSize;
+  if (!CheckBody(data, size, "welcome", error)) return false;
+  Reader r(data, size);
+  uint32_t n;
+  if (!ExpectMap(r, "welcome", &n, error)) return false;
+  for (uint32_t i = 0; i < n; ++i) {
+    Value k = r.Next();
+    std::string_view key = k.kind == Kind::kStr ? k.str() : std::string_view();
+    Value v = r.Next();
+    if (v.kind == Kind::kArray || v.kind == Kind::kMap) {
+      if (key == "destinations" && v.kind == Kind::kArray) {
+        out->destinations.clear();
+        for (uint32_t j = 0; j < v.len; ++j) {
+          Value d = r.Next();
+          if (d.kind == Kind::kStr) {
+            out->destinations.emplace_back(d.str());
+          } else if (d.kind == Kind::kArray || d.kind == Kind::kMap) {
+            *error = "welcome: destinations must be strings";
+            return false;
+          }
+        }
+        continue;
+      }
+      // Skip the container's entries.
+      uint64_t pending = v.kind == Kind::kMap ? 2ull * v.len : v.len;
+      while (pending--) r.Skip();
+      continue;
+    }
+    if (key == "protocol" && v.kind == Kind::kUint) out->protocol = static_cast<uint32_t>(v.u);
+    if (key == "server" && v.kind == Kind::kStr) out->server.assign(v.str());
+    if (key == "max_frame" && v.kind == Kind::kUint) out->max_frame = static_cast<uint32_t>(v.u);
+    if (key == "max_event" && v.kind == Kind::kUint) out->max_event = static_cast<uint32_t>(v.u);
+  }
+  return true;
+}
+
+void EncodeAck(const Ack& a, Buffer* out) {
+  PutHeader(out, FrameType::kAck);
+  EncodeRanges(a.ranges, out);
+  if (a.routed.empty()) return;
+  Writer w(out);
+  w.ArrayHeader(static_cast<uint32_t>(a.routed.size()));
+  for (const Routed& r : a.routed) {
+    w.ArrayHeader(2);
+    w.Uint(r.seq);
+    w.ArrayHeader(static_cast<uint32_t>(r.destinations.size()));
+    for (const auto& d : r.destinations) w.Str(d);
+  }
+}
+
+bool DecodeAck(const uint8_t* data, size_t size, Ack* out, std::string* error) {
+  data += kHeaderSize;
+  size -= kHeaderSize;
+  size_t used = DecodeRanges(data, size, &out->ranges, error, "ack");
+  if (used == 0) return false;
+  out->routed.clear();
+  if (used == size) return true;
+  data += used;
+  size -= used;
+  if (!CheckBody(data, size, "ack routed trailer", error)) return false;
+  Reader r(data, size);
+  Value list = r.Next();
+  if (list.kind != Kind::kArray) {
+    *error = "ack: routed trailer must be an array";
+    return false;
+  }
+  for (uint32_t i = 0; i < list.len; ++i) {
+    Value pair = r.Next();
+    Value seq = pair.kind == Kind::kArray && pair.len == 2 ? r.Next() : Value{};
+    Value names = seq.kind == Kind::kUint ? r.Next() : Value{};
+    if (names.kind != Kind::kArray) {
+      *error = "ack: routed entry must be [seq, [names]]";
+      return false;
+    }
+    Routed routed;
+    routed.seq = seq.u;
+    for (uint32_t j = 0; j < names.len; ++j) {
+      Value d = r.Next();
+      if (d.kind != Kind::kStr) {
+        *error = "ack: routed destination names must be strings";
+        return false;
+      }
+      routed.destinations.emplace_back(d.str());
+    }
+    out->routed.push_back(std::move(routed));
+  }
+  return true;
+}
+
+void EncodeNack(const Nack& n, Buffer* out) {
+  PutHeader(out, FrameType::kNack);
+  uint8_t* p = out->Grow(16);
+  PutU64(p, n.range.first);
+  PutU64(p + 8, n.range.last);
+  out->Commit(16);
+  Writer w(out);
+  w.ArrayHeader(2);
+  w.Str(n.code);
+  w.Str(n.message);
+}
+
+bool DecodeNack(const uint8_t* data, size_t size, Nack* out, std::string* error) {
+  data += kHeaderSize;
+  size -= kHeaderSize;
+  if (size < 16) {
+    *error = "nack: truncated range";
+    return false;
+  }
+  out->range = {GetU64(data), GetU64(data + 8)};
+  if (out->range.last < out->range.first) {
+    *error = "nack: range with last < first";
+    return false;
+  }
+  data += 16;
+  size -= 16;
+  if (!CheckBody(data, size, "nack", error)) return false;
+  Reader r(data, size);
+  Value arr = r.Next();
+  Value code = arr.kind == Kind::kArray && arr.len == 2 ? r.Next() : Value{};
+  Value msg = code.kind == Kind::kStr ? r.Next() : Value{};
+  if (msg.kind != Kind::kStr) {
+    *error = "nack: body must be [code, message]";
+    return false;
+  }
+  out->code.assign(code.str());
+  out->message.assign(msg.str());
+  return true;
+}
+
+void EncodeDelivered(const std::vector<SeqRange>& ranges, Buffer* out) {
+  PutHeader(out, FrameType::kDelivered);
+  EncodeRanges(ranges, out);
+}
+
+bool DecodeDelivered(const uint8_t* data, size_t size, std::vector<SeqRange>* out,
+                     std::string* error) {
+  return DecodeRanges(data + kHeaderSize, size - kHeaderSize, out, error, "delivered") != 0;
+}
+
+void WriteRouteHeader(uint8_t* frame, uint64_t first_seq, uint32_t count) {
+  frame[0] = kProtocolVersion;
+  frame[1] = static_cast<uint8_t>(FrameType::kRoute);
+  PutU64(frame + 2, first_seq);
+  PutU32(frame + 10, count);
+}
+
+void AppendRouteEntry(Buffer* frame, uint8_t flags, const uint8_t* event, uint32_t size) {
+  uint8_t* p = frame->Grow(kRouteEntryHeaderSize + size);
+  p[0] = flags;
+  PutU32(p + 1, size);
+  std::memcpy(p + kRouteEntryHeaderSize, event, size);
+  frame->Commit(kRouteEntryHeaderSize + size);
+}
+
+bool DecodeRoute(const uint8_t* data, size_t size, std::vector<RouteEntry>* out,
+                 std::string* error) {
+  if (size < kRouteHeaderSize) {
+    *error = "route: frame shorter than its 14-byte header";
+    return false;
+  }
+  const uint64_t first = GetU64(data + 2);
+  const uint32_t count = GetU32(data + 10);
+  if (first == 0) {
+    *error = "route: sequence numbers start at 1";
+    return false;
+  }
+  if (count == 0) {
+    *error = "route: empty batch";
+    return false;
+  }
+  if (count > (size - kRouteHeaderSize) / kRouteEntryHeaderSize) {
+    *error = "route: count " + std::to_string(count) + " exceeds what the frame can hold";
+    return false;
+  }
+  out->clear();
+  out->reserve(count);
+  size_t off = kRouteHeaderSize;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (size - off < kRouteEntryHeaderSize) {
+      *error = "route: entry " + std::to_string(i) + " truncated";
+      return false;
+    }
+    const uint8_t flags = data[off];
+    const uint32_t len = GetU32(data + off + 1);
+    off += kRouteEntryHeaderSize;
+    if (len > size - off) {
+      *error = "route: entry " + std::to_string(i) + " claims " + std::to_string(len) +
+               " bytes, " + std::to_string(size - off) + " remain";
+      return false;
+    }
+    out->push_back(RouteEntry{first + i, flags, data + off, len});
+    off += len;
+  }
+  if (off != size) {
+    *error = "route: " + std::to_string(size - off) + " trailing bytes after the last entry";
+    return false;
+  }
+  return true;
+}
+
+bool CheckEvent(const uint8_t* data, size_t size, const Limits& limits, EventView* out,
+                std::string* error) {
+  size_t used = 0;
+  CheckResult r = CheckValue(data, size, limits, &used);
+  if (!r) {
+    *error = std::string("event: ") + r.reason + " at byte " + std::to_string(r.offset);
+    return false;
+  }
+  if (used != size) {
+    *error = "event: " + std::to_string(size - used) + " trailing bytes after the event";
+    return false;
+  }
+  Reader rd(data, size);
+  Value top = rd.Next();
+  if (top.kind != Kind::kArray || top.len != kEventArity) {
+    *error = "event: must be the array [destinations, key, options, payload]";
+    return false;
+  }
+  // destinations
+  out->dests = rd.pos();
+  Value d = rd.Next();
+  if (d.kind == Kind::kNil) {
+    out->has_dests = false;
+    out->dest_count = 0;
+  } else if (d.kind == Kind::kArray) {
+    out->has_dests = true;
+    out->dest_count = d.len;
+    for (uint32_t i = 0; i < d.len; ++i) {
+      Value name = rd.Next();
+      if (name.kind != Kind::kStr || name.len == 0) {
+        *error = "event: destinations[" + std::to_string(i) + "] must be a non-empty string";
+        return false;
+      }
+    }
+    if (d.len == 0) {
+      *error = "event: destinations must not be an empty array";
+      return false;
+    }
+  } else {
+    *error = "event: destinations must be nil or an array of strings";
+    return false;
+  }
+  out->dests_size = static_cast<size_t>(rd.pos() - out->dests);
+  // key
+  Value k = rd.Next();
+  if (k.kind == Kind::kStr) {
+    out->has_key = true;
+    out->key = k.str();
+  } else if (k.kind == Kind::kNil) {
+    out->has_key = false;
+    out->key = {};
+  } else {
+    *error = "event: key must be nil or a string";
+    return false;
+  }
+  // options
+  out->options = rd.pos();
+  Value o = rd.Peek();
+  if (o.kind != Kind::kNil && o.kind != Kind::kMap) {
+    *error = "event: options must be nil or a map";
+    return false;
+  }
+  rd.Skip();
+  out->options_size = static_cast<size_t>(rd.pos() - out->options);
+  // payload
+  out->payload = rd.pos();
+  Value p = rd.Peek();
+  if (p.kind != Kind::kMap) {
+    *error = "event: payload must be a map (an object)";
+    return false;
+  }
+  rd.Skip();
+  out->payload_size = static_cast<size_t>(rd.pos() - out->payload);
+  return true;
+}
+
+std::string FormatEventId(const uint8_t* client_id, uint64_t seq) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string id;
+  id.reserve(kClientIdSize * 2 + 21);
+  for (size_t i = 0; i < kClientIdSize; ++i) {
+    id.push_back(kHex[client_id[i] >> 4]);
+    id.push_back(kHex[client_id[i] & 15]);
+  }
+  id.push_back('-');
+  id += std::to_string(seq);
+  return id;
+}
+
+}  // namespace fork::wire
