@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-namespace fork::wire {
+namespace forkd::wire {
 namespace {
 
 void PutHeader(Buffer* out, FrameType t) {
@@ -459,4 +459,4 @@ std::string FormatEventId(const uint8_t* client_id, uint64_t seq) {
   return id;
 }
 
-}  // namespace fork::wire
+}  // namespace forkd::wire

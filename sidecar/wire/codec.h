@@ -11,7 +11,7 @@
 #include "wire/msgpack.h"
 #include "wire/protocol.h"
 
-namespace fork::wire {
+namespace forkd::wire {
 
 struct Hello {
   uint8_t client_id[kClientIdSize] = {};
@@ -112,4 +112,4 @@ struct EventView {
 // Formats an event id: 32 hex digits of client id, '-', decimal sequence.
 std::string FormatEventId(const uint8_t* client_id, uint64_t seq);
 
-}  // namespace fork::wire
+}  // namespace forkd::wire

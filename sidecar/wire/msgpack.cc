@@ -1,6 +1,6 @@
 #include "wire/msgpack.h"
 
-namespace fork::wire {
+namespace forkd::wire {
 namespace {
 
 inline uint16_t Be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
@@ -261,4 +261,4 @@ bool DecodeTimestamp(const Value& v, int64_t* seconds, uint32_t* nanos) {
   return true;
 }
 
-}  // namespace fork::wire
+}  // namespace forkd::wire

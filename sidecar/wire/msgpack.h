@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-namespace fork::wire {
+namespace forkd::wire {
 
 // A growable byte buffer with cheap appends. Not thread-safe.
 class Buffer {
@@ -307,4 +307,4 @@ class Reader {
 // Decodes the msgpack timestamp extension into seconds and nanoseconds.
 bool DecodeTimestamp(const Value& v, int64_t* seconds, uint32_t* nanos);
 
-}  // namespace fork::wire
+}  // namespace forkd::wire

@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
-namespace fork::wire {
+namespace forkd::wire {
 
 inline constexpr uint8_t kProtocolVersion = 1;
 inline constexpr size_t kHeaderSize = 2;
@@ -72,4 +72,4 @@ inline uint64_t GetU64(const uint8_t* p) {
 }
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "wire format assumes little-endian");
 
-}  // namespace fork::wire
+}  // namespace forkd::wire
