@@ -1,0 +1,211 @@
+#include "core/fs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+namespace forkd::fs {
+namespace {
+
+struct Fault {
+  std::atomic<uint64_t> countdown{0};  // 0: none armed
+  std::atomic<bool> sticky{false};
+  std::atomic<bool> tripped{false};
+  std::atomic<int> err{EIO};
+};
+Fault g_write, g_fsync, g_rename;
+
+Fault* FaultFor(const std::string& kind) {
+  if (kind == "write") return &g_write;
+  if (kind == "fsync") return &g_fsync;
+  if (kind == "rename") return &g_rename;
+  return nullptr;
+}
+
+// True when this call must fail; sets errno.
+bool Trip(Fault& f) {
+  if (f.tripped.load(std::memory_order_relaxed) && f.sticky.load(std::memory_order_relaxed)) {
+    errno = f.err.load();
+    return true;
+  }
+  uint64_t c = f.countdown.load(std::memory_order_relaxed);
+  if (c == 0) return false;
+  if (f.countdown.fetch_sub(1) == 1) {
+    f.tripped.store(true);
+    errno = f.err.load();
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+int PwriteAll(int fd, const void* data, size_t n, uint64_t offset) {
+  if (Trip(g_write)) return -1;
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+    offset += static_cast<uint64_t>(w);
+  }
+  return 0;
+}
+
+int WriteAll(int fd, const void* data, size_t n) {
+  if (Trip(g_write)) return -1;
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return 0;
+}
+
+int Fsync(int fd) {
+  if (Trip(g_fsync)) return -1;
+  return ::fsync(fd);
+}
+
+int Fdatasync(int fd) {
+  if (Trip(g_fsync)) return -1;
+  return ::fdatasync(fd);
+}
+
+int Truncate(int fd, uint64_t size) { return ::ftruncate(fd, static_cast<off_t>(size)); }
+
+int Rename(const char* from, const char* to) {
+  if (Trip(g_rename)) return -1;
+  return ::rename(from, to);
+}
+
+Status MakeDirs(const std::string& path, mode_t mode) {
+  if (path.empty()) return Status::InvalidArgument("empty directory path");
+  std::string cur;
+  size_t i = 0;
+  while (i <= path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    cur = path.substr(0, j);
+    i = j + 1;
+    if (cur.empty()) continue;
+    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) {
+      return ErrnoStatus("create directory", cur, errno);
+    }
+  }
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat directory", path, errno);
+  if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(path + " exists and is not a directory");
+  return Status::Ok();
+}
+
+Status WriteFileAtomic(const std::string& path, const void* data, size_t n) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoStatus("create", tmp, errno);
+  if (WriteAll(fd, data, n) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return ErrnoStatus("write", tmp, err);
+  }
+  if (Fdatasync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return ErrnoStatus("sync", tmp, err);
+  }
+  ::close(fd);
+  if (Rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return ErrnoStatus("rename", path, err);
+  }
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    int rc = Fsync(dfd);
+    int err = errno;
+    ::close(dfd);
+    if (rc != 0) return ErrnoStatus("sync directory", dir, err);
+  }
+  return Status::Ok();
+}
+
+Status ReadFile(const std::string& path, std::string* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Status::NotFound(path + " does not exist");
+    return ErrnoStatus("open", path, errno);
+  }
+  out->clear();
+  char buf[8192];
+  while (true) {
+    ssize_t r = ::read(fd, buf, sizeof(buf));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      return ErrnoStatus("read", path, err);
+    }
+    if (r == 0) break;
+    out->append(buf, static_cast<size_t>(r));
+  }
+  ::close(fd);
+  return Status::Ok();
+}
+
+void InjectFault(const std::string& kind, uint64_t nth, int err, bool sticky) {
+  Fault* f = FaultFor(kind);
+  if (f == nullptr) return;
+  f->tripped.store(false);
+  f->sticky.store(sticky);
+  f->err.store(err);
+  f->countdown.store(nth);
+}
+
+void ClearFaults() {
+  for (Fault* f : {&g_write, &g_fsync, &g_rename}) {
+    f->countdown.store(0);
+    f->sticky.store(false);
+    f->tripped.store(false);
+  }
+}
+
+void InjectFaultsFromEnv() {
+  const char* spec = std::getenv("FORKD_FAULT");
+  if (spec == nullptr || *spec == 0) return;
+  std::string s(spec);
+  std::string parts[4];
+  size_t n = 0;
+  size_t start = 0;
+  while (n < 4) {
+    size_t colon = s.find(':', start);
+    parts[n++] = s.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  if (n < 2) return;
+  const uint64_t nth = std::strtoull(parts[1].c_str(), nullptr, 10);
+  const bool sticky = n > 2 && parts[2] == "sticky";
+  const int err = n > 3 ? std::atoi(parts[3].c_str()) : EIO;
+  InjectFault(parts[0], nth, err, sticky);
+}
+
+}  // namespace forkd::fs

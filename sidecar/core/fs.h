@@ -1,0 +1,39 @@
+// File-system calls used for anything durable. Every write, sync and rename
+// of the log and the cursors goes through here, which is also where tests
+// inject faults: fail the Nth call of a kind, once or from then on.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/status.h"
+
+namespace forkd::fs {
+
+// Each returns 0, or -1 with errno set (as the system call would).
+int PwriteAll(int fd, const void* data, size_t n, uint64_t offset);
+int WriteAll(int fd, const void* data, size_t n);
+int Fsync(int fd);
+int Fdatasync(int fd);
+int Truncate(int fd, uint64_t size);
+int Rename(const char* from, const char* to);
+
+// Creates `path` and its parents with `mode` where missing.
+Status MakeDirs(const std::string& path, mode_t mode);
+// Replaces `path` with `data` atomically: temp file, fsync, rename, fsync dir.
+Status WriteFileAtomic(const std::string& path, const void* data, size_t n);
+// Reads a whole (small) file.
+Status ReadFile(const std::string& path, std::string* out);
+
+// Fault injection, for tests. Kinds: "write", "fsync", "rename" (fsync covers
+// fdatasync too). The nth call of that kind from now on (1 = the next) fails
+// with `err`; with `sticky` every later call fails too, until ClearFaults().
+void InjectFault(const std::string& kind, uint64_t nth, int err, bool sticky);
+void ClearFaults();
+// Reads FORKD_FAULT="kind:nth[:sticky][:errno]" once, at start-up.
+void InjectFaultsFromEnv();
+
+}  // namespace forkd::fs
