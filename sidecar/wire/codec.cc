@@ -446,17 +446,27 @@ bool CheckEvent(const uint8_t* data, size_t size, const Limits& limits, EventVie
   return true;
 }
 
-std::string FormatEventId(const uint8_t* client_id, uint64_t seq) {
+size_t FormatEventIdTo(const uint8_t* client_id, uint64_t seq, char* out) {
   static const char kHex[] = "0123456789abcdef";
-  std::string id;
-  id.reserve(kClientIdSize * 2 + 21);
+  char* p = out;
   for (size_t i = 0; i < kClientIdSize; ++i) {
-    id.push_back(kHex[client_id[i] >> 4]);
-    id.push_back(kHex[client_id[i] & 15]);
+    *p++ = kHex[client_id[i] >> 4];
+    *p++ = kHex[client_id[i] & 15];
   }
-  id.push_back('-');
-  id += std::to_string(seq);
-  return id;
+  *p++ = '-';
+  char digits[20];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + seq % 10);
+    seq /= 10;
+  } while (seq != 0);
+  while (n > 0) *p++ = digits[--n];
+  return static_cast<size_t>(p - out);
+}
+
+std::string FormatEventId(const uint8_t* client_id, uint64_t seq) {
+  char buf[kMaxEventIdSize];
+  return std::string(buf, FormatEventIdTo(client_id, seq, buf));
 }
 
 }  // namespace forkd::wire

@@ -111,5 +111,8 @@ struct EventView {
 
 // Formats an event id: 32 hex digits of client id, '-', decimal sequence.
 std::string FormatEventId(const uint8_t* client_id, uint64_t seq);
+inline constexpr size_t kMaxEventIdSize = kClientIdSize * 2 + 1 + 20;
+// The same into `out` (at least kMaxEventIdSize bytes); returns the length.
+size_t FormatEventIdTo(const uint8_t* client_id, uint64_t seq, char* out);
 
 }  // namespace forkd::wire

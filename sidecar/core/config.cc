@@ -1,0 +1,265 @@
+#include "core/config.h"
+
+#include <limits.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace forkd {
+namespace {
+
+bool ValidName(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-';
+  });
+}
+
+std::string Absolute(const std::string& p) {
+  if (!p.empty() && p[0] == '/') return p;
+  char buf[PATH_MAX];
+  std::string cwd = ::getcwd(buf, sizeof(buf)) ? buf : ".";
+  return cwd + "/" + p;
+}
+
+// Removes "./" and "x/.." segments so paths read well in messages.
+std::string Normalize(const std::string& p) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i <= p.size()) {
+    size_t j = p.find('/', i);
+    if (j == std::string::npos) j = p.size();
+    std::string seg = p.substr(i, j - i);
+    i = j + 1;
+    if (seg.empty() || seg == ".") continue;
+    if (seg == ".." && !parts.empty() && parts.back() != "..") {
+      parts.pop_back();
+      continue;
+    }
+    parts.push_back(seg);
+  }
+  std::string out;
+  for (const auto& s : parts) out += "/" + s;
+  if (out.empty()) out = "/";
+  if (!p.empty() && p.back() == '/' && out != "/") out += "/";
+  return out;
+}
+
+}  // namespace
+
+const std::vector<OptionSpec>& TopLevelOptions() {
+  static const std::vector<OptionSpec> specs = {
+      {"data_dir", OptType::kString, "./.fork",
+       "Directory for the log, cursors and the socket; relative to the config file"},
+      {"listen", OptType::kString, "",
+       "ZeroMQ endpoint for clients; default ipc://<data_dir>/fork.sock"},
+      {"admin", OptType::kString, "", "host:port of the admin HTTP server; off when empty"},
+      {"wal", OptType::kNode, "", "Write-ahead log settings (see below)"},
+      {"limits", OptType::kNode, "", "Limits on what clients may send (see below)"},
+      {"destinations", OptType::kNode, "", "Named destinations", true},
+  };
+  return specs;
+}
+
+const std::vector<OptionSpec>& WalOptions() {
+  static const std::vector<OptionSpec> specs = {
+      {"fsync", OptType::kEnum, "batch",
+       "batch: acknowledge after fdatasync (group commit); never: after write()",
+       false, {"batch", "never"}},
+      {"batch_ms", OptType::kInt, "2",
+       "How long a group commit waits for more events before it syncs", false, {}, 0, 1000},
+      {"segment_bytes", OptType::kSize, "64MiB", "Roll to a new segment file past this size",
+       false, {}, 1 << 16, 1ll << 32},
+  };
+  return specs;
+}
+
+const std::vector<OptionSpec>& LimitsOptions() {
+  static const std::vector<OptionSpec> specs = {
+      {"max_frame", OptType::kSize, "16MiB", "Largest ZeroMQ message accepted", false, {},
+       1 << 10, 1 << 30},
+      {"max_event", OptType::kSize, "1MiB", "Largest encoded event accepted", false, {}, 64,
+       64 << 20},
+      {"max_depth", OptType::kInt, "64", "Deepest nesting of arrays and maps in a payload",
+       false, {}, 1, 100},
+  };
+  return specs;
+}
+
+const std::vector<OptionSpec>& DestinationOptions() {
+  static const std::vector<OptionSpec> specs = {
+      {"type", OptType::kEnum, "", "The sink type", true, {}},
+      {"batch", OptType::kNode, "", "Batching: max_events, max_bytes, max_wait"},
+      {"retry", OptType::kNode, "", "Retry backoff: initial, max"},
+      {"priority", OptType::kEnum, "normal", "Scheduling priority", false,
+       {"high", "normal", "low"}},
+  };
+  return specs;
+}
+
+const std::vector<OptionSpec>& BatchOptions() {
+  static const std::vector<OptionSpec> specs = {
+      {"max_events", OptType::kInt, "10000", "Flush after this many events", false, {}, 1,
+       1000000},
+      {"max_bytes", OptType::kSize, "8MiB", "Flush after this many bytes of output", false, {},
+       1024, 1ll << 30},
+      {"max_wait", OptType::kDuration, "100ms", "Flush at the latest this long after the first "
+       "event of a batch", false, {}, 0, 3600000},
+  };
+  return specs;
+}
+
+const std::vector<OptionSpec>& RetryOptions() {
+  static const std::vector<OptionSpec> specs = {
+      {"initial", OptType::kDuration, "100ms", "First backoff after a failed flush", false, {},
+       1, 3600000},
+      {"max", OptType::kDuration, "30s", "Largest backoff", false, {}, 1, 86400000},
+  };
+  return specs;
+}
+
+const DestinationConfig* Config::Find(std::string_view name) const {
+  for (const auto& d : destinations) {
+    if (d.name == name) return &d;
+  }
+  return nullptr;
+}
+
+std::string Config::Resolve(const std::string& p) const {
+  if (!p.empty() && p[0] == '/') return Normalize(p);
+  return Normalize(base_dir + "/" + p);
+}
+
+bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
+                const std::vector<std::string_view>& sink_types, Config* out,
+                std::vector<ConfigError>* errors) {
+  const size_t before = errors->size();
+  out->path = path;
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    errors->push_back({path, {}, "cannot read the file"});
+    return false;
+  } catch (const YAML::ParserException& e) {
+    errors->push_back({path, {e.mark.line + 1, e.mark.column + 1}, e.msg});
+    return false;
+  }
+  if (!root.IsMap()) {
+    errors->push_back({path, MarkOf(root), "the file must be a map with a destinations key"});
+    return false;
+  }
+  const std::string abs = Absolute(path);
+  out->base_dir = abs.substr(0, abs.rfind('/'));
+
+  Options top;
+  ParseOptions(root, TopLevelOptions(), {}, "config", path, &top, errors);
+  out->data_dir = out->Resolve(top.Str("data_dir"));
+  if (!out->data_dir.empty() && out->data_dir.back() == '/') out->data_dir.pop_back();
+  out->listen = top.Has("listen") ? top.Str("listen") : "ipc://" + out->data_dir + "/fork.sock";
+  if (out->listen.rfind("ipc://", 0) == 0 && out->listen.size() - 6 > 107) {
+    errors->push_back({path, top.Get("listen").mark,
+                       "listen: the socket path " + out->listen.substr(6) + " is longer than "
+                       "the 107 bytes a Unix socket allows; set a shorter data_dir or listen"});
+  }
+  out->admin = top.Str("admin");
+
+  if (const YAML::Node& wal = top.Node("wal"); wal.IsDefined() && !wal.IsNull()) {
+    Options w;
+    if (ParseOptions(wal, WalOptions(), {}, "wal", path, &w, errors)) {
+      out->fsync = w.Str("fsync") == "never" ? log::FsyncPolicy::kNever : log::FsyncPolicy::kBatch;
+      out->batch_ms = w.Int("batch_ms");
+      out->segment_bytes = w.Bytes("segment_bytes");
+    }
+  }
+  if (const YAML::Node& lim = top.Node("limits"); lim.IsDefined() && !lim.IsNull()) {
+    Options l;
+    if (ParseOptions(lim, LimitsOptions(), {}, "limits", path, &l, errors)) {
+      out->max_frame = l.Bytes("max_frame");
+      out->max_event = l.Bytes("max_event");
+      out->limits.max_depth = static_cast<uint32_t>(l.Int("max_depth"));
+    }
+  }
+  out->limits.max_string = static_cast<uint32_t>(out->max_event);
+  out->limits.max_container = static_cast<uint32_t>(out->max_event);
+
+  const YAML::Node& dests = top.Node("destinations");
+  if (dests.IsDefined() && !dests.IsMap()) {
+    errors->push_back({path, MarkOf(dests), "destinations: expected a map of name: {type: ...}"});
+  } else if (dests.IsDefined()) {
+    if (dests.size() == 0) {
+      errors->push_back({path, MarkOf(dests), "destinations: at least one is needed"});
+    }
+    std::vector<OptionSpec> dest_specs = DestinationOptions();
+    dest_specs[0].choices = sink_types;
+    for (auto it = dests.begin(); it != dests.end(); ++it) {
+      DestinationConfig d;
+      d.name = it->first.Scalar();
+      d.mark = MarkOf(it->first);
+      const std::string where = "destinations." + d.name;
+      if (!ValidName(d.name)) {
+        errors->push_back({path, d.mark, where + ": names are 1-64 letters, digits, _ or -"});
+        continue;
+      }
+      if (!it->second.IsMap()) {
+        errors->push_back({path, MarkOf(it->second), where + ": expected a map with a type"});
+        continue;
+      }
+      // The keys every destination has are read here; the rest belong to the
+      // sink and are checked against its table (unknown keys reported once).
+      std::vector<std::string> present;
+      for (auto kv = it->second.begin(); kv != it->second.end(); ++kv) {
+        present.push_back(kv->first.Scalar());
+      }
+      std::vector<std::string_view> present_views(present.begin(), present.end());
+      const size_t errors_before = errors->size();
+      ParseOptions(it->second, dest_specs, present_views, where, path, &d.common, errors);
+      d.type = d.common.Str("type");
+      const std::vector<OptionSpec>* sink_specs =
+          d.type.empty() ? nullptr : sinks(d.type);
+      if (sink_specs == nullptr) continue;  // the bad type is reported already
+      YAML::Node sink_node(YAML::NodeType::Map);
+      for (auto kv = it->second.begin(); kv != it->second.end(); ++kv) {
+        const std::string k = kv->first.Scalar();
+        if (std::none_of(dest_specs.begin(), dest_specs.end(),
+                         [&](const OptionSpec& s) { return s.name == k; })) {
+          sink_node[k] = kv->second;
+        }
+      }
+      std::vector<std::string_view> common_names;
+      for (const auto& s : dest_specs) common_names.push_back(s.name);
+      // Missing required options are reported at the destination's name.
+      for (const auto& spec : *sink_specs) {
+        if (spec.required && !it->second[std::string(spec.name)].IsDefined()) {
+          errors->push_back({path, d.mark, where + "." + std::string(spec.name) +
+                                               ": required option is missing (" +
+                                               std::string(spec.description) + ")"});
+        }
+      }
+      std::vector<OptionSpec> optional_specs = *sink_specs;
+      for (auto& spec : optional_specs) spec.required = false;
+      ParseOptions(sink_node, optional_specs, common_names, where, path, &d.sink, errors,
+                   &it->second);
+      if (errors->size() != errors_before) continue;
+
+      Options batch;
+      const YAML::Node bn = d.common.Node("batch");
+      ParseOptions(bn.IsDefined() && !bn.IsNull() ? bn : YAML::Node(YAML::NodeType::Map),
+                   BatchOptions(), {}, where + ".batch", path, &batch, errors);
+      d.batch_max_events = batch.Int("max_events");
+      d.batch_max_bytes = batch.Bytes("max_bytes");
+      d.batch_max_wait_ms = batch.Millis("max_wait");
+      Options retry;
+      const YAML::Node rn = d.common.Node("retry");
+      ParseOptions(rn.IsDefined() && !rn.IsNull() ? rn : YAML::Node(YAML::NodeType::Map),
+                   RetryOptions(), {}, where + ".retry", path, &retry, errors);
+      d.retry_initial_ms = retry.Millis("initial");
+      d.retry_max_ms = retry.Millis("max");
+      out->destinations.push_back(std::move(d));
+    }
+  }
+  return errors->size() == before;
+}
+
+}  // namespace forkd

@@ -1,0 +1,63 @@
+// forkd's configuration: the YAML file, validated in full before anything
+// runs. Every problem is reported as `file:line:col: key.path: message`.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/options.h"
+#include "log/log.h"
+#include "wire/msgpack.h"
+
+namespace forkd {
+
+struct DestinationConfig {
+  std::string name;
+  std::string type;
+  Mark mark;
+  Options common;   // keys every destination has: batch, retry, priority ...
+  Options sink;     // the sink's own options, per its table
+  int64_t batch_max_events = 0;
+  int64_t batch_max_bytes = 0;
+  int64_t batch_max_wait_ms = 0;
+  int64_t retry_initial_ms = 0;
+  int64_t retry_max_ms = 0;
+};
+
+struct Config {
+  std::string path;      // the file it was read from
+  std::string base_dir;  // relative paths in the file resolve against this
+  std::string data_dir;
+  std::string listen;
+  std::string admin;     // host:port, or empty
+  log::FsyncPolicy fsync = log::FsyncPolicy::kBatch;
+  int64_t batch_ms = 2;
+  int64_t segment_bytes = 64ll << 20;
+  int64_t max_frame = 16ll << 20;
+  int64_t max_event = 1ll << 20;
+  wire::Limits limits;
+  std::vector<DestinationConfig> destinations;
+
+  const DestinationConfig* Find(std::string_view name) const;
+  // Resolves a path from the file against base_dir.
+  std::string Resolve(const std::string& p) const;
+};
+
+// Looks up a sink type's option table; nullptr for an unknown type.
+using SinkOptionsLookup = std::function<const std::vector<OptionSpec>*(std::string_view type)>;
+
+// Loads and validates `path`. Returns false with every problem in *errors.
+bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
+                const std::vector<std::string_view>& sink_types, Config* out,
+                std::vector<ConfigError>* errors);
+
+// The option tables of the top-level sections, for docs.
+const std::vector<OptionSpec>& TopLevelOptions();
+const std::vector<OptionSpec>& WalOptions();
+const std::vector<OptionSpec>& LimitsOptions();
+const std::vector<OptionSpec>& DestinationOptions();
+const std::vector<OptionSpec>& BatchOptions();
+const std::vector<OptionSpec>& RetryOptions();
+
+}  // namespace forkd

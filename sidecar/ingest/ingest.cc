@@ -1,0 +1,434 @@
+#include "ingest/ingest.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "core/clock.h"
+
+namespace forkd::ingest {
+namespace {
+
+constexpr int kMaxMessagesPerRound = 4096;
+constexpr size_t kCommitBytes = 4u << 20;  // commit without waiting past this
+
+std::string Hex(const uint8_t* p, size_t n) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; ++i) {
+    s.push_back(kHex[p[i] >> 4]);
+    s.push_back(kHex[p[i] & 15]);
+  }
+  return s;
+}
+
+void AppendRange(std::vector<wire::SeqRange>* v, uint64_t seq) {
+  if (!v->empty() && v->back().last + 1 == seq) {
+    v->back().last = seq;
+  } else {
+    v->push_back({seq, seq});
+  }
+}
+
+}  // namespace
+
+bool SeqSet::Contains(uint64_t seq) const {
+  // Most lookups hit the last range.
+  for (auto it = ranges_.rbegin(); it != ranges_.rend(); ++it) {
+    if (seq > it->last) return false;
+    if (seq >= it->first) return true;
+  }
+  return false;
+}
+
+void SeqSet::Add(uint64_t seq) {
+  if (ranges_.empty() || seq > ranges_.back().last + 1) {
+    ranges_.push_back({seq, seq});
+    return;
+  }
+  if (seq == ranges_.back().last + 1) {
+    ranges_.back().last = seq;
+    return;
+  }
+  // Out of order: insert and merge neighbours.
+  auto it = std::lower_bound(ranges_.begin(), ranges_.end(), seq,
+                             [](const wire::SeqRange& r, uint64_t s) { return r.last < s; });
+  if (it != ranges_.end() && it->first <= seq) return;  // already in
+  if (it != ranges_.end() && it->first == seq + 1) {
+    it->first = seq;
+  } else {
+    it = ranges_.insert(it, {seq, seq});
+  }
+  if (it != ranges_.begin() && std::prev(it)->last + 1 == it->first) {
+    std::prev(it)->last = it->last;
+    it = ranges_.erase(it) - 1;
+  }
+  if (std::next(it) != ranges_.end() && it->last + 1 == std::next(it)->first) {
+    it->last = std::next(it)->last;
+    ranges_.erase(std::next(it));
+  }
+}
+
+void SeqSet::Remove(uint64_t first, uint64_t last) {
+  std::vector<wire::SeqRange> out;
+  for (const auto& r : ranges_) {
+    if (r.last < first || r.first > last) {
+      out.push_back(r);
+      continue;
+    }
+    if (r.first < first) out.push_back({r.first, first - 1});
+    if (r.last > last) out.push_back({last + 1, r.last});
+  }
+  ranges_.swap(out);
+}
+
+Ingest::Ingest(const Config& config, log::Log* log,
+               std::function<uint64_t(size_t)> delivered_next_lsn)
+    : config_(config), log_(log), delivered_next_lsn_(std::move(delivered_next_lsn)) {
+  limits_ = config.limits;
+}
+
+Ingest::~Ingest() {
+  if (socket_ != nullptr) zmq_close(socket_);
+  if (ctx_ != nullptr) zmq_ctx_term(ctx_);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+Status Ingest::Bind() {
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) return ErrnoStatus("eventfd", "", errno);
+  ctx_ = zmq_ctx_new();
+  socket_ = zmq_socket(ctx_, ZMQ_ROUTER);
+  if (socket_ == nullptr) return Status::IoError(std::string("zmq socket: ") + zmq_strerror(errno));
+  const int one = 1;
+  const int64_t max_msg = config_.max_frame;
+  const int hwm = 100000;
+  const int linger = 1000;
+  zmq_setsockopt(socket_, ZMQ_ROUTER_HANDOVER, &one, sizeof(one));
+  // A message over the limit disconnects its sender before it is buffered.
+  zmq_setsockopt(socket_, ZMQ_MAXMSGSIZE, &max_msg, sizeof(max_msg));
+  zmq_setsockopt(socket_, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+  zmq_setsockopt(socket_, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+  zmq_setsockopt(socket_, ZMQ_LINGER, &linger, sizeof(linger));
+  if (zmq_bind(socket_, config_.listen.c_str()) != 0) {
+    return Status::IoError("cannot listen on " + config_.listen + ": " + zmq_strerror(errno));
+  }
+  spdlog::info("listening on {}", config_.listen);
+  return Status::Ok();
+}
+
+void Ingest::Stop() {
+  stopping_.store(true);
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t w = ::write(wake_fd_, &one, sizeof(one));
+}
+
+uint32_t Ingest::ClientFor(const uint8_t* id, size_t size) {
+  std::string key(reinterpret_cast<const char*>(id), size);
+  auto it = client_index_.find(key);
+  if (it != client_index_.end()) return it->second;
+  const uint32_t idx = static_cast<uint32_t>(clients_.size());
+  clients_.push_back(Client{});
+  clients_.back().identity = key;
+  client_index_.emplace(std::move(key), idx);
+  stats_.clients.fetch_add(1, std::memory_order_relaxed);
+  return idx;
+}
+
+void Ingest::Send(const std::string& identity, const wire::Buffer& frame) {
+  // A client that went away is not an error: it resends after reconnecting.
+  if (zmq_send(socket_, identity.data(), identity.size(), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) return;
+  zmq_send(socket_, frame.data(), frame.size(), ZMQ_DONTWAIT);
+}
+
+void Ingest::Nack(uint32_t client, uint64_t first, uint64_t last, const char* code,
+                  const std::string& message) {
+  out_.clear();
+  wire::EncodeNack(wire::Nack{{first, last}, code, message}, &out_);
+  Send(clients_[client].identity, out_);
+  stats_.nacked.fetch_add(last - first + 1, std::memory_order_relaxed);
+}
+
+void Ingest::SendRanges(uint32_t client, std::vector<wire::SeqRange>* ranges, bool delivered) {
+  if (ranges->empty()) return;
+  out_.clear();
+  if (delivered) {
+    wire::EncodeDelivered(*ranges, &out_);
+  } else {
+    wire::EncodeAck(wire::Ack{*ranges, {}}, &out_);
+  }
+  Send(clients_[client].identity, out_);
+  ranges->clear();
+}
+
+void Ingest::HandleHello(uint32_t client, const uint8_t* data, size_t size) {
+  wire::Hello hello;
+  std::string error;
+  if (!wire::DecodeHello(data, size, &hello, &error)) {
+    stats_.bad_frames.fetch_add(1, std::memory_order_relaxed);
+    Nack(client, 0, 0, wire::kCodeRejected, error);
+    return;
+  }
+  spdlog::info("client {} connected ({})", Hex(hello.client_id, wire::kClientIdSize),
+               hello.agent.empty() ? "unknown agent" : hello.agent);
+  wire::Welcome w;
+  w.server = "forkd/" FORKD_VERSION;
+  w.max_frame = static_cast<uint32_t>(config_.max_frame);
+  w.max_event = static_cast<uint32_t>(config_.max_event);
+  for (const auto& d : config_.destinations) w.destinations.push_back(d.name);
+  out_.clear();
+  wire::EncodeWelcome(w, &out_);
+  Send(clients_[client].identity, out_);
+}
+
+void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
+  std::string error;
+  if (!wire::DecodeRoute(data, size, &entries_, &error)) {
+    stats_.bad_frames.fetch_add(1, std::memory_order_relaxed);
+    uint64_t first = 0, last = 0;
+    if (size >= wire::kRouteHeaderSize) {
+      first = wire::GetU64(data + 2);
+      const uint32_t count = wire::GetU32(data + 10);
+      last = count > 0 && first + count - 1 >= first ? first + count - 1 : first;
+    }
+    Nack(ci, first, last, wire::kCodeRejected, "malformed route frame: " + error);
+    return;
+  }
+  if (clients_[ci].identity.size() != wire::kClientIdSize) {
+    Nack(ci, entries_.front().seq, entries_.back().seq, wire::kCodeRejected,
+         "client id must be 16 bytes: set the DEALER routing id and send hello first");
+    return;
+  }
+  stats_.frames.fetch_add(1, std::memory_order_relaxed);
+  const int64_t now_us = WallMicros();
+  const auto* client_id = reinterpret_cast<const uint8_t*>(clients_[ci].identity.data());
+  for (const wire::RouteEntry& e : entries_) {
+    Client& c = clients_[ci];
+    if (c.taken.Contains(e.seq)) {
+      // A resend after a lost ack. Ack it again if it is already durable;
+      // otherwise the ack of its batch is on its way.
+      stats_.duplicates.fetch_add(1, std::memory_order_relaxed);
+      if (c.durable.Contains(e.seq)) {
+        if (c.ack_out.empty()) touched_.push_back(ci);
+        AppendRange(&c.ack_out, e.seq);
+      }
+      continue;
+    }
+    if (e.size > config_.max_event) {
+      Nack(ci, e.seq, e.seq, wire::kCodeTooLarge,
+           "event of " + std::to_string(e.size) + " bytes exceeds limits.max_event (" +
+               std::to_string(config_.max_event) + " bytes)");
+      continue;
+    }
+    wire::EventView ev;
+    if (!wire::CheckEvent(e.event, e.size, limits_, &ev, &error)) {
+      Nack(ci, e.seq, e.seq, wire::kCodeInvalidPayload, error);
+      continue;
+    }
+    // Resolve the destinations.
+    uint64_t mask = 0;
+    std::string unknown;
+    if (!ev.has_dests) {
+      Nack(ci, e.seq, e.seq, wire::kCodeUnknownDestination,
+           "no destination given and no route matches");
+      continue;
+    }
+    wire::Reader rd(ev.dests, ev.dests_size);
+    rd.Next();
+    for (uint32_t i = 0; i < ev.dest_count; ++i) {
+      const std::string_view name = rd.Next().str();
+      size_t j = 0;
+      for (; j < config_.destinations.size(); ++j) {
+        if (config_.destinations[j].name == name) break;
+      }
+      if (j == config_.destinations.size()) {
+        unknown.assign(name);
+        break;
+      }
+      if (j < 64) mask |= 1ull << j;
+    }
+    if (!unknown.empty()) {
+      std::string known;
+      for (const auto& d : config_.destinations) known += (known.empty() ? "" : ", ") + d.name;
+      Nack(ci, e.seq, e.seq, wire::kCodeUnknownDestination,
+           "unknown destination '" + unknown + "' (configured: " + known + ")");
+      continue;
+    }
+    const uint64_t lsn = log_->Append(now_us, client_id, e.seq, e.event, e.size);
+    if (pending_acks_.empty()) pending_since_us_ = MonoMicros();
+    const bool want_delivered = (e.flags & wire::kFlagWantDelivered) != 0;
+    pending_acks_.push_back(PendingAck{ci, e.seq, lsn, want_delivered ? mask : 0});
+    c.taken.Add(e.seq);
+    stats_.events.fetch_add(1, std::memory_order_relaxed);
+    stats_.bytes.fetch_add(e.size, std::memory_order_relaxed);
+  }
+}
+
+void Ingest::HandleMessage(const uint8_t* id, size_t id_size, const uint8_t* data, size_t size) {
+  const uint32_t ci = ClientFor(id, id_size);
+  wire::FrameType type;
+  std::string error;
+  if (!wire::PeekHeader(data, size, &type, &error)) {
+    stats_.bad_frames.fetch_add(1, std::memory_order_relaxed);
+    Nack(ci, 0, 0, wire::kCodeRejected, error);
+    return;
+  }
+  switch (type) {
+    case wire::FrameType::kHello: HandleHello(ci, data, size); break;
+    case wire::FrameType::kRoute: HandleRoute(ci, data, size); break;
+    default:
+      stats_.bad_frames.fetch_add(1, std::memory_order_relaxed);
+      Nack(ci, 0, 0, wire::kCodeRejected,
+           "frame type " + std::to_string(static_cast<int>(type)) + " is not for forkd");
+  }
+}
+
+void Ingest::MaybeCommit(bool force) {
+  if (log_->commit_in_flight() || pending_acks_.empty()) return;
+  const int64_t age_us = MonoMicros() - pending_since_us_;
+  if (!force && age_us < config_.batch_ms * 1000 && log_->pending_bytes() < kCommitBytes) return;
+  uint64_t generation;
+  if (log_->StartCommit(&generation)) in_flight_acks_.swap(pending_acks_);
+  pending_acks_.clear();
+}
+
+void Ingest::HandleCompletion() {
+  log::CommitResult done, pending_failed;
+  while (log_->TakeCompletion(&done, &pending_failed)) {
+    if (done.status.ok()) {
+      for (const PendingAck& a : in_flight_acks_) {
+        Client& c = clients_[a.client];
+        c.durable.Add(a.seq);
+        if (c.ack_out.empty()) touched_.push_back(a.client);
+        AppendRange(&c.ack_out, a.seq);
+        if (a.dest_mask != 0) {
+          waiters_[a.dest_mask].push_back(Waiter{a.lsn, a.client, a.seq});
+          ++waiter_count_;
+        }
+      }
+      stats_.acked.fetch_add(in_flight_acks_.size(), std::memory_order_relaxed);
+    } else {
+      // Nothing of the batch is in the log: say so, and forget the seqs so
+      // that a resend is taken afresh.
+      spdlog::error("{}; rejecting {} events", done.status.message(),
+                    in_flight_acks_.size() + pending_acks_.size());
+      auto fail = [&](std::vector<PendingAck>& acks) {
+        for (const PendingAck& a : acks) {
+          clients_[a.client].taken.Remove(a.seq, a.seq);
+          Nack(a.client, a.seq, a.seq, wire::kCodeRejected, done.status.message());
+        }
+        acks.clear();
+      };
+      fail(in_flight_acks_);
+      if (pending_failed.last_lsn >= pending_failed.first_lsn && pending_failed.first_lsn != 0) {
+        fail(pending_acks_);
+      }
+    }
+    in_flight_acks_.clear();
+  }
+  for (uint32_t ci : touched_) SendRanges(ci, &clients_[ci].ack_out, false);
+  touched_.clear();
+}
+
+void Ingest::CheckDelivered() {
+  if (waiter_count_ == 0) return;
+  std::vector<uint32_t> touched;
+  for (auto& [mask, queue] : waiters_) {
+    uint64_t min_lsn = UINT64_MAX;
+    for (size_t i = 0; i < 64 && i < config_.destinations.size(); ++i) {
+      if (mask & (1ull << i)) min_lsn = std::min(min_lsn, delivered_next_lsn_(i));
+    }
+    while (!queue.empty() && queue.front().lsn < min_lsn) {
+      const Waiter& w = queue.front();
+      Client& c = clients_[w.client];
+      if (c.delivered_out.empty()) touched.push_back(w.client);
+      AppendRange(&c.delivered_out, w.seq);
+      queue.pop_front();
+      --waiter_count_;
+      stats_.delivered.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  for (uint32_t ci : touched) SendRanges(ci, &clients_[ci].delivered_out, true);
+}
+
+int64_t Ingest::PollTimeoutMs() const {
+  if (!pending_acks_.empty() && !log_->commit_in_flight()) {
+    const int64_t left = config_.batch_ms * 1000 - (MonoMicros() - pending_since_us_);
+    return std::max<int64_t>(0, (left + 999) / 1000);
+  }
+  if (waiter_count_ > 0) return 2;
+  return 200;
+}
+
+void Ingest::Run() {
+  zmq_pollitem_t items[3] = {
+      {socket_, 0, ZMQ_POLLIN, 0},
+      {nullptr, log_->completion_fd(), ZMQ_POLLIN, 0},
+      {nullptr, wake_fd_, ZMQ_POLLIN, 0},
+  };
+  zmq_msg_t id, body;
+  zmq_msg_init(&id);
+  zmq_msg_init(&body);
+  while (true) {
+    const bool stopping = stopping_.load();
+    if (stopping && pending_acks_.empty() && !log_->commit_in_flight()) break;
+    // While stopping, the socket is no longer read: only the log is drained.
+    const int n = zmq_poll(stopping ? items + 1 : items, stopping ? 2 : 3,
+                           stopping ? 50 : PollTimeoutMs());
+    if (n < 0 && errno != EINTR) {
+      spdlog::error("poll: {}", zmq_strerror(errno));
+      break;
+    }
+    if (!stopping && (items[0].revents & ZMQ_POLLIN)) {
+      for (int i = 0; i < kMaxMessagesPerRound; ++i) {
+        if (zmq_msg_recv(&id, socket_, ZMQ_DONTWAIT) < 0) break;
+        if (!zmq_msg_more(&id)) continue;  // a lone part: nothing to answer
+        if (zmq_msg_recv(&body, socket_, 0) < 0) break;
+        while (zmq_msg_more(&body)) {
+          // Extra parts are not part of the protocol: read and drop them.
+          zmq_msg_t extra;
+          zmq_msg_init(&extra);
+          zmq_msg_recv(&extra, socket_, 0);
+          const bool more = zmq_msg_more(&extra);
+          zmq_msg_close(&extra);
+          if (!more) break;
+        }
+        HandleMessage(static_cast<const uint8_t*>(zmq_msg_data(&id)), zmq_msg_size(&id),
+                      static_cast<const uint8_t*>(zmq_msg_data(&body)), zmq_msg_size(&body));
+      }
+      for (uint32_t ci : touched_) SendRanges(ci, &clients_[ci].ack_out, false);
+      touched_.clear();
+    }
+    if (items[1].revents & ZMQ_POLLIN || (stopping && log_->commit_in_flight())) {
+      HandleCompletion();
+    }
+    if (items[2].revents & ZMQ_POLLIN) {
+      uint64_t v;
+      [[maybe_unused]] ssize_t r = ::read(wake_fd_, &v, sizeof(v));
+    }
+    MaybeCommit(stopping);
+    CheckDelivered();
+    items[0].revents = items[1].revents = items[2].revents = 0;
+  }
+  zmq_msg_close(&id);
+  zmq_msg_close(&body);
+}
+
+void Ingest::Finish() {
+  CheckDelivered();
+  if (waiter_count_ > 0) {
+    spdlog::info("{} events still wait for delivery; their clients time out or retry",
+                 waiter_count_);
+  }
+  if (socket_ != nullptr) {
+    zmq_close(socket_);
+    socket_ = nullptr;
+  }
+}
+
+}  // namespace forkd::ingest

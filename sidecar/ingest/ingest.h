@@ -1,0 +1,129 @@
+// Ingest: the ZeroMQ ROUTER that clients talk to. It validates each event
+// against the limits, appends it to the log, drives group commit, and acks
+// each client by sequence ranges once its events are durable; for events that
+// asked for ack level 'delivered' it also reports when every target
+// destination has committed them.
+//
+// Threads: Run() is the ingest thread and owns the socket; Stop() may be
+// called from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/config.h"
+#include "core/status.h"
+#include "log/log.h"
+#include "wire/codec.h"
+
+namespace forkd::ingest {
+
+struct IngestStats {
+  std::atomic<uint64_t> frames{0};
+  std::atomic<uint64_t> events{0};        // appended to the log
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> acked{0};
+  std::atomic<uint64_t> nacked{0};
+  std::atomic<uint64_t> duplicates{0};    // resends of events already taken
+  std::atomic<uint64_t> delivered{0};     // 'delivered' notifications sent
+  std::atomic<uint64_t> bad_frames{0};
+  std::atomic<uint64_t> clients{0};
+};
+
+// Sorted, disjoint inclusive ranges of sequence numbers; usually one range.
+class SeqSet {
+ public:
+  bool Contains(uint64_t seq) const;
+  void Add(uint64_t seq);
+  void Remove(uint64_t first, uint64_t last);
+  const std::vector<wire::SeqRange>& ranges() const { return ranges_; }
+
+ private:
+  std::vector<wire::SeqRange> ranges_;
+};
+
+class Ingest {
+ public:
+  // `delivered_next_lsn(i)`: every entry below the returned lsn routed to
+  // destination i (config order) has been delivered.
+  Ingest(const Config& config, log::Log* log, std::function<uint64_t(size_t)> delivered_next_lsn);
+  ~Ingest();
+  Ingest(const Ingest&) = delete;
+  Ingest& operator=(const Ingest&) = delete;
+
+  // Creates the socket and binds `listen`.
+  [[nodiscard]] Status Bind();
+  // Serves until Stop(); then stops taking frames, commits and acks what it
+  // has, and returns.
+  void Run();
+  // Thread-safe.
+  void Stop();
+  // After the pipelines drained: sends the 'delivered' notifications that are
+  // now due, then closes the socket.
+  void Finish();
+
+  const IngestStats& stats() const { return stats_; }
+
+ private:
+  struct Client {
+    std::string identity;
+    SeqSet taken;    // appended to the log (durable or in flight)
+    SeqSet durable;  // committed
+    std::vector<wire::SeqRange> ack_out;  // being collected for one ack frame
+    std::vector<wire::SeqRange> delivered_out;
+  };
+  struct PendingAck {
+    uint32_t client;
+    uint64_t seq;
+    uint64_t lsn;
+    uint64_t dest_mask;  // non-zero: the client waits for 'delivered'
+  };
+  struct Waiter {
+    uint64_t lsn;
+    uint32_t client;
+    uint64_t seq;
+  };
+
+  void HandleMessage(const uint8_t* id, size_t id_size, const uint8_t* data, size_t size);
+  void HandleHello(uint32_t client, const uint8_t* data, size_t size);
+  void HandleRoute(uint32_t client, const uint8_t* data, size_t size);
+  void HandleCompletion();
+  void MaybeCommit(bool force);
+  void CheckDelivered();
+  void Nack(uint32_t client, uint64_t first, uint64_t last, const char* code,
+            const std::string& message);
+  void Send(const std::string& identity, const wire::Buffer& frame);
+  void SendRanges(uint32_t client, std::vector<wire::SeqRange>* ranges, bool delivered);
+  uint32_t ClientFor(const uint8_t* id, size_t size);
+  int64_t PollTimeoutMs() const;
+
+  const Config& config_;
+  log::Log* log_;
+  std::function<uint64_t(size_t)> delivered_next_lsn_;
+  void* ctx_ = nullptr;
+  void* socket_ = nullptr;
+  int wake_fd_ = -1;
+  std::atomic<bool> stopping_{false};
+
+  std::unordered_map<std::string, uint32_t> client_index_;
+  std::vector<Client> clients_;
+  std::vector<PendingAck> pending_acks_;    // in the batch being collected
+  std::vector<PendingAck> in_flight_acks_;  // in the batch being committed
+  int64_t pending_since_us_ = 0;
+  std::map<uint64_t, std::deque<Waiter>> waiters_;  // by destination set
+  size_t waiter_count_ = 0;
+
+  std::vector<wire::RouteEntry> entries_;  // reused per frame
+  wire::Buffer out_;                       // reused for outgoing frames
+  std::vector<uint32_t> touched_;          // clients with acks to send
+  wire::Limits limits_;
+  IngestStats stats_;
+};
+
+}  // namespace forkd::ingest

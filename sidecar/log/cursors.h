@@ -1,0 +1,39 @@
+// One persisted cursor per destination: where in the log its pipeline has
+// committed, plus an opaque blob of sink state written in the same atomic
+// replace (the file sink keeps its file's committed length there).
+//
+// File: <dir>/<destination>.cursor, replaced with temp + fsync + rename.
+//   "FKCR" u32 version, u64 next_lsn, u64 segment, u64 offset,
+//   u32 state_len, state bytes, u32 masked crc32c of everything before it.
+#pragma once
+
+#include <string>
+
+#include "core/status.h"
+#include "log/log.h"
+
+namespace forkd::log {
+
+struct Cursor {
+  Position position;
+  std::string sink_state;
+};
+
+class CursorStore {
+ public:
+  explicit CursorStore(std::string dir) : dir_(std::move(dir)) {}
+  [[nodiscard]] Status Init();
+  // NotFound when the destination has no cursor yet; Corruption when the file
+  // is damaged (the caller decides where to restart).
+  [[nodiscard]] Status Load(const std::string& destination, Cursor* out) const;
+  [[nodiscard]] Status Save(const std::string& destination, const Cursor& c) const;
+  std::string PathFor(const std::string& destination) const;
+
+  static std::string Encode(const Cursor& c);
+  [[nodiscard]] static Status Decode(const std::string& bytes, Cursor* out);
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace forkd::log

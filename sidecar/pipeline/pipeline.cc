@@ -1,0 +1,273 @@
+#include "pipeline/pipeline.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
+
+#include "core/clock.h"
+#include "wire/codec.h"
+#include "wire/msgpack.h"
+
+namespace forkd::pipeline {
+
+Pipeline::Pipeline(const DestinationConfig& dest, std::unique_ptr<sinks::Sink> sink, log::Log* log,
+                   log::CursorStore* cursors, DeadLetters* dead_letters)
+    : dest_(dest),
+      name_(dest.name),
+      sink_(std::move(sink)),
+      log_(log),
+      cursors_(cursors),
+      dead_letters_(dead_letters) {}
+
+Pipeline::~Pipeline() { Stop(false, 0); }
+
+Status Pipeline::Start() {
+  log::Cursor cursor;
+  Status s = cursors_->Load(name_, &cursor);
+  if (s.IsNotFound()) {
+    // A destination seen for the first time starts at the log's end: it
+    // receives what is routed to it from now on.
+    cursor.position = log::Position{log_->durable_next_lsn(), 0, 0};
+    s = cursors_->Save(name_, cursor);
+    if (!s.ok()) return s;
+    spdlog::info("destination {}: new, starting at lsn {}", name_, cursor.position.next_lsn);
+  } else if (!s.ok()) {
+    // A damaged cursor: start from the oldest retained entry. Some records
+    // arrive twice; none is lost.
+    spdlog::warn("destination {}: {}; restarting from the oldest retained entry (lsn {})", name_,
+                 s.message(), log_->first_lsn());
+    cursor = log::Cursor{};
+    cursor.position = log::Position{log_->first_lsn(), 0, 0};
+  }
+  if (cursor.position.next_lsn > log_->durable_next_lsn()) {
+    spdlog::warn("destination {}: cursor lsn {} is past the log's end {}; the log was reset",
+                 name_, cursor.position.next_lsn, log_->durable_next_lsn());
+    cursor.position = log::Position{log_->durable_next_lsn(), 0, 0};
+  }
+  loaded_state_ = cursor.sink_state;
+  s = log_->NewReader(cursor.position, this, &reader_);
+  if (!s.ok()) return s;
+  delivered_next_lsn_.store(cursor.position.next_lsn);
+  committed_next_lsn_.store(cursor.position.next_lsn);
+  thread_ = std::thread([this] { Run(); });
+  return Status::Ok();
+}
+
+void Pipeline::Stop(bool drain, int64_t drain_timeout_ms) {
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    drain_deadline_us_.store(MonoMicros() + drain_timeout_ms * 1000);
+    drain_.store(drain);
+    stop_.store(true);
+  }
+  cv_.notify_all();
+  log_->WakeAll();
+  thread_.join();
+}
+
+std::string Pipeline::last_error() const {
+  std::lock_guard<std::mutex> lock(err_mu_);
+  return last_error_;
+}
+
+void Pipeline::SetError(const std::string& e) {
+  {
+    std::lock_guard<std::mutex> lock(err_mu_);
+    last_error_ = e;
+  }
+  healthy_.store(false);
+}
+
+void Pipeline::Corruption(uint64_t offset, size_t bytes, const std::string& reason) {
+  stats_.corrupt_regions.fetch_add(1, std::memory_order_relaxed);
+  spdlog::error("destination {}: log damage at byte {} ({} bytes skipped): {}", name_, offset,
+                bytes, reason);
+}
+
+bool Pipeline::SleepInterruptible(int64_t ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto give_up = [&] {
+    return stop_.load() && (!drain_.load() || MonoMicros() > drain_deadline_us_.load());
+  };
+  cv_.wait_for(lock, std::chrono::milliseconds(ms), give_up);
+  return !give_up();
+}
+
+bool Pipeline::Select(const log::Entry& e, sinks::Record* r) {
+  wire::Reader rd(e.event, e.event_size);
+  rd.Next();  // [dests, key, options, payload]
+  wire::Value d = rd.Next();
+  bool mine = false;
+  if (d.kind == wire::Kind::kArray) {
+    for (uint32_t i = 0; i < d.len; ++i) {
+      wire::Value s = rd.Next();
+      if (!mine && s.str() == name_) mine = true;
+    }
+  }
+  if (!mine) return false;
+  wire::Value k = rd.Next();
+  if (k.kind == wire::Kind::kStr) {
+    r->event_id = k.str();
+  } else {
+    r->event_id = std::string_view(
+        id_buf_, wire::FormatEventIdTo(e.header.client_id, e.header.seq, id_buf_));
+  }
+  rd.Skip();  // options: used by transforms
+  r->header = &e.header;
+  r->payload = rd.pos();
+  r->payload_size = e.event_size - static_cast<size_t>(rd.pos() - e.event);
+  return true;
+}
+
+Status Pipeline::FlushWithRetry() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  int attempt = 0;
+  while (true) {
+    Status s = sink_->Flush();
+    stats_.flushes.fetch_add(1, std::memory_order_relaxed);
+    if (s.ok()) {
+      healthy_.store(true);
+      return s;
+    }
+    stats_.failed.fetch_add(1, std::memory_order_relaxed);
+    SetError(s.message());
+    if (s.IsFatal()) return s;
+    // Exponential backoff with jitter in [backoff/2, backoff].
+    const int64_t cap = std::min<int64_t>(dest_.retry_max_ms,
+                                          dest_.retry_initial_ms << std::min(attempt, 30));
+    const int64_t wait = cap / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(cap / 2 + 1));
+    if (attempt == 0 || attempt % 10 == 0) {
+      spdlog::warn("destination {}: flush failed, retrying in {} ms: {}", name_, wait,
+                   s.message());
+    }
+    stats_.retries.fetch_add(1, std::memory_order_relaxed);
+    if (!SleepInterruptible(wait)) return Status::Retry("stopped while retrying: " + s.message());
+    ++attempt;
+  }
+}
+
+Status Pipeline::Commit(const log::Position& pos) {
+  log::Cursor c{pos, sink_->State()};
+  Status s = cursors_->Save(name_, c);
+  if (!s.ok()) {
+    SetError("cursor commit: " + s.message());
+    spdlog::error("destination {}: cursor commit failed: {}", name_, s.message());
+    return s;
+  }
+  committed_next_lsn_.store(pos.next_lsn, std::memory_order_release);
+  return s;
+}
+
+void Pipeline::DeadLetterRange(const log::Position& from, uint64_t end_lsn,
+                               const std::string& reason) {
+  std::unique_ptr<log::TailReader> rd;
+  Status s = log_->NewReader(from, this, &rd);
+  std::string lines;
+  uint64_t count = 0;
+  while (s.ok()) {
+    log::Entry e;
+    if (rd->Next(&e, &s) != log::TailReader::Result::kEntry || e.header.lsn >= end_lsn) break;
+    sinks::Record r;
+    if (!Select(e, &r)) continue;
+    DeadLetters::Format(name_, r.event_id, reason, r.payload, &lines);
+    ++count;
+  }
+  while (true) {
+    s = dead_letters_->Append(name_, lines);
+    if (s.ok()) break;
+    SetError("dead letters: " + s.message());
+    if (!SleepInterruptible(1000)) return;
+  }
+  stats_.dead_lettered.fetch_add(count, std::memory_order_relaxed);
+  spdlog::error("destination {}: {} records to dead letters: {}", name_, count, reason);
+}
+
+void Pipeline::Run() {
+  int64_t backoff = dest_.retry_initial_ms;
+  while (true) {
+    Status s = sink_->Open(loaded_state_);
+    if (s.ok()) break;
+    SetError("open: " + s.message());
+    spdlog::warn("destination {}: cannot open: {}", name_, s.message());
+    if (!SleepInterruptible(backoff)) return;
+    backoff = std::min<int64_t>(backoff * 2, dest_.retry_max_ms);
+  }
+
+  const int64_t max_wait_us = dest_.batch_max_wait_ms * 1000;
+  const size_t max_bytes = static_cast<size_t>(dest_.batch_max_bytes);
+  int64_t last_commit_us = MonoMicros();
+  while (true) {
+    if (stop_.load() && !drain_.load()) return;
+    const log::Position start = reader_->position();
+    int64_t n = 0;
+    uint64_t consumed = 0;
+    uint64_t bytes_before = 0;
+    int64_t first_us = 0;
+    int64_t last_recv_us = 0;
+    bool caught_up = false;
+    while (n < dest_.batch_max_events && sink_->buffered_bytes() < max_bytes) {
+      log::Entry e;
+      Status io;
+      const log::TailReader::Result r = reader_->Next(&e, &io);
+      if (!io.ok()) {
+        SetError("log read: " + io.message());
+        spdlog::error("destination {}: log read failed: {}", name_, io.message());
+        if (!SleepInterruptible(1000)) return;
+        break;
+      }
+      if (r == log::TailReader::Result::kEntry) {
+        ++consumed;
+        sinks::Record rec;
+        if (Select(e, &rec)) {
+          sink_->Write(rec);
+          if (n++ == 0) first_us = MonoMicros();
+          last_recv_us = e.header.recv_us;
+        }
+        continue;
+      }
+      caught_up = true;
+      if (stop_.load()) break;  // draining: everything durable has been read
+      const int64_t now = MonoMicros();
+      if (n > 0 && now - first_us >= max_wait_us) break;
+      const int64_t wait = n > 0 ? first_us + max_wait_us - now : 200000;
+      log_->WaitDurable(reader_->position().next_lsn - 1, wait);
+      if (stop_.load() && !drain_.load()) return;
+      caught_up = false;
+    }
+    stats_.read.fetch_add(consumed, std::memory_order_relaxed);
+    if (n > 0) {
+      stats_.received.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+      bytes_before = sink_->buffered_bytes();
+      Status fs = FlushWithRetry();
+      if (fs.IsFatal()) {
+        DeadLetterRange(start, reader_->position().next_lsn, fs.message());
+        sink_->Discard();
+      } else if (!fs.ok()) {
+        // Stopped while the sink was failing: the batch stays in the log
+        // and is delivered after the restart.
+        spdlog::warn("destination {}: stopping with {} undelivered records still in the log",
+                     name_, n);
+        return;
+      } else {
+        stats_.delivered.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+        stats_.delivered_bytes.fetch_add(bytes_before, std::memory_order_relaxed);
+        stats_.last_delivered_recv_us.store(last_recv_us, std::memory_order_relaxed);
+      }
+    }
+    const log::Position pos = reader_->position();
+    const int64_t now = MonoMicros();
+    if (consumed > 0 &&
+        (n > 0 || now - last_commit_us > 1000000 || (stop_.load() && caught_up))) {
+      if (Commit(pos).ok()) last_commit_us = now;
+    }
+    delivered_next_lsn_.store(pos.next_lsn, std::memory_order_release);
+    if (stop_.load() && caught_up) {
+      if (committed_next_lsn() < pos.next_lsn) (void)Commit(pos);
+      return;
+    }
+  }
+}
+
+}  // namespace forkd::pipeline

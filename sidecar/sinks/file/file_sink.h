@@ -1,0 +1,81 @@
+// The `file` sink: JSON Lines or CSV, with rotation by time or size.
+//
+// `path` ending in '/' is a directory: each file is named by the start of its
+// time window (rotate: 1h) or by its first record's time, e.g.
+// 2026-11-21T17-00-00Z.csv. Otherwise `path` is the active file, and a
+// rotated file is renamed to <stem>-<stamp><ext> beside it.
+//
+// Every record carries its event id as `_fork_id` (the first JSON key, the
+// first CSV column). The committed length of the active file is kept in the
+// cursor, so output written but never committed (a crash between the write
+// and the cursor commit) is cut off on restart: no duplicates from a crash.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/options.h"
+#include "sinks/sink.h"
+
+namespace forkd::sinks {
+
+const std::vector<OptionSpec>& FileSinkOptions();
+std::unique_ptr<Sink> CreateFileSink(const SinkContext& ctx);
+
+class FileSink : public Sink {
+ public:
+  enum class Format { kJsonl, kCsv };
+  struct Settings {
+    std::string path;  // absolute; a trailing '/' means a directory
+    Format format = Format::kJsonl;
+    int64_t rotate_ms = 0;     // 0: no time rotation
+    int64_t rotate_bytes = 0;  // 0: no size rotation
+    bool fsync = true;
+    std::vector<std::string> columns;  // CSV; empty: from the first record
+  };
+  explicit FileSink(Settings s);
+  ~FileSink() override;
+
+  Status Open(const std::string& state) override;
+  void Write(const Record& r) override;
+  size_t buffered_bytes() const override { return buffered_; }
+  Status Flush() override;
+  void Discard() override;
+  std::string State() const override;
+
+ private:
+  // Output bound for one file; a batch that crosses a rotation has several.
+  struct Chunk {
+    std::string path;
+    std::string bytes;
+    std::string rename_to;  // non-empty: rename the file after writing
+  };
+  void StartFile(int64_t recv_us);
+  std::string NameFor(int64_t stamp_us) const;
+  void WriteCsvHeader(std::string* out);
+  void AppendCsv(const Record& r, std::string* out);
+  Status WriteChunk(Chunk& c);
+
+  Settings s_;
+  bool dir_mode_ = false;
+  std::string ext_;
+  std::vector<Chunk> chunks_;
+  size_t buffered_ = 0;
+
+  // The current file as the batch sees it (including buffered bytes).
+  std::string cur_path_;
+  int64_t cur_start_us_ = 0;  // window start, or first record time
+  uint64_t cur_size_ = 0;
+  bool have_file_ = false;
+
+  // The committed view, for State() and undoing after a failure.
+  std::string committed_path_;
+  uint64_t committed_size_ = 0;
+  int64_t committed_start_us_ = 0;
+
+  int fd_ = -1;
+  std::string fd_path_;
+  std::vector<std::string> csv_cols_;
+};
+
+}  // namespace forkd::sinks

@@ -1,0 +1,29 @@
+#include "sinks/registry.h"
+
+#include "sinks/file/file_sink.h"
+#include "sinks/stdout/stdout_sink.h"
+
+namespace forkd::sinks {
+
+const std::vector<SinkType>& SinkTypes() {
+  static const std::vector<SinkType> types = {
+      {"file", &FileSinkOptions, &CreateFileSink},
+      {"stdout", &StdoutSinkOptions, &CreateStdoutSink},
+  };
+  return types;
+}
+
+const SinkType* FindSinkType(std::string_view name) {
+  for (const auto& t : SinkTypes()) {
+    if (t.name == name) return &t;
+  }
+  return nullptr;
+}
+
+std::vector<std::string_view> SinkTypeNames() {
+  std::vector<std::string_view> names;
+  for (const auto& t : SinkTypes()) names.push_back(t.name);
+  return names;
+}
+
+}  // namespace forkd::sinks

@@ -1,0 +1,52 @@
+// The contract between a pipeline and its sink. A sink buffers the records of
+// one batch and makes them durable at its store on Flush, answering ok, retry
+// (try the same batch again later) or fatal (it can never succeed). The
+// pipeline, not the sink, owns retries, backoff, dead letters and metrics.
+//
+// Threads: every method is called on the destination's pipeline thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/config.h"
+#include "core/status.h"
+#include "log/entry.h"
+
+namespace forkd::sinks {
+
+// One record to deliver: the payload (a msgpack map) and its identity.
+struct Record {
+  const log::EntryHeader* header = nullptr;
+  std::string_view event_id;  // the idempotencyKey, or "<client hex>-<seq>"
+  const uint8_t* payload = nullptr;
+  size_t payload_size = 0;
+};
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+
+  // Prepares the sink. `state` is what State() returned when the cursor was
+  // last committed ("" the first time), so a sink can undo output that was
+  // written but never committed.
+  [[nodiscard]] virtual Status Open(const std::string& state) = 0;
+  // Adds a record to the current batch.
+  virtual void Write(const Record& r) = 0;
+  // Bytes buffered in the current batch.
+  virtual size_t buffered_bytes() const = 0;
+  // Delivers the batch. On ok the batch is empty afterwards; on retry it is
+  // kept for the next Flush; on fatal the caller Discards it.
+  [[nodiscard]] virtual Status Flush() = 0;
+  virtual void Discard() = 0;
+  // Opaque state to commit with the cursor after a successful Flush.
+  virtual std::string State() const { return {}; }
+};
+
+struct SinkContext {
+  const Config* config = nullptr;
+  const DestinationConfig* destination = nullptr;
+};
+
+}  // namespace forkd::sinks

@@ -1,0 +1,57 @@
+#include "sinks/stdout/stdout_sink.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "core/fs.h"
+#include "sinks/common/json.h"
+#include "wire/msgpack.h"
+
+namespace forkd::sinks {
+namespace {
+
+class StdoutSink : public Sink {
+ public:
+  Status Open(const std::string&) override { return Status::Ok(); }
+  void Write(const Record& r) override {
+    buf_.append("{\"_fork_id\":");
+    AppendJsonString(r.event_id, &buf_);
+    // The payload map's entries follow the id.
+    std::string body;
+    AppendJson(r.payload, &body);
+    if (body.size() > 2) {
+      buf_.push_back(',');
+      buf_.append(body, 1, body.size() - 1);
+    } else {
+      buf_.push_back('}');
+    }
+    buf_.push_back('\n');
+  }
+  size_t buffered_bytes() const override { return buf_.size(); }
+  Status Flush() override {
+    if (buf_.empty()) return Status::Ok();
+    if (fs::WriteAll(STDOUT_FILENO, buf_.data(), buf_.size()) != 0) {
+      return Status::Retry(ErrnoStatus("write", "stdout", errno).message());
+    }
+    buf_.clear();
+    return Status::Ok();
+  }
+  void Discard() override { buf_.clear(); }
+
+ private:
+  std::string buf_;
+};
+
+}  // namespace
+
+const std::vector<OptionSpec>& StdoutSinkOptions() {
+  static const std::vector<OptionSpec> specs = {};
+  return specs;
+}
+
+std::unique_ptr<Sink> CreateStdoutSink(const SinkContext&) {
+  return std::make_unique<StdoutSink>();
+}
+
+}  // namespace forkd::sinks
