@@ -10,11 +10,13 @@
 
 #include "core/clock.h"
 #include "core/fs.h"
+#include "sinks/common/json.h"
 #include "sinks/registry.h"
 
 namespace forkd {
 
 Server::~Server() {
+  if (admin_) admin_->Stop();
   ingest_.reset();
   pipelines_.clear();
   log_.reset();
@@ -72,6 +74,15 @@ Status Server::Start() {
       config_, log_.get(), [this](size_t i) { return pipelines_[i]->delivered_next_lsn(); });
   s = ingest_->Bind();
   if (!s.ok()) return s;
+  if (!config_.admin.empty()) {
+    admin_ = std::make_unique<admin::AdminServer>(admin::Handlers{
+        [this] { return started_.load(); }, [this] { return MetricsText(); },
+        [this] { return StatusJson(); }});
+    s = admin_->Start(config_.admin);
+    if (!s.ok()) return s;
+    spdlog::info("admin on http://{}/", config_.admin);
+  }
+  start_us_ = MonoMicros();
   started_.store(true);
   return Status::Ok();
 }
@@ -102,6 +113,150 @@ void Server::Tick() {
   for (auto& p : pipelines_) min_lsn = std::min(min_lsn, p->committed_next_lsn());
   const size_t n = log_->DeleteSegmentsBefore(min_lsn);
   if (n > 0) spdlog::debug("deleted {} log segments below lsn {}", n, min_lsn);
+}
+
+}  // namespace forkd
+
+namespace forkd {
+namespace {
+
+void Metric(std::string* out, const char* name, const char* type, const char* help) {
+  out->append("# HELP ").append(name).append(" ").append(help).append("\n");
+  out->append("# TYPE ").append(name).append(" ").append(type).append("\n");
+}
+
+void Sample(std::string* out, const char* name, const std::string& labels, double v) {
+  out->append(name);
+  if (!labels.empty()) out->append("{").append(labels).append("}");
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), " %.17g\n", v);
+  out->append(buf);
+}
+
+}  // namespace
+
+std::string Server::MetricsText() const {
+  std::string m;
+  if (!started_.load()) return m;
+  const auto& in = ingest_->stats();
+  const auto& ls = log_->stats();
+  Metric(&m, "fork_ingest_events_total", "counter", "Events accepted into the log");
+  Sample(&m, "fork_ingest_events_total", "", static_cast<double>(in.events.load()));
+  Metric(&m, "fork_ingest_bytes_total", "counter", "Bytes of events accepted");
+  Sample(&m, "fork_ingest_bytes_total", "", static_cast<double>(in.bytes.load()));
+  Metric(&m, "fork_ingest_rejected_total", "counter", "Events nacked");
+  Sample(&m, "fork_ingest_rejected_total", "", static_cast<double>(in.nacked.load()));
+  Metric(&m, "fork_ingest_duplicates_total", "counter", "Resent events already taken");
+  Sample(&m, "fork_ingest_duplicates_total", "", static_cast<double>(in.duplicates.load()));
+  Metric(&m, "fork_ingest_bad_frames_total", "counter", "Malformed frames");
+  Sample(&m, "fork_ingest_bad_frames_total", "", static_cast<double>(in.bad_frames.load()));
+  Metric(&m, "fork_log_commits_total", "counter", "Group commits (one fsync each)");
+  Sample(&m, "fork_log_commits_total", "", static_cast<double>(ls.commits.load()));
+  Metric(&m, "fork_log_sync_seconds_total", "counter", "Time spent writing and syncing");
+  Sample(&m, "fork_log_sync_seconds_total", "", static_cast<double>(ls.sync_us_total.load()) / 1e6);
+  Metric(&m, "fork_log_write_errors_total", "counter", "Failed log writes or syncs");
+  Sample(&m, "fork_log_write_errors_total", "", static_cast<double>(ls.errors.load()));
+  Metric(&m, "fork_log_bytes", "gauge", "Bytes held in log segments");
+  Sample(&m, "fork_log_bytes", "", static_cast<double>(log_->total_bytes()));
+  Metric(&m, "fork_log_segments", "gauge", "Log segment files");
+  Sample(&m, "fork_log_segments", "", static_cast<double>(log_->segment_count()));
+
+  const uint64_t end = log_->durable_next_lsn();
+  const int64_t now = WallMicros();
+  struct Series {
+    const char* name;
+    const char* type;
+    const char* help;
+  };
+  const Series series[] = {
+      {"fork_destination_received_total", "counter", "Events routed to the destination and read"},
+      {"fork_destination_delivered_total", "counter", "Events flushed and committed"},
+      {"fork_destination_failed_total", "counter", "Failed flushes, by stage"},
+      {"fork_destination_retries_total", "counter", "Flush retries"},
+      {"fork_destination_dead_lettered_total", "counter", "Events sent to dead letters"},
+      {"fork_destination_lag_events", "gauge", "Log entries the destination has not processed"},
+      {"fork_destination_lag_seconds", "gauge", "Age of the last delivered event when lagging"},
+      {"fork_destination_up", "gauge", "1 when the last flush succeeded"},
+  };
+  for (const Series& s : series) {
+    Metric(&m, s.name, s.type, s.help);
+    for (const auto& p : pipelines_) {
+      const auto& st = p->stats();
+      std::string labels = "destination=\"" + p->name() + "\"";
+      const uint64_t lag = end - std::min(end, p->delivered_next_lsn());
+      double v = 0;
+      const std::string n = s.name;
+      if (n == "fork_destination_received_total") v = static_cast<double>(st.received.load());
+      if (n == "fork_destination_delivered_total") v = static_cast<double>(st.delivered.load());
+      if (n == "fork_destination_failed_total") {
+        labels += ",stage=\"send\"";
+        v = static_cast<double>(st.failed.load());
+      }
+      if (n == "fork_destination_retries_total") v = static_cast<double>(st.retries.load());
+      if (n == "fork_destination_dead_lettered_total") v = static_cast<double>(st.dead_lettered.load());
+      if (n == "fork_destination_lag_events") v = static_cast<double>(lag);
+      if (n == "fork_destination_lag_seconds") {
+        const int64_t last = st.last_delivered_recv_us.load();
+        v = lag > 0 && last > 0 ? static_cast<double>(now - last) / 1e6 : 0;
+      }
+      if (n == "fork_destination_up") v = p->healthy() ? 1 : 0;
+      Sample(&m, s.name, labels, v);
+    }
+  }
+  return m;
+}
+
+std::string Server::StatusJson() const {
+  std::string j = "{";
+  if (!started_.load()) return "{\"state\":\"starting\"}";
+  const auto& in = ingest_->stats();
+  const uint64_t end = log_->durable_next_lsn();
+  const int64_t now = WallMicros();
+  auto num = [&](const char* k, double v, bool comma = true) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "\"%s\":%.17g%s", k, v, comma ? "," : "");
+    j.append(buf);
+  };
+  j.append("\"version\":\"" FORKD_VERSION "\",");
+  num("uptime_seconds", static_cast<double>((MonoMicros() - start_us_) / 1000000));
+  j.append("\"ingest\":{");
+  num("events", static_cast<double>(in.events.load()));
+  num("bytes", static_cast<double>(in.bytes.load()));
+  num("rejected", static_cast<double>(in.nacked.load()));
+  num("duplicates", static_cast<double>(in.duplicates.load()));
+  num("clients", static_cast<double>(in.clients.load()), false);
+  j.append("},\"log\":{");
+  num("next_lsn", static_cast<double>(end));
+  num("first_lsn", static_cast<double>(log_->first_lsn()));
+  num("segments", static_cast<double>(log_->segment_count()));
+  num("bytes", static_cast<double>(log_->total_bytes()));
+  num("commits", static_cast<double>(log_->stats().commits.load()), false);
+  j.append("},\"destinations\":[");
+  for (size_t i = 0; i < pipelines_.size(); ++i) {
+    const auto& p = pipelines_[i];
+    const auto& st = p->stats();
+    const uint64_t lag = end - std::min(end, p->delivered_next_lsn());
+    const int64_t last = st.last_delivered_recv_us.load();
+    if (i) j.push_back(',');
+    j.append("{\"name\":");
+    sinks::AppendJsonString(p->name(), &j);
+    j.append(",\"type\":");
+    sinks::AppendJsonString(config_.destinations[i].type, &j);
+    j.append(",\"state\":\"").append(p->healthy() ? "ok" : "failing").append("\",");
+    num("received", static_cast<double>(st.received.load()));
+    num("delivered", static_cast<double>(st.delivered.load()));
+    num("failed", static_cast<double>(st.failed.load()));
+    num("retries", static_cast<double>(st.retries.load()));
+    num("dead_lettered", static_cast<double>(st.dead_lettered.load()));
+    num("lag_events", static_cast<double>(lag));
+    num("lag_seconds", lag > 0 && last > 0 ? static_cast<double>(now - last) / 1e6 : 0);
+    num("committed_lsn", static_cast<double>(p->committed_next_lsn()));
+    j.append("\"last_error\":");
+    sinks::AppendJsonString(p->last_error(), &j);
+    j.push_back('}');
+  }
+  j.append("]}");
+  return j;
 }
 
 }  // namespace forkd

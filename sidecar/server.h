@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "admin/admin_server.h"
 #include "core/config.h"
 #include "ingest/ingest.h"
 #include "log/cursors.h"
@@ -32,6 +33,9 @@ class Server {
   void Tick();
 
   const Config& config() const { return config_; }
+  // For the admin server: Prometheus text and the /api/status JSON.
+  std::string MetricsText() const;
+  std::string StatusJson() const;
 
  private:
   Config config_;
@@ -41,7 +45,9 @@ class Server {
   std::unique_ptr<pipeline::DeadLetters> dead_letters_;
   std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines_;
   std::unique_ptr<ingest::Ingest> ingest_;
+  std::unique_ptr<admin::AdminServer> admin_;
   std::atomic<bool> started_{false};
+  int64_t start_us_ = 0;
 };
 
 }  // namespace forkd

@@ -1,0 +1,80 @@
+#include "admin/admin_server.h"
+
+#include <httplib.h>
+
+namespace forkd::admin {
+namespace {
+
+const char kDashboard[] = R"HTML(<!doctype html>
+<html><head><meta charset="utf-8"><title>forkd</title>
+<style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
+td,th{padding:4px 12px;border-bottom:1px solid #ddd;text-align:right}th:first-child,td:first-child{text-align:left}
+.bad{color:#b00}.ok{color:#070}</style></head>
+<body><h1>forkd</h1><p id="summary">loading…</p>
+<table id="dests"><thead><tr><th>destination</th><th>type</th><th>state</th><th>received</th>
+<th>delivered</th><th>lag (events)</th><th>lag (s)</th><th>retries</th><th>dead letters</th><th>last error</th></tr></thead><tbody></tbody></table>
+<script>
+async function refresh(){
+  try{
+    const s=await (await fetch('/api/status')).json();
+    document.getElementById('summary').textContent=
+      `forkd ${s.version} · up ${s.uptime_seconds}s · ${s.ingest.events} events accepted · log ${s.log.segments} segments, ${s.log.bytes} bytes`;
+    const tb=document.querySelector('#dests tbody');tb.innerHTML='';
+    for(const d of s.destinations){
+      const tr=document.createElement('tr');
+      for(const v of [d.name,d.type,d.state,d.received,d.delivered,d.lag_events,d.lag_seconds,d.retries,d.dead_lettered,d.last_error||'']){
+        const td=document.createElement('td');td.textContent=v;tr.appendChild(td);}
+      tr.children[2].className=d.state==='ok'?'ok':'bad';tb.appendChild(tr);}
+  }catch(e){document.getElementById('summary').textContent='forkd is not answering';}
+}
+refresh();setInterval(refresh,1000);
+</script></body></html>
+)HTML";
+
+}  // namespace
+
+AdminServer::AdminServer(Handlers h) : h_(std::move(h)) {}
+
+AdminServer::~AdminServer() { Stop(); }
+
+Status AdminServer::Start(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    return Status::InvalidArgument("admin: expected host:port, got '" + address + "'");
+  }
+  const std::string host = address.substr(0, colon);
+  const int port = std::atoi(address.c_str() + colon + 1);
+  if (port <= 0 || port > 65535) {
+    return Status::InvalidArgument("admin: bad port in '" + address + "'");
+  }
+  server_ = std::make_unique<httplib::Server>();
+  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    const bool ready = h_.ready();
+    res.status = ready ? 200 : 503;
+    res.set_content(ready ? "ready\n" : "starting\n", "text/plain");
+  });
+  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(h_.metrics(), "text/plain; version=0.0.4");
+  });
+  server_->Get("/api/status", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(h_.status(), "application/json");
+  });
+  server_->Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(kDashboard, "text/html; charset=utf-8");
+  });
+  if (!server_->bind_to_port(host.c_str(), port)) {
+    return Status::IoError("admin: cannot listen on " + address);
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return Status::Ok();
+}
+
+void AdminServer::Stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace forkd::admin

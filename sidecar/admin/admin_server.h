@@ -1,0 +1,44 @@
+// The admin HTTP server (cpp-httplib) on `admin: host:port`:
+//   GET /healthz      200 while the process serves
+//   GET /readyz       200 once the log is recovered and ingest listens
+//   GET /metrics      Prometheus text: ingest, log and per-destination series
+//   GET /api/status   the same as JSON
+//   GET /             a small live dashboard over /api/status
+// Threads: its own listener thread and pool; it only reads atomics and
+// thread-safe accessors of the engine.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "core/status.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace forkd::admin {
+
+struct Handlers {
+  std::function<bool()> ready;
+  std::function<std::string()> metrics;  // Prometheus text
+  std::function<std::string()> status;   // JSON
+};
+
+class AdminServer {
+ public:
+  explicit AdminServer(Handlers h);
+  ~AdminServer();
+  // Binds host:port and starts serving; fails with a message if it cannot.
+  [[nodiscard]] Status Start(const std::string& address);
+  void Stop();
+
+ private:
+  Handlers h_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+};
+
+}  // namespace forkd::admin

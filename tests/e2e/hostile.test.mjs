@@ -1,0 +1,180 @@
+// Wrong, hostile and oversized input on the wire: forkd nacks with a reason,
+// never crashes, never grows without bound, and keeps serving good clients.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import * as zmq from 'zeromq';
+import { pack, unpack } from 'msgpackr';
+import { createClient, ForkError } from '../../js/index.mjs';
+import { startForkd, tempConfig, endpointFor } from './helpers.mjs';
+
+const CONFIG = `
+limits: { max_frame: 4MiB, max_event: 64KiB }
+destinations:
+  logs: { type: file, path: ./out/logs.jsonl }
+`;
+
+let dir, forkd, endpoint;
+before(async () => {
+  ({ dir } = tempConfig(CONFIG));
+  forkd = await startForkd(`${dir}/fork.yaml`);
+  endpoint = endpointFor(dir);
+});
+after(async () => {
+  const r = await forkd.stop();
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(r.code, 0, forkd.stderr());
+});
+
+// A raw client speaking the wire protocol by hand.
+async function rawClient() {
+  const id = randomBytes(16);
+  const s = new zmq.Dealer({ routingId: id.toString('latin1'), receiveTimeout: 3000, linger: 0 });
+  s.routingId = id;
+  s.connect(endpoint);
+  await s.send(Buffer.concat([Buffer.from([1, 1]), pack({ client: id, protocol: 1, agent: 'raw' })]));
+  const [welcome] = await s.receive();
+  assert.equal(welcome[1], 2);
+  return s;
+}
+
+function routeFrame(firstSeq, events, { count } = {}) {
+  const hdr = Buffer.alloc(14);
+  hdr[0] = 1;
+  hdr[1] = 3;
+  hdr.writeBigUInt64LE(BigInt(firstSeq), 2);
+  hdr.writeUInt32LE(count ?? events.length, 10);
+  const parts = [hdr];
+  for (const e of events) {
+    const h = Buffer.alloc(5);
+    h.writeUInt32LE(e.length, 1);
+    parts.push(h, e);
+  }
+  return Buffer.concat(parts);
+}
+
+async function expectNack(s, code, pattern) {
+  const [m] = await s.receive();
+  assert.equal(m[1], 5, `expected a nack, got frame type ${m[1]}`);
+  const [c, message] = unpack(m.subarray(18));
+  assert.equal(c, code, message);
+  if (pattern) assert.match(message, pattern);
+  return message;
+}
+
+async function expectAck(s, first, last) {
+  const [m] = await s.receive();
+  assert.equal(m[1], 4, m[1] === 5 ? unpack(m.subarray(18)).join(': ') : `frame ${m[1]}`);
+  assert.equal(m.readUInt32LE(2), 1);
+  assert.equal(m.readBigUInt64LE(6), BigInt(first));
+  assert.equal(m.readBigUInt64LE(14), BigInt(last));
+}
+
+const good = (i) => pack([['logs'], null, null, { i }]);
+
+test('a map header claiming 2^32 entries is nacked at once', async () => {
+  const s = await rawClient();
+  const hostile = Buffer.concat([Buffer.from([0x94, 0x91, 0xa4]), Buffer.from('logs'), Buffer.from([0xc0, 0xc0, 0xdf, 0xff, 0xff, 0xff, 0xff])]);
+  await s.send(routeFrame(1, [hostile]));
+  await expectNack(s, 'FORK_INVALID_PAYLOAD', /more entries|limit/);
+  await s.send(routeFrame(2, [good(2)]));
+  await expectAck(s, 2, 2);
+  s.close();
+});
+
+test('10 000-deep nesting is nacked, forkd survives', async () => {
+  const s = await rawClient();
+  const deep = Buffer.concat([Buffer.from([0x94, 0x91, 0xa4]), Buffer.from('logs'), Buffer.from([0xc0, 0xc0, 0x81, 0xa1, 0x78]), Buffer.alloc(10000, 0x91), Buffer.from([0xc0])]);
+  await s.send(routeFrame(1, [deep]));
+  await expectNack(s, 'FORK_INVALID_PAYLOAD', /nesting deeper/);
+  s.close();
+});
+
+test('truncated frames and events are nacked with what was wrong', async () => {
+  const s = await rawClient();
+  const ev = good(1);
+  const frame = routeFrame(1, [ev]);
+  // The frame cut inside the entry: its length claims more bytes than remain.
+  await s.send(frame.subarray(0, frame.length - 3));
+  await expectNack(s, 'FORK_REJECTED', /claims \d+ bytes/);
+  // A route header shorter than 14 bytes.
+  await s.send(frame.subarray(0, 9));
+  await expectNack(s, 'FORK_REJECTED', /shorter than/);
+  // An entry whose msgpack is cut short.
+  await s.send(routeFrame(5, [ev.subarray(0, ev.length - 2)]));
+  await expectNack(s, 'FORK_INVALID_PAYLOAD', /truncated/);
+  // A count that lies.
+  await s.send(routeFrame(6, [ev], { count: 1000 }));
+  await expectNack(s, 'FORK_REJECTED', /count 1000/);
+  // Garbage and an unknown version.
+  await s.send(Buffer.from([9, 3, 1, 2, 3]));
+  await expectNack(s, 'FORK_REJECTED', /protocol version 9/);
+  await s.send(Buffer.from([1, 42]));
+  await expectNack(s, 'FORK_REJECTED', /unknown frame type 42/);
+  s.close();
+});
+
+test('wrong event shapes are nacked with their reason', async () => {
+  const s = await rawClient();
+  await s.send(routeFrame(1, [pack({ not: 'an array' })]));
+  await expectNack(s, 'FORK_INVALID_PAYLOAD', /array \[destinations/);
+  await s.send(routeFrame(2, [pack([['logs'], null, null, [1, 2]])]));
+  await expectNack(s, 'FORK_INVALID_PAYLOAD', /payload must be a map/);
+  await s.send(routeFrame(3, [pack([[42], null, null, {}])]));
+  await expectNack(s, 'FORK_INVALID_PAYLOAD', /destinations\[0\]/);
+  await s.send(routeFrame(4, [pack([['nope'], null, null, {}])]));
+  await expectNack(s, 'FORK_UNKNOWN_DESTINATION', /unknown destination 'nope' \(configured: logs\)/);
+  await s.send(routeFrame(5, [pack([null, null, null, {}])]));
+  await expectNack(s, 'FORK_UNKNOWN_DESTINATION', /no destination/);
+  await s.send(routeFrame(6, [pack([['logs'], null, null, { big: 'x'.repeat(70000) }])]));
+  await expectNack(s, 'FORK_TOO_LARGE', /exceeds limits.max_event/);
+  s.close();
+});
+
+test('an oversize frame disconnects only its sender; others are served', async () => {
+  const s = await rawClient();
+  await s.send(Buffer.concat([routeFrame(1, [good(1)]), Buffer.alloc(5 << 20)]));
+  await new Promise((r) => setTimeout(r, 200));
+  s.close();
+  const client = createClient({ endpoint });
+  const r = await client.routeData({ after: 'oversize' }, 'logs');
+  assert.equal(r.ack, 'accepted');
+  await client.close();
+});
+
+test('the JS API turns forkd nacks into ForkErrors', async () => {
+  const client = createClient({ endpoint });
+  await assert.rejects(client.routeData({ a: 1 }, 'nope'), (e) => {
+    assert.ok(e instanceof ForkError);
+    assert.equal(e.code, 'FORK_UNKNOWN_DESTINATION');
+    assert.match(e.message, /nope/);
+    return true;
+  });
+  await assert.rejects(client.routeData({ big: 'y'.repeat(100_000) }, 'logs'), (e) => {
+    assert.equal(e.code, 'FORK_TOO_LARGE');
+    return true;
+  });
+  await client.close();
+});
+
+test('resending the same sequence numbers does not append twice', async () => {
+  const s = await rawClient();
+  const marked = (i) => pack([['logs'], null, null, { resend: 'r-42', i }]);
+  await s.send(routeFrame(1, [marked(1), marked(2)]));
+  await expectAck(s, 1, 2);
+  await s.send(routeFrame(1, [marked(1), marked(2)]));
+  await expectAck(s, 1, 2);
+  await s.send(routeFrame(3, [marked(3)]));
+  await expectAck(s, 3, 3);
+  s.close();
+  const file = `${dir}/out/logs.jsonl`;
+  let seen = [];
+  for (let t = 0; t < 100 && seen.length < 3; t++) {
+    await new Promise((r) => setTimeout(r, 50));
+    seen = existsSync(file)
+      ? readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('"r-42"'))
+      : [];
+  }
+  assert.deepEqual(seen.map((l) => JSON.parse(l).i), [1, 2, 3]);
+});
