@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# npm test: builds everything, then runs the C++ unit tests (Catch2 through
+# ctest, also under AddressSanitizer + UBSan with warnings as errors), the JS
+# tests and the end-to-end tests (node:test).
+#   FORK_SKIP_SANITIZE=1 npm test   skips the sanitizer build (faster locally)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+echo "== C++ unit tests"
+ctest --test-dir build --output-on-failure -j2
+
+if [[ "${FORK_SKIP_SANITIZE:-}" != 1 ]]; then
+  echo "== C++ unit tests under AddressSanitizer and UBSan"
+  cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFORK_SANITIZE=ON \
+    -DFORK_WERROR=ON >/dev/null
+  ninja -C build/sanitize -j2 fork_tests
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    ctest --test-dir build/sanitize --output-on-failure -j2
+fi
+
+echo "== JS and end-to-end tests"
+node --test --test-concurrency=1 tests/js/ tests/e2e/
