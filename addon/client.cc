@@ -675,6 +675,7 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
 
 Client::~Client() {
   link_->Stop();
+  encoder_.Release(env_);
   if (cleanup_hook_) napi_remove_env_cleanup_hook(env_, &Client::OnEnvCleanup, this);
   if (tsfn_state_ != nullptr) {
     tsfn_state_->owner = nullptr;
@@ -856,12 +857,18 @@ napi_value Client::MakeSettleError(napi_env env, uint64_t seq, const Pending& p,
   wire::Reader r(reinterpret_cast<const uint8_t*>(p.meta.data()), p.meta.size());
   wire::Value d = r.Next();
   if (d.kind == wire::Kind::kArray && code == kUnknownDestination) {
-    std::string_view first, named;
+    // Prefer a name the message quotes ("unknown destination 'x' (configured:
+    // ...)"), then any name it mentions, then the first.
+    std::string_view first, quoted, mentioned;
     for (uint32_t i = 0; i < d.len; ++i) {
       std::string_view name = r.Next().str();
       if (i == 0) first = name;
-      if (named.empty() && message.find(name) != std::string::npos) named = name;
+      if (quoted.empty() && message.find("'" + std::string(name) + "'") != std::string::npos) {
+        quoted = name;
+      }
+      if (mentioned.empty() && message.find(name) != std::string::npos) mentioned = name;
     }
+    const std::string_view named = !quoted.empty() ? quoted : mentioned;
     napi_set_named_property(env, fields, "destination",
                             NewString(env, named.empty() ? first : named));
   }

@@ -94,6 +94,17 @@ bool Encoder::EncodeEvent(napi_env env, napi_value payload, napi_value dests, na
   out_ = out;
   out->clear();
   failure_ = Failure::kNone;
+  if (keys_env_ != env) {
+    // First use in this environment: find Object.keys once.
+    napi_value global, object, fn;
+    napi_get_global(env, &global);
+    napi_get_named_property(env, global, "Object", &object);
+    napi_get_named_property(env, object, "keys", &fn);
+    napi_create_reference(env, fn, 1, &object_keys_ref_);
+    keys_env_ = env;
+  }
+  napi_get_reference_value(env, object_keys_ref_, &object_keys_);
+  napi_get_undefined(env, &undefined_);
   out->Push(0x90 | wire::kEventArity);
 
   napi_valuetype t;
@@ -138,6 +149,12 @@ bool Encoder::EncodeEvent(napi_env env, napi_value payload, napi_value dests, na
     return Finish("payload", err), false;
   }
   return true;
+}
+
+void Encoder::Release(napi_env env) {
+  if (keys_env_ == env && object_keys_ref_ != nullptr) napi_delete_reference(env, object_keys_ref_);
+  object_keys_ref_ = nullptr;
+  keys_env_ = nullptr;
 }
 
 bool Encoder::Payload(napi_value v) {
@@ -252,11 +269,10 @@ bool Encoder::Object(napi_value v, uint32_t depth) {
 bool Encoder::PlainObject(napi_value v, uint32_t depth) {
   if (depth >= wire::kMaxDepth) return TooDeep(v, depth);
   ancestors_[depth] = v;
+  // Object.keys takes V8's enum-cache fast path; napi_get_all_property_names
+  // always builds a deduplicating hash set, which costs several times more.
   napi_value keys;
-  if (napi_get_all_property_names(env_, v, napi_key_own_only,
-                                  static_cast<napi_key_filter>(napi_key_enumerable |
-                                                               napi_key_skip_symbols),
-                                  napi_key_numbers_to_strings, &keys) != napi_ok) {
+  if (napi_call_function(env_, undefined_, object_keys_, 1, &v, &keys) != napi_ok) {
     return FailWithException("listing its keys threw");
   }
   uint32_t n = 0;

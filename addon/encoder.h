@@ -55,6 +55,11 @@ class Encoder {
 
   void set_max_size(size_t n) { max_size_ = n; }
 
+  // Drops the reference the encoder keeps in `env` (to Object.keys). Call it
+  // before destroying an encoder whose environment lives on; references left
+  // behind are freed with the environment.
+  void Release(napi_env env);
+
   // After a successful EncodeEvent: the event's destinations and key are the
   // bytes [1, meta_end()) of the output (the array header is byte 0).
   size_t meta_end() const { return meta_end_; }
@@ -100,6 +105,10 @@ class Encoder {
 
   napi_env env_ = nullptr;
   wire::Buffer* out_ = nullptr;
+  napi_env keys_env_ = nullptr;       // the environment object_keys_ref_ belongs to
+  napi_ref object_keys_ref_ = nullptr;
+  napi_value object_keys_ = nullptr;  // valid during one EncodeEvent
+  napi_value undefined_ = nullptr;
   size_t max_size_;
   size_t meta_end_ = 0;
   // ancestors_[d] is the array or object at nesting depth d (0 = the root):

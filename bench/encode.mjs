@@ -6,6 +6,7 @@
 //   node bench/encode.mjs [iterations]
 import { createRequire } from 'node:module';
 import { pack } from 'msgpackr';
+import { purchases } from './workload.mjs';
 
 const require = createRequire(import.meta.url);
 const binding = require('../js/loader.cjs').load();
@@ -13,42 +14,8 @@ const binding = require('../js/loader.cjs').load();
 const N = Number(process.argv[2] ?? 300000);
 const EVENTS = 1024;
 
-// Same seed, same stream (mulberry32).
-function rng(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function purchases(n, seed = 42) {
-  const r = rng(seed);
-  const hex = (len) => Array.from({ length: len }, () => Math.floor(r() * 16).toString(16)).join('');
-  const out = [];
-  for (let i = 0; i < n; i++) {
-    const items = [0, 1].map(() => ({
-      sku: `SKU-${hex(6)}`,
-      qty: 1 + Math.floor(r() * 4),
-      price: Math.round(r() * 20000) / 100,
-    }));
-    out.push({
-      event: 'purchase',
-      orderId: `ord_${hex(12)}`,
-      userId: `usr_${hex(8)}`,
-      amount: Math.round(items.reduce((s, it) => s + it.qty * it.price, 0) * 100) / 100,
-      currency: ['USD', 'EUR', 'GBP'][Math.floor(r() * 3)],
-      items,
-      ts: 1700000000000 + Math.floor(r() * 1e9),
-      campaign: ['spring', 'summer', 'none'][Math.floor(r() * 3)],
-      ok: true,
-    });
-  }
-  return out;
-}
-
-const events = purchases(EVENTS);
+const next = purchases(42);
+const events = Array.from({ length: EVENTS }, () => next());
 
 function bench(name, fn) {
   for (let i = 0; i < 50000; i++) fn(events[i % EVENTS]); // warm up

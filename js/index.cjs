@@ -1,0 +1,409 @@
+'use strict';
+
+// fork-router: route application data to forkd, which writes it to every
+// store that needs it. This file validates arguments and gives friendly
+// errors; the native addon encodes (on this thread) and ships events (on its
+// own thread), and trusts what it is given.
+
+const { ForkError, codes } = require('./errors.cjs');
+const { load } = require('./loader.cjs');
+const { version } = require('../package.json');
+
+const binding = load();
+binding.init((code, message, fields) => new ForkError(code, message, fields));
+
+const DEFAULT_TIMEOUT_MS = 5000;
+const DEFAULT_MAX_IN_FLIGHT = 100000;
+const DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
+const MAX_TIMEOUT_MS = 2147483647; // what a timer can hold
+const MAX_DESTINATION_LENGTH = 128;
+const MAX_DESTINATIONS = 64;
+const MAX_IDEMPOTENCY_KEY_BYTES = 256;
+const ACK_LEVELS = { none: 0, accepted: 1, delivered: 2 };
+const ACK_ACCEPTED = 1;
+const OPTION_NAMES = ['timestamp', 'aggregate', 'key', 'idempotencyKey', 'ack', 'timeoutMs', 'transform'];
+const CLIENT_OPTION_NAMES = ['endpoint', 'timeoutMs', 'maxInFlight', 'maxInFlightBytes'];
+const TIMESTAMP_FORMATS = ['iso', 'epoch_ms'];
+const DEFAULT_CLIENT = Symbol.for('fork-router.client');
+
+function describe(value) {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+  if (typeof value === 'object') return 'an object';
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'bigint') return `the BigInt ${value}n`;
+  if (typeof value === 'undefined') return 'undefined';
+  return `${typeof value} ${String(value)}`;
+}
+
+function invalid(message, fields) {
+  return new ForkError(codes.INVALID_PAYLOAD, message, fields);
+}
+
+function isPlainObject(value) {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function isPositiveInteger(value, max) {
+  return Number.isInteger(value) && value > 0 && value <= max;
+}
+
+// --- argument validation (the slow path: anything but a payload and one destination name)
+
+function checkPayload(payload) {
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
+    return invalid(`payload must be a plain object (got ${describe(payload)})`, { path: '' });
+  }
+  return undefined;
+}
+
+function checkDestinationName(name, where) {
+  if (typeof name !== 'string') {
+    throw invalid(`${where} must be a string (got ${describe(name)})`, { destination: name });
+  }
+  if (name.length === 0) throw invalid(`${where} must not be empty`, { destination: name });
+  if (name.length > MAX_DESTINATION_LENGTH) {
+    throw invalid(`${where} is longer than ${MAX_DESTINATION_LENGTH} characters`, { destination: name });
+  }
+}
+
+function checkDestination(destination) {
+  if (destination === undefined || destination === null) return undefined;
+  if (typeof destination === 'string') {
+    checkDestinationName(destination, 'destination');
+    return destination;
+  }
+  if (Array.isArray(destination)) {
+    if (destination.length === 0) {
+      throw invalid('destination must not be an empty array (omit it to let the configured routes decide)', {
+        destination,
+      });
+    }
+    if (destination.length > MAX_DESTINATIONS) {
+      throw invalid(`destination lists ${destination.length} names; at most ${MAX_DESTINATIONS} are allowed`, {
+        destination,
+      });
+    }
+    for (let i = 0; i < destination.length; i++) checkDestinationName(destination[i], `destination[${i}]`);
+    return destination;
+  }
+  throw invalid(`destination must be a string, an array of strings, or omitted (got ${describe(destination)})`, {
+    destination,
+  });
+}
+
+function checkTimeout(value, where) {
+  if (!isPositiveInteger(value, MAX_TIMEOUT_MS)) {
+    throw invalid(`${where} must be a positive integer number of milliseconds (got ${describe(value)})`, {
+      option: where.replace(/^options\./, ''),
+    });
+  }
+  return value;
+}
+
+function optionError(name, message, value) {
+  return invalid(`options.${name} ${message} (got ${describe(value)})`, { option: name });
+}
+
+function checkTimestamp(value) {
+  if (value === true) return true;
+  if (!isPlainObject(value)) {
+    throw optionError('timestamp', "must be true or { field?: string, format?: 'iso' | 'epoch_ms' }", value);
+  }
+  const out = {};
+  for (const k of Object.keys(value)) {
+    const v = value[k];
+    if (v === undefined) continue;
+    if (k === 'field') {
+      if (typeof v !== 'string' || v.length === 0) throw optionError('timestamp.field', 'must be a non-empty string', v);
+      out.field = v;
+    } else if (k === 'format') {
+      if (!TIMESTAMP_FORMATS.includes(v)) throw optionError('timestamp.format', "must be 'iso' or 'epoch_ms'", v);
+      out.format = v;
+    } else {
+      throw invalid(`options.timestamp.${k}: unknown setting (known: field, format)`, { option: `timestamp.${k}` });
+    }
+  }
+  return out;
+}
+
+function checkTransform(value) {
+  if (typeof value === 'string') {
+    if (value.length === 0) throw optionError('transform', 'must not be empty', value);
+    return value;
+  }
+  if (Array.isArray(value) && value.length > 0) {
+    for (let i = 0; i < value.length; i++) {
+      if (typeof value[i] !== 'string' || value[i].length === 0) {
+        throw optionError(`transform[${i}]`, 'must be a non-empty template name', value[i]);
+      }
+    }
+    return value;
+  }
+  throw optionError('transform', 'must be a template name or a non-empty array of names', value);
+}
+
+// Returns the parts route() needs: the per-call options map forkd receives
+// (or undefined), the idempotency key, the ack level and the timeout.
+function parseOptions(options, defaultTimeoutMs) {
+  const out = { wire: undefined, key: undefined, ack: ACK_ACCEPTED, timeoutMs: defaultTimeoutMs };
+  if (options === undefined || options === null) return out;
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw invalid(`options must be an object (got ${describe(options)})`, { option: '' });
+  }
+  let wire;
+  for (const name of Object.keys(options)) {
+    const value = options[name];
+    if (!OPTION_NAMES.includes(name)) {
+      throw invalid(`options.${name}: unknown option (known: ${OPTION_NAMES.join(', ')})`, { option: name });
+    }
+    if (value === undefined) continue;
+    switch (name) {
+      case 'timestamp':
+        if (value === false) break;
+        (wire ??= {}).timestamp = checkTimestamp(value);
+        break;
+      case 'aggregate':
+        if (typeof value === 'string' ? value.length === 0 : !isPlainObject(value)) {
+          throw optionError('aggregate', "must be a window name like 'daily' or 'hourly', or an object", value);
+        }
+        (wire ??= {}).aggregate = value;
+        break;
+      case 'key':
+        if (typeof value !== 'string' || value.length === 0) throw optionError('key', 'must be a non-empty string', value);
+        (wire ??= {}).key = value;
+        break;
+      case 'transform':
+        (wire ??= {}).transform = checkTransform(value);
+        break;
+      case 'idempotencyKey':
+        if (typeof value !== 'string' || value.length === 0) {
+          throw optionError('idempotencyKey', 'must be a non-empty string', value);
+        }
+        if (Buffer.byteLength(value, 'utf8') > MAX_IDEMPOTENCY_KEY_BYTES) {
+          throw invalid(`options.idempotencyKey is longer than ${MAX_IDEMPOTENCY_KEY_BYTES} bytes`, {
+            option: 'idempotencyKey',
+          });
+        }
+        out.key = value;
+        break;
+      case 'ack':
+        if (!Object.hasOwn(ACK_LEVELS, value)) {
+          throw optionError('ack', "must be 'none', 'accepted' or 'delivered'", value);
+        }
+        out.ack = ACK_LEVELS[value];
+        break;
+      case 'timeoutMs':
+        out.timeoutMs = checkTimeout(value, 'options.timeoutMs');
+        break;
+    }
+  }
+  out.wire = wire;
+  return out;
+}
+
+function checkClientOptions(config) {
+  if (config === undefined || config === null) config = {};
+  if (typeof config !== 'object' || Array.isArray(config)) {
+    throw invalid(`createClient: options must be an object (got ${describe(config)})`, { option: '' });
+  }
+  for (const name of Object.keys(config)) {
+    if (!CLIENT_OPTION_NAMES.includes(name)) {
+      throw invalid(`createClient: ${name}: unknown option (known: ${CLIENT_OPTION_NAMES.join(', ')})`, {
+        option: name,
+      });
+    }
+  }
+  let endpoint = config.endpoint;
+  if (endpoint === undefined) endpoint = defaultEndpoint();
+  if (typeof endpoint !== 'string' || !/^[a-z][a-z0-9+.-]*:\/\/./.test(endpoint)) {
+    throw invalid(
+      `createClient: endpoint must be a ZeroMQ endpoint like ipc:///path/fork.sock or tcp://127.0.0.1:7600 (got ${describe(endpoint)})`,
+      { option: 'endpoint' },
+    );
+  }
+  const number = (name, fallback, max) => {
+    const value = config[name];
+    if (value === undefined) return fallback;
+    if (!isPositiveInteger(value, max)) {
+      throw invalid(`createClient: ${name} must be a positive integer (got ${describe(value)})`, { option: name });
+    }
+    return value;
+  };
+  return {
+    endpoint,
+    timeoutMs: number('timeoutMs', DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS),
+    maxInFlight: number('maxInFlight', DEFAULT_MAX_IN_FLIGHT, 2 ** 32 - 1),
+    maxInFlightBytes: number('maxInFlightBytes', DEFAULT_MAX_IN_FLIGHT_BYTES, Number.MAX_SAFE_INTEGER),
+  };
+}
+
+function defaultEndpoint() {
+  const fromEnv = process.env.FORK_ENDPOINT;
+  if (fromEnv) return fromEnv;
+  return `ipc://${process.cwd()}/.fork/fork.sock`;
+}
+
+// --- clients
+
+function createClient(options) {
+  const config = checkClientOptions(options);
+  const native = new binding.Client(
+    config.endpoint,
+    `fork-router/${version} node/${process.version}`,
+    config.maxInFlight,
+    config.maxInFlightBytes,
+  );
+  const defaultTimeoutMs = config.timeoutMs;
+  let closed = false;
+  let closing;
+  let kickQueued = false;
+  const drainWaiters = new Set();
+
+  // The native side queues events without waking its I/O thread; one kick
+  // per turn of the event loop sends everything queued in that turn.
+  const kick = () => {
+    kickQueued = false;
+    native.kick();
+  };
+
+  function routeData(payload, destination, options) {
+    if (closed) return Promise.reject(new ForkError(codes.CLOSED, 'the client is closed'));
+    let promise;
+    if (
+      options === undefined &&
+      typeof destination === 'string' &&
+      destination.length !== 0 &&
+      destination.length <= MAX_DESTINATION_LENGTH &&
+      typeof payload === 'object' &&
+      payload !== null &&
+      !Array.isArray(payload)
+    ) {
+      // The hot path: a payload and one destination name.
+      promise = native.route(payload, destination, undefined, undefined, ACK_ACCEPTED, defaultTimeoutMs);
+    } else {
+      const bad = checkPayload(payload);
+      if (bad !== undefined) return Promise.reject(bad);
+      let dests, opts;
+      try {
+        dests = checkDestination(destination);
+        opts = parseOptions(options, defaultTimeoutMs);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      promise = native.route(payload, dests, opts.key, opts.wire, opts.ack, opts.timeoutMs);
+    }
+    if (!kickQueued) {
+      kickQueued = true;
+      queueMicrotask(kick);
+    }
+    return promise;
+  }
+
+  function onDrain() {
+    native.setDrainCallback(null);
+    const waiters = [...drainWaiters];
+    drainWaiters.clear();
+    for (const w of waiters) {
+      clearTimeout(w.timer);
+      w.resolve();
+    }
+  }
+
+  function flush(timeoutMs) {
+    try {
+      timeoutMs = timeoutMs === undefined ? defaultTimeoutMs : checkTimeout(timeoutMs, 'flush: timeoutMs');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    native.kick();
+    if (native.pending() === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const waiter = { resolve, timer: undefined };
+      waiter.timer = setTimeout(() => {
+        drainWaiters.delete(waiter);
+        if (drainWaiters.size === 0) native.setDrainCallback(null);
+        reject(
+          new ForkError(codes.TIMEOUT, `flush: ${native.pending()} events still in flight after ${timeoutMs} ms`),
+        );
+      }, timeoutMs);
+      drainWaiters.add(waiter);
+      if (drainWaiters.size === 1) native.setDrainCallback(onDrain);
+    });
+  }
+
+  function close(timeoutMs) {
+    if (closing === undefined) {
+      closed = true;
+      // Let what is in flight settle (up to timeoutMs; 0: not at all), then
+      // stop; whatever is still pending then rejects with FORK_CLOSED.
+      const settled = timeoutMs === 0 ? Promise.resolve() : flush(timeoutMs);
+      closing = settled
+        .catch(() => {})
+        .then(() => {
+          native.close();
+          for (const w of drainWaiters) {
+            clearTimeout(w.timer);
+            w.resolve();
+          }
+          drainWaiters.clear();
+        });
+    }
+    return closing;
+  }
+
+  function stats() {
+    return native.stats();
+  }
+
+  return Object.freeze({
+    routeData,
+    flush,
+    close,
+    stats,
+    get closed() {
+      return closed;
+    },
+    get endpoint() {
+      return config.endpoint;
+    },
+    get clientId() {
+      return native.clientId;
+    },
+  });
+}
+
+// The default client, created on first use. It lives on globalThis so that a
+// dev server reloading this module reuses it instead of opening another.
+function getDefaultClient() {
+  let client = globalThis[DEFAULT_CLIENT];
+  if (client === undefined || client.closed) {
+    client = createClient();
+    globalThis[DEFAULT_CLIENT] = client;
+  }
+  return client;
+}
+
+function routeData(payload, destination, options) {
+  const client = globalThis[DEFAULT_CLIENT];
+  if (client !== undefined && !client.closed) return client.routeData(payload, destination, options);
+  let fallback;
+  try {
+    fallback = getDefaultClient();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return fallback.routeData(payload, destination, options);
+}
+
+module.exports = {
+  routeData,
+  createClient,
+  getDefaultClient,
+  ForkError,
+  codes,
+  version,
+};

@@ -1,0 +1,151 @@
+// Types for fork-router (CommonJS and ESM; index.d.mts re-exports these).
+
+/** How far an event must get before routeData resolves. */
+export type AckLevel = 'none' | 'accepted' | 'delivered';
+
+/** The codes a ForkError carries. */
+export type ForkErrorCode =
+  | 'FORK_INVALID_PAYLOAD'
+  | 'FORK_UNKNOWN_DESTINATION'
+  | 'FORK_TIMEOUT'
+  | 'FORK_UNAVAILABLE'
+  | 'FORK_BACKPRESSURE'
+  | 'FORK_TOO_LARGE'
+  | 'FORK_REJECTED'
+  | 'FORK_CLOSED';
+
+/** Every error fork-router produces. Switch on `code`. */
+export declare class ForkError extends Error {
+  constructor(code: ForkErrorCode, message: string, fields?: Record<string, unknown>);
+  readonly name: 'ForkError';
+  readonly code: ForkErrorCode;
+  /** Payload errors: where in the payload, e.g. `items[3].price` ('' for the payload itself). */
+  readonly path?: string;
+  /** Option errors: which option, e.g. `timeoutMs` or `aggregate.window`. */
+  readonly option?: string;
+  /** Destination errors: the offending destination name. */
+  readonly destination?: unknown;
+  /** The event id, once the event was queued. */
+  readonly id?: string;
+}
+
+export declare const codes: Readonly<{
+  INVALID_PAYLOAD: 'FORK_INVALID_PAYLOAD';
+  UNKNOWN_DESTINATION: 'FORK_UNKNOWN_DESTINATION';
+  TIMEOUT: 'FORK_TIMEOUT';
+  UNAVAILABLE: 'FORK_UNAVAILABLE';
+  BACKPRESSURE: 'FORK_BACKPRESSURE';
+  TOO_LARGE: 'FORK_TOO_LARGE';
+  REJECTED: 'FORK_REJECTED';
+  CLOSED: 'FORK_CLOSED';
+}>;
+
+/**
+ * The data to route: a plain object (own enumerable properties, encoded much
+ * like JSON.stringify, with Dates, binary data and 64-bit BigInts kept), or a
+ * Buffer / Uint8Array holding one msgpack map that is already encoded.
+ */
+export type Payload = object;
+
+/** One destination name from the config, or several (fan-out happens in forkd). */
+export type Destination = string | readonly string[];
+
+export interface TimestampOptions {
+  /** The field to write (forkd's default when omitted). */
+  field?: string;
+  /** ISO-8601 UTC (default) or milliseconds since the epoch. */
+  format?: 'iso' | 'epoch_ms';
+}
+
+/** Windowed aggregation: a window name or a full aggregate step. */
+export type AggregateOptions =
+  | 'hourly'
+  | 'daily'
+  | (string & {})
+  | {
+      window?: string;
+      time_field?: string;
+      group_by?: readonly string[];
+      measures?: Readonly<Record<string, string>>;
+      [setting: string]: unknown;
+    };
+
+export interface RouteOptions {
+  /** Stamp the event on arrival. */
+  timestamp?: boolean | TimestampOptions;
+  /** Aggregate into windows ('daily', 'hourly') instead of storing each event. */
+  aggregate?: AggregateOptions;
+  /** Partition / grouping key for the event (rollouts hash it). */
+  key?: string;
+  /** The event id, so retries are deduplicated (at most 256 bytes of UTF-8). */
+  idempotencyKey?: string;
+  /** Default 'accepted': durable in forkd's log. */
+  ack?: AckLevel;
+  /** Deadline for this call in milliseconds (default: the client's, 5000). */
+  timeoutMs?: number;
+  /** Named transform template(s) from the config to apply. */
+  transform?: string | readonly string[];
+}
+
+export interface Receipt {
+  /** The idempotencyKey if given, else `<32 hex digits of client id>-<sequence>`. */
+  id: string;
+  /** The ack level reached. */
+  ack: AckLevel;
+  /** The destinations named by the caller, or those the config's routes chose. */
+  destinations: string[];
+}
+
+export interface ClientOptions {
+  /** ZeroMQ endpoint of forkd (default: $FORK_ENDPOINT, else ipc://<cwd>/.fork/fork.sock). */
+  endpoint?: string;
+  /** Default deadline for each call, in milliseconds (default 5000). */
+  timeoutMs?: number;
+  /** Unacknowledged events allowed before calls reject with FORK_BACKPRESSURE (default 100000). */
+  maxInFlight?: number;
+  /** Unacknowledged encoded bytes allowed before FORK_BACKPRESSURE (default 64 MiB). */
+  maxInFlightBytes?: number;
+}
+
+export interface ClientStats {
+  sent: number;
+  acked: number;
+  delivered: number;
+  nacked: number;
+  timedOut: number;
+  inFlight: number;
+  inFlightBytes: number;
+  connected: boolean;
+  reconnects: number;
+  resent: number;
+}
+
+export interface Client {
+  routeData(payload: Payload, destination?: Destination | null, options?: RouteOptions): Promise<Receipt>;
+  /** Resolves once every event in flight has settled; rejects FORK_TIMEOUT after timeoutMs. */
+  flush(timeoutMs?: number): Promise<void>;
+  /**
+   * Flushes (up to timeoutMs, default the client's timeout; 0 closes at once), then stops:
+   * events still pending reject FORK_CLOSED, as do later calls. Idempotent.
+   */
+  close(timeoutMs?: number): Promise<void>;
+  stats(): ClientStats;
+  readonly closed: boolean;
+  readonly endpoint: string;
+  /** 32 hex digits; the prefix of generated event ids. */
+  readonly clientId: string;
+}
+
+/** Routes one event through the default client (created on first use). */
+export declare function routeData(
+  payload: Payload,
+  destination?: Destination | null,
+  options?: RouteOptions,
+): Promise<Receipt>;
+
+export declare function createClient(options?: ClientOptions): Client;
+
+/** The client routeData uses; created on first use and shared through globalThis. */
+export declare function getDefaultClient(): Client;
+
+export declare const version: string;

@@ -1,0 +1,6 @@
+// ESM entry: the CommonJS module is the implementation (one copy of the
+// state, whichever way the package is loaded).
+import fork from './index.cjs';
+
+export const { routeData, createClient, getDefaultClient, ForkError, codes, version } = fork;
+export default fork;

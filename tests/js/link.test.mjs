@@ -1,0 +1,270 @@
+// The addon's I/O thread against a fake forkd (helpers/fake-forkd.mjs):
+// handshake, acks, routed trailers, nacks, delivered, batching, timeouts,
+// reconnects and resends.
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import test from 'node:test';
+import { ForkError, createClient } from 'fork-router';
+import { FakeForkd, FLAG_WANT_DELIVERED, freshEndpoint } from './helpers/fake-forkd.mjs';
+
+async function until(predicate, timeoutMs = 3000) {
+  const t0 = Date.now();
+  while (!predicate()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await sleep(5);
+  }
+}
+
+async function setup(t, fakeOptions = {}, clientOptions = {}) {
+  const fake = await new FakeForkd(fakeOptions).start();
+  const client = createClient({ endpoint: fake.endpoint, timeoutMs: 3000, ...clientOptions });
+  t.after(async () => {
+    await client.close(0);
+    await fake.stop();
+  });
+  return { fake, client };
+}
+
+test('hello, welcome, route, ack: the receipt and what forkd received', async (t) => {
+  const { fake, client } = await setup(t);
+  const purchase = { event: 'purchase', orderId: 'o-1', amount: 12.5, items: [{ sku: 'a', qty: 1, price: 12.5 }] };
+  const receipt = await client.routeData(purchase, 'production', { timestamp: true, key: 'u1' });
+  assert.deepEqual(receipt, { id: `${client.clientId}-1`, ack: 'accepted', destinations: ['production'] });
+  assert.equal(fake.hellos.length, 1);
+  const hello = fake.hellos[0];
+  assert.equal(hello.protocol, 1);
+  assert.match(hello.agent, /^fork-router\/\d+\.\d+\.\d+ node\/v\d+/);
+  assert.equal(Buffer.from(hello.client).toString('hex'), client.clientId);
+  assert.equal(hello.identity.toString('hex'), client.clientId, 'the routing id is the client id');
+  assert.equal(fake.events.length, 1);
+  const ev = fake.events[0];
+  assert.equal(ev.seq, 1);
+  assert.equal(ev.flags, 0);
+  assert.deepEqual(ev.destinations, ['production']);
+  assert.equal(ev.key, null);
+  assert.deepEqual(ev.options, { timestamp: true, key: 'u1' });
+  assert.deepEqual(ev.payload, purchase);
+  const s = client.stats();
+  assert.equal(s.connected, true);
+  assert.equal(s.sent, 1);
+  assert.equal(s.acked, 1);
+  assert.equal(s.inFlight, 0);
+  assert.equal(s.inFlightBytes, 0);
+});
+
+test('idempotencyKey travels as the event key and becomes the id', async (t) => {
+  const { fake, client } = await setup(t);
+  const r = await client.routeData({ a: 1 }, ['logs', 'analytics'], { idempotencyKey: 'order-7' });
+  assert.equal(r.id, 'order-7');
+  assert.deepEqual(r.destinations, ['logs', 'analytics']);
+  assert.equal(fake.events[0].key, 'order-7');
+});
+
+test('without destinations, the receipt lists what the routes chose', async (t) => {
+  const { client } = await setup(t, { route: (ev) => (ev.destinations ? undefined : ['production', 'logs']) });
+  const r = await client.routeData({ event: 'purchase' });
+  assert.deepEqual(r.destinations, ['production', 'logs']);
+  const named = await client.routeData({ event: 'purchase' }, 'analytics');
+  assert.deepEqual(named.destinations, ['analytics']);
+});
+
+test("many calls in one turn share frames and all resolve in order", async (t) => {
+  const { fake, client } = await setup(t);
+  const n = 20000;
+  const receipts = await Promise.all(Array.from({ length: n }, (_, i) => client.routeData({ i }, 'logs')));
+  assert.equal(receipts.length, n);
+  receipts.forEach((r, i) => assert.equal(r.id, `${client.clientId}-${i + 1}`));
+  assert.ok(fake.frames.length < n / 10, `${fake.frames.length} frames for ${n} events`);
+  assert.deepEqual(
+    fake.events.map((e) => e.payload.i),
+    Array.from({ length: n }, (_, i) => i),
+  );
+  const s = client.stats();
+  assert.equal(s.sent, n);
+  assert.equal(s.acked, n);
+  assert.equal(s.inFlight, 0);
+});
+
+test("ack: 'delivered' waits for kDelivered", async (t) => {
+  const { fake, client } = await setup(t, { deliver: true });
+  const r = await client.routeData({ a: 1 }, 'logs', { ack: 'delivered' });
+  assert.equal(r.ack, 'delivered');
+  assert.equal(fake.events[0].flags & FLAG_WANT_DELIVERED, FLAG_WANT_DELIVERED);
+  assert.equal(client.stats().delivered, 1);
+});
+
+test("ack: 'delivered' times out when delivery is not confirmed", async (t) => {
+  const { client } = await setup(t, { deliver: false });
+  await assert.rejects(client.routeData({ a: 1 }, 'logs', { ack: 'delivered', timeoutMs: 300 }), (err) => {
+    assert.equal(err.code, 'FORK_TIMEOUT');
+    assert.match(err.message, /accepted the event, but not every destination confirmed delivery within 300 ms/);
+    return true;
+  });
+  assert.equal(client.stats().acked, 1);
+});
+
+test('nacks reject with forkd’s code and message', async (t) => {
+  const { client } = await setup(t, {
+    nack: (ev) =>
+      ev.destinations?.includes('nowhere')
+        ? ['FORK_UNKNOWN_DESTINATION', "unknown destination 'nowhere' (configured: production, logs)"]
+        : undefined,
+  });
+  await assert.rejects(client.routeData({ a: 1 }, ['logs', 'nowhere']), (err) => {
+    assert.ok(err instanceof ForkError);
+    assert.equal(err.code, 'FORK_UNKNOWN_DESTINATION');
+    assert.equal(err.message, "unknown destination 'nowhere' (configured: production, logs)");
+    assert.equal(err.destination, 'nowhere');
+    assert.match(err.id, /-1$/);
+    return true;
+  });
+  // Neighbours in the same frame are unaffected.
+  const [ok, bad] = await Promise.allSettled([
+    client.routeData({ a: 2 }, 'logs'),
+    client.routeData({ a: 3 }, 'nowhere'),
+  ]);
+  assert.equal(ok.status, 'fulfilled');
+  assert.equal(bad.reason.code, 'FORK_UNKNOWN_DESTINATION');
+  assert.equal(client.stats().nacked, 2);
+});
+
+test('unknown nack codes become FORK_REJECTED', async (t) => {
+  const { client } = await setup(t, { nack: () => ['SOMETHING_NEW', 'no'] });
+  await assert.rejects(client.routeData({ a: 1 }, 'logs'), { code: 'FORK_REJECTED', message: 'no' });
+});
+
+test('a connected forkd that never acks gives FORK_TIMEOUT, not FORK_UNAVAILABLE', async (t) => {
+  const { client } = await setup(t, { mode: 'silent' });
+  const t0 = performance.now();
+  await assert.rejects(client.routeData({ a: 1 }, 'logs', { timeoutMs: 300 }), {
+    code: 'FORK_TIMEOUT',
+    message: 'forkd did not acknowledge the event within 300 ms',
+  });
+  assert.ok(performance.now() - t0 < 1500);
+  assert.equal(client.stats().timedOut, 1);
+});
+
+test("the welcome's max_event lowers the size limit", async (t) => {
+  const { client } = await setup(t, { welcome: { max_event: 100 } });
+  await client.routeData({ a: 1 }, 'logs'); // connected now
+  await assert.rejects(client.routeData({ s: 'x'.repeat(200) }, 'logs'), {
+    code: 'FORK_TOO_LARGE',
+    message: 'event is larger than the limit of 100 bytes once encoded',
+  });
+});
+
+test('events queued before forkd starts are sent once it is up', async (t) => {
+  const endpoint = freshEndpoint();
+  const client = createClient({ endpoint, timeoutMs: 5000 });
+  const pending = Array.from({ length: 10 }, (_, i) => client.routeData({ i }, 'logs'));
+  await sleep(200);
+  assert.equal(client.stats().sent, 0);
+  const fake = await new FakeForkd({ endpoint }).start();
+  t.after(async () => {
+    await client.close(0);
+    await fake.stop();
+  });
+  const receipts = await Promise.all(pending);
+  assert.equal(receipts.length, 10);
+  assert.equal(client.stats().resent, 0);
+  assert.equal(client.stats().reconnects, 0);
+});
+
+test('after a reconnect, unacknowledged events are sent again and then acked', async (t) => {
+  const endpoint = freshEndpoint();
+  const first = await new FakeForkd({ endpoint, mode: 'silent' }).start();
+  const client = createClient({ endpoint, timeoutMs: 8000 });
+  let second;
+  t.after(async () => {
+    await client.close(0);
+    await second?.stop();
+  });
+  const acked = client.routeData({ n: 1 }, 'logs');
+  const pending = [acked, client.routeData({ n: 2 }, 'logs', { idempotencyKey: 'k2' })];
+  await until(() => first.events.length === 2);
+  await first.stop(); // forkd goes away without acking
+  await until(() => client.stats().connected === false);
+  second = await new FakeForkd({ endpoint }).start();
+  const receipts = await Promise.all(pending);
+  assert.deepEqual(
+    receipts.map((r) => r.ack),
+    ['accepted', 'accepted'],
+  );
+  assert.deepEqual(
+    second.events.map((e) => [e.seq, e.payload.n, e.key]),
+    [
+      [1, 1, null],
+      [2, 2, 'k2'],
+    ],
+    'the same sequence numbers, so forkd can dedupe',
+  );
+  const s = client.stats();
+  assert.equal(s.reconnects, 1);
+  assert.equal(s.resent, 2);
+  assert.equal(s.sent, 2);
+  assert.equal(second.hellos.length, 1, 'hello again on the new connection');
+  assert.equal(second.hellos[0].identity.toString('hex'), client.clientId);
+});
+
+test('resends skip events that settled meanwhile', async (t) => {
+  const endpoint = freshEndpoint();
+  // The first forkd acks only even sequence numbers.
+  const first = await new FakeForkd({ endpoint, nack: () => undefined, mode: 'silent' }).start();
+  const client = createClient({ endpoint, timeoutMs: 8000 });
+  let second;
+  t.after(async () => {
+    await client.close(0);
+    await second?.stop();
+  });
+  const calls = Array.from({ length: 6 }, (_, i) => client.routeData({ i }, 'logs'));
+  await until(() => first.events.length === 6);
+  const b = Buffer.alloc(4 + 16 * 3);
+  b.writeUInt32LE(3, 0);
+  [2, 4, 6].forEach((seq, k) => {
+    b.writeBigUInt64LE(BigInt(seq), 4 + 16 * k);
+    b.writeBigUInt64LE(BigInt(seq), 12 + 16 * k);
+  });
+  await first.send(Buffer.concat([Buffer.from([1, 4]), b]));
+  await until(() => client.stats().acked === 3);
+  await first.stop();
+  await until(() => client.stats().connected === false);
+  second = await new FakeForkd({ endpoint }).start();
+  await Promise.all(calls);
+  assert.deepEqual(
+    second.events.map((e) => e.seq),
+    [1, 3, 5],
+  );
+  assert.deepEqual(
+    second.frames.map((f) => [f.first, f.count]),
+    [
+      [1, 1],
+      [3, 1],
+      [5, 1],
+    ],
+    'runs of consecutive sequence numbers',
+  );
+  assert.equal(client.stats().resent, 3);
+});
+
+test('flush waits for acks; close flushes first', async (t) => {
+  const { fake, client } = await setup(t);
+  for (let i = 0; i < 100; i++) client.routeData({ i }, 'logs', { ack: 'none' });
+  await client.flush(2000);
+  assert.equal(client.stats().acked, 100);
+  assert.equal(client.stats().inFlight, 0);
+  for (let i = 0; i < 50; i++) client.routeData({ i }, 'logs', { ack: 'none' });
+  await client.close(2000);
+  assert.equal(fake.events.length, 150);
+  assert.equal(client.stats().acked, 150);
+});
+
+test('malformed frames from forkd are ignored', async (t) => {
+  const { fake, client } = await setup(t);
+  await client.routeData({ a: 1 }, 'logs');
+  await fake.send(Buffer.from([9, 9]));
+  await fake.send(Buffer.from([1, 4, 1, 0, 0, 0]));
+  await fake.send(Buffer.from([1, 5, 0]));
+  await fake.send(Buffer.from([1]));
+  const r = await client.routeData({ a: 2 }, 'logs');
+  assert.equal(r.ack, 'accepted');
+});

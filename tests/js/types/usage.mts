@@ -1,0 +1,65 @@
+// Compiles with `tsc -p tests/js/types` (tests/js/types.test.mjs): the ESM
+// view of the public API. Lines marked @ts-expect-error must stay errors.
+import fork, {
+  type Client,
+  type ClientStats,
+  type Receipt,
+  type RouteOptions,
+  ForkError,
+  createClient,
+  routeData,
+} from 'fork-router';
+
+interface Purchase {
+  event: 'purchase';
+  orderId: string;
+  amount: number;
+  items: { sku: string; qty: number; price: number }[];
+}
+
+const purchase: Purchase = { event: 'purchase', orderId: 'o1', amount: 12.5, items: [] };
+
+export async function examples(): Promise<void> {
+  const r: Receipt = await routeData(purchase, 'production', { timestamp: true });
+  const id: string = r.id;
+  const dests: string[] = r.destinations;
+  await routeData(purchase, 'analytics', { aggregate: 'daily' });
+  await routeData(purchase, ['production', 'analytics', 'logs'] as const);
+  await routeData(purchase);
+  await routeData(purchase, null, { ack: 'delivered', timeoutMs: 2000, idempotencyKey: 'o1' });
+  await routeData(purchase, 'logs', { timestamp: { field: 'received_at', format: 'epoch_ms' } });
+  await routeData(purchase, 'logs', { transform: ['clean_purchase'], key: 'user-1' });
+  await routeData(new Uint8Array([0x80]), 'logs');
+
+  const opts: RouteOptions = { aggregate: { window: '1d', group_by: ['currency'] } };
+  const client: Client = createClient({ endpoint: 'tcp://127.0.0.1:7600', timeoutMs: 1000, maxInFlight: 10 });
+  await client.routeData(purchase, 'logs', opts);
+  await client.flush(1000);
+  const s: ClientStats = client.stats();
+  const n: number = s.inFlight + s.acked;
+  await client.close();
+  await fork.routeData(purchase, 'logs');
+
+  try {
+    await routeData(purchase, 'nowhere');
+  } catch (err) {
+    if (err instanceof ForkError && err.code === 'FORK_UNKNOWN_DESTINATION') {
+      const where: string | undefined = err.path;
+      void where;
+    }
+  }
+  void [id, dests, n];
+
+  // @ts-expect-error ack levels are a closed set
+  await routeData(purchase, 'logs', { ack: 'durable' });
+  // @ts-expect-error destinations are names
+  await routeData(purchase, 42);
+  // @ts-expect-error options are known by name
+  await routeData(purchase, 'logs', { idempotency_key: 'x' });
+  // @ts-expect-error a payload is an object
+  await routeData('text', 'logs');
+  // @ts-expect-error timestamp formats are a closed set
+  await routeData(purchase, 'logs', { timestamp: { format: 'unix' } });
+  // @ts-expect-error client options are known by name
+  createClient({ endpoints: 'x' });
+}
