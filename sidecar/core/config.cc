@@ -184,10 +184,12 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
   out->limits.max_string = static_cast<uint32_t>(out->max_event);
   out->limits.max_container = static_cast<uint32_t>(out->max_event);
 
+  // Missing or empty, it is reported as a required option already (and Node()
+  // of an option that failed is a null node, which is defined).
   const YAML::Node& dests = top.Node("destinations");
-  if (dests.IsDefined() && !dests.IsMap()) {
+  if (dests.IsDefined() && !dests.IsNull() && !dests.IsMap()) {
     errors->push_back({path, MarkOf(dests), "destinations: expected a map of name: {type: ...}"});
-  } else if (dests.IsDefined()) {
+  } else if (dests.IsMap()) {
     if (dests.size() == 0) {
       errors->push_back({path, MarkOf(dests), "destinations: at least one is needed"});
     }
@@ -231,7 +233,8 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
       for (const auto& s : dest_specs) common_names.push_back(s.name);
       // Missing required options are reported at the destination's name.
       for (const auto& spec : *sink_specs) {
-        if (spec.required && !it->second[std::string(spec.name)].IsDefined()) {
+        const YAML::Node v = it->second[std::string(spec.name)];
+        if (spec.required && (!v.IsDefined() || v.IsNull())) {
           errors->push_back({path, d.mark, where + "." + std::string(spec.name) +
                                                ": required option is missing (" +
                                                std::string(spec.description) + ")"});

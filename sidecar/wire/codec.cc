@@ -13,11 +13,34 @@ void PutHeader(Buffer* out, FrameType t) {
 // Control frames are small; their msgpack bodies get generous fixed limits.
 constexpr Limits kControlLimits{8, 1u << 16, 1u << 16};
 
+// Checks that a decoder was given a whole header of its own type: decoders
+// take untrusted bytes and must not trust the caller to have peeked.
+bool CheckHeader(const uint8_t* data, size_t size, FrameType want, const char* what,
+                 std::string* error) {
+  FrameType type;
+  if (!PeekHeader(data, size, &type, error)) {
+    *error = std::string(what) + ": " + *error;
+    return false;
+  }
+  if (type != want) {
+    *error = std::string(what) + ": frame type " + std::to_string(static_cast<int>(type)) +
+             " is not a " + what + " frame";
+    return false;
+  }
+  return true;
+}
+
+// The body must be exactly one msgpack value: bytes after it are an error.
 bool CheckBody(const uint8_t* data, size_t size, const char* what, std::string* error) {
   size_t used = 0;
   CheckResult r = CheckValue(data, size, kControlLimits, &used);
   if (!r) {
     *error = std::string(what) + ": " + r.reason + " at byte " + std::to_string(r.offset);
+    return false;
+  }
+  if (used != size) {
+    *error = std::string(what) + ": " + std::to_string(size - used) +
+             " trailing bytes after the body";
     return false;
   }
   return true;
@@ -113,6 +136,7 @@ void EncodeHello(const Hello& h, Buffer* out) {
 }
 
 bool DecodeHello(const uint8_t* data, size_t size, Hello* out, std::string* error) {
+  if (!CheckHeader(data, size, FrameType::kHello, "hello", error)) return false;
   data += kHeaderSize;
   size -= kHeaderSize;
   if (!CheckBody(data, size, "hello", error)) return false;
@@ -169,6 +193,7 @@ void EncodeWelcome(const Welcome& wl, Buffer* out) {
 }
 
 bool DecodeWelcome(const uint8_t* data, size_t size, Welcome* out, std::string* error) {
+  if (!CheckHeader(data, size, FrameType::kWelcome, "welcome", error)) return false;
   data += kHeaderSize;
   size -= kHeaderSize;
   if (!CheckBody(data, size, "welcome", error)) return false;
@@ -221,6 +246,7 @@ void EncodeAck(const Ack& a, Buffer* out) {
 }
 
 bool DecodeAck(const uint8_t* data, size_t size, Ack* out, std::string* error) {
+  if (!CheckHeader(data, size, FrameType::kAck, "ack", error)) return false;
   data += kHeaderSize;
   size -= kHeaderSize;
   size_t used = DecodeRanges(data, size, &out->ranges, error, "ack");
@@ -272,6 +298,7 @@ void EncodeNack(const Nack& n, Buffer* out) {
 }
 
 bool DecodeNack(const uint8_t* data, size_t size, Nack* out, std::string* error) {
+  if (!CheckHeader(data, size, FrameType::kNack, "nack", error)) return false;
   data += kHeaderSize;
   size -= kHeaderSize;
   if (size < 16) {
@@ -306,7 +333,15 @@ void EncodeDelivered(const std::vector<SeqRange>& ranges, Buffer* out) {
 
 bool DecodeDelivered(const uint8_t* data, size_t size, std::vector<SeqRange>* out,
                      std::string* error) {
-  return DecodeRanges(data + kHeaderSize, size - kHeaderSize, out, error, "delivered") != 0;
+  if (!CheckHeader(data, size, FrameType::kDelivered, "delivered", error)) return false;
+  const size_t used = DecodeRanges(data + kHeaderSize, size - kHeaderSize, out, error, "delivered");
+  if (used == 0) return false;
+  if (used != size - kHeaderSize) {
+    *error = "delivered: " + std::to_string(size - kHeaderSize - used) +
+             " trailing bytes after the ranges";
+    return false;
+  }
+  return true;
 }
 
 void WriteRouteHeader(uint8_t* frame, uint64_t first_seq, uint32_t count) {
@@ -330,6 +365,7 @@ bool DecodeRoute(const uint8_t* data, size_t size, std::vector<RouteEntry>* out,
     *error = "route: frame shorter than its 14-byte header";
     return false;
   }
+  if (!CheckHeader(data, size, FrameType::kRoute, "route", error)) return false;
   const uint64_t first = GetU64(data + 2);
   const uint32_t count = GetU32(data + 10);
   if (first == 0) {
@@ -338,6 +374,11 @@ bool DecodeRoute(const uint8_t* data, size_t size, std::vector<RouteEntry>* out,
   }
   if (count == 0) {
     *error = "route: empty batch";
+    return false;
+  }
+  if (count - 1 > UINT64_MAX - first) {
+    *error = "route: " + std::to_string(count) + " sequence numbers from " +
+             std::to_string(first) + " run past 2^64-1";
     return false;
   }
   if (count > (size - kRouteHeaderSize) / kRouteEntryHeaderSize) {

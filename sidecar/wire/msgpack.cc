@@ -53,6 +53,9 @@ CheckResult CheckValue(const uint8_t* data, size_t size, const Limits& limits, s
       container = t & 0x0f;
     } else if ((t & 0xe0) == 0xa0) {
       body = t & 0x1f;
+      if (body > limits.max_string) {
+        return Fail(data, at, "string, binary or extension longer than the limit");
+      }
     } else {
       switch (t) {
         case 0xc4: case 0xd9:  // bin8, str8

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <ctime>
 
 #include "wire/msgpack.h"
@@ -91,8 +92,12 @@ void AppendIsoTime(int64_t seconds, uint32_t nanos, std::string* out) {
   std::tm tm{};
   time_t t = static_cast<time_t>(seconds);
   gmtime_r(&t, &tm);
-  char buf[48];
-  size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  char buf[64];
+  // Not strftime: its %Y does not pad years before 1000 to the four digits
+  // ISO 8601 needs.
+  size_t n = static_cast<size_t>(std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d",
+                                               tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                                               tm.tm_hour, tm.tm_min, tm.tm_sec));
   out->append(buf, n);
   if (nanos % 1000000 == 0) {
     n = static_cast<size_t>(std::snprintf(buf, sizeof(buf), ".%03uZ", nanos / 1000000));

@@ -12,6 +12,25 @@
 #include "wire/msgpack.h"
 
 namespace forkd::sinks {
+namespace {
+
+bool Exists(const std::string& path) {
+  struct stat sb;
+  return ::stat(path.c_str(), &sb) == 0;
+}
+
+// `path` with "_<n>" before its extension: the name for the n-th other file
+// that would have had the same name (two rotations within one second).
+std::string WithSuffix(const std::string& path, int n) {
+  const size_t slash = path.rfind('/');
+  const size_t dot = path.rfind('.');
+  if (dot != std::string::npos && (slash == std::string::npos || dot > slash)) {
+    return path.substr(0, dot) + "_" + std::to_string(n) + path.substr(dot);
+  }
+  return path + "_" + std::to_string(n);
+}
+
+}  // namespace
 
 const std::vector<OptionSpec>& FileSinkOptions() {
   static const std::vector<OptionSpec> specs = {
@@ -140,10 +159,25 @@ void FileSink::StartFile(int64_t recv_us) {
     }
     chunks_.back().rename_to = rename_old;
   }
+  const std::string closing = have_file_ ? cur_path_ : std::string();
   cur_path_ = dir_mode_ ? NameFor(start) : s_.path;
   cur_start_us_ = start;
   cur_size_ = 0;
   struct stat sb;
+  if (dir_mode_) {
+    // A rotation by size within one second (or one window) must not reopen
+    // the file it closes, one written earlier in this batch, or a full one.
+    auto taken = [&](const std::string& p) {
+      if (p == closing) return true;
+      for (const Chunk& c : chunks_) {
+        if (c.path == p) return true;
+      }
+      return s_.rotate_bytes > 0 && ::stat(p.c_str(), &sb) == 0 &&
+             static_cast<uint64_t>(sb.st_size) >= static_cast<uint64_t>(s_.rotate_bytes);
+    };
+    const std::string base = cur_path_;
+    for (int n = 1; taken(cur_path_); ++n) cur_path_ = WithSuffix(base, n);
+  }
   if (dir_mode_ && ::stat(cur_path_.c_str(), &sb) == 0) {
     // A window's file from before (a restart within the window): append.
     cur_size_ = static_cast<uint64_t>(sb.st_size);
@@ -312,6 +346,11 @@ Status FileSink::WriteChunk(Chunk& c) {
     ::close(fd_);
     fd_ = -1;
     fd_path_.clear();
+    // Never replace an earlier rotated file of the same second.
+    if (Exists(c.rename_to)) {
+      const std::string base = c.rename_to;
+      for (int n = 1; Exists(c.rename_to); ++n) c.rename_to = WithSuffix(base, n);
+    }
     if (fs::Rename(c.path.c_str(), c.rename_to.c_str()) != 0) {
       // The bytes are written and synced: only the rename is left to retry.
       buffered_ -= c.bytes.size();

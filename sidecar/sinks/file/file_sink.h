@@ -3,7 +3,9 @@
 // `path` ending in '/' is a directory: each file is named by the start of its
 // time window (rotate: 1h) or by its first record's time, e.g.
 // 2026-11-21T17-00-00Z.csv. Otherwise `path` is the active file, and a
-// rotated file is renamed to <stem>-<stamp><ext> beside it.
+// rotated file is renamed to <stem>-<stamp><ext> beside it. A name already
+// taken (two rotations by size within one second) gets _1, _2 ... before the
+// extension, so no file is reopened or replaced.
 //
 // Every record carries its event id as `_fork_id` (the first JSON key, the
 // first CSV column). The committed length of the active file is kept in the

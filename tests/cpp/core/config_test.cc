@@ -1,0 +1,549 @@
+// LoadConfig: defaults, every option, and every kind of mistake reported as
+// `file:line:col: key.path: message` at the right place.
+#include "core/config.h"
+
+#include <cstdlib>
+
+#include "sinks/registry.h"
+#include "test_util.h"
+
+namespace forkd {
+namespace {
+
+using test::TempDir;
+
+struct Loaded {
+  bool ok = false;
+  std::string path;
+  Config config;
+  std::vector<ConfigError> errors;
+  std::vector<std::string> messages;  // ToString() of each error
+  std::string All() const {
+    std::string s;
+    for (const auto& m : messages) s += m + "\n";
+    return s;
+  }
+};
+
+// Writes `yaml` to <dir>/fork.yaml and loads it with the real sink registry,
+// as forkd's main does.
+Loaded Load(const TempDir& dir, const std::string& yaml, const std::string& name = "fork.yaml") {
+  Loaded l;
+  l.path = dir.Join(name);
+  test::WriteFileOrDie(l.path, yaml);
+  auto lookup = [](std::string_view type) -> const std::vector<OptionSpec>* {
+    const sinks::SinkType* t = sinks::FindSinkType(type);
+    return t == nullptr ? nullptr : &t->options();
+  };
+  l.ok = LoadConfig(l.path, lookup, sinks::SinkTypeNames(), &l.config, &l.errors);
+  for (const auto& e : l.errors) l.messages.push_back(e.ToString());
+  return l;
+}
+
+// Expects exactly one error, at line:col, with `message` after the position.
+void ExpectOneError(const Loaded& l, int line, int col, const std::string& message) {
+  INFO(l.All());
+  CHECK_FALSE(l.ok);
+  REQUIRE(l.errors.size() == 1);
+  CHECK(l.errors[0].file == l.path);
+  CHECK(l.errors[0].mark.line == line);
+  CHECK(l.errors[0].mark.column == col);
+  CHECK(l.errors[0].message == message);
+  CHECK(l.messages[0] ==
+        l.path + ":" + std::to_string(line) + ":" + std::to_string(col) + ": " + message);
+}
+
+// Sets an environment variable for the scope of a test.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (value != nullptr) {
+      ::setenv(name, value, 1);
+    } else {
+      ::unsetenv(name);
+    }
+  }
+  ~ScopedEnv() { ::unsetenv(name_); }
+
+ private:
+  const char* name_;
+};
+
+const char* kMinimal =
+    "destinations:\n"
+    "  logs:\n"
+    "    type: file\n"
+    "    path: out/events.jsonl\n";
+
+}  // namespace
+
+TEST_CASE("a minimal config gets every default", "[config]") {
+  TempDir dir;
+  const Loaded l = Load(dir, kMinimal);
+  INFO(l.All());
+  REQUIRE(l.ok);
+  const Config& c = l.config;
+  CHECK(c.path == l.path);
+  CHECK(c.base_dir == dir.path());
+  CHECK(c.data_dir == dir.path() + "/.fork");
+  CHECK(c.listen == "ipc://" + dir.path() + "/.fork/fork.sock");
+  CHECK(c.admin.empty());
+  CHECK(c.fsync == log::FsyncPolicy::kBatch);
+  CHECK(c.batch_ms == 2);
+  CHECK(c.segment_bytes == 64ll << 20);
+  CHECK(c.max_frame == 16ll << 20);
+  CHECK(c.max_event == 1ll << 20);
+  CHECK(c.limits.max_depth == 64);
+  CHECK(c.limits.max_string == 1u << 20);
+  CHECK(c.limits.max_container == 1u << 20);
+  REQUIRE(c.destinations.size() == 1);
+  const DestinationConfig& d = c.destinations[0];
+  CHECK(d.name == "logs");
+  CHECK(d.type == "file");
+  CHECK(d.mark.line == 2);
+  CHECK(d.mark.column == 3);
+  CHECK(d.sink.Str("path") == "out/events.jsonl");
+  CHECK(d.sink.Has("path"));
+  CHECK(d.sink.Str("format") == "jsonl");
+  CHECK_FALSE(d.sink.Has("format"));
+  CHECK(d.sink.Bool("fsync"));
+  CHECK(d.common.Str("priority") == "normal");
+  CHECK(d.batch_max_events == 10000);
+  CHECK(d.batch_max_bytes == 8ll << 20);
+  CHECK(d.batch_max_wait_ms == 100);
+  CHECK(d.retry_initial_ms == 100);
+  CHECK(d.retry_max_ms == 30000);
+  CHECK(c.Find("logs") == &d);
+  CHECK(c.Find("other") == nullptr);
+  CHECK(c.Resolve("out/events.jsonl") == dir.path() + "/out/events.jsonl");
+  CHECK(c.Resolve("./a/../b/") == dir.path() + "/b/");
+  CHECK(c.Resolve("/abs//x/./y") == "/abs/x/y");
+}
+
+TEST_CASE("every option is read", "[config]") {
+  TempDir dir;
+  const Loaded l = Load(dir,
+                        "data_dir: ./state/../data/\n"
+                        "listen: tcp://127.0.0.1:5555\n"
+                        "admin: 127.0.0.1:9090\n"
+                        "wal:\n"
+                        "  fsync: never\n"
+                        "  batch_ms: 5\n"
+                        "  segment_bytes: 1MiB\n"
+                        "limits:\n"
+                        "  max_frame: 2MiB\n"
+                        "  max_event: 64KiB\n"
+                        "  max_depth: 10\n"
+                        "destinations:\n"
+                        "  logs:\n"
+                        "    type: file\n"
+                        "    path: /var/log/fork/\n"
+                        "    format: csv\n"
+                        "    rotate: 1h\n"
+                        "    columns: [a, b]\n"
+                        "    fsync: false\n"
+                        "    batch:\n"
+                        "      max_events: 500\n"
+                        "      max_bytes: 1MB\n"
+                        "      max_wait: 2s\n"
+                        "    retry:\n"
+                        "      initial: 250ms\n"
+                        "      max: 1m\n"
+                        "    priority: high\n"
+                        "  console:\n"
+                        "    type: stdout\n");
+  INFO(l.All());
+  REQUIRE(l.ok);
+  const Config& c = l.config;
+  CHECK(c.data_dir == dir.path() + "/data");
+  CHECK(c.listen == "tcp://127.0.0.1:5555");
+  CHECK(c.admin == "127.0.0.1:9090");
+  CHECK(c.fsync == log::FsyncPolicy::kNever);
+  CHECK(c.batch_ms == 5);
+  CHECK(c.segment_bytes == 1 << 20);
+  CHECK(c.max_frame == 2 << 20);
+  CHECK(c.max_event == 64 << 10);
+  CHECK(c.limits.max_depth == 10);
+  CHECK(c.limits.max_string == 64u << 10);
+  REQUIRE(c.destinations.size() == 2);
+  const DestinationConfig& d = c.destinations[0];
+  CHECK(d.name == "logs");
+  CHECK(d.sink.Str("format") == "csv");
+  CHECK(d.sink.Str("rotate") == "1h");
+  CHECK(d.sink.Node("columns").IsSequence());
+  CHECK_FALSE(d.sink.Bool("fsync"));
+  CHECK(d.batch_max_events == 500);
+  CHECK(d.batch_max_bytes == 1000000);
+  CHECK(d.batch_max_wait_ms == 2000);
+  CHECK(d.retry_initial_ms == 250);
+  CHECK(d.retry_max_ms == 60000);
+  CHECK(d.common.Str("priority") == "high");
+  CHECK(c.destinations[1].name == "console");
+  CHECK(c.destinations[1].type == "stdout");
+  CHECK(c.destinations[1].mark.line == 28);
+}
+
+TEST_CASE("YAML syntax errors point at the line and column", "[config]") {
+  TempDir dir;
+  // yaml-cpp reports where it found the error; these are placed so that the
+  // spot is unambiguous.
+  SECTION("a second colon in a value") {
+    const Loaded l = Load(dir,
+                          "destinations:\n"
+                          "  logs:\n"
+                          "    type: file\n"
+                          "    path: a: b\n");
+    ExpectOneError(l, 4, 12, "illegal map value");
+  }
+  SECTION("a stray closing bracket") {
+    const Loaded l = Load(dir,
+                          "destinations:\n"
+                          "  logs:\n"
+                          "    type: file\n"
+                          "    path: x\n"
+                          "    columns: [a, b]]\n");
+    ExpectOneError(l, 5, 20, "illegal flow end");
+  }
+  SECTION("an alias to no anchor") {
+    const Loaded l = Load(dir,
+                          "destinations:\n"
+                          "  logs:\n"
+                          "    type: file\n"
+                          "    path: *out\n");
+    ExpectOneError(l, 4, 11, "the referenced anchor is not defined");
+  }
+  SECTION("a key indented less than its siblings") {
+    const Loaded l = Load(dir,
+                          "destinations:\n"
+                          "  logs:\n"
+                          "    type: file\n"
+                          "   path: x\n");
+    INFO(l.All());
+    REQUIRE(l.errors.size() == 1);
+    CHECK(l.errors[0].mark.line == 4);
+    CHECK(l.errors[0].mark.column == 4);
+  }
+  SECTION("a file that is not there") {
+    auto lookup = [](std::string_view) -> const std::vector<OptionSpec>* { return nullptr; };
+    Config c;
+    std::vector<ConfigError> errors;
+    CHECK_FALSE(LoadConfig(dir.Join("missing.yaml"), lookup, {}, &c, &errors));
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].ToString() == dir.Join("missing.yaml") + ": cannot read the file");
+  }
+  SECTION("a file that is not a map") {
+    const Loaded l = Load(dir, "- a\n- b\n");
+    ExpectOneError(l, 1, 1, "the file must be a map with a destinations key");
+  }
+}
+
+TEST_CASE("unknown keys are reported where they are, with a suggestion", "[config]") {
+  TempDir dir;
+  SECTION("at the top level") {
+    const Loaded l = Load(dir, std::string(kMinimal) + "data_dri: /tmp/x\n");
+    ExpectOneError(l, 5, 1, "config: unknown option 'data_dri' (did you mean 'data_dir'?)");
+  }
+  SECTION("in the wal section") {
+    const Loaded l = Load(dir, std::string(kMinimal) +
+                                   "wal:\n"
+                                   "  fsync: batch\n"
+                                   "  fsycn: never\n");
+    ExpectOneError(l, 7, 3, "wal: unknown option 'fsycn' (did you mean 'fsync'?)");
+  }
+  SECTION("among a sink's options") {
+    const Loaded l = Load(dir,
+                          "destinations:\n"
+                          "  logs:\n"
+                          "    type: file\n"
+                          "    path: out.jsonl\n"
+                          "    formt: csv\n");
+    ExpectOneError(l, 5, 5, "destinations.logs: unknown option 'formt' (did you mean 'format'?)");
+  }
+  SECTION("in a destination's batch") {
+    const Loaded l = Load(dir, std::string(kMinimal) +
+                                   "    batch:\n"
+                                   "      max_event: 5\n");
+    ExpectOneError(l, 6, 7,
+                   "destinations.logs.batch: unknown option 'max_event' (did you mean "
+                   "'max_events'?)");
+  }
+  SECTION("nothing close: no suggestion") {
+    const Loaded l = Load(dir, std::string(kMinimal) + "completely_unrelated: 1\n");
+    ExpectOneError(l, 5, 1, "config: unknown option 'completely_unrelated'");
+  }
+  SECTION("a misspelt required key: unknown and missing") {
+    const Loaded l = Load(dir,
+                          "destination:\n"
+                          "  logs:\n"
+                          "    type: file\n"
+                          "    path: x\n");
+    INFO(l.All());
+    REQUIRE(l.errors.size() == 2);
+    CHECK(l.messages[0] ==
+          l.path + ":1:1: config: unknown option 'destination' (did you mean 'destinations'?)");
+    CHECK_THAT(l.messages[1],
+               Catch::StartsWith(l.path + ":1:1: config.destinations: required option is missing"));
+  }
+}
+
+TEST_CASE("a value outside an enum names the choices", "[config]") {
+  TempDir dir;
+  SECTION("wal.fsync") {
+    const Loaded l = Load(dir, std::string(kMinimal) +
+                                   "wal:\n"
+                                   "  fsync: sometimes\n");
+    ExpectOneError(l, 6, 10, "wal.fsync: expected one of batch, never, got 'sometimes'");
+  }
+  SECTION("a close miss gets a suggestion") {
+    const Loaded l = Load(dir, std::string(kMinimal) +
+                                   "wal:\n"
+                                   "  fsync: batchh\n");
+    ExpectOneError(l, 6, 10,
+                   "wal.fsync: expected one of batch, never, got 'batchh' (did you mean 'batch'?)");
+  }
+  SECTION("a sink type") {
+    const Loaded l = Load(dir,
+                          "destinations:\n"
+                          "  logs:\n"
+                          "    type: fiel\n"
+                          "    path: x\n");
+    ExpectOneError(l, 3, 11,
+                   "destinations.logs.type: expected one of file, stdout, got 'fiel' (did you "
+                   "mean 'file'?)");
+  }
+  SECTION("a sink's own enum") {
+    const Loaded l = Load(dir, std::string(kMinimal) + "    format: xml\n");
+    ExpectOneError(l, 5, 13, "destinations.logs.format: expected one of jsonl, csv, got 'xml'");
+  }
+  SECTION("a list where a value belongs") {
+    const Loaded l = Load(dir, std::string(kMinimal) + "    format: [jsonl]\n");
+    ExpectOneError(l, 5, 13, "destinations.logs.format: expected one of jsonl, csv, got a list");
+  }
+}
+
+TEST_CASE("missing required options are reported", "[config]") {
+  TempDir dir;
+  SECTION("no destinations") {
+    const Loaded l = Load(dir, "data_dir: x\n");
+    ExpectOneError(l, 1, 1, "config.destinations: required option is missing (Named destinations)");
+  }
+  SECTION("destinations with no value") {
+    const Loaded l = Load(dir, "data_dir: x\ndestinations:\n");
+    ExpectOneError(l, 1, 1, "config.destinations: required option is missing (Named destinations)");
+  }
+  SECTION("a destination without a type") {
+    const Loaded l = Load(dir,
+                          "destinations:\n"
+                          "  logs:\n"
+                          "    path: x\n");
+    ExpectOneError(l, 3, 5, "destinations.logs.type: required option is missing (The sink type)");
+  }
+  SECTION("a file sink without a path") {
+    const Loaded l = Load(dir,
+                          "destinations:\n"
+                          "  logs:\n"
+                          "    type: file\n"
+                          "    format: csv\n");
+    ExpectOneError(l, 2, 3,
+                   "destinations.logs.path: required option is missing (File to write, or a "
+                   "directory (ending in /) of files named by time)");
+  }
+  SECTION("a file sink whose path is empty") {
+    const Loaded l = Load(dir,
+                          "destinations:\n"
+                          "  logs:\n"
+                          "    type: file\n"
+                          "    path:\n");
+    INFO(l.All());
+    CHECK_FALSE(l.ok);
+    REQUIRE(l.errors.size() == 1);
+    CHECK_THAT(l.errors[0].message,
+               Catch::StartsWith("destinations.logs.path: required option is missing"));
+  }
+  SECTION("empty destinations") {
+    const Loaded l = Load(dir, "destinations: {}\n");
+    ExpectOneError(l, 1, 15, "destinations: at least one is needed");
+  }
+  SECTION("destinations that are not a map") {
+    const Loaded l = Load(dir, "destinations:\n  - logs\n");
+    ExpectOneError(l, 2, 3, "destinations: expected a map of name: {type: ...}");
+  }
+}
+
+TEST_CASE("${ENV} interpolation", "[config]") {
+  TempDir dir;
+  SECTION("a set variable, and a default for an unset one") {
+    ScopedEnv out("FORK_TEST_OUT", "/srv/out");
+    ScopedEnv unset("FORK_TEST_UNSET", nullptr);
+    ScopedEnv seg("FORK_TEST_SEG", "2MiB");
+    const Loaded l = Load(dir,
+                          "admin: ${FORK_TEST_UNSET:-127.0.0.1:1}\n"
+                          "wal:\n"
+                          "  segment_bytes: ${FORK_TEST_SEG}\n"
+                          "destinations:\n"
+                          "  logs:\n"
+                          "    type: file\n"
+                          "    path: ${FORK_TEST_OUT}/events-${FORK_TEST_UNSET:-x}.jsonl\n");
+    INFO(l.All());
+    REQUIRE(l.ok);
+    CHECK(l.config.admin == "127.0.0.1:1");
+    CHECK(l.config.segment_bytes == 2 << 20);
+    CHECK(l.config.destinations[0].sink.Str("path") == "/srv/out/events-x.jsonl");
+  }
+  SECTION("a missing variable is an error at its value") {
+    ScopedEnv unset("FORK_TEST_UNSET", nullptr);
+    const Loaded l = Load(dir,
+                          "destinations:\n"
+                          "  logs:\n"
+                          "    type: file\n"
+                          "    path: ${FORK_TEST_UNSET}/events.jsonl\n");
+    ExpectOneError(l, 4, 11,
+                   "destinations.logs.path: environment variable ${FORK_TEST_UNSET} is not set");
+  }
+  SECTION("an empty variable counts as unset") {
+    ScopedEnv empty("FORK_TEST_EMPTY", "");
+    const Loaded l = Load(dir, std::string(kMinimal) + "admin: ${FORK_TEST_EMPTY}\n");
+    ExpectOneError(l, 5, 8, "config.admin: environment variable ${FORK_TEST_EMPTY} is not set");
+  }
+  SECTION("Interpolate itself") {
+    ScopedEnv a("FORK_TEST_A", "alpha");
+    std::string out, missing;
+    CHECK(Interpolate("x${FORK_TEST_A}y${FORK_TEST_A}", &out, &missing));
+    CHECK(out == "xalphayalpha");
+    CHECK(Interpolate("no vars, $ and {} and $x", &out, &missing));
+    CHECK(out == "no vars, $ and {} and $x");
+    CHECK(Interpolate("${unclosed", &out, &missing));
+    CHECK(out == "${unclosed");
+    CHECK(Interpolate("${FORK_TEST_NOPE:-}", &out, &missing));
+    CHECK(out.empty());
+    CHECK_FALSE(Interpolate("a${FORK_TEST_NOPE}b", &out, &missing));
+    CHECK(missing == "FORK_TEST_NOPE");
+  }
+}
+
+TEST_CASE("values of the wrong type or out of range", "[config]") {
+  TempDir dir;
+  SECTION("an integer out of range") {
+    const Loaded l = Load(dir, std::string(kMinimal) + "wal:\n  batch_ms: 5000\n");
+    ExpectOneError(l, 6, 13, "wal.batch_ms: value 5000 out of range [0, 1000]");
+  }
+  SECTION("not an integer") {
+    const Loaded l = Load(dir, std::string(kMinimal) + "wal:\n  batch_ms: 5ms\n");
+    ExpectOneError(l, 6, 13, "wal.batch_ms: expected an integer, got '5ms'");
+  }
+  SECTION("a bad size") {
+    const Loaded l = Load(dir, std::string(kMinimal) + "limits:\n  max_event: 5XB\n");
+    ExpectOneError(l, 6, 14, "limits.max_event: expected a size like 64KiB, 64MiB, got '5XB'");
+  }
+  SECTION("a bad duration") {
+    const Loaded l = Load(dir, std::string(kMinimal) + "    retry:\n      max: soon\n");
+    ExpectOneError(l, 6, 12,
+                   "destinations.logs.retry.max: expected a duration like 250ms, 2s, 1h, got "
+                   "'soon'");
+  }
+  SECTION("a bad boolean") {
+    const Loaded l = Load(dir, std::string(kMinimal) + "    fsync: maybe\n");
+    ExpectOneError(l, 5, 12, "destinations.logs.fsync: expected true or false, got 'maybe'");
+  }
+  SECTION("a bad destination name") {
+    const Loaded l = Load(dir,
+                          "destinations:\n"
+                          "  \"bad name\":\n"
+                          "    type: stdout\n");
+    ExpectOneError(l, 2, 3, "destinations.bad name: names are 1-64 letters, digits, _ or -");
+  }
+  SECTION("a socket path too long for a Unix socket") {
+    const Loaded l = Load(
+        dir, std::string(kMinimal) + "listen: ipc:///" + std::string(120, 'd') + "/fork.sock\n");
+    INFO(l.All());
+    REQUIRE(l.errors.size() == 1);
+    CHECK(l.errors[0].mark.line == 5);
+    CHECK_THAT(l.errors[0].message, Catch::Contains("longer than the 107 bytes"));
+  }
+}
+
+TEST_CASE("every mistake in a file is reported at once", "[config]") {
+  TempDir dir;
+  const Loaded l = Load(dir,
+                        "wal:\n"
+                        "  fsync: sometimes\n"
+                        "  batch_ms: -1\n"
+                        "limits:\n"
+                        "  max_depht: 5\n"
+                        "destinations:\n"
+                        "  a:\n"
+                        "    type: file\n"
+                        "  b:\n"
+                        "    type: nope\n"
+                        "  c:\n"
+                        "    type: stdout\n"
+                        "    batch: {max_events: 0}\n");
+  INFO(l.All());
+  CHECK_FALSE(l.ok);
+  const std::vector<std::string> want = {
+      l.path + ":2:10: wal.fsync: expected one of batch, never, got 'sometimes'",
+      l.path + ":3:13: wal.batch_ms: value -1 out of range [0, 1000]",
+      l.path + ":5:3: limits: unknown option 'max_depht' (did you mean 'max_depth'?)",
+      l.path +
+          ":7:3: destinations.a.path: required option is missing (File to write, or a "
+          "directory (ending in /) of files named by time)",
+      l.path + ":10:11: destinations.b.type: expected one of file, stdout, got 'nope'",
+      l.path + ":13:25: destinations.c.batch.max_events: value 0 out of range [1, 1000000]",
+  };
+  CHECK(l.messages == want);
+}
+
+TEST_CASE("durations, sizes and suggestions", "[config]") {
+  int64_t v = 0;
+  CHECK(ParseDurationMs("250ms", &v));
+  CHECK(v == 250);
+  CHECK(ParseDurationMs("2s", &v));
+  CHECK(v == 2000);
+  CHECK(ParseDurationMs("1.5m", &v));
+  CHECK(v == 90000);
+  CHECK(ParseDurationMs("1h", &v));
+  CHECK(v == 3600000);
+  CHECK(ParseDurationMs("1d", &v));
+  CHECK(v == 86400000);
+  CHECK(ParseDurationMs("42", &v));
+  CHECK(v == 42);
+  CHECK_FALSE(ParseDurationMs("", &v));
+  CHECK_FALSE(ParseDurationMs("-1s", &v));
+  CHECK_FALSE(ParseDurationMs("1w", &v));
+  CHECK_FALSE(ParseDurationMs("s", &v));
+  CHECK(ParseSize("64KiB", &v));
+  CHECK(v == 65536);
+  CHECK(ParseSize("64MiB", &v));
+  CHECK(v == 64 << 20);
+  CHECK(ParseSize("1GiB", &v));
+  CHECK(v == 1 << 30);
+  CHECK(ParseSize("5MB", &v));
+  CHECK(v == 5000000);
+  CHECK(ParseSize("512", &v));
+  CHECK(v == 512);
+  CHECK(ParseSize("2K", &v));
+  CHECK(v == 2048);
+  CHECK_FALSE(ParseSize("5 MB", &v));
+  CHECK_FALSE(ParseSize("-5", &v));
+  CHECK_FALSE(ParseSize("lots", &v));
+  CHECK(DidYouMean("destination", {"data_dir", "destinations"}) == "destinations");
+  CHECK(DidYouMean("FSYNC", {"fsync", "batch_ms"}) == "fsync");
+  CHECK(DidYouMean("zzzzzzzz", {"fsync", "batch_ms"}).empty());
+}
+
+TEST_CASE("ConfigError formats as file:line:col: message", "[config]") {
+  CHECK(ConfigError{"f.yaml", {3, 7}, "wal: bad"}.ToString() == "f.yaml:3:7: wal: bad");
+  CHECK(ConfigError{"f.yaml", {}, "cannot read the file"}.ToString() ==
+        "f.yaml: cannot read the file");
+}
+
+TEST_CASE("option tables render as Markdown rows", "[config]") {
+  const std::string md = OptionsMarkdown(WalOptions());
+  CHECK_THAT(md,
+             Catch::StartsWith("| option | type | default | description |\n|---|---|---|---|\n"));
+  CHECK_THAT(md, Catch::Contains("| `fsync` | batch, never | `batch` |"));
+  CHECK_THAT(OptionsMarkdown(TopLevelOptions()),
+             Catch::Contains("| `destinations` | a value | required |"));
+}
+
+}  // namespace forkd
