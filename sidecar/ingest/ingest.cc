@@ -47,11 +47,12 @@ bool SeqSet::Contains(uint64_t seq) const {
 }
 
 void SeqSet::Add(uint64_t seq) {
-  if (ranges_.empty() || seq > ranges_.back().last + 1) {
+  // Written without `last + 1`, which wraps at UINT64_MAX.
+  if (ranges_.empty() || (seq > ranges_.back().last && seq - ranges_.back().last > 1)) {
     ranges_.push_back({seq, seq});
     return;
   }
-  if (seq == ranges_.back().last + 1) {
+  if (seq > ranges_.back().last) {
     ranges_.back().last = seq;
     return;
   }
@@ -59,16 +60,16 @@ void SeqSet::Add(uint64_t seq) {
   auto it = std::lower_bound(ranges_.begin(), ranges_.end(), seq,
                              [](const wire::SeqRange& r, uint64_t s) { return r.last < s; });
   if (it != ranges_.end() && it->first <= seq) return;  // already in
-  if (it != ranges_.end() && it->first == seq + 1) {
+  if (it != ranges_.end() && it->first - 1 == seq) {
     it->first = seq;
   } else {
     it = ranges_.insert(it, {seq, seq});
   }
-  if (it != ranges_.begin() && std::prev(it)->last + 1 == it->first) {
+  if (it != ranges_.begin() && it->first - std::prev(it)->last == 1) {
     std::prev(it)->last = it->last;
     it = ranges_.erase(it) - 1;
   }
-  if (std::next(it) != ranges_.end() && it->last + 1 == std::next(it)->first) {
+  if (std::next(it) != ranges_.end() && std::next(it)->first - it->last == 1) {
     it->last = std::next(it)->last;
     ranges_.erase(std::next(it));
   }

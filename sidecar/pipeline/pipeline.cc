@@ -184,6 +184,40 @@ void Pipeline::DeadLetterRange(const log::Position& from, uint64_t end_lsn,
   spdlog::error("destination {}: {} records to dead letters: {}", name_, count, reason);
 }
 
+bool Pipeline::FlushBatch(const log::Position& start, const log::Position& end, int64_t n,
+                          int64_t last_recv_us) {
+  stats_.received.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+  const uint64_t bytes = sink_->buffered_bytes();
+  Status fs = FlushWithRetry();
+  if (fs.IsFatal()) {
+    DeadLetterRange(start, end.next_lsn, fs.message());
+    sink_->Discard();
+  } else if (!fs.ok()) {
+    // Stopped while the sink was failing: the batch stays in the log and is
+    // delivered after the restart.
+    spdlog::warn("destination {}: stopping with {} undelivered records still in the log", name_,
+                 n);
+    return false;
+  } else {
+    stats_.delivered.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    stats_.delivered_bytes.fetch_add(bytes, std::memory_order_relaxed);
+    stats_.last_delivered_recv_us.store(last_recv_us, std::memory_order_relaxed);
+  }
+  return true;
+}
+
+bool Pipeline::RotateWithRetry(const sinks::Record& r) {
+  int64_t backoff = dest_.retry_initial_ms;
+  while (true) {
+    Status s = sink_->Rotate(r);
+    if (s.ok()) return true;
+    SetError("rotate: " + s.message());
+    spdlog::warn("destination {}: cannot start a new output: {}", name_, s.message());
+    if (!SleepInterruptible(backoff)) return false;
+    backoff = std::min<int64_t>(backoff * 2, dest_.retry_max_ms);
+  }
+}
+
 void Pipeline::Run() {
   int64_t backoff = dest_.retry_initial_ms;
   while (true) {
@@ -200,14 +234,14 @@ void Pipeline::Run() {
   int64_t last_commit_us = MonoMicros();
   while (true) {
     if (stop_.load() && !drain_.load()) return;
-    const log::Position start = reader_->position();
+    log::Position start = reader_->position();
     int64_t n = 0;
     uint64_t consumed = 0;
-    uint64_t bytes_before = 0;
     int64_t first_us = 0;
     int64_t last_recv_us = 0;
     bool caught_up = false;
     while (n < dest_.batch_max_events && sink_->buffered_bytes() < max_bytes) {
+      const log::Position before = reader_->position();
       log::Entry e;
       Status io;
       const log::TailReader::Result r = reader_->Next(&e, &io);
@@ -220,11 +254,20 @@ void Pipeline::Run() {
       if (r == log::TailReader::Result::kEntry) {
         ++consumed;
         sinks::Record rec;
-        if (Select(e, &rec)) {
-          sink_->Write(rec);
-          if (n++ == 0) first_us = MonoMicros();
-          last_recv_us = e.header.recv_us;
+        if (!Select(e, &rec)) continue;
+        if (sink_->NeedsRotate(rec)) {
+          // The records before this one go out and are committed first; the
+          // new output unit is committed before anything is written to it.
+          if (n > 0 && !FlushBatch(start, before, n, last_recv_us)) return;
+          if (!RotateWithRetry(rec)) return;
+          if (Commit(before).ok()) last_commit_us = MonoMicros();
+          delivered_next_lsn_.store(before.next_lsn, std::memory_order_release);
+          start = before;
+          n = 0;
         }
+        sink_->Write(rec);
+        if (n++ == 0) first_us = MonoMicros();
+        last_recv_us = e.header.recv_us;
         continue;
       }
       caught_up = true;
@@ -237,26 +280,8 @@ void Pipeline::Run() {
       caught_up = false;
     }
     stats_.read.fetch_add(consumed, std::memory_order_relaxed);
-    if (n > 0) {
-      stats_.received.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-      bytes_before = sink_->buffered_bytes();
-      Status fs = FlushWithRetry();
-      if (fs.IsFatal()) {
-        DeadLetterRange(start, reader_->position().next_lsn, fs.message());
-        sink_->Discard();
-      } else if (!fs.ok()) {
-        // Stopped while the sink was failing: the batch stays in the log
-        // and is delivered after the restart.
-        spdlog::warn("destination {}: stopping with {} undelivered records still in the log",
-                     name_, n);
-        return;
-      } else {
-        stats_.delivered.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-        stats_.delivered_bytes.fetch_add(bytes_before, std::memory_order_relaxed);
-        stats_.last_delivered_recv_us.store(last_recv_us, std::memory_order_relaxed);
-      }
-    }
     const log::Position pos = reader_->position();
+    if (n > 0 && !FlushBatch(start, pos, n, last_recv_us)) return;
     const int64_t now = MonoMicros();
     if (consumed > 0 &&
         (n > 0 || now - last_commit_us > 1000000 || (stop_.load() && caught_up))) {

@@ -63,6 +63,12 @@ class Pipeline : private log::Reporter {
   // Flushes until ok, fatal, or stop; returns the final status.
   Status FlushWithRetry();
   Status Commit(const log::Position& pos);
+  // Flushes the batch of `n` records read between `start` and `end`: on
+  // fatal, its records go to dead letters. False when stopping mid-retry.
+  bool FlushBatch(const log::Position& start, const log::Position& end, int64_t n,
+                  int64_t last_recv_us);
+  // Starts the sink's next output unit, retrying; false when stopping.
+  bool RotateWithRetry(const sinks::Record& r);
   // Is this destination among the event's? Fills the record's parts.
   bool Select(const log::Entry& e, sinks::Record* r);
   void DeadLetterRange(const log::Position& from, uint64_t end_lsn, const std::string& reason);

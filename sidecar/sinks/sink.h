@@ -42,6 +42,15 @@ class Sink {
   virtual void Discard() = 0;
   // Opaque state to commit with the cursor after a successful Flush.
   virtual std::string State() const { return {}; }
+
+  // Sinks that split their output (a new file per time window or size) say
+  // so before the record that starts a new unit. The pipeline then flushes
+  // and commits the records before it, calls Rotate(r), commits the cursor
+  // again with the new State(), and only then writes r: a crash never leaves
+  // output that the committed state does not describe.
+  virtual bool NeedsRotate(const Record& r) const { return false; }
+  // Starts the new unit; called with nothing buffered. Ok, or retry.
+  [[nodiscard]] virtual Status Rotate(const Record& r) { return Status::Ok(); }
 };
 
 struct SinkContext {

@@ -95,112 +95,126 @@ std::string FileSink::NameFor(int64_t stamp_us) const {
   return s_.path + "-" + buf;
 }
 
+int64_t FileSink::WindowStart(int64_t recv_us) const {
+  if (s_.rotate_ms <= 0) return recv_us;
+  const int64_t w = s_.rotate_ms * 1000;
+  return recv_us - ((recv_us % w) + w) % w;
+}
+
+Status FileSink::OpenCurrent() {
+  if (fd_ >= 0) return Status::Ok();
+  fd_ = ::open(cur_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) return Status::Retry(ErrnoStatus("open output", cur_path_, errno).message());
+  return Status::Ok();
+}
+
 Status FileSink::Open(const std::string& state) {
   const std::string dir = dir_mode_ ? s_.path : s_.path.substr(0, s_.path.rfind('/') + 1);
   Status st = fs::MakeDirs(dir, 0755);
   if (!st.ok()) return Status::Retry(st.message());
-  // state: "path\nsize\nstart_us\ncol1,col2,..."
-  if (!state.empty()) {
-    std::vector<std::string> lines;
-    size_t i = 0;
-    while (i <= state.size()) {
-      size_t j = state.find('\n', i);
-      if (j == std::string::npos) j = state.size();
-      lines.push_back(state.substr(i, j - i));
-      i = j + 1;
+  if (state.empty()) return Status::Ok();
+  // state: "path\nsize\nstart_us\ncol1<US>col2..."
+  std::vector<std::string> lines;
+  size_t i = 0;
+  while (i <= state.size()) {
+    size_t j = state.find('\n', i);
+    if (j == std::string::npos) j = state.size();
+    lines.push_back(state.substr(i, j - i));
+    i = j + 1;
+  }
+  if (lines.size() < 3) return Status::Ok();
+  const std::string path = lines[0];
+  const uint64_t size = std::strtoull(lines[1].c_str(), nullptr, 10);
+  if (lines.size() >= 4 && !lines[3].empty() && s_.columns.empty()) {
+    csv_cols_.clear();
+    size_t a = 0;
+    while (a <= lines[3].size()) {
+      size_t b = lines[3].find('\x1f', a);
+      if (b == std::string::npos) b = lines[3].size();
+      csv_cols_.push_back(lines[3].substr(a, b - a));
+      a = b + 1;
     }
-    if (lines.size() >= 3) {
-      committed_path_ = lines[0];
-      committed_size_ = std::strtoull(lines[1].c_str(), nullptr, 10);
-      committed_start_us_ = std::strtoll(lines[2].c_str(), nullptr, 10);
-      if (lines.size() >= 4 && !lines[3].empty() && s_.columns.empty()) {
-        csv_cols_.clear();
-        size_t a = 0;
-        while (a <= lines[3].size()) {
-          size_t b = lines[3].find('\x1f', a);
-          if (b == std::string::npos) b = lines[3].size();
-          csv_cols_.push_back(lines[3].substr(a, b - a));
-          a = b + 1;
+  }
+  struct stat sb;
+  if (path.empty() || ::stat(path.c_str(), &sb) != 0) return Status::Ok();
+  if (static_cast<uint64_t>(sb.st_size) > size) {
+    // Written after the last cursor commit: those records come again.
+    if (::truncate(path.c_str(), static_cast<off_t>(size)) != 0) {
+      return Status::Retry(ErrnoStatus("truncate uncommitted output", path, errno).message());
+    }
+  }
+  cur_path_ = path;
+  cur_size_ = committed_size_ = std::min<uint64_t>(static_cast<uint64_t>(sb.st_size), size);
+  cur_start_us_ = std::strtoll(lines[2].c_str(), nullptr, 10);
+  have_file_ = true;
+  return Status::Ok();
+}
+
+bool FileSink::NeedsRotate(const Record& r) const {
+  if (!have_file_) return true;
+  if (s_.rotate_ms > 0) {
+    const int64_t t = r.header->recv_us;
+    if (t - cur_start_us_ >= s_.rotate_ms * 1000 || t < cur_start_us_) return true;
+  }
+  return s_.rotate_bytes > 0 && cur_size_ >= static_cast<uint64_t>(s_.rotate_bytes);
+}
+
+Status FileSink::Rotate(const Record& r) {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  const int64_t start = WindowStart(r.header->recv_us);
+  const std::string dir = dir_mode_ ? s_.path : s_.path.substr(0, s_.path.rfind('/') + 1);
+  std::string path;
+  uint64_t size = 0;
+  if (dir_mode_) {
+    // Never reopen a file this sink did not commit into: a taken name gets
+    // _1, _2 ... before the extension (sorting after the first).
+    path = NameFor(start);
+    const std::string base = path;
+    for (int n = 1; Exists(path); ++n) path = WithSuffix(base, n);
+  } else {
+    path = s_.path;
+    struct stat sb;
+    if (::stat(path.c_str(), &sb) == 0) {
+      if (have_file_ && sb.st_size > 0) {
+        // Close the active file under its rotated name.
+        std::string rotated = NameFor(cur_start_us_);
+        const std::string base = rotated;
+        for (int n = 1; Exists(rotated); ++n) rotated = WithSuffix(base, n);
+        if (fs::Rename(path.c_str(), rotated.c_str()) != 0) {
+          return Status::Retry(ErrnoStatus("rotate", rotated, errno).message());
         }
-      }
-      struct stat sb;
-      if (!committed_path_.empty() && ::stat(committed_path_.c_str(), &sb) == 0) {
-        if (static_cast<uint64_t>(sb.st_size) > committed_size_) {
-          // Written after the last cursor commit: those records come again.
-          if (::truncate(committed_path_.c_str(), static_cast<off_t>(committed_size_)) != 0) {
-            return Status::Retry(ErrnoStatus("truncate uncommitted output", committed_path_, errno)
-                                     .message());
-          }
-        }
-        cur_path_ = committed_path_;
-        cur_size_ = static_cast<uint64_t>(sb.st_size) < committed_size_
-                        ? static_cast<uint64_t>(sb.st_size)
-                        : committed_size_;
-        cur_start_us_ = committed_start_us_;
-        have_file_ = true;
+      } else {
+        size = static_cast<uint64_t>(sb.st_size);  // continue a file from before
       }
     }
+  }
+  cur_path_ = path;
+  cur_size_ = committed_size_ = size;
+  cur_start_us_ = start;
+  have_file_ = true;
+  Status s = OpenCurrent();
+  if (!s.ok()) return s;
+  // Make the new name durable before the cursor points at it.
+  if (!s_.fsync) return Status::Ok();
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    const int rc = fs::Fsync(dfd);
+    const int err = errno;
+    ::close(dfd);
+    if (rc != 0) return Status::Retry(ErrnoStatus("sync directory", dir, err).message());
   }
   return Status::Ok();
 }
 
-void FileSink::StartFile(int64_t recv_us) {
-  int64_t start = recv_us;
-  if (s_.rotate_ms > 0) {
-    const int64_t w = s_.rotate_ms * 1000;
-    start = recv_us - ((recv_us % w) + w) % w;
-  }
-  std::string rename_old;
-  if (have_file_ && !dir_mode_) rename_old = NameFor(cur_start_us_);
-  if (have_file_ && !rename_old.empty()) {
-    // The chunk of the file being closed gets renamed once written.
-    if (chunks_.empty() || chunks_.back().path != cur_path_) {
-      chunks_.push_back(Chunk{cur_path_, {}, {}});
-    }
-    chunks_.back().rename_to = rename_old;
-  }
-  const std::string closing = have_file_ ? cur_path_ : std::string();
-  cur_path_ = dir_mode_ ? NameFor(start) : s_.path;
-  cur_start_us_ = start;
-  cur_size_ = 0;
-  struct stat sb;
-  if (dir_mode_) {
-    // A rotation by size within one second (or one window) must not reopen
-    // the file it closes, one written earlier in this batch, or a full one.
-    auto taken = [&](const std::string& p) {
-      if (p == closing) return true;
-      for (const Chunk& c : chunks_) {
-        if (c.path == p) return true;
-      }
-      return s_.rotate_bytes > 0 && ::stat(p.c_str(), &sb) == 0 &&
-             static_cast<uint64_t>(sb.st_size) >= static_cast<uint64_t>(s_.rotate_bytes);
-    };
-    const std::string base = cur_path_;
-    for (int n = 1; taken(cur_path_); ++n) cur_path_ = WithSuffix(base, n);
-  }
-  if (dir_mode_ && ::stat(cur_path_.c_str(), &sb) == 0) {
-    // A window's file from before (a restart within the window): append.
-    cur_size_ = static_cast<uint64_t>(sb.st_size);
-  }
-  have_file_ = true;
-  chunks_.push_back(Chunk{cur_path_, {}, {}});
-}
-
 void FileSink::Write(const Record& r) {
-  const int64_t t = r.header->recv_us;
-  bool rotate = !have_file_;
-  if (!rotate && s_.rotate_ms > 0) {
-    const int64_t w = s_.rotate_ms * 1000;
-    rotate = t - cur_start_us_ >= w || t < cur_start_us_;
+  if (!have_file_) {
+    // Callers that skip NeedsRotate (tests, tools) still get a file.
+    (void)Rotate(r);
   }
-  if (!rotate && s_.rotate_bytes > 0 && cur_size_ >= static_cast<uint64_t>(s_.rotate_bytes)) {
-    rotate = true;
-  }
-  if (rotate) StartFile(t);
-  if (chunks_.empty() || chunks_.back().path != cur_path_ || !chunks_.back().rename_to.empty()) {
-    chunks_.push_back(Chunk{cur_path_, {}, {}});
-  }
-  std::string& out = chunks_.back().bytes;
+  std::string& out = buf_;
   const size_t before = out.size();
   if (s_.format == Format::kJsonl) {
     // {"_fork_id":"...", ...payload fields}
@@ -241,12 +255,10 @@ void FileSink::Write(const Record& r) {
         rd.Skip();
       }
     }
-    if (cur_size_ == 0 && before == 0) WriteCsvHeader(&out);
+    if (cur_size_ == 0) WriteCsvHeader(&out);
     AppendCsv(r, &out);
   }
-  const size_t added = out.size() - before;
-  buffered_ += added;
-  cur_size_ += added;
+  cur_size_ += out.size() - before;
 }
 
 namespace {
@@ -316,74 +328,28 @@ void FileSink::AppendCsv(const Record& r, std::string* out) {
   out->append("\r\n");
 }
 
-Status FileSink::WriteChunk(Chunk& c) {
-  if (fd_ < 0 || fd_path_ != c.path) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = ::open(c.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0) {
-      fd_path_.clear();
-      return Status::Retry(ErrnoStatus("open output", c.path, errno).message());
-    }
-    fd_path_ = c.path;
-  }
-  struct stat sb;
-  if (::fstat(fd_, &sb) != 0) return Status::Retry(ErrnoStatus("stat", c.path, errno).message());
-  const off_t before = sb.st_size;
-  if (!c.bytes.empty() && fs::WriteAll(fd_, c.bytes.data(), c.bytes.size()) != 0) {
-    int err = errno;
-    (void)fs::Truncate(fd_, static_cast<uint64_t>(before));
-    return Status::Retry(ErrnoStatus("write", c.path, err).message());
+Status FileSink::Flush() {
+  if (buf_.empty()) return Status::Ok();
+  Status s = OpenCurrent();
+  if (!s.ok()) return s;
+  if (fs::WriteAll(fd_, buf_.data(), buf_.size()) != 0) {
+    const int err = errno;
+    (void)fs::Truncate(fd_, committed_size_);
+    return Status::Retry(ErrnoStatus("write", cur_path_, err).message());
   }
   if (s_.fsync && fs::Fdatasync(fd_) != 0) {
-    int err = errno;
-    (void)fs::Truncate(fd_, static_cast<uint64_t>(before));
-    return Status::Retry(ErrnoStatus("sync", c.path, err).message());
+    const int err = errno;
+    (void)fs::Truncate(fd_, committed_size_);
+    return Status::Retry(ErrnoStatus("sync", cur_path_, err).message());
   }
-  committed_path_ = c.path;
-  committed_size_ = static_cast<uint64_t>(before) + c.bytes.size();
-  committed_start_us_ = cur_start_us_;
-  if (!c.rename_to.empty()) {
-    ::close(fd_);
-    fd_ = -1;
-    fd_path_.clear();
-    // Never replace an earlier rotated file of the same second.
-    if (Exists(c.rename_to)) {
-      const std::string base = c.rename_to;
-      for (int n = 1; Exists(c.rename_to); ++n) c.rename_to = WithSuffix(base, n);
-    }
-    if (fs::Rename(c.path.c_str(), c.rename_to.c_str()) != 0) {
-      // The bytes are written and synced: only the rename is left to retry.
-      buffered_ -= c.bytes.size();
-      c.bytes.clear();
-      return Status::Retry(ErrnoStatus("rotate", c.rename_to, errno).message());
-    }
-    committed_path_ = s_.path;
-    committed_size_ = 0;
-  }
-  return Status::Ok();
-}
-
-Status FileSink::Flush() {
-  size_t done = 0;
-  Status s;
-  for (; done < chunks_.size(); ++done) {
-    s = WriteChunk(chunks_[done]);
-    if (!s.ok()) break;
-    buffered_ -= chunks_[done].bytes.size();
-  }
-  chunks_.erase(chunks_.begin(), chunks_.begin() + static_cast<long>(done));
-  if (!s.ok()) return s;
-  committed_start_us_ = cur_start_us_;
+  committed_size_ += buf_.size();
+  buf_.clear();
   return Status::Ok();
 }
 
 void FileSink::Discard() {
-  chunks_.clear();
-  buffered_ = 0;
-  cur_path_ = committed_path_;
+  buf_.clear();
   cur_size_ = committed_size_;
-  cur_start_us_ = committed_start_us_;
-  have_file_ = !committed_path_.empty();
 }
 
 std::string FileSink::State() const {
@@ -392,8 +358,8 @@ std::string FileSink::State() const {
     if (i) cols.push_back('\x1f');
     cols += csv_cols_[i];
   }
-  return committed_path_ + "\n" + std::to_string(committed_size_) + "\n" +
-         std::to_string(committed_start_us_) + "\n" + cols;
+  return cur_path_ + "\n" + std::to_string(committed_size_) + "\n" +
+         std::to_string(cur_start_us_) + "\n" + cols;
 }
 
 }  // namespace forkd::sinks

@@ -40,43 +40,33 @@ class FileSink : public Sink {
 
   Status Open(const std::string& state) override;
   void Write(const Record& r) override;
-  size_t buffered_bytes() const override { return buffered_; }
+  size_t buffered_bytes() const override { return buf_.size(); }
   Status Flush() override;
   void Discard() override;
   std::string State() const override;
+  bool NeedsRotate(const Record& r) const override;
+  Status Rotate(const Record& r) override;
 
  private:
-  // Output bound for one file; a batch that crosses a rotation has several.
-  struct Chunk {
-    std::string path;
-    std::string bytes;
-    std::string rename_to;  // non-empty: rename the file after writing
-  };
-  void StartFile(int64_t recv_us);
+  int64_t WindowStart(int64_t recv_us) const;
   std::string NameFor(int64_t stamp_us) const;
   void WriteCsvHeader(std::string* out);
   void AppendCsv(const Record& r, std::string* out);
-  Status WriteChunk(Chunk& c);
+  Status OpenCurrent();
 
   Settings s_;
   bool dir_mode_ = false;
   std::string ext_;
-  std::vector<Chunk> chunks_;
-  size_t buffered_ = 0;
+  std::string buf_;  // the batch, not yet written
 
-  // The current file as the batch sees it (including buffered bytes).
+  // The current file. cur_size_ counts the buffered bytes too.
   std::string cur_path_;
-  int64_t cur_start_us_ = 0;  // window start, or first record time
+  int64_t cur_start_us_ = 0;  // its window start, or its first record's time
   uint64_t cur_size_ = 0;
+  uint64_t committed_size_ = 0;  // what the last successful Flush left
   bool have_file_ = false;
 
-  // The committed view, for State() and undoing after a failure.
-  std::string committed_path_;
-  uint64_t committed_size_ = 0;
-  int64_t committed_start_us_ = 0;
-
   int fd_ = -1;
-  std::string fd_path_;
   std::vector<std::string> csv_cols_;
 };
 
