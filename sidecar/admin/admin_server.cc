@@ -65,6 +65,21 @@ Status AdminServer::Start(const std::string& address) {
   server_->Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(kDashboard, "text/html; charset=utf-8");
   });
+  // Every other method is refused after its body is read, so a keep-alive
+  // connection never mistakes an unread body for the next request.
+  auto refuse = [](const httplib::Request&, httplib::Response& res) {
+    res.status = 405;
+    res.set_header("Allow", "GET");
+    res.set_content("method not allowed: the admin API is read-only\n", "text/plain");
+  };
+  server_->Post(".*", refuse);
+  server_->Put(".*", refuse);
+  server_->Patch(".*", refuse);
+  server_->Delete(".*", refuse);
+  server_->set_payload_max_length(64 * 1024);
+  server_->set_keep_alive_max_count(100);
+  server_->set_keep_alive_timeout(2);
+  server_->set_read_timeout(5, 0);
   if (!server_->bind_to_port(host.c_str(), port)) {
     return Status::IoError("admin: cannot listen on " + address);
   }

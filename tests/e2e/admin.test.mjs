@@ -9,6 +9,11 @@ import { startForkd, tempConfig, endpointFor } from './helpers.mjs';
 
 let dir, forkd, base;
 
+// Every request has a deadline, so a server that stops answering fails the
+// test instead of hanging it.
+const http = (path, init = {}) =>
+  fetch(`${base}${path}`, { signal: AbortSignal.timeout(5000), ...init });
+
 async function freePort() {
   return new Promise((resolve) => {
     const srv = net.createServer();
@@ -31,8 +36,8 @@ after(async () => {
 });
 
 test('healthz and readyz answer 200', async () => {
-  assert.equal((await fetch(`${base}/healthz`)).status, 200);
-  const r = await fetch(`${base}/readyz`);
+  assert.equal((await http(`/healthz`)).status, 200);
+  const r = await http(`/readyz`);
   assert.equal(r.status, 200);
   assert.equal(await r.text(), 'ready\n');
 });
@@ -41,12 +46,12 @@ test('metrics and status count what was routed', async () => {
   const c = createClient({ endpoint: endpointFor(dir) });
   for (let i = 0; i < 10; i++) await c.routeData({ i }, 'logs', { ack: 'delivered' });
   await c.close();
-  const text = await (await fetch(`${base}/metrics`)).text();
+  const text = await (await http(`/metrics`)).text();
   assert.match(text, /^fork_ingest_events_total 10$/m);
   assert.match(text, /^fork_destination_delivered_total\{destination="logs"\} 10$/m);
   assert.match(text, /^fork_destination_delivered_total\{destination="audit"\} 0$/m);
   assert.match(text, /^# TYPE fork_destination_lag_events gauge$/m);
-  const s = await (await fetch(`${base}/api/status`)).json();
+  const s = await (await http(`/api/status`)).json();
   assert.equal(s.ingest.events, 10);
   const logs = s.destinations.find((d) => d.name === 'logs');
   assert.equal(logs.delivered, 10);
@@ -55,16 +60,20 @@ test('metrics and status count what was routed', async () => {
 });
 
 test('the dashboard page is served', async () => {
-  const r = await fetch(`${base}/`);
+  const r = await http(`/`);
   assert.equal(r.status, 200);
   assert.match(r.headers.get('content-type'), /text\/html/);
   assert.match(await r.text(), /\/api\/status/);
 });
 
 test('unknown paths, wrong methods and hostile requests are refused cleanly', async () => {
-  assert.equal((await fetch(`${base}/nope`)).status, 404);
-  assert.notEqual((await fetch(`${base}/metrics`, { method: 'POST', body: 'x' })).status, 200);
-  assert.equal((await fetch(`${base}/${'a'.repeat(20000)}`)).status >= 400, true);
+  assert.equal((await http(`/nope`)).status, 404);
+  const post = await http(`/metrics`, { method: 'POST', body: 'x'.repeat(1000) });
+  assert.equal(post.status, 405);
+  assert.equal((await http(`/metrics`, { method: 'DELETE' })).status, 405);
+  // An oversized body is refused, not buffered.
+  assert.equal((await http(`/x`, { method: 'POST', body: 'y'.repeat(200_000) })).status, 413);
+  assert.equal((await http(`/${'a'.repeat(20000)}`)).status >= 400, true);
   // Garbage bytes on the socket do not take the server down.
   await new Promise((resolve) => {
     const s = net.connect(new URL(base).port, '127.0.0.1', () => {
@@ -73,5 +82,5 @@ test('unknown paths, wrong methods and hostile requests are refused cleanly', as
     s.on('close', resolve);
     s.on('error', resolve);
   });
-  assert.equal((await fetch(`${base}/healthz`)).status, 200);
+  assert.equal((await http(`/healthz`)).status, 200);
 });
