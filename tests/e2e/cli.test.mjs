@@ -33,10 +33,10 @@ test('check reports every problem as file:line:col: message and exits 2', () => 
     const lines = r.stderr.trim().split('\n');
     const expect = [
       [2, 1, /unknown option 'wall' \(did you mean 'wal'\?\)/],
-      [4, 13, /destinations\.a\.type: expected one of file, stdout, got 'fiel' \(did you mean 'file'\?\)/],
+      [4, 14, /destinations\.a\.type: expected one of file, stdout, got 'fiel' \(did you mean 'file'\?\)/],
       [5, 3, /destinations\.b\.path: required option is missing/],
-      [5, 19, /destinations\.b: unknown option 'pth' \(did you mean 'path'\?\)/],
-      [5, 35, /destinations\.b\.format: expected one of jsonl, csv, got 'jsnl'/],
+      [5, 20, /destinations\.b: unknown option 'pth' \(did you mean 'path'\?\)/],
+      [5, 36, /destinations\.b\.format: expected one of jsonl, csv, got 'jsnl'/],
       [6, 3, /names are 1-64 letters/],
       [7, 22, /limits\.max_event: expected a size/],
     ];
@@ -68,7 +68,7 @@ test('check with a missing file or unset ${ENV} says so', () => {
   try {
     r = forkd('check', '--config', config);
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /:2:25: destinations\.a\.path: environment variable \$\{FORK_TEST_UNSET_VAR\} is not set/);
+    assert.match(r.stderr, /:2:26: destinations\.a\.path: environment variable \$\{FORK_TEST_UNSET_VAR\} is not set/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

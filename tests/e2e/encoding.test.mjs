@@ -53,7 +53,7 @@ test('every supported type round-trips into the JSONL file', async () => {
       date: '2026-11-21T17:50:01.234Z',
       buffer: Buffer.from([0, 1, 2, 250, 255]).toString('base64'),
       bytes: 'aGk=',
-      negativeZero: 0,
+      negativeZero: -0, // a float -0 stays -0 (JSON.stringify would write 0)
     };
     delete expected.skipped;
     // Integers beyond 2^53 are written exactly in the JSON text.
