@@ -82,22 +82,106 @@ async function benchRouteData(endpoint, events) {
   };
 }
 
-// 3. A pure-JS client: msgpackr + the zeromq package, one frame per window
-//    slice, acks by range.
-async function benchPureJs(endpoint, events) {
+// 3. The peer: routeData written in plain JS with the zeromq package and
+//    msgpackr, as an app would write it without the addon: each call packs
+//    its event, sends it as its own frame and gets a promise that the ack
+//    resolves. Same pipelining window as routeData.
+async function connectRaw(endpoint, agent) {
   const id = randomBytes(16);
-  const s = new zmq.Dealer({ routingId: id.toString('latin1'), linger: 0 });
+  const s = new zmq.Dealer({ routingId: id.toString('latin1'), linger: 0, sendHighWaterMark: 0 });
   s.routingId = id;
   s.connect(endpoint);
-  await s.send(Buffer.concat([Buffer.from([1, 1]), pack({ client: id, protocol: 1, agent: 'pure-js' })]));
+  await s.send(Buffer.concat([Buffer.from([1, 1]), pack({ client: id, protocol: 1, agent })]));
   await s.receive();
+  return s;
+}
+
+function routeFrame(seq, events) {
+  const parts = [];
+  const hdr = Buffer.alloc(14);
+  hdr[0] = 1;
+  hdr[1] = 3;
+  hdr.writeBigUInt64LE(BigInt(seq), 2);
+  hdr.writeUInt32LE(events.length, 10);
+  parts.push(hdr);
+  for (const ev of events) {
+    const h = Buffer.alloc(5);
+    h.writeUInt32LE(ev.length, 1);
+    parts.push(h, ev);
+  }
+  return Buffer.concat(parts);
+}
+
+async function benchPureJs(endpoint, events) {
+  const s = await connectRaw(endpoint, 'pure-js');
+  const pending = new Map();
+  let seq = 1;
+  let closed = false;
+  const receiver = (async () => {
+    while (!closed) {
+      let m;
+      try {
+        [m] = await s.receive();
+      } catch {
+        return;
+      }
+      if (m[1] !== 4) continue;
+      const n = m.readUInt32LE(2);
+      for (let k = 0; k < n; k++) {
+        const first = Number(m.readBigUInt64LE(6 + 16 * k));
+        const last = Number(m.readBigUInt64LE(14 + 16 * k));
+        for (let q = first; q <= last; q++) {
+          const p = pending.get(q);
+          if (p) {
+            pending.delete(q);
+            p({ id: q, ack: 'accepted' });
+          }
+        }
+      }
+    }
+  })();
+  // zeromq allows one send at a time: calls queue their frames for a pump.
+  const queue = [];
+  let pumping = false;
+  const pump = async () => {
+    pumping = true;
+    while (queue.length > 0) await s.send(queue.shift());
+    pumping = false;
+  };
+  const dests = ['logs'];
+  const routeData = (payload) =>
+    new Promise((resolve) => {
+      const my = seq++;
+      pending.set(my, resolve);
+      queue.push(routeFrame(my, [pack([dests, null, null, payload])]));
+      if (!pumping) pump();
+    });
+  const t0 = performance.now();
+  for (let i = 0; i < events.length; i += WINDOW) {
+    const end = Math.min(events.length, i + WINDOW);
+    const batch = new Array(end - i);
+    for (let j = i; j < end; j++) batch[j - i] = routeData(events[j]);
+    await Promise.all(batch);
+  }
+  const ms = performance.now() - t0;
+  closed = true;
+  s.close();
+  await receiver;
+  return { eventsPerSec: events.length / (ms / 1000) };
+}
+
+// 3b. forkd's ingest ceiling: pre-batched frames of 1000 events from JS,
+//     acks counted by range. Not a client an app would use; it shows how much
+//     headroom forkd has beyond what either client sends.
+async function benchRawBatched(endpoint, events) {
+  const s = await connectRaw(endpoint, 'raw-batched');
   let acked = 0;
   let seq = 1;
   const FRAME = 1000;
   const receiver = (async () => {
     while (acked < events.length) {
       const [m] = await s.receive();
-      if (m[1] !== 4) throw new Error(`pure-js client: frame ${m[1]}`);
+      if (m[1] !== 4) throw new Error(`raw client: frame ${m[1]}`);
       const n = m.readUInt32LE(2);
       for (let k = 0; k < n; k++) {
         acked += Number(m.readBigUInt64LE(14 + 16 * k) - m.readBigUInt64LE(6 + 16 * k)) + 1;
@@ -108,21 +192,10 @@ async function benchPureJs(endpoint, events) {
   const t0 = performance.now();
   for (let i = 0; i < events.length; i += FRAME) {
     const end = Math.min(events.length, i + FRAME);
-    const parts = [];
-    const hdr = Buffer.alloc(14);
-    hdr[0] = 1;
-    hdr[1] = 3;
-    hdr.writeBigUInt64LE(BigInt(seq), 2);
-    hdr.writeUInt32LE(end - i, 10);
-    parts.push(hdr);
-    for (let j = i; j < end; j++) {
-      const ev = pack([dests, null, null, events[j]]);
-      const h = Buffer.alloc(5);
-      h.writeUInt32LE(ev.length, 1);
-      parts.push(h, ev);
-    }
+    const evs = [];
+    for (let j = i; j < end; j++) evs.push(pack([dests, null, null, events[j]]));
+    await s.send(routeFrame(seq, evs));
     seq += end - i;
-    await s.send(Buffer.concat(parts));
     while (seq - 1 - acked > WINDOW) await new Promise((r) => setImmediate(r));
   }
   await receiver;
@@ -169,6 +242,7 @@ const endpoint = `ipc://${dir}/.fork/fork.sock`;
 
 const rd = await benchRouteData(endpoint, events);
 const pure = await benchPureJs(endpoint, events);
+const raw = await benchRawBatched(endpoint, events);
 const paced = await benchPaced(endpoint, next, 10000, Number(values['paced-seconds']));
 clearInterval(sampler);
 const { hwm } = rssOf(forkd.pid);
@@ -178,8 +252,9 @@ rmSync(dir, { recursive: true, force: true });
 const rows = [
   ['routeData end to end (ack accepted, durable)', `${fmt(rd.eventsPerSec)} events/s`, 'target ≥ 200,000'],
   ['  … until delivered to the file sink', `${fmt(rd.deliveredPerSec)} events/s`, ''],
-  ['pure-JS client (zeromq + msgpackr), same forkd', `${fmt(pure.eventsPerSec)} events/s`, ''],
+  ['pure-JS client (zeromq + msgpackr, a frame per call)', `${fmt(pure.eventsPerSec)} events/s`, ''],
   ['  ratio routeData / pure-JS', `${fmt(rd.eventsPerSec / pure.eventsPerSec, 2)}x`, 'target ≥ 3x'],
+  ['forkd ingest ceiling (JS, pre-batched 1000/frame)', `${fmt(raw.eventsPerSec)} events/s`, ''],
   ['JS-thread time per routeData call', `${fmt(rd.jsNsPerCall)} ns`, ''],
   ['msgpackr.pack() of the same object', `${fmt(floor.nsPerOp)} ns`, ''],
   ['  ratio routeData / pack()', `${fmt(rd.jsNsPerCall / floor.nsPerOp, 2)}x`, 'target ≤ 1.0x'],

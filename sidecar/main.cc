@@ -1,5 +1,7 @@
 // forkd: argument parsing, wiring, signals — nothing else.
 #include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -29,7 +31,14 @@ bool Load(const std::string& path, forkd::Config* config) {
   return false;
 }
 
-int Run(const std::string& config_path) {
+int Run(const std::string& config_path, bool exit_with_parent) {
+  if (exit_with_parent) {
+    // A supervising process (a dev server, a test) that dies takes forkd
+    // with it: SIGTERM, so the log is still drained and closed cleanly.
+    const pid_t parent = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) return 0;
+  }
   forkd::Config config;
   if (!Load(config_path, &config)) return kExitConfig;
   forkd::fs::InjectFaultsFromEnv();
@@ -122,6 +131,9 @@ int main(int argc, char** argv) {
   std::string config_path;
   CLI::App* run = app.add_subcommand("run", "Run in the foreground until SIGTERM");
   run->add_option("-c,--config", config_path, "Configuration file")->required();
+  bool exit_with_parent = false;
+  run->add_flag("--exit-with-parent", exit_with_parent,
+                "Stop (as on SIGTERM) when the process that started forkd exits");
   CLI::App* check = app.add_subcommand("check", "Validate a configuration file (exit 2 if not)");
   check->add_option("-c,--config", config_path, "Configuration file")->required();
   app.add_subcommand("version", "Print the version");
@@ -135,7 +147,7 @@ int main(int argc, char** argv) {
   }
   spdlog::set_level(spdlog::level::from_str(level));
 
-  if (run->parsed()) return Run(config_path);
+  if (run->parsed()) return Run(config_path, exit_with_parent);
   if (check->parsed()) return Check(config_path);
   if (reference->parsed()) {
     std::cout << ConfigReference();

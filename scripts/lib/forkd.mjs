@@ -27,7 +27,8 @@ export function tempConfig(yaml, prefix = 'fork-') {
 // Starts `forkd run --config <config>` and resolves once it listens.
 // Returns { proc, stderr(), stop(signal) -> Promise<{code, signal}> }.
 export async function startForkd(config, { env = {}, timeoutMs = 10000, quiet = true } = {}) {
-  const proc = spawn(forkdBinary(), ['run', '--config', config], {
+  // --exit-with-parent: a test or benchmark that dies takes its forkd along.
+  const proc = spawn(forkdBinary(), ['run', '--config', config, '--exit-with-parent'], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

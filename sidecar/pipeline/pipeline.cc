@@ -275,7 +275,7 @@ void Pipeline::Run() {
       const int64_t now = MonoMicros();
       if (n > 0 && now - first_us >= max_wait_us) break;
       const int64_t wait = n > 0 ? first_us + max_wait_us - now : 200000;
-      log_->WaitDurable(reader_->position().next_lsn - 1, wait);
+      log_->WaitDurable(reader_->position().next_lsn, wait);  // until a new entry is durable
       if (stop_.load() && !drain_.load()) return;
       caught_up = false;
     }
