@@ -113,7 +113,7 @@ for (const [name, n] of Object.entries(delivered)) {
   console.log(`  delivered ${name.padEnd(11)}${n}`);
 }
 console.log(`  throughput        ${Math.round(acked / elapsed)} events/s (${elapsed.toFixed(2)} s, ack 'accepted', fsync on)`);
-console.log(`  ack latency       p50 ${percentile(sorted, 50).toFixed(2)} ms, p99 ${percentile(sorted, 99).toFixed(2)} ms`);
+console.log(`  ack latency       p50 ${percentile(sorted, 50).toFixed(2)} ms, p99 ${percentile(sorted, 99).toFixed(2)} ms (with up to ${WINDOW} calls in flight)`);
 console.log(`  forkd exit        ${exit.code === 0 ? '0 (clean SIGTERM drain)' : JSON.stringify(exit)}`);
 console.log(`  output            ${path.relative(process.cwd(), outDir) || outDir}/`);
 
