@@ -95,7 +95,8 @@ std::string ConfigReference() {
       "## Top level\n\n" +
       forkd::OptionsMarkdown(forkd::TopLevelOptions()) + "\n## `wal`\n\n" +
       forkd::OptionsMarkdown(forkd::WalOptions()) + "\n## `limits`\n\n" +
-      forkd::OptionsMarkdown(forkd::LimitsOptions()) +
+      forkd::OptionsMarkdown(forkd::LimitsOptions()) + "\n## `dedupe`\n\n" +
+      forkd::OptionsMarkdown(forkd::DedupeOptions()) +
       "\n## `destinations.<name>`\n\nNames are 1-64 letters, digits, `_` or `-`. "
       "Every destination has these keys, plus those of its type.\n\n" +
       forkd::OptionsMarkdown(forkd::DestinationOptions()) + "\n### `batch`\n\n" +

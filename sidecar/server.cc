@@ -72,6 +72,8 @@ Status Server::Start() {
 
   ingest_ = std::make_unique<ingest::Ingest>(
       config_, log_.get(), [this](size_t i) { return pipelines_[i]->delivered_next_lsn(); });
+  s = ingest_->Recover();
+  if (!s.ok()) return s;
   s = ingest_->Bind();
   if (!s.ok()) return s;
   if (!config_.admin.empty()) {

@@ -57,6 +57,7 @@ const std::vector<OptionSpec>& TopLevelOptions() {
       {"admin", OptType::kString, "", "host:port of the admin HTTP server; off when empty"},
       {"wal", OptType::kNode, "", "Write-ahead log settings (see below)"},
       {"limits", OptType::kNode, "", "Limits on what clients may send (see below)"},
+      {"dedupe", OptType::kNode, "", "Duplicate detection for resends and idempotency keys"},
       {"destinations", OptType::kNode, "", "Named destinations", true},
   };
   return specs;
@@ -83,6 +84,21 @@ const std::vector<OptionSpec>& LimitsOptions() {
        64 << 20},
       {"max_depth", OptType::kInt, "64", "Deepest nesting of arrays and maps in a payload",
        false, {}, 1, 100},
+  };
+  return specs;
+}
+
+const std::vector<OptionSpec>& DedupeOptions() {
+  static const std::vector<OptionSpec> specs = {
+      {"window", OptType::kDuration, "24h",
+       "How long a repeated idempotencyKey is acknowledged without being delivered again",
+       false, {}, 0, 30ll * 86400 * 1000},
+      {"max_keys", OptType::kInt, "1000000",
+       "Most idempotency keys remembered; the oldest are forgotten first", false, {}, 0,
+       100000000},
+      {"recover_bytes", OptType::kSize, "128MiB",
+       "At start, the newest log bytes scanned to remember client sequence numbers and keys",
+       false, {}, 0, 1ll << 40},
   };
   return specs;
 }
@@ -179,6 +195,14 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
       out->max_frame = l.Bytes("max_frame");
       out->max_event = l.Bytes("max_event");
       out->limits.max_depth = static_cast<uint32_t>(l.Int("max_depth"));
+    }
+  }
+  if (const YAML::Node& dd = top.Node("dedupe"); dd.IsDefined() && !dd.IsNull()) {
+    Options o;
+    if (ParseOptions(dd, DedupeOptions(), {}, "dedupe", path, &o, errors)) {
+      out->dedupe_window_ms = o.Millis("window");
+      out->dedupe_max_keys = o.Int("max_keys");
+      out->dedupe_recover_bytes = o.Bytes("recover_bytes");
     }
   }
   out->limits.max_string = static_cast<uint32_t>(out->max_event);

@@ -37,6 +37,9 @@ struct Config {
   int64_t max_frame = 16ll << 20;
   int64_t max_event = 1ll << 20;
   wire::Limits limits;
+  int64_t dedupe_window_ms = 24ll * 3600 * 1000;
+  int64_t dedupe_max_keys = 1000000;
+  int64_t dedupe_recover_bytes = 128ll << 20;
   std::vector<DestinationConfig> destinations;
 
   const DestinationConfig* Find(std::string_view name) const;
@@ -56,6 +59,7 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
 const std::vector<OptionSpec>& TopLevelOptions();
 const std::vector<OptionSpec>& WalOptions();
 const std::vector<OptionSpec>& LimitsOptions();
+const std::vector<OptionSpec>& DedupeOptions();
 const std::vector<OptionSpec>& DestinationOptions();
 const std::vector<OptionSpec>& BatchOptions();
 const std::vector<OptionSpec>& RetryOptions();

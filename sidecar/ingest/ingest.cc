@@ -100,6 +100,65 @@ Ingest::~Ingest() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
+void Ingest::RememberKey(std::string_view key, uint64_t lsn, int64_t recv_us) {
+  if (config_.dedupe_max_keys <= 0) return;
+  auto [it, inserted] = keys_.try_emplace(std::string(key), KeyEntry{lsn, recv_us});
+  if (!inserted) {
+    it->second = KeyEntry{lsn, recv_us};
+    return;
+  }
+  key_order_.emplace_back(recv_us, it->first);
+  while (key_order_.size() > static_cast<size_t>(config_.dedupe_max_keys)) {
+    auto found = keys_.find(key_order_.front().second);
+    if (found != keys_.end() && found->second.recv_us == key_order_.front().first) {
+      keys_.erase(found);
+    }
+    key_order_.pop_front();
+  }
+}
+
+uint64_t Ingest::LookupKey(std::string_view key, int64_t now_us) {
+  // Forget keys older than the window first; the deque is in time order.
+  const int64_t horizon = now_us - config_.dedupe_window_ms * 1000;
+  while (!key_order_.empty() && key_order_.front().first < horizon) {
+    auto found = keys_.find(key_order_.front().second);
+    if (found != keys_.end() && found->second.recv_us == key_order_.front().first) {
+      keys_.erase(found);
+    }
+    key_order_.pop_front();
+  }
+  if (keys_.empty()) return 0;
+  auto it = keys_.find(std::string(key));
+  return it == keys_.end() ? 0 : it->second.lsn;
+}
+
+Status Ingest::Recover() {
+  const int64_t t0 = MonoMicros();
+  const uint64_t start = log_->RecentStart(static_cast<uint64_t>(config_.dedupe_recover_bytes));
+  std::unique_ptr<log::TailReader> reader;
+  Status s = log_->NewReader(log::Position{start, 0, 0}, nullptr, &reader);
+  if (!s.ok()) return s;
+  uint64_t entries = 0;
+  log::Entry e;
+  while (reader->Next(&e, &s) == log::TailReader::Result::kEntry) {
+    const uint32_t ci = ClientFor(e.header.client_id, wire::kClientIdSize);
+    clients_[ci].taken.Add(e.header.seq);
+    clients_[ci].durable.Add(e.header.seq);
+    wire::Reader rd(e.event, e.event_size);
+    rd.Next();  // [dests, key, options, payload]
+    rd.Skip();
+    const wire::Value k = rd.Next();
+    if (k.kind == wire::Kind::kStr) RememberKey(k.str(), e.header.lsn, e.header.recv_us);
+    ++entries;
+  }
+  if (!s.ok()) return s;
+  stats_.clients.store(clients_.size());
+  spdlog::info("dedupe: remembered {} clients and {} idempotency keys from {} recent entries "
+               "in {} ms",
+               clients_.size(), keys_.size(), entries, (MonoMicros() - t0) / 1000);
+  return Status::Ok();
+}
+
 Status Ingest::Bind() {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) return ErrnoStatus("eventfd", "", errno);
@@ -231,6 +290,22 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
       Nack(ci, e.seq, e.seq, wire::kCodeInvalidPayload, error);
       continue;
     }
+    if (ev.has_key) {
+      const uint64_t earlier = LookupKey(ev.key, now_us);
+      if (earlier != 0) {
+        // The same idempotencyKey again: acknowledged, not delivered twice.
+        stats_.repeated_keys.fetch_add(1, std::memory_order_relaxed);
+        c.taken.Add(e.seq);
+        if (earlier < log_->durable_next_lsn()) {
+          c.durable.Add(e.seq);
+          if (c.ack_out.empty()) touched_.push_back(ci);
+          AppendRange(&c.ack_out, e.seq);
+        } else {
+          deferred_acks_.push_back(PendingAck{ci, e.seq, earlier, 0});
+        }
+        continue;
+      }
+    }
     // Resolve the destinations.
     uint64_t mask = 0;
     std::string unknown;
@@ -261,6 +336,7 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
       continue;
     }
     const uint64_t lsn = log_->Append(now_us, client_id, e.seq, e.event, e.size);
+    if (ev.has_key) RememberKey(ev.key, lsn, now_us);
     if (pending_acks_.empty()) pending_since_us_ = MonoMicros();
     const bool want_delivered = (e.flags & wire::kFlagWantDelivered) != 0;
     pending_acks_.push_back(PendingAck{ci, e.seq, lsn, want_delivered ? mask : 0});
@@ -329,8 +405,41 @@ void Ingest::HandleCompletion() {
       if (pending_failed.last_lsn >= pending_failed.first_lsn && pending_failed.first_lsn != 0) {
         fail(pending_acks_);
       }
+      // Keys of the failed events are forgotten (their lsns will be reused),
+      // and repeats that waited for them fail with them.
+      while (!key_order_.empty()) {
+        auto it = keys_.find(key_order_.back().second);
+        if (it != keys_.end() && it->second.lsn < done.first_lsn) break;
+        if (it != keys_.end()) keys_.erase(it);
+        key_order_.pop_back();
+      }
+      std::vector<PendingAck> still;
+      for (const PendingAck& a : deferred_acks_) {
+        if (a.lsn >= done.first_lsn) {
+          clients_[a.client].taken.Remove(a.seq, a.seq);
+          Nack(a.client, a.seq, a.seq, wire::kCodeRejected, done.status.message());
+        } else {
+          still.push_back(a);
+        }
+      }
+      deferred_acks_.swap(still);
     }
     in_flight_acks_.clear();
+  }
+  if (!deferred_acks_.empty()) {
+    const uint64_t durable = log_->durable_next_lsn();
+    size_t kept = 0;
+    for (const PendingAck& a : deferred_acks_) {
+      if (a.lsn < durable) {
+        Client& c = clients_[a.client];
+        c.durable.Add(a.seq);
+        if (c.ack_out.empty()) touched_.push_back(a.client);
+        AppendRange(&c.ack_out, a.seq);
+      } else {
+        deferred_acks_[kept++] = a;
+      }
+    }
+    deferred_acks_.resize(kept);
   }
   for (uint32_t ci : touched_) SendRanges(ci, &clients_[ci].ack_out, false);
   touched_.clear();

@@ -34,6 +34,7 @@ struct IngestStats {
   std::atomic<uint64_t> delivered{0};     // 'delivered' notifications sent
   std::atomic<uint64_t> bad_frames{0};
   std::atomic<uint64_t> clients{0};
+  std::atomic<uint64_t> repeated_keys{0};  // idempotencyKeys seen before
 };
 
 // Sorted, disjoint inclusive ranges of sequence numbers; usually one range.
@@ -57,6 +58,11 @@ class Ingest {
   Ingest(const Ingest&) = delete;
   Ingest& operator=(const Ingest&) = delete;
 
+  // Rebuilds what duplicate detection needs — each client's sequence numbers
+  // and the idempotency keys — from the newest `dedupe.recover_bytes` of the
+  // log, so a client resending after a forkd crash does not double events.
+  // Call before Bind().
+  [[nodiscard]] Status Recover();
   // Creates the socket and binds `listen`.
   [[nodiscard]] Status Bind();
   // Serves until Stop(); then stops taking frames, commits and acks what it
@@ -101,6 +107,10 @@ class Ingest {
   void Send(const std::string& identity, const wire::Buffer& frame);
   void SendRanges(uint32_t client, std::vector<wire::SeqRange>* ranges, bool delivered);
   uint32_t ClientFor(const uint8_t* id, size_t size);
+  // Remembers an idempotency key (evicting past the window or max_keys).
+  void RememberKey(std::string_view key, uint64_t lsn, int64_t recv_us);
+  // The lsn of an earlier event with this key inside the window, or 0.
+  uint64_t LookupKey(std::string_view key, int64_t now_us);
   int64_t PollTimeoutMs() const;
 
   const Config& config_;
@@ -118,6 +128,15 @@ class Ingest {
   int64_t pending_since_us_ = 0;
   std::map<uint64_t, std::deque<Waiter>> waiters_;  // by destination set
   size_t waiter_count_ = 0;
+
+  // Acks owed for repeats of events not yet durable: sent once lsn is.
+  std::vector<PendingAck> deferred_acks_;
+  struct KeyEntry {
+    uint64_t lsn;
+    int64_t recv_us;
+  };
+  std::unordered_map<std::string, KeyEntry> keys_;
+  std::deque<std::pair<int64_t, std::string>> key_order_;  // (recv_us, key), oldest first
 
   std::vector<wire::RouteEntry> entries_;  // reused per frame
   wire::Buffer out_;                       // reused for outgoing frames

@@ -393,6 +393,16 @@ size_t Log::segment_count() const {
   return segments_.size();
 }
 
+uint64_t Log::RecentStart(uint64_t min_bytes) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t bytes = 0;
+  for (size_t i = segments_.size(); i-- > 0;) {
+    bytes += segments_[i].size;
+    if (bytes >= min_bytes || i == 0) return segments_[i].first_lsn;
+  }
+  return segments_.front().first_lsn;
+}
+
 size_t Log::DeleteSegmentsBefore(uint64_t min_next_lsn) {
   std::vector<uint64_t> doomed;
   {

@@ -105,6 +105,9 @@ class Log {
   uint64_t total_bytes() const;
   uint64_t first_lsn() const;
   size_t segment_count() const;
+  // The first lsn of the newest segments that together hold at least
+  // `min_bytes` (or all of them): where a scan of the recent log starts.
+  uint64_t RecentStart(uint64_t min_bytes) const;
 
   struct Stats {
     std::atomic<uint64_t> commits{0};
