@@ -41,7 +41,6 @@ int Run(const std::string& config_path, bool exit_with_parent) {
   }
   forkd::Config config;
   if (!Load(config_path, &config)) return kExitConfig;
-  forkd::fs::InjectFaultsFromEnv();
 
   // Signals go to one thread that waits for them; every other thread
   // (created after this) inherits the blocked mask.
@@ -59,6 +58,8 @@ int Run(const std::string& config_path, bool exit_with_parent) {
     spdlog::error("cannot start: {}", s.message());
     return 1;
   }
+  // Test hook: faults count the calls made while serving, not at start-up.
+  forkd::fs::InjectFaultsFromEnv();
   spdlog::info("forkd {} running with {} ({} destinations)", FORKD_VERSION, config_path,
                server.config().destinations.size());
 

@@ -288,7 +288,9 @@ void Pipeline::Run() {
       if (Commit(pos).ok()) last_commit_us = now;
     }
     delivered_next_lsn_.store(pos.next_lsn, std::memory_order_release);
-    if (stop_.load() && caught_up) {
+    // Draining ends only at the log's final end: `caught_up` may predate
+    // events that became durable while this batch was flushing.
+    if (stop_.load() && pos.next_lsn >= log_->durable_next_lsn()) {
       if (committed_next_lsn() < pos.next_lsn) (void)Commit(pos);
       return;
     }
