@@ -69,6 +69,7 @@ int Run(const std::string& config_path, bool exit_with_parent) {
     while (!done.load()) {
       siginfo_t info;
       const int sig = sigtimedwait(&set, &info, &tick);
+      if (done.load()) break;
       if (sig == SIGTERM || sig == SIGINT) {
         spdlog::info("{}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
         server.RequestStop();
@@ -82,6 +83,7 @@ int Run(const std::string& config_path, bool exit_with_parent) {
   });
   server.Serve();
   done.store(true);
+  pthread_kill(signals.native_handle(), SIGTERM);  // wake it now, not at its next tick
   signals.join();
   return 0;
 }

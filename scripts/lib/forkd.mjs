@@ -24,9 +24,10 @@ export function tempConfig(yaml, prefix = 'fork-') {
   return { dir, config };
 }
 
-// Starts `forkd run --config <config>` and resolves once it listens.
-// Returns { proc, stderr(), stop(signal) -> Promise<{code, signal}> }.
-export async function startForkd(config, { env = {}, timeoutMs = 10000, quiet = true } = {}) {
+// Starts `forkd run --config <config>` and resolves once it listens (with
+// `wait: false`, at once: `ready` then settles when it listens or fails to).
+// Returns { proc, ready, stderr(), stop(signal) -> Promise<{code, signal}> }.
+export async function startForkd(config, { env = {}, timeoutMs = 10000, quiet = true, wait = true } = {}) {
   // --exit-with-parent: a test or benchmark that dies takes its forkd along.
   const proc = spawn(forkdBinary(), ['run', '--config', config, '--exit-with-parent'], {
     env: { ...process.env, ...env },
@@ -40,7 +41,7 @@ export async function startForkd(config, { env = {}, timeoutMs = 10000, quiet = 
   let out = '';
   proc.stdout.on('data', (d) => (out += d));
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  await new Promise((resolve, reject) => {
+  const ready = new Promise((resolve, reject) => {
     const t0 = Date.now();
     const timer = setInterval(() => {
       if (err.includes('running with')) {
@@ -52,9 +53,12 @@ export async function startForkd(config, { env = {}, timeoutMs = 10000, quiet = 
       }
     }, 10);
   });
+  if (wait) await ready;
+  else ready.catch(() => {});
   return {
     proc,
     pid: proc.pid,
+    ready,
     stderr: () => err,
     stdout: () => out,
     exited,
