@@ -21,4 +21,4 @@ if [[ "${FORK_SKIP_SANITIZE:-}" != 1 ]]; then
 fi
 
 echo "== JS and end-to-end tests"
-node --test --test-concurrency=1 tests/js/ tests/e2e/
+node --test --test-concurrency=1 --test-timeout=300000 tests/js/ tests/e2e/

@@ -113,6 +113,8 @@ void Server::Tick() {
   if (!started_.load() || pipelines_.empty()) return;
   uint64_t min_lsn = UINT64_MAX;
   for (auto& p : pipelines_) min_lsn = std::min(min_lsn, p->committed_next_lsn());
+  // Segments whose idempotency keys are not in the key journal yet stay.
+  if (ingest_) min_lsn = std::min(min_lsn, ingest_->retain_from_lsn());
   const size_t n = log_->DeleteSegmentsBefore(min_lsn);
   if (n > 0) spdlog::debug("deleted {} log segments below lsn {}", n, min_lsn);
 }

@@ -134,7 +134,28 @@ uint64_t Ingest::LookupKey(std::string_view key, int64_t now_us) {
 
 Status Ingest::Recover() {
   const int64_t t0 = MonoMicros();
-  const uint64_t start = log_->RecentStart(static_cast<uint64_t>(config_.dedupe_recover_bytes));
+  uint64_t start = log_->RecentStart(static_cast<uint64_t>(config_.dedupe_recover_bytes));
+  completed_next_lsn_ = log_->durable_next_lsn();
+  if (config_.dedupe_max_keys > 0) {
+    journal_ = std::make_unique<KeyJournal>(config_.data_dir + "/dedupe");
+    const int64_t horizon = WallMicros() - config_.dedupe_window_ms * 1000;
+    uint64_t journal_next = 0;
+    s_journal_keys_ = 0;
+    Status js = journal_->Open(
+        [&](std::string_view key, uint64_t lsn, int64_t recv_us) {
+          if (recv_us >= horizon) {
+            RememberKey(key, lsn, recv_us);
+            ++s_journal_keys_;
+          }
+        },
+        &journal_next);
+    if (!js.ok()) return js;
+    // Keys after the journal's last sync are only in the log: scan from there.
+    start = std::min(start, std::max<uint64_t>(journal_next, 1));
+    retain_from_lsn_.store(std::max<uint64_t>(journal_next, 1));
+  } else {
+    retain_from_lsn_.store(UINT64_MAX);
+  }
   std::unique_ptr<log::TailReader> reader;
   Status s = log_->NewReader(log::Position{start, 0, 0}, nullptr, &reader);
   if (!s.ok()) return s;
@@ -156,6 +177,19 @@ Status Ingest::Recover() {
   spdlog::info("dedupe: remembered {} clients and {} idempotency keys from {} recent entries "
                "in {} ms",
                clients_.size(), keys_.size(), entries, (MonoMicros() - t0) / 1000);
+  if (journal_) {
+    // Start each run with a journal of only the live keys.
+    Status js = journal_->Rewrite(
+        [&](const std::function<void(std::string_view, uint64_t, int64_t)>& emit) {
+          for (const auto& [recv_us, key] : key_order_) {
+            auto it = keys_.find(key);
+            if (it != keys_.end() && it->second.recv_us == recv_us) emit(key, it->second.lsn, recv_us);
+          }
+        },
+        completed_next_lsn_);
+    if (!js.ok()) return js;
+    retain_from_lsn_.store(completed_next_lsn_);
+  }
   return Status::Ok();
 }
 
@@ -290,22 +324,6 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
       Nack(ci, e.seq, e.seq, wire::kCodeInvalidPayload, error);
       continue;
     }
-    if (ev.has_key) {
-      const uint64_t earlier = LookupKey(ev.key, now_us);
-      if (earlier != 0) {
-        // The same idempotencyKey again: acknowledged, not delivered twice.
-        stats_.repeated_keys.fetch_add(1, std::memory_order_relaxed);
-        c.taken.Add(e.seq);
-        if (earlier < log_->durable_next_lsn()) {
-          c.durable.Add(e.seq);
-          if (c.ack_out.empty()) touched_.push_back(ci);
-          AppendRange(&c.ack_out, e.seq);
-        } else {
-          deferred_acks_.push_back(PendingAck{ci, e.seq, earlier, 0});
-        }
-        continue;
-      }
-    }
     // Resolve the destinations.
     uint64_t mask = 0;
     std::string unknown;
@@ -335,8 +353,32 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
            "unknown destination '" + unknown + "' (configured: " + known + ")");
       continue;
     }
+    if (ev.has_key) {
+      const uint64_t earlier = LookupKey(ev.key, now_us);
+      if (earlier != 0) {
+        // The same idempotencyKey again: acknowledged, not delivered twice.
+        stats_.repeated_keys.fetch_add(1, std::memory_order_relaxed);
+        c.taken.Add(e.seq);
+        if (earlier < log_->durable_next_lsn()) {
+          c.durable.Add(e.seq);
+          if (c.ack_out.empty()) touched_.push_back(ci);
+          AppendRange(&c.ack_out, e.seq);
+        } else {
+          deferred_acks_.push_back(PendingAck{ci, e.seq, earlier, 0});
+        }
+        if ((e.flags & wire::kFlagWantDelivered) != 0 && mask != 0) {
+          // 'delivered' once the first event with this key is.
+          waiters_[mask].push_back(Waiter{earlier, ci, e.seq});
+          ++waiter_count_;
+        }
+        continue;
+      }
+    }
     const uint64_t lsn = log_->Append(now_us, client_id, e.seq, e.event, e.size);
-    if (ev.has_key) RememberKey(ev.key, lsn, now_us);
+    if (ev.has_key) {
+      RememberKey(ev.key, lsn, now_us);
+      if (journal_) journal_pending_.push_back(JournalEntry{std::string(ev.key), lsn, now_us});
+    }
     if (pending_acks_.empty()) pending_since_us_ = MonoMicros();
     const bool want_delivered = (e.flags & wire::kFlagWantDelivered) != 0;
     pending_acks_.push_back(PendingAck{ci, e.seq, lsn, want_delivered ? mask : 0});
@@ -389,6 +431,12 @@ void Ingest::HandleCompletion() {
         }
       }
       stats_.acked.fetch_add(in_flight_acks_.size(), std::memory_order_relaxed);
+      completed_next_lsn_ = done.last_lsn + 1;
+      while (!journal_pending_.empty() && journal_pending_.front().lsn <= done.last_lsn) {
+        const JournalEntry& j = journal_pending_.front();
+        journal_->Add(j.key, j.lsn, j.recv_us);
+        journal_pending_.pop_front();
+      }
     } else {
       // Nothing of the batch is in the log: say so, and forget the seqs so
       // that a resend is taken afresh.
@@ -412,6 +460,9 @@ void Ingest::HandleCompletion() {
         if (it != keys_.end() && it->second.lsn < done.first_lsn) break;
         if (it != keys_.end()) keys_.erase(it);
         key_order_.pop_back();
+      }
+      while (!journal_pending_.empty() && journal_pending_.back().lsn >= done.first_lsn) {
+        journal_pending_.pop_back();
       }
       std::vector<PendingAck> still;
       for (const PendingAck& a : deferred_acks_) {
@@ -464,6 +515,36 @@ void Ingest::CheckDelivered() {
     }
   }
   for (uint32_t ci : touched) SendRanges(ci, &clients_[ci].delivered_out, true);
+}
+
+void Ingest::SyncJournal(bool force) {
+  if (!journal_) return;
+  const int64_t now = MonoMicros();
+  if (!force && now - last_journal_sync_us_ < 1000000) return;
+  last_journal_sync_us_ = now;
+  if (completed_next_lsn_ <= journal_->synced_next_lsn() && !journal_->dirty()) return;
+  Status s = journal_->Sync(completed_next_lsn_);
+  if (!s.ok()) {
+    // The segments it would cover stay until a later sync succeeds.
+    spdlog::warn("dedupe: key journal: {}", s.message());
+    return;
+  }
+  retain_from_lsn_.store(journal_->synced_next_lsn(), std::memory_order_release);
+  // Keep the journal near the number of live keys.
+  if (journal_->records() > 2 * keys_.size() + 10000) {
+    Status rs = journal_->Rewrite(
+        [&](const std::function<void(std::string_view, uint64_t, int64_t)>& emit) {
+          for (const auto& [recv_us, key] : key_order_) {
+            auto it = keys_.find(key);
+            if (it != keys_.end() && it->second.recv_us == recv_us &&
+                it->second.lsn < completed_next_lsn_) {
+              emit(key, it->second.lsn, recv_us);
+            }
+          }
+        },
+        completed_next_lsn_);
+    if (!rs.ok()) spdlog::warn("dedupe: key journal rewrite: {}", rs.message());
+  }
 }
 
 int64_t Ingest::PollTimeoutMs() const {
@@ -523,10 +604,12 @@ void Ingest::Run() {
     }
     MaybeCommit(stopping);
     CheckDelivered();
+    SyncJournal(false);
     items[0].revents = items[1].revents = items[2].revents = 0;
   }
   zmq_msg_close(&id);
   zmq_msg_close(&body);
+  SyncJournal(true);
 }
 
 void Ingest::Finish() {

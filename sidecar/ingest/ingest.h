@@ -13,12 +13,14 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "core/config.h"
 #include "core/status.h"
+#include "ingest/key_journal.h"
 #include "log/log.h"
 #include "wire/codec.h"
 
@@ -75,6 +77,9 @@ class Ingest {
   void Finish();
 
   const IngestStats& stats() const { return stats_; }
+  // Segments at or above this lsn must stay: the idempotency keys of their
+  // events may not be in the key journal yet. Thread-safe.
+  uint64_t retain_from_lsn() const { return retain_from_lsn_.load(std::memory_order_acquire); }
 
  private:
   struct Client {
@@ -137,6 +142,18 @@ class Ingest {
   };
   std::unordered_map<std::string, KeyEntry> keys_;
   std::deque<std::pair<int64_t, std::string>> key_order_;  // (recv_us, key), oldest first
+  struct JournalEntry {
+    std::string key;
+    uint64_t lsn;
+    int64_t recv_us;
+  };
+  std::unique_ptr<KeyJournal> journal_;
+  std::deque<JournalEntry> journal_pending_;  // keys of events not yet committed
+  uint64_t completed_next_lsn_ = 1;            // every commit below it was handled
+  int64_t last_journal_sync_us_ = 0;
+  std::atomic<uint64_t> retain_from_lsn_{0};
+  void SyncJournal(bool force);
+  uint64_t s_journal_keys_ = 0;
 
   std::vector<wire::RouteEntry> entries_;  // reused per frame
   wire::Buffer out_;                       // reused for outgoing frames

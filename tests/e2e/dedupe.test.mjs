@@ -119,3 +119,40 @@ test('a client resending after forkd was killed does not double its events', asy
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('keys outlive the log segments that held them, across a crash', async () => {
+  // A scan of the log's tail finds nothing here: the key journal must.
+  const { dir, config } = tempConfig(`
+wal: { segment_bytes: 64KiB }
+dedupe: { window: 1h, recover_bytes: 0 }
+destinations:
+  logs: { type: file, path: ./out.jsonl, batch: { max_wait: 5ms } }
+`);
+  try {
+    let forkd = await startForkd(config);
+    let c = createClient({ endpoint: endpointFor(dir) });
+    await c.routeData({ first: true }, 'logs', { idempotencyKey: 'old-key', ack: 'delivered' });
+    // Enough traffic to roll and delete the segment that held it.
+    const filler = { pad: 'p'.repeat(1000) };
+    for (let round = 0; round < 4; round++) {
+      await Promise.all(Array.from({ length: 100 }, () => c.routeData(filler, 'logs', { ack: 'delivered' })));
+    }
+    await new Promise((r) => setTimeout(r, 2500)); // a journal sync and a deletion tick
+    const { readdirSync } = await import('node:fs');
+    const segments = readdirSync(path.join(dir, '.fork/wal'));
+    assert.ok(!segments.includes('00000000000000000001.log'), `the first segment is deleted: ${segments}`);
+    await c.close();
+    await forkd.stop('SIGKILL');
+
+    forkd = await startForkd(config);
+    c = createClient({ endpoint: endpointFor(dir) });
+    const again = await c.routeData({ second: true }, 'logs', { idempotencyKey: 'old-key', ack: 'delivered' });
+    assert.equal(again.id, 'old-key');
+    await c.close();
+    assert.equal((await forkd.stop()).code, 0);
+    const recs = readJsonl(path.join(dir, 'out.jsonl')).filter((r) => r._fork_id === 'old-key');
+    assert.deepEqual(recs, [{ _fork_id: 'old-key', first: true }]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
