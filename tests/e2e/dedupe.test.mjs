@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
-import * as zmq from 'zeromq';
 import { pack } from 'msgpackr';
 import { createClient } from '../../js/index.mjs';
 import { startForkd, tempConfig, readJsonl, endpointFor } from './helpers.mjs';
+import { rawClient, routeFrame } from './wire.mjs';
 
 const CONFIG = `
 dedupe: { window: 1h }
@@ -51,30 +51,6 @@ test('a repeated idempotencyKey is acknowledged again but delivered once, across
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-function routeFrame(firstSeq, events) {
-  const hdr = Buffer.alloc(14);
-  hdr[0] = 1;
-  hdr[1] = 3;
-  hdr.writeBigUInt64LE(BigInt(firstSeq), 2);
-  hdr.writeUInt32LE(events.length, 10);
-  const parts = [hdr];
-  for (const e of events) {
-    const h = Buffer.alloc(5);
-    h.writeUInt32LE(e.length, 1);
-    parts.push(h, e);
-  }
-  return Buffer.concat(parts);
-}
-
-async function rawClient(endpoint, id) {
-  const s = new zmq.Dealer({ routingId: id.toString('latin1'), receiveTimeout: 5000, linger: 0 });
-  s.routingId = id;
-  s.connect(endpoint);
-  await s.send(Buffer.concat([Buffer.from([1, 1]), pack({ client: id, protocol: 1, agent: 'raw' })]));
-  await s.receive();
-  return s;
-}
 
 // Reads ack frames until every sequence number in [first, last] is acked.
 async function expectAck(s, first, last) {

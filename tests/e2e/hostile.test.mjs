@@ -2,12 +2,11 @@
 // never crashes, never grows without bound, and keeps serving good clients.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import * as zmq from 'zeromq';
 import { pack, unpack } from 'msgpackr';
 import { createClient, ForkError } from '../../js/index.mjs';
 import { startForkd, tempConfig, endpointFor } from './helpers.mjs';
+import { rawClient as rawClientAt, routeFrame } from './wire.mjs';
 
 const CONFIG = `
 limits: { max_frame: 4MiB, max_event: 64KiB }
@@ -27,32 +26,7 @@ after(async () => {
   assert.equal(r.code, 0, forkd.stderr());
 });
 
-// A raw client speaking the wire protocol by hand.
-async function rawClient() {
-  const id = randomBytes(16);
-  const s = new zmq.Dealer({ routingId: id.toString('latin1'), receiveTimeout: 3000, linger: 0 });
-  s.routingId = id;
-  s.connect(endpoint);
-  await s.send(Buffer.concat([Buffer.from([1, 1]), pack({ client: id, protocol: 1, agent: 'raw' })]));
-  const [welcome] = await s.receive();
-  assert.equal(welcome[1], 2);
-  return s;
-}
-
-function routeFrame(firstSeq, events, { count } = {}) {
-  const hdr = Buffer.alloc(14);
-  hdr[0] = 1;
-  hdr[1] = 3;
-  hdr.writeBigUInt64LE(BigInt(firstSeq), 2);
-  hdr.writeUInt32LE(count ?? events.length, 10);
-  const parts = [hdr];
-  for (const e of events) {
-    const h = Buffer.alloc(5);
-    h.writeUInt32LE(e.length, 1);
-    parts.push(h, e);
-  }
-  return Buffer.concat(parts);
-}
+const rawClient = () => rawClientAt(endpoint);
 
 async function expectNack(s, code, pattern) {
   const [m] = await s.receive();
