@@ -209,4 +209,35 @@ const uint8_t* AppendJson(const uint8_t* p, std::string* out) {
   return r.pos();
 }
 
+void AppendJsonLine(std::string_view id, const uint8_t* payload, size_t payload_size,
+                    std::string* out) {
+  out->append("{\"_fork_id\":");
+  AppendJsonString(id, out);
+  wire::Reader rd(payload, payload_size);
+  const wire::Value m = rd.Next();
+  const uint8_t* q = rd.pos();
+  for (uint32_t i = 0; i < m.len; ++i) {
+    wire::Reader kr(q, payload_size - static_cast<size_t>(q - payload));
+    const wire::Value k = kr.Next();
+    if (k.kind == wire::Kind::kStr && k.str() == "_fork_id") {
+      kr.Skip();
+      q = kr.pos();
+      continue;
+    }
+    out->push_back(',');
+    if (k.kind == wire::Kind::kStr) {
+      AppendJsonString(k.str(), out);
+      q = kr.pos();
+    } else {
+      // JSON keys are strings: a key of another type is written as its JSON text.
+      std::string key;
+      q = AppendJson(q, &key);
+      AppendJsonString(key, out);
+    }
+    out->push_back(':');
+    q = AppendJson(q, out);
+  }
+  out->append("}\n");
+}
+
 }  // namespace forkd::sinks

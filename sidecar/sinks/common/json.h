@@ -13,6 +13,10 @@ namespace forkd::sinks {
 // Appends the JSON text of the msgpack value at `p` (trusted, validated
 // bytes); returns the position after the value.
 const uint8_t* AppendJson(const uint8_t* p, std::string* out);
+// Appends one JSON Lines record: {"_fork_id": id, ...the payload map's
+// fields}\n. A payload field named _fork_id is dropped: the id is forkd's.
+void AppendJsonLine(std::string_view id, const uint8_t* payload, size_t payload_size,
+                    std::string* out);
 // Appends `s` as a JSON string literal.
 void AppendJsonString(std::string_view s, std::string* out);
 // Appends a msgpack timestamp as "2026-11-21T17:50:00.123Z".

@@ -217,33 +217,7 @@ void FileSink::Write(const Record& r) {
   std::string& out = buf_;
   const size_t before = out.size();
   if (s_.format == Format::kJsonl) {
-    // {"_fork_id":"...", ...payload fields}
-    out.append("{\"_fork_id\":");
-    AppendJsonString(r.event_id, &out);
-    wire::Reader rd(r.payload, r.payload_size);
-    wire::Value m = rd.Next();
-    const uint8_t* q = rd.pos();
-    for (uint32_t i = 0; i < m.len; ++i) {
-      wire::Reader kr(q, r.payload_size - static_cast<size_t>(q - r.payload));
-      wire::Value k = kr.Next();
-      if (k.kind == wire::Kind::kStr && k.str() == "_fork_id") {
-        kr.Skip();  // the id is forkd's; a payload field of that name is dropped
-        q = kr.pos();
-        continue;
-      }
-      out.push_back(',');
-      if (k.kind == wire::Kind::kStr) {
-        AppendJsonString(k.str(), &out);
-        q = kr.pos();
-      } else {
-        std::string key;
-        q = AppendJson(q, &key);
-        AppendJsonString(key, &out);
-      }
-      out.push_back(':');
-      q = AppendJson(q, &out);
-    }
-    out.append("}\n");
+    AppendJsonLine(r.event_id, r.payload, r.payload_size, &out);
   } else {
     if (csv_cols_.empty()) {
       wire::Reader rd(r.payload, r.payload_size);

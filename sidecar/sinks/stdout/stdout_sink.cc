@@ -6,7 +6,6 @@
 
 #include "core/fs.h"
 #include "sinks/common/json.h"
-#include "wire/msgpack.h"
 
 namespace forkd::sinks {
 namespace {
@@ -15,18 +14,7 @@ class StdoutSink : public Sink {
  public:
   Status Open(const std::string&) override { return Status::Ok(); }
   void Write(const Record& r) override {
-    buf_.append("{\"_fork_id\":");
-    AppendJsonString(r.event_id, &buf_);
-    // The payload map's entries follow the id.
-    std::string body;
-    AppendJson(r.payload, &body);
-    if (body.size() > 2) {
-      buf_.push_back(',');
-      buf_.append(body, 1, body.size() - 1);
-    } else {
-      buf_.push_back('}');
-    }
-    buf_.push_back('\n');
+    AppendJsonLine(r.event_id, r.payload, r.payload_size, &buf_);
   }
   size_t buffered_bytes() const override { return buf_.size(); }
   Status Flush() override {

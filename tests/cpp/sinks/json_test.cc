@@ -358,4 +358,24 @@ TEST_CASE("random msgpack documents render as valid JSON", "[json]") {
   }
 }
 
+TEST_CASE("AppendJsonLine puts the id first and drops a payload field of the same name",
+          "[json]") {
+  const std::string payload = Pack([](wire::Writer& w) {
+    w.MapHeader(3);
+    w.Str("a");
+    w.Uint(1);
+    w.Str("_fork_id");
+    w.Str("forged");
+    w.Uint(7);  // a non-string key
+    w.Str("seven");
+  });
+  std::string out;
+  AppendJsonLine("id-1", U8(payload), payload.size(), &out);
+  CHECK(out == "{\"_fork_id\":\"id-1\",\"a\":1,\"7\":\"seven\"}\n");
+  out.clear();
+  const std::string empty = Pack([](wire::Writer& w) { w.MapHeader(0); });
+  AppendJsonLine("x", U8(empty), empty.size(), &out);
+  CHECK(out == "{\"_fork_id\":\"x\"}\n");
+}
+
 }  // namespace forkd::sinks
