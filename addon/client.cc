@@ -152,13 +152,7 @@ uint64_t Link::Enqueue(const uint8_t* event, uint32_t size, uint8_t flags, int64
     ++open_.count;
     if (open_.bytes.size() >= kSealBytes) {
       sealed_.push_back(std::move(open_));
-      if (pool_.empty()) {
-        open_ = Frame();
-      } else {
-        open_ = std::move(pool_.back());
-        pool_.pop_back();
-      }
-      open_.Reset();
+      open_ = TakePooledFrame();
       wake = true;
     }
   }
@@ -246,13 +240,7 @@ void Link::TakeOutbox() {
     taking_.swap(sealed_);
     if (open_.count > 0) {
       taking_.push_back(std::move(open_));
-      if (pool_.empty()) {
-        open_ = Frame();
-      } else {
-        open_ = std::move(pool_.back());
-        pool_.pop_back();
-      }
-      open_.Reset();
+      open_ = TakePooledFrame();
     }
   }
   for (Frame& f : taking_) Register(std::move(f));
@@ -589,6 +577,16 @@ void Link::Collect() {
     deadline_fifo_.pop_front();
   }
   while (!deadline_heap_.empty() && Settled(deadline_heap_.top().second)) deadline_heap_.pop();
+}
+
+Frame Link::TakePooledFrame() {
+  Frame f;
+  if (!pool_.empty()) {
+    f = std::move(pool_.back());
+    pool_.pop_back();
+  }
+  f.Reset();
+  return f;
 }
 
 void Link::Recycle(Frame frame) {

@@ -163,6 +163,8 @@ class Link {
   void Run();
   void TakeOutbox();
   void Register(Frame frame);
+  // [any] A frame for open_, reused from pool_ when one is there. Caller holds mu_.
+  Frame TakePooledFrame();
   void HandleMonitor();
   void HandleIncoming();
   void HandleFrame(const uint8_t* data, size_t size);

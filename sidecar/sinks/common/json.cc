@@ -130,6 +130,21 @@ void AppendBase64(const uint8_t* p, size_t n, std::string* out) {
   }
 }
 
+const uint8_t* AppendJsonKey(const uint8_t* p, std::string* out) {
+  wire::Reader kr(p, SIZE_MAX / 2);
+  const wire::Value k = kr.Peek();
+  if (k.kind == wire::Kind::kStr) {
+    kr.Next();
+    AppendJsonString(k.str(), out);
+    return kr.pos();
+  }
+  // JSON keys are strings: a key of another type is written as its JSON text.
+  std::string key;
+  const uint8_t* next = AppendJson(p, &key);
+  AppendJsonString(key, out);
+  return next;
+}
+
 const uint8_t* AppendJson(const uint8_t* p, std::string* out) {
   // Trusted bytes: the reader is given a generous end; values are validated.
   wire::Reader r(p, SIZE_MAX / 2);
@@ -187,18 +202,7 @@ const uint8_t* AppendJson(const uint8_t* p, std::string* out) {
       out->push_back('{');
       for (uint32_t i = 0; i < v.len; ++i) {
         if (i) out->push_back(',');
-        wire::Reader kr(q, SIZE_MAX / 2);
-        wire::Value k = kr.Peek();
-        if (k.kind == wire::Kind::kStr) {
-          k = kr.Next();
-          AppendJsonString(k.str(), out);
-          q = kr.pos();
-        } else {
-          // JSON keys are strings: use the key's JSON text as the name.
-          std::string key;
-          q = AppendJson(q, &key);
-          AppendJsonString(key, out);
-        }
+        q = AppendJsonKey(q, out);
         out->push_back(':');
         q = AppendJson(q, out);
       }
@@ -225,15 +229,7 @@ void AppendJsonLine(std::string_view id, const uint8_t* payload, size_t payload_
       continue;
     }
     out->push_back(',');
-    if (k.kind == wire::Kind::kStr) {
-      AppendJsonString(k.str(), out);
-      q = kr.pos();
-    } else {
-      // JSON keys are strings: a key of another type is written as its JSON text.
-      std::string key;
-      q = AppendJson(q, &key);
-      AppendJsonString(key, out);
-    }
+    q = AppendJsonKey(q, out);
     out->push_back(':');
     q = AppendJson(q, out);
   }

@@ -17,6 +17,9 @@ const uint8_t* AppendJson(const uint8_t* p, std::string* out);
 // fields}\n. A payload field named _fork_id is dropped: the id is forkd's.
 void AppendJsonLine(std::string_view id, const uint8_t* payload, size_t payload_size,
                     std::string* out);
+// Appends the map key at `p` as a JSON string (a key that is not a string
+// becomes its JSON text); returns the position after the key.
+const uint8_t* AppendJsonKey(const uint8_t* p, std::string* out);
 // Appends `s` as a JSON string literal.
 void AppendJsonString(std::string_view s, std::string* out);
 // Appends a msgpack timestamp as "2026-11-21T17:50:00.123Z".
