@@ -800,16 +800,17 @@ napi_value Client::MakeReceipt(napi_env env, uint64_t seq, const Pending& p, Ack
   napi_set_named_property(env, receipt, "ack", NewString(env, AckName(reached)));
   wire::Reader r(reinterpret_cast<const uint8_t*>(p.meta.data()), p.meta.size());
   wire::Value d = r.Next();
-  if (d.kind == wire::Kind::kArray) {
+  if (routed != nullptr) {
+    // forkd's routes chose or added destinations: its list is the truth.
+    napi_create_array_with_length(env, routed->size(), &dests);
+    for (size_t i = 0; i < routed->size(); ++i) {
+      napi_set_element(env, dests, static_cast<uint32_t>(i), NewString(env, (*routed)[i]));
+    }
+  } else if (d.kind == wire::Kind::kArray) {
     napi_create_array_with_length(env, d.len, &dests);
     for (uint32_t i = 0; i < d.len; ++i) {
       wire::Value name = r.Next();
       napi_set_element(env, dests, i, NewString(env, name.str()));
-    }
-  } else if (routed != nullptr) {
-    napi_create_array_with_length(env, routed->size(), &dests);
-    for (size_t i = 0; i < routed->size(); ++i) {
-      napi_set_element(env, dests, static_cast<uint32_t>(i), NewString(env, (*routed)[i]));
     }
   } else {
     napi_create_array(env, &dests);

@@ -20,13 +20,18 @@ namespace {
 
 constexpr int kExitConfig = 2;
 
-bool Load(const std::string& path, forkd::Config* config) {
-  std::vector<forkd::ConfigError> errors;
+bool Load(const std::string& path, forkd::Config* config,
+          std::vector<forkd::ConfigError>* errors) {
   auto lookup = [](std::string_view type) -> const std::vector<forkd::OptionSpec>* {
     const forkd::sinks::SinkType* t = forkd::sinks::FindSinkType(type);
     return t == nullptr ? nullptr : &t->options();
   };
-  if (forkd::LoadConfig(path, lookup, forkd::sinks::SinkTypeNames(), config, &errors)) return true;
+  return forkd::LoadConfig(path, lookup, forkd::sinks::SinkTypeNames(), config, errors);
+}
+
+bool Load(const std::string& path, forkd::Config* config) {
+  std::vector<forkd::ConfigError> errors;
+  if (Load(path, config, &errors)) return true;
   for (const auto& e : errors) std::cerr << e.ToString() << "\n";
   return false;
 }
@@ -74,8 +79,17 @@ int Run(const std::string& config_path, bool exit_with_parent) {
         spdlog::info("{}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
         server.RequestStop();
       } else if (sig == SIGHUP) {
-        spdlog::warn("SIGHUP: configuration reload is not available in this version; "
-                     "restart forkd to apply changes");
+        // The new file is validated in full first; a bad one changes nothing.
+        forkd::Config next;
+        std::vector<forkd::ConfigError> errors;
+        if (!Load(config_path, &next, &errors)) {
+          spdlog::error("SIGHUP: {} has {} error(s); still running the previous configuration",
+                        config_path, errors.size());
+          for (const auto& e : errors) spdlog::error("  {}", e.ToString());
+        } else {
+          spdlog::info("SIGHUP: reloading {}", config_path);
+          server.Reload(std::move(next));
+        }
       } else {
         server.Tick();
       }

@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <limits>
 
 #include "core/clock.h"
 #include "core/fs.h"
@@ -24,23 +26,23 @@ Server::~Server() {
 }
 
 Status Server::Start() {
-  Status s = fs::MakeDirs(config_.data_dir, 0700);
+  Status s = fs::MakeDirs(config_->data_dir, 0700);
   if (!s.ok()) return s;
   // Only the owner may enter: the socket lives here.
-  if (::chmod(config_.data_dir.c_str(), 0700) != 0) {
-    return ErrnoStatus("restrict data_dir", config_.data_dir, errno);
+  if (::chmod(config_->data_dir.c_str(), 0700) != 0) {
+    return ErrnoStatus("restrict data_dir", config_->data_dir, errno);
   }
-  const std::string lock_path = config_.data_dir + "/LOCK";
+  const std::string lock_path = config_->data_dir + "/LOCK";
   lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd_ < 0) return ErrnoStatus("open lock file", lock_path, errno);
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    return Status::IoError("another forkd is running with data_dir " + config_.data_dir);
+    return Status::IoError("another forkd is running with data_dir " + config_->data_dir);
   }
 
   log::LogOptions lo;
-  lo.dir = config_.data_dir + "/wal";
-  lo.fsync = config_.fsync;
-  lo.segment_bytes = static_cast<uint64_t>(config_.segment_bytes);
+  lo.dir = config_->data_dir + "/wal";
+  lo.fsync = config_->fsync;
+  lo.segment_bytes = static_cast<uint64_t>(config_->segment_bytes);
   log::RecoveryInfo info;
   const int64_t t0 = MonoMicros();
   s = log::Log::Open(lo, &log_, &info);
@@ -53,52 +55,166 @@ Status Server::Start() {
   }
   for (const auto& d : info.damage) spdlog::error("log damage: {}", d);
 
-  cursors_ = std::make_unique<log::CursorStore>(config_.data_dir + "/cursors");
+  cursors_ = std::make_unique<log::CursorStore>(config_->data_dir + "/cursors");
   s = cursors_->Init();
   if (!s.ok()) return s;
-  dead_letters_ = std::make_unique<pipeline::DeadLetters>(config_.data_dir + "/dead_letters");
+  dead_letters_ = std::make_unique<pipeline::DeadLetters>(config_->data_dir + "/dead_letters");
   s = dead_letters_->Init();
   if (!s.ok()) return s;
 
-  for (const auto& d : config_.destinations) {
-    const sinks::SinkType* type = sinks::FindSinkType(d.type);
-    sinks::SinkContext ctx{&config_, &d};
-    auto p = std::make_unique<pipeline::Pipeline>(d, type->create(ctx), log_.get(),
-                                                  cursors_.get(), dead_letters_.get());
-    s = p->Start();
-    if (!s.ok()) return Status::IoError("destination " + d.name + ": " + s.message());
+  for (const auto& d : config_->destinations) {
+    std::shared_ptr<pipeline::Pipeline> p;
+    s = StartPipeline(d, *config_, &p);
+    if (!s.ok()) return s;
     pipelines_.push_back(std::move(p));
   }
 
-  ingest_ = std::make_unique<ingest::Ingest>(
-      config_, log_.get(), [this](size_t i) { return pipelines_[i]->delivered_next_lsn(); });
+  ingest_ = std::make_unique<ingest::Ingest>(config_, log_.get(), [this](std::string_view name) {
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    for (const auto& p : pipelines_) {
+      if (p->name() == name) return p->delivered_next_lsn();
+    }
+    // Restarting during a reload: not yet. Removed by one: nothing to wait for.
+    return config_->Find(name) ? 0 : std::numeric_limits<uint64_t>::max();
+  });
   s = ingest_->Recover();
   if (!s.ok()) return s;
   s = ingest_->Bind();
   if (!s.ok()) return s;
-  if (!config_.admin.empty()) {
+  if (!config_->admin.empty()) {
     admin_ = std::make_unique<admin::AdminServer>(admin::Handlers{
         [this] { return started_.load(); }, [this] { return MetricsText(); },
         [this] { return StatusJson(); }});
-    s = admin_->Start(config_.admin);
+    s = admin_->Start(config_->admin);
     if (!s.ok()) return s;
-    spdlog::info("admin on http://{}/", config_.admin);
+    spdlog::info("admin on http://{}/", config_->admin);
   }
   start_us_ = MonoMicros();
   started_.store(true);
   return Status::Ok();
 }
 
+Status Server::StartPipeline(const DestinationConfig& d, const Config& c,
+                             std::shared_ptr<pipeline::Pipeline>* out) {
+  const sinks::SinkType* type = sinks::FindSinkType(d.type);
+  sinks::SinkContext ctx{&c, &d};
+  auto p = std::make_shared<pipeline::Pipeline>(d, c, type->create(ctx), log_.get(),
+                                                cursors_.get(), dead_letters_.get());
+  Status s = p->Start();
+  if (!s.ok()) return Status::IoError("destination " + d.name + ": " + s.message());
+  *out = std::move(p);
+  return Status::Ok();
+}
+
+std::vector<std::shared_ptr<pipeline::Pipeline>> Server::Pipelines() const {
+  std::lock_guard<std::mutex> lock(pipelines_mu_);
+  return pipelines_;
+}
+
+void Server::Reload(Config next_config) {
+  std::lock_guard<std::mutex> reload_lock(reload_mu_);
+  if (!started_.load() || stopping_.load()) return;
+  const Config& old = *config_;
+  // What only a restart can change keeps its running value.
+  auto keep = [&](const char* what, bool same) {
+    if (!same) spdlog::warn("reload: {} changed; it takes effect at the next restart", what);
+  };
+  keep("data_dir", next_config.data_dir == old.data_dir);
+  keep("listen", next_config.listen == old.listen);
+  keep("admin", next_config.admin == old.admin);
+  keep("wal", next_config.fsync == old.fsync && next_config.batch_ms == old.batch_ms &&
+                  next_config.segment_bytes == old.segment_bytes);
+  keep("limits", next_config.max_frame == old.max_frame && next_config.max_event == old.max_event &&
+                     next_config.limits.max_depth == old.limits.max_depth);
+  keep("dedupe", next_config.dedupe_window_ms == old.dedupe_window_ms &&
+                     next_config.dedupe_max_keys == old.dedupe_max_keys &&
+                     next_config.dedupe_recover_bytes == old.dedupe_recover_bytes);
+  next_config.data_dir = old.data_dir;
+  next_config.listen = old.listen;
+  next_config.admin = old.admin;
+  next_config.fsync = old.fsync;
+  next_config.batch_ms = old.batch_ms;
+  next_config.segment_bytes = old.segment_bytes;
+  next_config.max_frame = old.max_frame;
+  next_config.max_event = old.max_event;
+  next_config.limits = old.limits;
+  next_config.dedupe_window_ms = old.dedupe_window_ms;
+  next_config.dedupe_max_keys = old.dedupe_max_keys;
+  next_config.dedupe_recover_bytes = old.dedupe_recover_bytes;
+  auto next = std::make_shared<const Config>(std::move(next_config));
+
+  std::vector<std::shared_ptr<pipeline::Pipeline>> current = Pipelines();
+  auto running = [&](const std::string& name) -> std::shared_ptr<pipeline::Pipeline> {
+    for (const auto& p : current) {
+      if (p->name() == name) return p;
+    }
+    return nullptr;
+  };
+  std::vector<std::shared_ptr<pipeline::Pipeline>> pipelines;
+  int kept = 0, restarted = 0, started = 0, stopped = 0;
+  for (const auto& d : next->destinations) {
+    const DestinationConfig* before = old.Find(d.name);
+    std::shared_ptr<pipeline::Pipeline> p = running(d.name);
+    if (p && before && before->fingerprint == d.fingerprint && before->type == d.type) {
+      pipelines.push_back(std::move(p));
+      ++kept;
+      continue;
+    }
+    if (p) {
+      // Changed: the old pipeline stops (what it had not committed stays in
+      // the log) before the new one opens the same cursor and output.
+      {
+        std::lock_guard<std::mutex> lock(pipelines_mu_);
+        pipelines_.erase(std::remove(pipelines_.begin(), pipelines_.end(), p), pipelines_.end());
+      }
+      p->Stop(/*drain=*/false, 0);
+      ++restarted;
+      spdlog::info("reload: destination {} changed; restarting it from its cursor", d.name);
+    } else {
+      ++started;
+      spdlog::info("reload: new destination {}", d.name);
+    }
+    std::shared_ptr<pipeline::Pipeline> np;
+    Status s = StartPipeline(d, *next, &np);
+    if (!s.ok()) {
+      spdlog::error("reload: {}", s.message());
+      continue;
+    }
+    pipelines.push_back(std::move(np));
+  }
+  std::vector<std::shared_ptr<pipeline::Pipeline>> removed;
+  for (const auto& p : current) {
+    if (!next->Find(p->name())) removed.push_back(p);
+  }
+  {
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    pipelines_ = pipelines;
+    config_ = next;
+  }
+  ingest_->SetConfig(next);
+  for (const auto& p : removed) {
+    p->Stop(/*drain=*/false, 0);
+    ++stopped;
+    spdlog::info("reload: destination {} removed; its events stay in the log until the "
+                 "other cursors pass them",
+                 p->name());
+  }
+  spdlog::info("reload: done: {} kept running, {} restarted, {} new, {} stopped; {} routes", kept,
+               restarted, started, stopped, next->routes.size());
+}
+
 void Server::Serve() {
   ingest_->Run();
-  spdlog::info("ingest stopped; draining {} destinations", pipelines_.size());
-  for (auto& p : pipelines_) p->Stop(/*drain=*/true, /*drain_timeout_ms=*/30000);
+  std::lock_guard<std::mutex> reload_lock(reload_mu_);
+  const auto pipelines = Pipelines();
+  spdlog::info("ingest stopped; draining {} destinations", pipelines.size());
+  for (auto& p : pipelines) p->Stop(/*drain=*/true, /*drain_timeout_ms=*/30000);
   ingest_->Finish();
   Tick();
   const auto& st = ingest_->stats();
   spdlog::info("stopped: {} events accepted, {} duplicates dropped, {} rejected",
                st.events.load(), st.duplicates.load(), st.nacked.load());
-  for (auto& p : pipelines_) {
+  for (auto& p : pipelines) {
     spdlog::info("destination {}: {} delivered, {} dead-lettered, lsn {} committed", p->name(),
                  p->stats().delivered.load(), p->stats().dead_lettered.load(),
                  p->committed_next_lsn());
@@ -106,13 +222,15 @@ void Server::Serve() {
 }
 
 void Server::RequestStop() {
+  stopping_.store(true);
   if (ingest_) ingest_->Stop();
 }
 
 void Server::Tick() {
-  if (!started_.load() || pipelines_.empty()) return;
+  const auto pipelines = Pipelines();
+  if (!started_.load() || pipelines.empty()) return;
   uint64_t min_lsn = UINT64_MAX;
-  for (auto& p : pipelines_) min_lsn = std::min(min_lsn, p->committed_next_lsn());
+  for (auto& p : pipelines) min_lsn = std::min(min_lsn, p->committed_next_lsn());
   // Segments whose idempotency keys are not in the key journal yet stay.
   if (ingest_) min_lsn = std::min(min_lsn, ingest_->retain_from_lsn());
   const size_t n = log_->DeleteSegmentsBefore(min_lsn);
@@ -167,6 +285,7 @@ std::string Server::MetricsText() const {
 
   const uint64_t end = log_->durable_next_lsn();
   const int64_t now = WallMicros();
+  const auto pipelines = Pipelines();
   struct Series {
     const char* name;
     const char* type;
@@ -184,7 +303,7 @@ std::string Server::MetricsText() const {
   };
   for (const Series& s : series) {
     Metric(&m, s.name, s.type, s.help);
-    for (const auto& p : pipelines_) {
+    for (const auto& p : pipelines) {
       const auto& st = p->stats();
       std::string labels = "destination=\"" + p->name() + "\"";
       const uint64_t lag = end - std::min(end, p->delivered_next_lsn());
@@ -236,8 +355,13 @@ std::string Server::StatusJson() const {
   num("bytes", static_cast<double>(log_->total_bytes()));
   num("commits", static_cast<double>(log_->stats().commits.load()), false);
   j.append("},\"destinations\":[");
-  for (size_t i = 0; i < pipelines_.size(); ++i) {
-    const auto& p = pipelines_[i];
+  std::vector<std::shared_ptr<pipeline::Pipeline>> pipelines;
+  {
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    pipelines = pipelines_;
+  }
+  for (size_t i = 0; i < pipelines.size(); ++i) {
+    const auto& p = pipelines[i];
     const auto& st = p->stats();
     const uint64_t lag = end - std::min(end, p->delivered_next_lsn());
     const int64_t last = st.last_delivered_recv_us.load();
@@ -245,7 +369,7 @@ std::string Server::StatusJson() const {
     j.append("{\"name\":");
     sinks::AppendJsonString(p->name(), &j);
     j.append(",\"type\":");
-    sinks::AppendJsonString(config_.destinations[i].type, &j);
+    sinks::AppendJsonString(p->type(), &j);
     j.append(",\"state\":\"").append(p->healthy() ? "ok" : "failing").append("\",");
     num("received", static_cast<double>(st.received.load()));
     num("delivered", static_cast<double>(st.delivered.load()));

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "admin/admin_server.h"
@@ -19,7 +20,7 @@ namespace forkd {
 
 class Server {
  public:
-  explicit Server(Config config) : config_(std::move(config)) {}
+  explicit Server(Config config) : config_(std::make_shared<const Config>(std::move(config))) {}
   ~Server();
 
   // Opens the data directory (locked against a second forkd), recovers the
@@ -32,21 +33,34 @@ class Server {
   // Housekeeping every second: deletes segments every cursor has passed.
   void Tick();
 
-  const Config& config() const { return config_; }
+  const Config& config() const { return *config_; }
+  // Switches to `next` (already validated): destinations that did not change
+  // keep running, changed ones restart from their cursor, removed ones stop,
+  // new ones start. Settings that need a restart (data_dir, listen, wal,
+  // limits, dedupe, admin) keep their old values, with a warning. Call from
+  // the thread that called Serve()'s caller (the signal thread).
+  void Reload(Config next);
   // For the admin server: Prometheus text and the /api/status JSON.
   std::string MetricsText() const;
   std::string StatusJson() const;
 
  private:
-  Config config_;
+  std::shared_ptr<const Config> config_;
+  [[nodiscard]] Status StartPipeline(const DestinationConfig& d, const Config& c,
+                                     std::shared_ptr<pipeline::Pipeline>* out);
+  // Snapshot of the running pipelines, for any thread.
+  std::vector<std::shared_ptr<pipeline::Pipeline>> Pipelines() const;
   int lock_fd_ = -1;
   std::unique_ptr<log::Log> log_;
   std::unique_ptr<log::CursorStore> cursors_;
   std::unique_ptr<pipeline::DeadLetters> dead_letters_;
-  std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines_;
+  mutable std::mutex pipelines_mu_;
+  std::vector<std::shared_ptr<pipeline::Pipeline>> pipelines_;  // guarded; config order
+  std::mutex reload_mu_;
   std::unique_ptr<ingest::Ingest> ingest_;
   std::unique_ptr<admin::AdminServer> admin_;
   std::atomic<bool> started_{false};
+  std::atomic<bool> stopping_{false};
   int64_t start_us_ = 0;
 };
 

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <functional>
 
 namespace forkd {
 namespace {
@@ -46,6 +48,137 @@ std::string Normalize(const std::string& p) {
   return out;
 }
 
+// Checks that `name` is a configured destination.
+bool KnownDestination(const Config& c, const YAML::Node& at, const std::string& where,
+                      const std::string& name, const transforms::ParseContext& pc) {
+  if (c.Find(name)) return true;
+  std::vector<std::string_view> names;
+  for (const auto& d : c.destinations) names.push_back(d.name);
+  std::string m = "unknown destination '" + name + "'";
+  const std::string dym = DidYouMean(name, names);
+  if (!dym.empty()) m += " (did you mean '" + dym + "'?)";
+  pc.Error(at, where, m);
+  return false;
+}
+
+// A name or a non-empty list of names.
+bool NameList(const YAML::Node& n, const std::string& where, const transforms::ParseContext& pc,
+              std::vector<std::pair<std::string, YAML::Node>>* out) {
+  if (n.IsScalar()) {
+    out->emplace_back(n.Scalar(), n);
+    return true;
+  }
+  if (!n.IsSequence() || n.size() == 0) {
+    pc.Error(n, where, "expected a name or a non-empty list of names");
+    return false;
+  }
+  for (const auto& item : n) {
+    if (!item.IsScalar()) {
+      pc.Error(item, where, "expected a name");
+      return false;
+    }
+    out->emplace_back(item.Scalar(), item);
+  }
+  return true;
+}
+
+void ParseRoutes(const Options& top, const std::string& path, const transforms::ParseContext& pc,
+                 Config* out) {
+  std::vector<ConfigError>* errors = pc.errors;
+  if (top.Has("unmatched")) {
+    KnownDestination(*out, top.Node("unmatched"), "unmatched", top.Str("unmatched"), pc);
+    out->unmatched = top.Str("unmatched");
+  }
+  const YAML::Node& rn = top.Node("routes");
+  if (!rn.IsDefined() || rn.IsNull()) return;
+  if (!rn.IsSequence()) {
+    errors->push_back({path, MarkOf(rn), "routes: expected a list of {when, to}"});
+    return;
+  }
+  for (size_t i = 0; i < rn.size(); ++i) {
+    const YAML::Node node = rn[i];
+    const std::string where = "routes[" + std::to_string(i) + "]";
+    Options o;
+    if (!ParseOptions(node, RouteOptions(), {}, where, path, &o, errors)) continue;
+    RouteConfig r;
+    r.mark = MarkOf(node);
+    bool ok = true;
+    if (o.Has("when")) {
+      auto prog = std::make_shared<transforms::expr::Program>();
+      std::string error;
+      size_t col = 0;
+      if (!transforms::expr::Program::Compile(o.Str("when"), prog.get(), &error, &col)) {
+        pc.ErrorAt(transforms::MarkInScalar(o.Node("when"), col), where + ".when",
+                   error + " at column " + std::to_string(col + 1));
+        ok = false;
+      } else {
+        r.when = std::move(prog);
+      }
+    }
+    std::vector<std::pair<std::string, YAML::Node>> names;
+    if (NameList(o.Node("to"), where + ".to", pc, &names)) {
+      for (const auto& [n, at] : names) {
+        if (KnownDestination(*out, at, where + ".to", n, pc)) r.to.push_back(n);
+        else ok = false;
+      }
+    } else {
+      ok = false;
+    }
+    r.also = o.Bool("also");
+    r.shadow = o.Bool("shadow");
+    if (o.Has("transform")) {
+      names.clear();
+      if (NameList(o.Node("transform"), where + ".transform", pc, &names)) {
+        for (const auto& [n, at] : names) {
+          auto t = out->templates.find(n);
+          if (t == out->templates.end()) {
+            std::vector<std::string_view> known;
+            for (const auto& [k, v] : out->templates) known.push_back(k);
+            std::string m = "unknown transform template '" + n + "'";
+            const std::string dym = DidYouMean(n, known);
+            if (!dym.empty()) m += " (did you mean '" + dym + "'?)";
+            pc.Error(at, where + ".transform", m);
+            ok = false;
+          } else if (t->second.aggregate) {
+            pc.Error(at, where + ".transform",
+                     "template '" + n + "' aggregates; an aggregate belongs in a destination's "
+                     "transforms, where its state is kept");
+            ok = false;
+          } else {
+            r.transform.push_back(n);
+          }
+        }
+      } else {
+        ok = false;
+      }
+    }
+    if (o.Has("rollout")) {
+      Options ro;
+      const std::string rw = where + ".rollout";
+      if (ParseOptions(o.Node("rollout"), RolloutOptions(), {}, rw, path, &ro, errors)) {
+        char* end = nullptr;
+        const std::string& pt = ro.Str("percent");
+        const double pct = std::strtod(pt.c_str(), &end);
+        if (pt.empty() || *end != 0 || !(pct >= 0 && pct <= 100)) {
+          pc.Error(ro.Node("percent"), rw + ".percent",
+                   "expected a number from 0 to 100, got '" + pt + "'");
+          ok = false;
+        } else {
+          r.rollout_bp = static_cast<int64_t>(pct * 100 + 0.5);
+        }
+        if (ro.Has("key")) {
+          r.has_rollout_key =
+              transforms::ParseFieldPath(ro.Node("key"), rw + ".key", pc, &r.rollout_key);
+          ok = ok && r.has_rollout_key;
+        }
+      } else {
+        ok = false;
+      }
+    }
+    if (ok) out->routes.push_back(std::move(r));
+  }
+}
+
 }  // namespace
 
 const std::vector<OptionSpec>& TopLevelOptions() {
@@ -59,6 +192,13 @@ const std::vector<OptionSpec>& TopLevelOptions() {
       {"limits", OptType::kNode, "", "Limits on what clients may send (see below)"},
       {"dedupe", OptType::kNode, "", "Duplicate detection for resends and idempotency keys"},
       {"destinations", OptType::kNode, "", "Named destinations", true},
+      {"transforms", OptType::kNode, "",
+       "Named transform templates: each a list of steps, usable by destinations, routes and "
+       "calls"},
+      {"routes", OptType::kNode, "", "Routing rules, in order (see below)"},
+      {"unmatched", OptType::kString, "",
+       "Destination for events that name none and match no route; unset, they are rejected "
+       "with FORK_UNKNOWN_DESTINATION"},
   };
   return specs;
 }
@@ -110,6 +250,12 @@ const std::vector<OptionSpec>& DestinationOptions() {
       {"retry", OptType::kNode, "", "Retry backoff: initial, max"},
       {"priority", OptType::kEnum, "normal", "Scheduling priority", false,
        {"high", "normal", "low"}},
+      {"transforms", OptType::kNode, "",
+       "Steps applied to every record before the sink: template names or inline steps"},
+      {"from", OptType::kEnum, "latest",
+       "Where a destination new to this data_dir starts: at the log's end, or at the oldest "
+       "event still retained",
+       false, {"latest", "earliest"}},
   };
   return specs;
 }
@@ -131,6 +277,33 @@ const std::vector<OptionSpec>& RetryOptions() {
       {"initial", OptType::kDuration, "100ms", "First backoff after a failed flush", false, {},
        1, 3600000},
       {"max", OptType::kDuration, "30s", "Largest backoff", false, {}, 1, 86400000},
+  };
+  return specs;
+}
+
+const std::vector<OptionSpec>& RouteOptions() {
+  static const std::vector<OptionSpec> specs = {
+      {"when", OptType::kString, "", "Condition on the payload (the expression language); "
+                                     "always true when unset"},
+      {"to", OptType::kNode, "", "Destination name or list of names", true},
+      {"also", OptType::kBool, "false",
+       "Applies even when the caller named destinations (adds these to them)"},
+      {"transform", OptType::kNode, "",
+       "Template name (or list) applied to this route's destinations for matching events"},
+      {"rollout", OptType::kNode, "", "Send only a share of matching traffic: {percent, key}"},
+      {"shadow", OptType::kBool, "false",
+       "Delivers, but is counted as shadow traffic in metrics"},
+  };
+  return specs;
+}
+
+const std::vector<OptionSpec>& RolloutOptions() {
+  static const std::vector<OptionSpec> specs = {
+      {"percent", OptType::kString, "", "Share of matching events, 0 to 100 (decimals allowed)",
+       true},
+      {"key", OptType::kString, "",
+       "Field whose value picks the share by a stable hash (the same key always gets the same "
+       "answer); the event id when unset or missing"},
   };
   return specs;
 }
@@ -208,6 +381,43 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
   out->limits.max_string = static_cast<uint32_t>(out->max_event);
   out->limits.max_container = static_cast<uint32_t>(out->max_event);
 
+  transforms::ParseContext pc;
+  pc.file = path;
+  pc.errors = errors;
+  pc.templates = &out->templates;
+  std::map<std::string, YAML::Node> template_nodes;
+  if (const YAML::Node& tn = top.Node("transforms"); tn.IsDefined() && !tn.IsNull()) {
+    if (!tn.IsMap()) {
+      errors->push_back({path, MarkOf(tn), "transforms: expected a map of name: [steps]"});
+    } else {
+      // In file order: a template may use the templates defined above it.
+      for (auto it = tn.begin(); it != tn.end(); ++it) {
+        const std::string name = it->first.Scalar();
+        if (!ValidName(name)) {
+          errors->push_back({path, MarkOf(it->first),
+                             "transforms." + name + ": names are 1-64 letters, digits, _ or -"});
+          continue;
+        }
+        transforms::Chain chain;
+        if (transforms::ParseChain(it->second, "transforms." + name, pc, &chain)) {
+          out->templates.emplace(name, std::move(chain));
+          template_nodes[name] = it->second;
+        }
+      }
+    }
+  }
+  // The text of a chain and every template it names, for fingerprints.
+  std::function<void(const YAML::Node&, std::string*, int)> chain_text =
+      [&](const YAML::Node& list, std::string* outs, int depth) {
+        outs->append(YAML::Dump(list)).append("\n");
+        if (!list.IsSequence() || depth > 16) return;
+        for (const auto& item : list) {
+          if (!item.IsScalar()) continue;
+          auto t = template_nodes.find(item.Scalar());
+          if (t != template_nodes.end()) chain_text(t->second, outs, depth + 1);
+        }
+      };
+
   // Missing or empty, it is reported as a required option already (and Node()
   // of an option that failed is a null node, which is defined).
   const YAML::Node& dests = top.Node("destinations");
@@ -283,9 +493,16 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
                    RetryOptions(), {}, where + ".retry", path, &retry, errors);
       d.retry_initial_ms = retry.Millis("initial");
       d.retry_max_ms = retry.Millis("max");
+      d.from_earliest = d.common.Str("from") == "earliest";
+      d.fingerprint = YAML::Dump(it->second);
+      if (const YAML::Node tn = d.common.Node("transforms"); tn.IsDefined() && !tn.IsNull()) {
+        transforms::ParseChain(tn, where + ".transforms", pc, &d.chain);
+        chain_text(tn, &d.fingerprint, 0);
+      }
       out->destinations.push_back(std::move(d));
     }
   }
+  ParseRoutes(top, path, pc, out);
   return errors->size() == before;
 }
 

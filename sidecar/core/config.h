@@ -3,11 +3,14 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "core/options.h"
 #include "log/log.h"
+#include "pipeline/router.h"
+#include "transforms/transform.h"
 #include "wire/msgpack.h"
 
 namespace forkd {
@@ -23,6 +26,11 @@ struct DestinationConfig {
   int64_t batch_max_wait_ms = 0;
   int64_t retry_initial_ms = 0;
   int64_t retry_max_ms = 0;
+  transforms::Chain chain;     // its `transforms`, templates expanded
+  bool from_earliest = false;  // a new destination starts at the oldest retained event
+  // Changes whenever anything that shapes this destination's output does
+  // (its options, the templates it uses): a reload restarts it only then.
+  std::string fingerprint;
 };
 
 struct Config {
@@ -41,6 +49,9 @@ struct Config {
   int64_t dedupe_max_keys = 1000000;
   int64_t dedupe_recover_bytes = 128ll << 20;
   std::vector<DestinationConfig> destinations;
+  std::map<std::string, transforms::Chain, std::less<>> templates;  // `transforms:`
+  std::vector<RouteConfig> routes;
+  std::string unmatched;  // destination for events no route matches; empty: nack them
 
   const DestinationConfig* Find(std::string_view name) const;
   // Resolves a path from the file against base_dir.
@@ -63,5 +74,7 @@ const std::vector<OptionSpec>& DedupeOptions();
 const std::vector<OptionSpec>& DestinationOptions();
 const std::vector<OptionSpec>& BatchOptions();
 const std::vector<OptionSpec>& RetryOptions();
+const std::vector<OptionSpec>& RouteOptions();
+const std::vector<OptionSpec>& RolloutOptions();
 
 }  // namespace forkd

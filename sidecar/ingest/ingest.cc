@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "core/clock.h"
+#include "transforms/aggregate.h"
 
 namespace forkd::ingest {
 namespace {
@@ -88,10 +89,84 @@ void SeqSet::Remove(uint64_t first, uint64_t last) {
   ranges_.swap(out);
 }
 
-Ingest::Ingest(const Config& config, log::Log* log,
-               std::function<uint64_t(size_t)> delivered_next_lsn)
-    : config_(config), log_(log), delivered_next_lsn_(std::move(delivered_next_lsn)) {
-  limits_ = config.limits;
+Ingest::Ingest(std::shared_ptr<const Config> config, log::Log* log,
+               std::function<uint64_t(std::string_view)> delivered_next_lsn)
+    : config_(std::move(config)), log_(log), delivered_next_lsn_(std::move(delivered_next_lsn)) {
+  limits_ = config_->limits;
+  std::vector<std::string> names;
+  for (const auto& d : config_->destinations) names.push_back(d.name);
+  router_ = std::make_unique<pipeline::Router>(config_->routes, names, config_->unmatched);
+}
+
+void Ingest::SetConfig(std::shared_ptr<const Config> config) {
+  {
+    std::lock_guard<std::mutex> lock(config_mu_);
+    next_config_ = std::move(config);
+  }
+  config_pending_.store(true);
+  const uint64_t one = 1;
+  if (wake_fd_ >= 0) {
+    [[maybe_unused]] ssize_t w = ::write(wake_fd_, &one, sizeof(one));
+  }
+}
+
+std::vector<std::pair<std::string, uint64_t>> Ingest::RouteCounts() const {
+  std::lock_guard<std::mutex> lock(config_mu_);
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (size_t i = 0; i < router_->size(); ++i) {
+    const RouteConfig& r = router_->route(i);
+    std::string label = std::to_string(i);
+    out.emplace_back(label + (r.shadow ? "\x01" : ""), router_->stats(i).matched.load());
+  }
+  return out;
+}
+
+void Ingest::ApplyConfig() {
+  std::shared_ptr<const Config> next;
+  {
+    std::lock_guard<std::mutex> lock(config_mu_);
+    next = std::move(next_config_);
+  }
+  config_pending_.store(false);
+  if (!next) return;
+  // Waiters for 'delivered' name destinations by their index in the config:
+  // carry them over by name. A destination that is gone no longer holds
+  // anyone back.
+  std::vector<int> remap(config_->destinations.size(), -1);
+  for (size_t i = 0; i < config_->destinations.size(); ++i) {
+    for (size_t j = 0; j < next->destinations.size() && j < 64; ++j) {
+      if (next->destinations[j].name == config_->destinations[i].name) remap[i] = static_cast<int>(j);
+    }
+  }
+  auto map_mask = [&](uint64_t m) {
+    uint64_t out = 0;
+    for (size_t i = 0; i < remap.size() && i < 64; ++i) {
+      if ((m & (1ull << i)) && remap[i] >= 0) out |= 1ull << remap[i];
+    }
+    return out;
+  };
+  std::map<uint64_t, std::deque<Waiter>> waiters;
+  for (auto& [mask, q] : waiters_) {
+    auto& dst = waiters[map_mask(mask)];
+    for (auto& w : q) dst.push_back(w);
+  }
+  waiters_.swap(waiters);
+  for (auto& a : pending_acks_) a.dest_mask = a.dest_mask ? map_mask(a.dest_mask) : 0;
+  for (auto& a : in_flight_acks_) a.dest_mask = a.dest_mask ? map_mask(a.dest_mask) : 0;
+  for (Client& c : clients_) {
+    for (auto& [seq, m] : c.routed) m = map_mask(m);
+  }
+  std::vector<std::string> names;
+  for (const auto& d : next->destinations) names.push_back(d.name);
+  auto router = std::make_unique<pipeline::Router>(next->routes, names, next->unmatched);
+  {
+    std::lock_guard<std::mutex> lock(config_mu_);
+    retired_configs_.push_back(config_);
+    config_ = std::move(next);
+    router_ = std::move(router);
+  }
+  spdlog::info("ingest: now routing to {} destinations with {} routes",
+               config_->destinations.size(), config_->routes.size());
 }
 
 Ingest::~Ingest() {
@@ -101,14 +176,14 @@ Ingest::~Ingest() {
 }
 
 void Ingest::RememberKey(std::string_view key, uint64_t lsn, int64_t recv_us) {
-  if (config_.dedupe_max_keys <= 0) return;
+  if (config_->dedupe_max_keys <= 0) return;
   auto [it, inserted] = keys_.try_emplace(std::string(key), KeyEntry{lsn, recv_us});
   if (!inserted) {
     it->second = KeyEntry{lsn, recv_us};
     return;
   }
   key_order_.emplace_back(recv_us, it->first);
-  while (key_order_.size() > static_cast<size_t>(config_.dedupe_max_keys)) {
+  while (key_order_.size() > static_cast<size_t>(config_->dedupe_max_keys)) {
     auto found = keys_.find(key_order_.front().second);
     if (found != keys_.end() && found->second.recv_us == key_order_.front().first) {
       keys_.erase(found);
@@ -119,7 +194,7 @@ void Ingest::RememberKey(std::string_view key, uint64_t lsn, int64_t recv_us) {
 
 uint64_t Ingest::LookupKey(std::string_view key, int64_t now_us) {
   // Forget keys older than the window first; the deque is in time order.
-  const int64_t horizon = now_us - config_.dedupe_window_ms * 1000;
+  const int64_t horizon = now_us - config_->dedupe_window_ms * 1000;
   while (!key_order_.empty() && key_order_.front().first < horizon) {
     auto found = keys_.find(key_order_.front().second);
     if (found != keys_.end() && found->second.recv_us == key_order_.front().first) {
@@ -134,11 +209,11 @@ uint64_t Ingest::LookupKey(std::string_view key, int64_t now_us) {
 
 Status Ingest::Recover() {
   const int64_t t0 = MonoMicros();
-  uint64_t start = log_->RecentStart(static_cast<uint64_t>(config_.dedupe_recover_bytes));
+  uint64_t start = log_->RecentStart(static_cast<uint64_t>(config_->dedupe_recover_bytes));
   completed_next_lsn_ = log_->durable_next_lsn();
-  if (config_.dedupe_max_keys > 0) {
-    journal_ = std::make_unique<KeyJournal>(config_.data_dir + "/dedupe");
-    const int64_t horizon = WallMicros() - config_.dedupe_window_ms * 1000;
+  if (config_->dedupe_max_keys > 0) {
+    journal_ = std::make_unique<KeyJournal>(config_->data_dir + "/dedupe");
+    const int64_t horizon = WallMicros() - config_->dedupe_window_ms * 1000;
     uint64_t journal_next = 0;
     s_journal_keys_ = 0;
     Status js = journal_->Open(
@@ -200,7 +275,7 @@ Status Ingest::Bind() {
   socket_ = zmq_socket(ctx_, ZMQ_ROUTER);
   if (socket_ == nullptr) return Status::IoError(std::string("zmq socket: ") + zmq_strerror(errno));
   const int one = 1;
-  const int64_t max_msg = config_.max_frame;
+  const int64_t max_msg = config_->max_frame;
   const int hwm = 100000;
   const int linger = 1000;
   zmq_setsockopt(socket_, ZMQ_ROUTER_HANDOVER, &one, sizeof(one));
@@ -209,10 +284,10 @@ Status Ingest::Bind() {
   zmq_setsockopt(socket_, ZMQ_RCVHWM, &hwm, sizeof(hwm));
   zmq_setsockopt(socket_, ZMQ_SNDHWM, &hwm, sizeof(hwm));
   zmq_setsockopt(socket_, ZMQ_LINGER, &linger, sizeof(linger));
-  if (zmq_bind(socket_, config_.listen.c_str()) != 0) {
-    return Status::IoError("cannot listen on " + config_.listen + ": " + zmq_strerror(errno));
+  if (zmq_bind(socket_, config_->listen.c_str()) != 0) {
+    return Status::IoError("cannot listen on " + config_->listen + ": " + zmq_strerror(errno));
   }
-  spdlog::info("listening on {}", config_.listen);
+  spdlog::info("listening on {}", config_->listen);
   return Status::Ok();
 }
 
@@ -254,7 +329,22 @@ void Ingest::SendRanges(uint32_t client, std::vector<wire::SeqRange>* ranges, bo
   if (delivered) {
     wire::EncodeDelivered(*ranges, &out_);
   } else {
-    wire::EncodeAck(wire::Ack{*ranges, {}}, &out_);
+    Client& c = clients_[client];
+    std::vector<wire::Routed> routed;
+    if (!c.routed.empty()) {
+      for (const wire::SeqRange& r : *ranges) {
+        for (auto it = c.routed.lower_bound(r.first); it != c.routed.end() && it->first <= r.last;) {
+          wire::Routed x;
+          x.seq = it->first;
+          for (size_t i = 0; i < config_->destinations.size() && i < 64; ++i) {
+            if (it->second & (1ull << i)) x.destinations.push_back(config_->destinations[i].name);
+          }
+          routed.push_back(std::move(x));
+          it = c.routed.erase(it);
+        }
+      }
+    }
+    wire::EncodeAck(wire::Ack{*ranges, std::move(routed)}, &out_);
   }
   Send(clients_[client].identity, out_);
   ranges->clear();
@@ -272,12 +362,144 @@ void Ingest::HandleHello(uint32_t client, const uint8_t* data, size_t size) {
                hello.agent.empty() ? "unknown agent" : hello.agent);
   wire::Welcome w;
   w.server = "forkd/" FORKD_VERSION;
-  w.max_frame = static_cast<uint32_t>(config_.max_frame);
-  w.max_event = static_cast<uint32_t>(config_.max_event);
-  for (const auto& d : config_.destinations) w.destinations.push_back(d.name);
+  w.max_frame = static_cast<uint32_t>(config_->max_frame);
+  w.max_event = static_cast<uint32_t>(config_->max_event);
+  for (const auto& d : config_->destinations) w.destinations.push_back(d.name);
   out_.clear();
   wire::EncodeWelcome(w, &out_);
   Send(clients_[client].identity, out_);
+}
+
+const char* Ingest::Resolve(const wire::EventView& ev, const wire::RouteEntry& e, uint32_t client,
+                            uint64_t* mask, bool* rewritten, std::string* error) {
+  const auto& dests = config_->destinations;
+  named_.clear();
+  if (ev.has_dests) {
+    wire::Reader rd(ev.dests, ev.dests_size);
+    rd.Next();
+    for (uint32_t i = 0; i < ev.dest_count; ++i) {
+      const std::string_view name = rd.Next().str();
+      size_t j = 0;
+      while (j < dests.size() && dests[j].name != name) ++j;
+      if (j == dests.size()) {
+        std::string known;
+        for (const auto& d : dests) known += (known.empty() ? "" : ", ") + d.name;
+        *error = "unknown destination '" + std::string(name) + "' (configured: " + known + ")";
+        return wire::kCodeUnknownDestination;
+      }
+      if (std::find(named_.begin(), named_.end(), j) == named_.end()) {
+        named_.push_back(static_cast<uint32_t>(j));
+      }
+    }
+  }
+  decision_.targets.clear();
+  decision_.routed = false;
+  if (named_.empty() || router_->has_also()) {
+    route_doc_.Load(ev.payload, ev.payload_size);
+    route_scratch_.Reset();
+    char id[wire::kMaxEventIdSize];
+    std::string_view fallback = ev.key;
+    if (!ev.has_key) {
+      fallback = std::string_view(
+          id, wire::FormatEventIdTo(reinterpret_cast<const uint8_t*>(clients_[client].identity.data()),
+                                    e.seq, id));
+    }
+    if (!router_->Route(route_doc_, named_, fallback, &route_scratch_, &decision_)) {
+      *error = router_->empty() ? "no destination given, and the config has no routes"
+                                : "no destination given and no route matches";
+      return wire::kCodeUnknownDestination;
+    }
+  } else {
+    for (uint32_t d : named_) decision_.targets.push_back({d, {}});
+  }
+  *mask = 0;
+  for (const auto& t : decision_.targets) {
+    if (t.dest < 64) *mask |= 1ull << t.dest;
+  }
+  // Per-call options that name config: transform templates and the aggregate.
+  if (ev.options != nullptr && *ev.options != 0xc0) {
+    wire::Reader rd(ev.options, ev.options_size);
+    const wire::Value m = rd.Next();
+    for (uint32_t i = 0; m.kind == wire::Kind::kMap && i < m.len; ++i) {
+      const wire::Value k = rd.Next();
+      const uint8_t* v = rd.pos();
+      rd.Skip();
+      if (k.kind != wire::Kind::kStr) continue;
+      wire::Reader vr(v, static_cast<size_t>(rd.pos() - v));
+      const wire::Value val = vr.Next();
+      if (k.str() == "transform") {
+        const uint32_t count = val.kind == wire::Kind::kArray ? val.len : 1;
+        for (uint32_t j = 0; j < count; ++j) {
+          const wire::Value n = val.kind == wire::Kind::kArray ? vr.Next() : val;
+          if (n.kind != wire::Kind::kStr) {
+            *error = "options.transform: expected a template name or a list of names";
+            return wire::kCodeInvalidPayload;
+          }
+          auto t = config_->templates.find(n.str());
+          if (t == config_->templates.end()) {
+            std::string known;
+            for (const auto& [name, chain] : config_->templates) known += (known.empty() ? "" : ", ") + name;
+            *error = "options.transform: unknown transform template '" + std::string(n.str()) +
+                     "' (configured: " + (known.empty() ? "none" : known) + ")";
+            return wire::kCodeRejected;
+          }
+          if (t->second.aggregate) {
+            *error = "options.transform: template '" + std::string(n.str()) +
+                     "' aggregates; use it in a destination's transforms and send the event there "
+                     "with { aggregate: 'daily' }";
+            return wire::kCodeRejected;
+          }
+        }
+      } else if (k.str() == "aggregate") {
+        std::string_view w;
+        if (val.kind == wire::Kind::kStr) {
+          w = val.str();
+        } else if (val.kind == wire::Kind::kMap) {
+          for (uint32_t j = 0; j < val.len; ++j) {
+            const wire::Value wk = vr.Next();
+            const wire::Value wv = vr.Peek();
+            if (wk.kind == wire::Kind::kStr && wk.str() == "window" && wv.kind == wire::Kind::kStr) {
+              w = wv.str();
+            }
+            vr.Skip();
+          }
+        }
+        int64_t ms;
+        if (w.empty() || !transforms::ParseWindow(w, &ms)) {
+          *error = "options.aggregate: expected a window such as 'daily', 'hourly', '15m' or "
+                   "{ window: '1h' }";
+          return wire::kCodeInvalidPayload;
+        }
+        for (const auto& t : decision_.targets) {
+          if (!dests[t.dest].chain.aggregate) {
+            *error = "options.aggregate: destination '" + dests[t.dest].name +
+                     "' has no aggregate step in its transforms";
+            return wire::kCodeRejected;
+          }
+        }
+      }
+    }
+  }
+  *rewritten = false;
+  if (!decision_.routed) return nullptr;
+  // Store the routed destinations with the event: [dests', key, options, payload].
+  event_buf_.clear();
+  wire::Writer w(&event_buf_);
+  w.ArrayHeader(4);
+  w.ArrayHeader(static_cast<uint32_t>(decision_.targets.size()));
+  for (const auto& t : decision_.targets) {
+    if (t.transforms.empty()) {
+      w.Str(dests[t.dest].name);
+    } else {
+      w.ArrayHeader(static_cast<uint32_t>(1 + t.transforms.size()));
+      w.Str(dests[t.dest].name);
+      for (const std::string* name : t.transforms) w.Str(*name);
+    }
+  }
+  const uint8_t* rest = ev.dests + ev.dests_size;
+  w.Raw(rest, static_cast<size_t>(e.event + e.size - rest));
+  *rewritten = true;
+  return nullptr;
 }
 
 void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
@@ -313,10 +535,10 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
       }
       continue;
     }
-    if (e.size > config_.max_event) {
+    if (e.size > config_->max_event) {
       Nack(ci, e.seq, e.seq, wire::kCodeTooLarge,
            "event of " + std::to_string(e.size) + " bytes exceeds limits.max_event (" +
-               std::to_string(config_.max_event) + " bytes)");
+               std::to_string(config_->max_event) + " bytes)");
       continue;
     }
     wire::EventView ev;
@@ -324,33 +546,10 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
       Nack(ci, e.seq, e.seq, wire::kCodeInvalidPayload, error);
       continue;
     }
-    // Resolve the destinations.
     uint64_t mask = 0;
-    std::string unknown;
-    if (!ev.has_dests) {
-      Nack(ci, e.seq, e.seq, wire::kCodeUnknownDestination,
-           "no destination given and no route matches");
-      continue;
-    }
-    wire::Reader rd(ev.dests, ev.dests_size);
-    rd.Next();
-    for (uint32_t i = 0; i < ev.dest_count; ++i) {
-      const std::string_view name = rd.Next().str();
-      size_t j = 0;
-      for (; j < config_.destinations.size(); ++j) {
-        if (config_.destinations[j].name == name) break;
-      }
-      if (j == config_.destinations.size()) {
-        unknown.assign(name);
-        break;
-      }
-      if (j < 64) mask |= 1ull << j;
-    }
-    if (!unknown.empty()) {
-      std::string known;
-      for (const auto& d : config_.destinations) known += (known.empty() ? "" : ", ") + d.name;
-      Nack(ci, e.seq, e.seq, wire::kCodeUnknownDestination,
-           "unknown destination '" + unknown + "' (configured: " + known + ")");
+    bool rewritten = false;
+    if (const char* code = Resolve(ev, e, ci, &mask, &rewritten, &error)) {
+      Nack(ci, e.seq, e.seq, code, error);
       continue;
     }
     if (ev.has_key) {
@@ -374,7 +573,10 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
         continue;
       }
     }
-    const uint64_t lsn = log_->Append(now_us, client_id, e.seq, e.event, e.size);
+    const uint64_t lsn =
+        rewritten ? log_->Append(now_us, client_id, e.seq, event_buf_.data(), event_buf_.size())
+                  : log_->Append(now_us, client_id, e.seq, e.event, e.size);
+    if (rewritten || (!ev.has_dests && mask != 0)) c.routed[e.seq] = mask;
     if (ev.has_key) {
       RememberKey(ev.key, lsn, now_us);
       if (journal_) journal_pending_.push_back(JournalEntry{std::string(ev.key), lsn, now_us});
@@ -410,7 +612,7 @@ void Ingest::HandleMessage(const uint8_t* id, size_t id_size, const uint8_t* dat
 void Ingest::MaybeCommit(bool force) {
   if (log_->commit_in_flight() || pending_acks_.empty()) return;
   const int64_t age_us = MonoMicros() - pending_since_us_;
-  if (!force && age_us < config_.batch_ms * 1000 && log_->pending_bytes() < kCommitBytes) return;
+  if (!force && age_us < config_->batch_ms * 1000 && log_->pending_bytes() < kCommitBytes) return;
   uint64_t generation;
   if (log_->StartCommit(&generation)) in_flight_acks_.swap(pending_acks_);
   pending_acks_.clear();
@@ -501,8 +703,10 @@ void Ingest::CheckDelivered() {
   std::vector<uint32_t> touched;
   for (auto& [mask, queue] : waiters_) {
     uint64_t min_lsn = UINT64_MAX;
-    for (size_t i = 0; i < 64 && i < config_.destinations.size(); ++i) {
-      if (mask & (1ull << i)) min_lsn = std::min(min_lsn, delivered_next_lsn_(i));
+    for (size_t i = 0; i < 64 && i < config_->destinations.size(); ++i) {
+      if (mask & (1ull << i)) {
+        min_lsn = std::min(min_lsn, delivered_next_lsn_(config_->destinations[i].name));
+      }
     }
     while (!queue.empty() && queue.front().lsn < min_lsn) {
       const Waiter& w = queue.front();
@@ -549,7 +753,7 @@ void Ingest::SyncJournal(bool force) {
 
 int64_t Ingest::PollTimeoutMs() const {
   if (!pending_acks_.empty() && !log_->commit_in_flight()) {
-    const int64_t left = config_.batch_ms * 1000 - (MonoMicros() - pending_since_us_);
+    const int64_t left = config_->batch_ms * 1000 - (MonoMicros() - pending_since_us_);
     return std::max<int64_t>(0, (left + 999) / 1000);
   }
   if (waiter_count_ > 0) return 2;
@@ -602,6 +806,7 @@ void Ingest::Run() {
       uint64_t v;
       [[maybe_unused]] ssize_t r = ::read(wake_fd_, &v, sizeof(v));
     }
+    if (config_pending_.load()) ApplyConfig();
     MaybeCommit(stopping);
     CheckDelivered();
     SyncJournal(false);

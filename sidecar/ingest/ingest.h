@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -22,6 +23,8 @@
 #include "core/status.h"
 #include "ingest/key_journal.h"
 #include "log/log.h"
+#include "pipeline/router.h"
+#include "transforms/record.h"
 #include "wire/codec.h"
 
 namespace forkd::ingest {
@@ -53,9 +56,10 @@ class SeqSet {
 
 class Ingest {
  public:
-  // `delivered_next_lsn(i)`: every entry below the returned lsn routed to
-  // destination i (config order) has been delivered.
-  Ingest(const Config& config, log::Log* log, std::function<uint64_t(size_t)> delivered_next_lsn);
+  // `delivered_next_lsn(name)`: every entry below the returned lsn routed to
+  // that destination has been delivered (UINT64_MAX: it no longer exists).
+  Ingest(std::shared_ptr<const Config> config, log::Log* log,
+         std::function<uint64_t(std::string_view)> delivered_next_lsn);
   ~Ingest();
   Ingest(const Ingest&) = delete;
   Ingest& operator=(const Ingest&) = delete;
@@ -72,6 +76,12 @@ class Ingest {
   void Run();
   // Thread-safe.
   void Stop();
+  // Thread-safe: the ingest thread takes the new config (its destinations,
+  // routes and templates) before the next frame it reads. Listen, limits
+  // and dedupe settings keep their values from the start.
+  void SetConfig(std::shared_ptr<const Config> config);
+  // Matches per route, for metrics; thread-safe.
+  std::vector<std::pair<std::string, uint64_t>> RouteCounts() const;
   // After the pipelines drained: sends the 'delivered' notifications that are
   // now due, then closes the socket.
   void Finish();
@@ -88,6 +98,7 @@ class Ingest {
     SeqSet durable;  // committed
     std::vector<wire::SeqRange> ack_out;  // being collected for one ack frame
     std::vector<wire::SeqRange> delivered_out;
+    std::map<uint64_t, uint64_t> routed;  // seq -> destination mask, for the ack's trailer
   };
   struct PendingAck {
     uint32_t client;
@@ -101,6 +112,12 @@ class Ingest {
     uint64_t seq;
   };
 
+  void ApplyConfig();
+  // Decides the event's destinations (the caller's, plus routes). Returns a
+  // nack code or nullptr; fills *mask and, when routes changed the list,
+  // *event with the event to store.
+  const char* Resolve(const wire::EventView& ev, const wire::RouteEntry& e, uint32_t client,
+                      uint64_t* mask, bool* rewritten, std::string* error);
   void HandleMessage(const uint8_t* id, size_t id_size, const uint8_t* data, size_t size);
   void HandleHello(uint32_t client, const uint8_t* data, size_t size);
   void HandleRoute(uint32_t client, const uint8_t* data, size_t size);
@@ -118,9 +135,19 @@ class Ingest {
   uint64_t LookupKey(std::string_view key, int64_t now_us);
   int64_t PollTimeoutMs() const;
 
-  const Config& config_;
+  std::shared_ptr<const Config> config_;
   log::Log* log_;
-  std::function<uint64_t(size_t)> delivered_next_lsn_;
+  std::function<uint64_t(std::string_view)> delivered_next_lsn_;
+  std::unique_ptr<pipeline::Router> router_;
+  mutable std::mutex config_mu_;
+  std::shared_ptr<const Config> next_config_;  // guarded by config_mu_
+  std::atomic<bool> config_pending_{false};
+  std::vector<std::shared_ptr<const Config>> retired_configs_;  // routes' counters stay readable
+  transforms::Doc route_doc_;
+  transforms::Arena route_scratch_;
+  pipeline::Router::Decision decision_;
+  std::vector<uint32_t> named_;
+  wire::Buffer event_buf_;  // a routed event, rewritten
   void* ctx_ = nullptr;
   void* socket_ = nullptr;
   int wake_fd_ = -1;

@@ -11,14 +11,43 @@
 
 namespace forkd::pipeline {
 
-Pipeline::Pipeline(const DestinationConfig& dest, std::unique_ptr<sinks::Sink> sink, log::Log* log,
-                   log::CursorStore* cursors, DeadLetters* dead_letters)
+namespace {
+
+// Cursor state of a destination with an aggregate: a marker, the sink's
+// state with its length, then the aggregate's checkpoint.
+constexpr std::string_view kAggStateMarker("\0FA1", 4);
+
+void SplitState(const std::string& state, std::string* sink, std::string* agg) {
+  if (state.size() >= kAggStateMarker.size() + 4 &&
+      std::string_view(state).substr(0, kAggStateMarker.size()) == kAggStateMarker) {
+    const uint32_t n = wire::GetU32(reinterpret_cast<const uint8_t*>(state.data()) + 4);
+    if (n <= state.size() - 8) {
+      sink->assign(state, 8, n);
+      agg->assign(state, 8 + n, std::string::npos);
+      return;
+    }
+  }
+  *sink = state;
+  agg->clear();
+}
+
+}  // namespace
+
+Pipeline::Pipeline(const DestinationConfig& dest, const Config& config,
+                   std::unique_ptr<sinks::Sink> sink, log::Log* log, log::CursorStore* cursors,
+                   DeadLetters* dead_letters)
     : dest_(dest),
       name_(dest.name),
+      templates_(config.templates),
       sink_(std::move(sink)),
       log_(log),
       cursors_(cursors),
-      dead_letters_(dead_letters) {}
+      dead_letters_(dead_letters) {
+  if (dest_.chain.aggregate) {
+    aggregator_ = std::make_unique<transforms::Aggregator>(dest_.chain.aggregate);
+  }
+  timestamp_step_ = transforms::MakeTimestampStep("timestamp", false);
+}
 
 Pipeline::~Pipeline() { Stop(false, 0); }
 
@@ -28,10 +57,15 @@ Status Pipeline::Start() {
   if (s.IsNotFound()) {
     // A destination seen for the first time starts at the log's end: it
     // receives what is routed to it from now on.
-    cursor.position = log::Position{log_->durable_next_lsn(), 0, 0};
+    // A destination seen for the first time starts at the log's end (it
+    // receives what is routed to it from now on), or with `from: earliest`
+    // at the oldest event still retained.
+    cursor.position = log::Position{
+        dest_.from_earliest ? log_->first_lsn() : log_->durable_next_lsn(), 0, 0};
     s = cursors_->Save(name_, cursor);
     if (!s.ok()) return s;
-    spdlog::info("destination {}: new, starting at lsn {}", name_, cursor.position.next_lsn);
+    spdlog::info("destination {}: new, starting at lsn {}{}", name_, cursor.position.next_lsn,
+                 dest_.from_earliest ? " (the oldest retained)" : "");
   } else if (!s.ok()) {
     // A damaged cursor: start from the oldest retained entry. Some records
     // arrive twice; none is lost.
@@ -45,7 +79,18 @@ Status Pipeline::Start() {
                  name_, cursor.position.next_lsn, log_->durable_next_lsn());
     cursor.position = log::Position{log_->durable_next_lsn(), 0, 0};
   }
-  loaded_state_ = cursor.sink_state;
+  std::string agg_state;
+  SplitState(cursor.sink_state, &loaded_state_, &agg_state);
+  if (aggregator_ && !agg_state.empty()) {
+    std::string error;
+    if (!aggregator_->Restore(agg_state, &error)) {
+      spdlog::warn("destination {}: aggregate state not restored ({}); it starts empty at lsn {}",
+                   name_, error, cursor.position.next_lsn);
+    } else {
+      spdlog::info("destination {}: aggregate restored, {} open groups", name_,
+                   aggregator_->groups());
+    }
+  }
   s = log_->NewReader(cursor.position, this, &reader_);
   if (!s.ok()) return s;
   delivered_next_lsn_.store(cursor.position.next_lsn);
@@ -95,29 +140,274 @@ bool Pipeline::SleepInterruptible(int64_t ms) {
   return !give_up();
 }
 
-bool Pipeline::Select(const log::Entry& e, sinks::Record* r) {
+bool Pipeline::Select(const log::Entry& e, sinks::Record* r, Selected* sel) {
   wire::Reader rd(e.event, e.event_size);
   rd.Next();  // [dests, key, options, payload]
-  wire::Value d = rd.Next();
+  const wire::Value d = rd.Next();
   bool mine = false;
   if (d.kind == wire::Kind::kArray) {
     for (uint32_t i = 0; i < d.len; ++i) {
-      wire::Value s = rd.Next();
-      if (!mine && s.str() == name_) mine = true;
+      const uint8_t* at = rd.pos();
+      const wire::Value s = rd.Next();
+      if (s.kind == wire::Kind::kArray) {
+        // [name, template...]: a route's transforms apply here.
+        const wire::Value n = rd.Next();
+        const bool match = !mine && n.str() == name_;
+        for (uint32_t k = 1; k < s.len; ++k) rd.Skip();
+        if (match) {
+          mine = true;
+          if (sel) {
+            sel->route_t = at;
+            sel->route_t_count = s.len - 1;
+          }
+        }
+      } else if (!mine && s.str() == name_) {
+        mine = true;
+      }
     }
   }
   if (!mine) return false;
-  wire::Value k = rd.Next();
+  const wire::Value k = rd.Next();
   if (k.kind == wire::Kind::kStr) {
     r->event_id = k.str();
   } else {
     r->event_id = std::string_view(
         id_buf_, wire::FormatEventIdTo(e.header.client_id, e.header.seq, id_buf_));
   }
-  rd.Skip();  // options: used by transforms
+  if (sel) sel->options = rd.pos();
+  rd.Skip();  // options
   r->header = &e.header;
   r->payload = rd.pos();
   r->payload_size = e.event_size - static_cast<size_t>(rd.pos() - e.event);
+  return true;
+}
+
+void Pipeline::DeadLetterNow(std::string_view id, std::string_view reason, const uint8_t* payload) {
+  DeadLetters::Format(name_, id, reason, payload, &pending_dl_);
+  ++pending_dl_count_;
+}
+
+bool Pipeline::WritePendingDeadLetters() {
+  if (pending_dl_.empty()) return true;
+  while (true) {
+    const Status s = dead_letters_->Append(name_, pending_dl_);
+    if (s.ok()) break;
+    SetError("dead letters: " + s.message());
+    if (!SleepInterruptible(1000)) return false;
+  }
+  stats_.dead_lettered.fetch_add(pending_dl_count_, std::memory_order_relaxed);
+  pending_dl_.clear();
+  pending_dl_count_ = 0;
+  return true;
+}
+
+Pipeline::Shaped Pipeline::Shape(const log::Entry& e, const Selected& sel, sinks::Record* r) {
+  // Per-call options: {timestamp, aggregate, transform, key}.
+  bool stamp = false;
+  std::shared_ptr<const transforms::Step> custom_stamp;
+  int64_t window_ms = 0;
+  const uint8_t* call_t = nullptr;  // str or array of str
+  if (sel.options && *sel.options != 0xc0) {
+    wire::Reader rd(sel.options, e.event_size);
+    const wire::Value m = rd.Next();
+    for (uint32_t i = 0; m.kind == wire::Kind::kMap && i < m.len; ++i) {
+      const wire::Value k = rd.Next();
+      const uint8_t* v = rd.pos();
+      const wire::Value val = rd.Peek();
+      const std::string_view key = k.kind == wire::Kind::kStr ? k.str() : std::string_view();
+      if (key == "timestamp") {
+        if (val.kind == wire::Kind::kBool) {
+          stamp = val.b;
+        } else if (val.kind == wire::Kind::kMap) {
+          // {field, format}
+          wire::Reader t(v, e.event_size);
+          const wire::Value tm = t.Next();
+          std::string field = "timestamp";
+          bool epoch = false;
+          for (uint32_t j = 0; j < tm.len; ++j) {
+            const wire::Value tk = t.Next();
+            const wire::Value tv = t.Next();
+            if (tv.kind == wire::Kind::kStr && tk.str() == "field") field.assign(tv.str());
+            if (tv.kind == wire::Kind::kStr && tk.str() == "format") epoch = tv.str() == "epoch_ms";
+            if (tv.kind == wire::Kind::kArray || tv.kind == wire::Kind::kMap) {
+              for (uint32_t x = 0; x < (tv.kind == wire::Kind::kMap ? tv.len * 2 : tv.len); ++x) t.Skip();
+            }
+          }
+          custom_stamp = transforms::MakeTimestampStep(field, epoch);
+          stamp = true;
+        }
+      } else if (key == "aggregate") {
+        std::string_view w;
+        if (val.kind == wire::Kind::kStr) {
+          w = val.str();
+        } else if (val.kind == wire::Kind::kMap) {
+          wire::Reader t(v, e.event_size);
+          const wire::Value tm = t.Next();
+          for (uint32_t j = 0; j < tm.len; ++j) {
+            const wire::Value tk = t.Next();
+            const wire::Value tv = t.Peek();
+            if (tk.kind == wire::Kind::kStr && tk.str() == "window" && tv.kind == wire::Kind::kStr) {
+              w = tv.str();
+            }
+            t.Skip();
+          }
+        }
+        if (!w.empty()) (void)transforms::ParseWindow(w, &window_ms);
+      } else if (key == "transform") {
+        call_t = v;
+      }
+      rd.Skip();
+    }
+  }
+  const bool extra = stamp || call_t != nullptr || sel.route_t != nullptr;
+  if (!extra && dest_.chain.empty()) return Shaped::kWrite;  // as it came: no copy
+
+  doc_.Load(r->payload, r->payload_size);
+  scratch_.Reset();
+  transforms::StepContext ctx;
+  ctx.doc = &doc_;
+  ctx.scratch = &scratch_;
+  ctx.recv_us = e.header.recv_us;
+  ctx.event_id = r->event_id;
+  transforms::Outcome o = transforms::Outcome::kKeep;
+  if (stamp) o = (custom_stamp ? custom_stamp : timestamp_step_)->Apply(&ctx);
+  // Route templates, then the call's, then the destination's own chain.
+  auto run_named = [&](std::string_view name) {
+    if (o != transforms::Outcome::kKeep) return;
+    auto it = templates_.find(name);
+    if (it == templates_.end()) {
+      ctx.reason = "transform template '" + std::string(name) + "' is not configured";
+      o = transforms::Outcome::kDeadLetter;
+      return;
+    }
+    o = transforms::RunSteps(it->second.pre, &ctx);
+  };
+  if (sel.route_t) {
+    wire::Reader t(sel.route_t, e.event_size);
+    t.Next();
+    t.Next();  // the destination's name
+    for (uint32_t i = 0; i < sel.route_t_count; ++i) run_named(t.Next().str());
+  }
+  if (call_t) {
+    wire::Reader t(call_t, e.event_size);
+    const wire::Value v = t.Next();
+    if (v.kind == wire::Kind::kStr) {
+      run_named(v.str());
+    } else if (v.kind == wire::Kind::kArray) {
+      for (uint32_t i = 0; i < v.len; ++i) {
+        const wire::Value n = t.Next();
+        if (n.kind == wire::Kind::kStr) run_named(n.str());
+      }
+    }
+  }
+  if (o == transforms::Outcome::kKeep) o = transforms::RunSteps(dest_.chain.pre, &ctx);
+  if (o == transforms::Outcome::kKeep && aggregator_) {
+    o = aggregator_->Add(doc_, e.header.recv_us, window_ms, &ctx.reason);
+    if (o == transforms::Outcome::kKeep) {
+      stats_.aggregated.fetch_add(1, std::memory_order_relaxed);
+      return Shaped::kSkip;
+    }
+  }
+  switch (o) {
+    case transforms::Outcome::kKeep:
+      out_.clear();
+      doc_.Serialize(&out_);
+      r->payload = out_.data();
+      r->payload_size = out_.size();
+      return Shaped::kWrite;
+    case transforms::Outcome::kDrop:
+      stats_.filtered.fetch_add(1, std::memory_order_relaxed);
+      return Shaped::kSkip;
+    case transforms::Outcome::kDeadLetter:
+      DeadLetterNow(r->event_id, ctx.reason, r->payload);
+      return Shaped::kSkip;
+  }
+  return Shaped::kSkip;
+}
+
+std::string Pipeline::CursorState(const std::string* aggregate_state) const {
+  std::string sink = sink_->State();
+  if (!aggregator_) return sink;
+  std::string s(kAggStateMarker);
+  uint8_t n[4];
+  wire::PutU32(n, static_cast<uint32_t>(sink.size()));
+  s.append(reinterpret_cast<const char*>(n), 4);
+  s.append(sink);
+  if (aggregate_state) {
+    s.append(*aggregate_state);
+  } else {
+    s.append(aggregator_->Checkpoint());
+  }
+  return s;
+}
+
+bool Pipeline::EmitAggregate(const log::Position& pos) {
+  // The state with its rows still marked changed: what a crash before the
+  // final commit must come back to, so that they are emitted again.
+  const std::string before = aggregator_->Checkpoint();
+  static thread_local std::vector<std::pair<std::string, std::string>> rows;
+  rows.clear();
+  aggregator_->Emit([&](std::string_view id, const wire::Buffer& row) {
+    rows.emplace_back(std::string(id), std::string(row.view()));
+  });
+  log::EntryHeader h;
+  h.lsn = pos.next_lsn;
+  h.recv_us = WallMicros();
+  int64_t n = 0;
+  for (const auto& [id, row] : rows) {
+    sinks::Record rec;
+    rec.header = &h;
+    rec.event_id = id;
+    rec.payload = reinterpret_cast<const uint8_t*>(row.data());
+    rec.payload_size = row.size();
+    if (!dest_.chain.post.empty()) {
+      doc_.Load(rec.payload, rec.payload_size);
+      scratch_.Reset();
+      transforms::StepContext ctx;
+      ctx.doc = &doc_;
+      ctx.scratch = &scratch_;
+      ctx.recv_us = h.recv_us;
+      ctx.event_id = id;
+      const transforms::Outcome o = transforms::RunSteps(dest_.chain.post, &ctx);
+      if (o == transforms::Outcome::kDrop) continue;
+      if (o == transforms::Outcome::kDeadLetter) {
+        DeadLetterNow(id, ctx.reason, rec.payload);
+        continue;
+      }
+      out_.clear();
+      doc_.Serialize(&out_);
+      rec.payload = out_.data();
+      rec.payload_size = out_.size();
+    }
+    if (sink_->NeedsRotate(rec)) {
+      if (n > 0) {
+        Status fs = FlushWithRetry();
+        if (!fs.ok() && !fs.IsFatal()) return false;
+        if (fs.IsFatal()) sink_->Discard();
+      }
+      n = 0;
+      if (!RotateWithRetry(rec)) return false;
+      (void)Commit(pos, &before);
+    }
+    sink_->Write(rec);
+    ++n;
+  }
+  if (n > 0) {
+    Status fs = FlushWithRetry();
+    if (!fs.ok() && !fs.IsFatal()) return false;
+    if (fs.IsFatal()) {
+      // Rows the store refuses: kept with the reason; the aggregate still
+      // holds their values and emits them again when they change.
+      std::string reason = fs.message();
+      for (const auto& [id, row] : rows) {
+        DeadLetterNow(id, reason, reinterpret_cast<const uint8_t*>(row.data()));
+      }
+      sink_->Discard();
+    } else {
+      stats_.rows_emitted.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    }
+  }
+  last_emit_us_ = MonoMicros();
   return true;
 }
 
@@ -148,8 +438,10 @@ Status Pipeline::FlushWithRetry() {
   }
 }
 
-Status Pipeline::Commit(const log::Position& pos) {
-  log::Cursor c{pos, sink_->State()};
+Status Pipeline::Commit(const log::Position& pos, const std::string* aggregate_state) {
+  // Records dead-lettered by transforms are durable before the cursor passes them.
+  if (!WritePendingDeadLetters()) return Status::Retry("stopped");
+  log::Cursor c{pos, CursorState(aggregate_state)};
   Status s = cursors_->Save(name_, c);
   if (!s.ok()) {
     SetError("cursor commit: " + s.message());
@@ -170,8 +462,18 @@ void Pipeline::DeadLetterRange(const log::Position& from, uint64_t end_lsn,
     log::Entry e;
     if (rd->Next(&e, &s) != log::TailReader::Result::kEntry || e.header.lsn >= end_lsn) break;
     sinks::Record r;
-    if (!Select(e, &r)) continue;
-    DeadLetters::Format(name_, r.event_id, reason, r.payload, &lines);
+    Selected sel;
+    if (!Select(e, &r, &sel)) continue;
+    // Only what reached the sink: records the transforms filtered or
+    // dead-lettered already are not repeated here.
+    const uint8_t* original = r.payload;
+    const size_t pending = pending_dl_.size();
+    const uint64_t pending_count = pending_dl_count_;
+    const Shaped shaped = Shape(e, sel, &r);
+    pending_dl_.resize(pending);
+    pending_dl_count_ = pending_count;
+    if (shaped != Shaped::kWrite) continue;
+    DeadLetters::Format(name_, r.event_id, reason, original, &lines);
     ++count;
   }
   while (true) {
@@ -230,6 +532,8 @@ void Pipeline::Run() {
   }
 
   const int64_t max_wait_us = dest_.batch_max_wait_ms * 1000;
+  const int64_t emit_every_us = aggregator_ ? dest_.chain.aggregate->emit_every_ms * 1000 : 0;
+  last_emit_us_ = MonoMicros();
   const size_t max_bytes = static_cast<size_t>(dest_.batch_max_bytes);
   int64_t last_commit_us = MonoMicros();
   while (true) {
@@ -254,7 +558,16 @@ void Pipeline::Run() {
       if (r == log::TailReader::Result::kEntry) {
         ++consumed;
         sinks::Record rec;
-        if (!Select(e, &rec)) continue;
+        Selected sel;
+        if (!Select(e, &rec, &sel)) continue;
+        if (Shape(e, sel, &rec) != Shaped::kWrite) {
+          // Folded into the aggregate: its rows go out every emit_every.
+          if (aggregator_ && (consumed & 255) == 0 && aggregator_->dirty() &&
+              MonoMicros() - last_emit_us_ >= emit_every_us) {
+            break;
+          }
+          continue;
+        }
         if (sink_->NeedsRotate(rec)) {
           // The records before this one go out and are committed first; the
           // new output unit is committed before anything is written to it.
@@ -274,7 +587,10 @@ void Pipeline::Run() {
       if (stop_.load()) break;  // draining: everything durable has been read
       const int64_t now = MonoMicros();
       if (n > 0 && now - first_us >= max_wait_us) break;
-      const int64_t wait = n > 0 ? first_us + max_wait_us - now : 200000;
+      const bool rows_due = aggregator_ && aggregator_->dirty();
+      if (rows_due && now - last_emit_us_ >= emit_every_us) break;
+      int64_t wait = n > 0 ? first_us + max_wait_us - now : 200000;
+      if (rows_due) wait = std::min(wait, last_emit_us_ + emit_every_us - now);
       log_->WaitDurable(reader_->position().next_lsn, wait);  // until a new entry is durable
       if (stop_.load() && !drain_.load()) return;
       caught_up = false;
@@ -282,12 +598,22 @@ void Pipeline::Run() {
     stats_.read.fetch_add(consumed, std::memory_order_relaxed);
     const log::Position pos = reader_->position();
     if (n > 0 && !FlushBatch(start, pos, n, last_recv_us)) return;
+    bool emitted = false;
+    if (aggregator_ && aggregator_->dirty() &&
+        (stop_.load() || MonoMicros() - last_emit_us_ >= emit_every_us)) {
+      if (!EmitAggregate(pos)) return;
+      emitted = true;
+    }
     const int64_t now = MonoMicros();
-    if (consumed > 0 &&
-        (n > 0 || now - last_commit_us > 1000000 || (stop_.load() && caught_up))) {
+    if ((consumed > 0 || emitted) &&
+        (n > 0 || emitted || !pending_dl_.empty() || now - last_commit_us > 1000000 ||
+         (stop_.load() && caught_up))) {
       if (Commit(pos).ok()) last_commit_us = now;
     }
-    delivered_next_lsn_.store(pos.next_lsn, std::memory_order_release);
+    // An event folded into the aggregate is delivered once its row is.
+    if (!aggregator_ || !aggregator_->dirty()) {
+      delivered_next_lsn_.store(pos.next_lsn, std::memory_order_release);
+    }
     // Draining ends only at the log's final end: `caught_up` may predate
     // events that became durable while this batch was flushing.
     if (stop_.load() && pos.next_lsn >= log_->durable_next_lsn()) {
