@@ -12,6 +12,8 @@
 #include <thread>
 
 #include "core/config.h"
+#include "tools/dry_run_cli.h"
+#include "transforms/transform.h"
 #include "core/fs.h"
 #include "server.h"
 #include "sinks/registry.h"
@@ -119,6 +121,23 @@ std::string ConfigReference() {
       forkd::OptionsMarkdown(forkd::DestinationOptions()) + "\n### `batch`\n\n" +
       forkd::OptionsMarkdown(forkd::BatchOptions()) + "\n### `retry`\n\n" +
       forkd::OptionsMarkdown(forkd::RetryOptions());
+  s += "\n## `routes[]`\n\nRoutes are evaluated in order, once, when forkd receives an event; "
+       "the destinations they pick are stored with it in the log. An event that names no "
+       "destination goes to those of every route whose `when` matches; routes with `also: "
+       "true` add theirs even when the caller named some.\n\n" +
+       forkd::OptionsMarkdown(forkd::RouteOptions()) + "\n### `rollout`\n\n" +
+       forkd::OptionsMarkdown(forkd::RolloutOptions());
+  s += "\n## Transform steps\n\nA destination's `transforms`, a template under `transforms:`, "
+       "a route's `transform` and a call's `transform` are lists of steps, each a one-key map "
+       "(or the name of a template). For one record they run in this order: the call's "
+       "`timestamp`, the route's templates, the call's templates, then the destination's own "
+       "list. Field paths look like `user.address.city`, `items[0].sku` or `[\"odd key\"]`; "
+       "expressions are described in docs/transforms.md.\n";
+  for (const auto& d : forkd::transforms::StepDocs()) {
+    s += "\n### `" + std::string(d.name) + "`\n\n" + std::string(d.form) + ". " +
+         std::string(d.summary) + "\n";
+    if (d.options) s += "\n" + forkd::OptionsMarkdown(*d.options);
+  }
   for (const auto& t : forkd::sinks::SinkTypes()) {
     s += "\n## Destination type `" + std::string(t.name) + "`\n\n";
     s += t.options().empty() ? "No options of its own.\n" : forkd::OptionsMarkdown(t.options());
@@ -131,6 +150,18 @@ int Check(const std::string& config_path) {
   if (!Load(config_path, &config)) return kExitConfig;
   std::cout << config_path << ": ok (" << config.destinations.size() << " destinations)\n";
   return 0;
+}
+
+int Explain(const std::string& config_path, const forkd::tools::ExplainArgs& args) {
+  forkd::Config config;
+  if (!Load(config_path, &config)) return kExitConfig;
+  return forkd::tools::Explain(config, args);
+}
+
+int Test(const std::string& config_path, const std::string& cases) {
+  forkd::Config config;
+  if (!Load(config_path, &config)) return kExitConfig;
+  return forkd::tools::RunCases(config, cases);
 }
 
 }  // namespace
@@ -154,6 +185,23 @@ int main(int argc, char** argv) {
                 "Stop (as on SIGTERM) when the process that started forkd exits");
   CLI::App* check = app.add_subcommand("check", "Validate a configuration file (exit 2 if not)");
   check->add_option("-c,--config", config_path, "Configuration file")->required();
+  forkd::tools::ExplainArgs explain_args;
+  CLI::App* explain = app.add_subcommand(
+      "explain", "Dry run: the destinations an event reaches and each one's records, as JSON");
+  explain->add_option("-c,--config", config_path, "Configuration file")->required();
+  explain->add_option("--payload", explain_args.payload_json, "The event, as a JSON object")
+      ->required();
+  explain->add_option("-d,--destination", explain_args.destinations,
+                      "Destination named by the caller (repeatable); routes decide when none");
+  explain->add_option("--options", explain_args.options_json,
+                      "Per-call options as JSON: {\"timestamp\": true, \"aggregate\": \"daily\"}");
+  explain->add_option("--received-at", explain_args.received_at,
+                      "Receipt time (ISO-8601), for reproducible output; now by default");
+  explain->add_option("--id", explain_args.id, "Event id");
+  std::string cases_path;
+  CLI::App* test = app.add_subcommand("test", "Run config test cases (input -> expected records)");
+  test->add_option("-c,--config", config_path, "Configuration file")->required();
+  test->add_option("cases", cases_path, "YAML file of cases")->required();
   app.add_subcommand("version", "Print the version");
   CLI::App* reference =
       app.add_subcommand("config-reference", "Print the configuration reference (Markdown)");
@@ -167,6 +215,8 @@ int main(int argc, char** argv) {
 
   if (run->parsed()) return Run(config_path, exit_with_parent);
   if (check->parsed()) return Check(config_path);
+  if (explain->parsed()) return Explain(config_path, explain_args);
+  if (test->parsed()) return Test(config_path, cases_path);
   if (reference->parsed()) {
     std::cout << ConfigReference();
     return 0;

@@ -416,69 +416,10 @@ const char* Ingest::Resolve(const wire::EventView& ev, const wire::RouteEntry& e
   for (const auto& t : decision_.targets) {
     if (t.dest < 64) *mask |= 1ull << t.dest;
   }
-  // Per-call options that name config: transform templates and the aggregate.
-  if (ev.options != nullptr && *ev.options != 0xc0) {
-    wire::Reader rd(ev.options, ev.options_size);
-    const wire::Value m = rd.Next();
-    for (uint32_t i = 0; m.kind == wire::Kind::kMap && i < m.len; ++i) {
-      const wire::Value k = rd.Next();
-      const uint8_t* v = rd.pos();
-      rd.Skip();
-      if (k.kind != wire::Kind::kStr) continue;
-      wire::Reader vr(v, static_cast<size_t>(rd.pos() - v));
-      const wire::Value val = vr.Next();
-      if (k.str() == "transform") {
-        const uint32_t count = val.kind == wire::Kind::kArray ? val.len : 1;
-        for (uint32_t j = 0; j < count; ++j) {
-          const wire::Value n = val.kind == wire::Kind::kArray ? vr.Next() : val;
-          if (n.kind != wire::Kind::kStr) {
-            *error = "options.transform: expected a template name or a list of names";
-            return wire::kCodeInvalidPayload;
-          }
-          auto t = config_->templates.find(n.str());
-          if (t == config_->templates.end()) {
-            std::string known;
-            for (const auto& [name, chain] : config_->templates) known += (known.empty() ? "" : ", ") + name;
-            *error = "options.transform: unknown transform template '" + std::string(n.str()) +
-                     "' (configured: " + (known.empty() ? "none" : known) + ")";
-            return wire::kCodeRejected;
-          }
-          if (t->second.aggregate) {
-            *error = "options.transform: template '" + std::string(n.str()) +
-                     "' aggregates; use it in a destination's transforms and send the event there "
-                     "with { aggregate: 'daily' }";
-            return wire::kCodeRejected;
-          }
-        }
-      } else if (k.str() == "aggregate") {
-        std::string_view w;
-        if (val.kind == wire::Kind::kStr) {
-          w = val.str();
-        } else if (val.kind == wire::Kind::kMap) {
-          for (uint32_t j = 0; j < val.len; ++j) {
-            const wire::Value wk = vr.Next();
-            const wire::Value wv = vr.Peek();
-            if (wk.kind == wire::Kind::kStr && wk.str() == "window" && wv.kind == wire::Kind::kStr) {
-              w = wv.str();
-            }
-            vr.Skip();
-          }
-        }
-        int64_t ms;
-        if (w.empty() || !transforms::ParseWindow(w, &ms)) {
-          *error = "options.aggregate: expected a window such as 'daily', 'hourly', '15m' or "
-                   "{ window: '1h' }";
-          return wire::kCodeInvalidPayload;
-        }
-        for (const auto& t : decision_.targets) {
-          if (!dests[t.dest].chain.aggregate) {
-            *error = "options.aggregate: destination '" + dests[t.dest].name +
-                     "' has no aggregate step in its transforms";
-            return wire::kCodeRejected;
-          }
-        }
-      }
-    }
+  targets_.clear();
+  for (const auto& t : decision_.targets) targets_.push_back(t.dest);
+  if (const char* code = pipeline::CheckCallOptions(*config_, ev.options, ev.options_size, targets_, error)) {
+    return code;
   }
   *rewritten = false;
   if (!decision_.routed) return nullptr;

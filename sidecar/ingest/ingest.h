@@ -147,6 +147,7 @@ class Ingest {
   transforms::Arena route_scratch_;
   pipeline::Router::Decision decision_;
   std::vector<uint32_t> named_;
+  std::vector<uint32_t> targets_;
   wire::Buffer event_buf_;  // a routed event, rewritten
   void* ctx_ = nullptr;
   void* socket_ = nullptr;

@@ -42,12 +42,9 @@ Pipeline::Pipeline(const DestinationConfig& dest, const Config& config,
       sink_(std::move(sink)),
       log_(log),
       cursors_(cursors),
-      dead_letters_(dead_letters) {
-  if (dest_.chain.aggregate) {
-    aggregator_ = std::make_unique<transforms::Aggregator>(dest_.chain.aggregate);
-  }
-  timestamp_step_ = transforms::MakeTimestampStep("timestamp", false);
-}
+      dead_letters_(dead_letters),
+      shaper_(dest_.chain, templates_),
+      aggregator_(shaper_.aggregator()) {}
 
 Pipeline::~Pipeline() { Stop(false, 0); }
 
@@ -202,124 +199,31 @@ bool Pipeline::WritePendingDeadLetters() {
 }
 
 Pipeline::Shaped Pipeline::Shape(const log::Entry& e, const Selected& sel, sinks::Record* r) {
-  // Per-call options: {timestamp, aggregate, transform, key}.
-  bool stamp = false;
-  std::shared_ptr<const transforms::Step> custom_stamp;
-  int64_t window_ms = 0;
-  const uint8_t* call_t = nullptr;  // str or array of str
-  if (sel.options && *sel.options != 0xc0) {
-    wire::Reader rd(sel.options, e.event_size);
-    const wire::Value m = rd.Next();
-    for (uint32_t i = 0; m.kind == wire::Kind::kMap && i < m.len; ++i) {
-      const wire::Value k = rd.Next();
-      const uint8_t* v = rd.pos();
-      const wire::Value val = rd.Peek();
-      const std::string_view key = k.kind == wire::Kind::kStr ? k.str() : std::string_view();
-      if (key == "timestamp") {
-        if (val.kind == wire::Kind::kBool) {
-          stamp = val.b;
-        } else if (val.kind == wire::Kind::kMap) {
-          // {field, format}
-          wire::Reader t(v, e.event_size);
-          const wire::Value tm = t.Next();
-          std::string field = "timestamp";
-          bool epoch = false;
-          for (uint32_t j = 0; j < tm.len; ++j) {
-            const wire::Value tk = t.Next();
-            const wire::Value tv = t.Next();
-            if (tv.kind == wire::Kind::kStr && tk.str() == "field") field.assign(tv.str());
-            if (tv.kind == wire::Kind::kStr && tk.str() == "format") epoch = tv.str() == "epoch_ms";
-            if (tv.kind == wire::Kind::kArray || tv.kind == wire::Kind::kMap) {
-              for (uint32_t x = 0; x < (tv.kind == wire::Kind::kMap ? tv.len * 2 : tv.len); ++x) t.Skip();
-            }
-          }
-          custom_stamp = transforms::MakeTimestampStep(field, epoch);
-          stamp = true;
-        }
-      } else if (key == "aggregate") {
-        std::string_view w;
-        if (val.kind == wire::Kind::kStr) {
-          w = val.str();
-        } else if (val.kind == wire::Kind::kMap) {
-          wire::Reader t(v, e.event_size);
-          const wire::Value tm = t.Next();
-          for (uint32_t j = 0; j < tm.len; ++j) {
-            const wire::Value tk = t.Next();
-            const wire::Value tv = t.Peek();
-            if (tk.kind == wire::Kind::kStr && tk.str() == "window" && tv.kind == wire::Kind::kStr) {
-              w = tv.str();
-            }
-            t.Skip();
-          }
-        }
-        if (!w.empty()) (void)transforms::ParseWindow(w, &window_ms);
-      } else if (key == "transform") {
-        call_t = v;
-      }
-      rd.Skip();
-    }
-  }
-  const bool extra = stamp || call_t != nullptr || sel.route_t != nullptr;
-  if (!extra && dest_.chain.empty()) return Shaped::kWrite;  // as it came: no copy
-
-  doc_.Load(r->payload, r->payload_size);
-  scratch_.Reset();
-  transforms::StepContext ctx;
-  ctx.doc = &doc_;
-  ctx.scratch = &scratch_;
-  ctx.recv_us = e.header.recv_us;
-  ctx.event_id = r->event_id;
-  transforms::Outcome o = transforms::Outcome::kKeep;
-  if (stamp) o = (custom_stamp ? custom_stamp : timestamp_step_)->Apply(&ctx);
-  // Route templates, then the call's, then the destination's own chain.
-  auto run_named = [&](std::string_view name) {
-    if (o != transforms::Outcome::kKeep) return;
-    auto it = templates_.find(name);
-    if (it == templates_.end()) {
-      ctx.reason = "transform template '" + std::string(name) + "' is not configured";
-      o = transforms::Outcome::kDeadLetter;
-      return;
-    }
-    o = transforms::RunSteps(it->second.pre, &ctx);
-  };
-  if (sel.route_t) {
-    wire::Reader t(sel.route_t, e.event_size);
-    t.Next();
-    t.Next();  // the destination's name
-    for (uint32_t i = 0; i < sel.route_t_count; ++i) run_named(t.Next().str());
-  }
-  if (call_t) {
-    wire::Reader t(call_t, e.event_size);
-    const wire::Value v = t.Next();
-    if (v.kind == wire::Kind::kStr) {
-      run_named(v.str());
-    } else if (v.kind == wire::Kind::kArray) {
-      for (uint32_t i = 0; i < v.len; ++i) {
-        const wire::Value n = t.Next();
-        if (n.kind == wire::Kind::kStr) run_named(n.str());
-      }
-    }
-  }
-  if (o == transforms::Outcome::kKeep) o = transforms::RunSteps(dest_.chain.pre, &ctx);
-  if (o == transforms::Outcome::kKeep && aggregator_) {
-    o = aggregator_->Add(doc_, e.header.recv_us, window_ms, &ctx.reason);
-    if (o == transforms::Outcome::kKeep) {
+  Shaper::EventParts parts;
+  parts.options = sel.options;
+  parts.route_t = sel.route_t;
+  parts.route_t_count = sel.route_t_count;
+  parts.bound = e.event_size;
+  parts.payload = r->payload;
+  parts.payload_size = r->payload_size;
+  parts.recv_us = e.header.recv_us;
+  parts.event_id = r->event_id;
+  std::string reason;
+  const uint8_t* out;
+  size_t out_size;
+  switch (shaper_.Shape(parts, &reason, &out, &out_size)) {
+    case Shaper::Result::kWrite:
+      r->payload = out;
+      r->payload_size = out_size;
+      return Shaped::kWrite;
+    case Shaper::Result::kAbsorbed:
       stats_.aggregated.fetch_add(1, std::memory_order_relaxed);
       return Shaped::kSkip;
-    }
-  }
-  switch (o) {
-    case transforms::Outcome::kKeep:
-      out_.clear();
-      doc_.Serialize(&out_);
-      r->payload = out_.data();
-      r->payload_size = out_.size();
-      return Shaped::kWrite;
-    case transforms::Outcome::kDrop:
+    case Shaper::Result::kDropped:
       stats_.filtered.fetch_add(1, std::memory_order_relaxed);
       return Shaped::kSkip;
-    case transforms::Outcome::kDeadLetter:
-      DeadLetterNow(r->event_id, ctx.reason, r->payload);
+    case Shaper::Result::kDeadLetter:
+      DeadLetterNow(r->event_id, reason, parts.payload);
       return Shaped::kSkip;
   }
   return Shaped::kSkip;
@@ -345,10 +249,12 @@ bool Pipeline::EmitAggregate(const log::Position& pos) {
   // The state with its rows still marked changed: what a crash before the
   // final commit must come back to, so that they are emitted again.
   const std::string before = aggregator_->Checkpoint();
-  static thread_local std::vector<std::pair<std::string, std::string>> rows;
+  static thread_local std::vector<std::pair<std::string, wire::Buffer>> rows;
   rows.clear();
   aggregator_->Emit([&](std::string_view id, const wire::Buffer& row) {
-    rows.emplace_back(std::string(id), std::string(row.view()));
+    wire::Buffer copy(row.size());
+    copy.Append(row.data(), row.size());
+    rows.emplace_back(std::string(id), std::move(copy));
   });
   log::EntryHeader h;
   h.lsn = pos.next_lsn;
@@ -358,26 +264,13 @@ bool Pipeline::EmitAggregate(const log::Position& pos) {
     sinks::Record rec;
     rec.header = &h;
     rec.event_id = id;
-    rec.payload = reinterpret_cast<const uint8_t*>(row.data());
-    rec.payload_size = row.size();
-    if (!dest_.chain.post.empty()) {
-      doc_.Load(rec.payload, rec.payload_size);
-      scratch_.Reset();
-      transforms::StepContext ctx;
-      ctx.doc = &doc_;
-      ctx.scratch = &scratch_;
-      ctx.recv_us = h.recv_us;
-      ctx.event_id = id;
-      const transforms::Outcome o = transforms::RunSteps(dest_.chain.post, &ctx);
-      if (o == transforms::Outcome::kDrop) continue;
-      if (o == transforms::Outcome::kDeadLetter) {
-        DeadLetterNow(id, ctx.reason, rec.payload);
+    std::string reason;
+    switch (shaper_.ShapeRow(id, row, h.recv_us, &reason, &rec.payload, &rec.payload_size)) {
+      case Shaper::Result::kWrite: break;
+      case Shaper::Result::kDeadLetter:
+        DeadLetterNow(id, reason, row.data());
         continue;
-      }
-      out_.clear();
-      doc_.Serialize(&out_);
-      rec.payload = out_.data();
-      rec.payload_size = out_.size();
+      default: continue;
     }
     if (sink_->NeedsRotate(rec)) {
       if (n > 0) {
@@ -400,7 +293,7 @@ bool Pipeline::EmitAggregate(const log::Position& pos) {
       // holds their values and emits them again when they change.
       std::string reason = fs.message();
       for (const auto& [id, row] : rows) {
-        DeadLetterNow(id, reason, reinterpret_cast<const uint8_t*>(row.data()));
+        DeadLetterNow(id, reason, row.data());
       }
       sink_->Discard();
     } else {

@@ -18,6 +18,7 @@
 #include "log/cursors.h"
 #include "log/log.h"
 #include "pipeline/dead_letters.h"
+#include "pipeline/shaper.h"
 #include "sinks/sink.h"
 #include "transforms/aggregate.h"
 #include "transforms/record.h"
@@ -105,11 +106,6 @@ class Pipeline : private log::Reporter {
   const DestinationConfig dest_;
   const std::string name_;
   const std::map<std::string, transforms::Chain, std::less<>> templates_;
-  std::unique_ptr<transforms::Aggregator> aggregator_;
-  std::shared_ptr<const transforms::Step> timestamp_step_;  // per-call timestamp: true
-  transforms::Doc doc_;
-  transforms::Arena scratch_;
-  wire::Buffer out_;
   std::string pending_dl_;  // dead letters to append before the next commit
   uint64_t pending_dl_count_ = 0;
   int64_t last_emit_us_ = 0;
@@ -118,6 +114,8 @@ class Pipeline : private log::Reporter {
   log::CursorStore* cursors_;
   DeadLetters* dead_letters_;
   std::unique_ptr<log::TailReader> reader_;
+  Shaper shaper_;
+  transforms::Aggregator* aggregator_;  // the shaper's, or null
   std::string loaded_state_;
 
   std::atomic<bool> stop_{false};

@@ -2,6 +2,10 @@
 
 #include <algorithm>
 
+#include "core/config.h"
+#include "transforms/aggregate.h"
+#include "wire/protocol.h"
+
 namespace forkd::pipeline {
 
 uint32_t RolloutBucket(std::string_view key) {
@@ -88,6 +92,74 @@ bool Router::Route(const transforms::Doc& payload, const std::vector<uint32_t>& 
     out->routed = true;
   }
   return true;
+}
+
+const char* CheckCallOptions(const Config& config, const uint8_t* options, size_t options_size,
+                             const std::vector<uint32_t>& targets, std::string* error) {
+  if (options != nullptr && options_size > 0 && *options != 0xc0) {
+    wire::Reader rd(options, options_size);
+    const wire::Value m = rd.Next();
+    for (uint32_t i = 0; m.kind == wire::Kind::kMap && i < m.len; ++i) {
+      const wire::Value k = rd.Next();
+      const uint8_t* v = rd.pos();
+      rd.Skip();
+      if (k.kind != wire::Kind::kStr) continue;
+      wire::Reader vr(v, static_cast<size_t>(rd.pos() - v));
+      const wire::Value val = vr.Next();
+      if (k.str() == "transform") {
+        const uint32_t count = val.kind == wire::Kind::kArray ? val.len : 1;
+        for (uint32_t j = 0; j < count; ++j) {
+          const wire::Value n = val.kind == wire::Kind::kArray ? vr.Next() : val;
+          if (n.kind != wire::Kind::kStr) {
+            *error = "options.transform: expected a template name or a list of names";
+            return wire::kCodeInvalidPayload;
+          }
+          auto t = config.templates.find(n.str());
+          if (t == config.templates.end()) {
+            std::string known;
+            for (const auto& [name, chain] : config.templates) known += (known.empty() ? "" : ", ") + name;
+            *error = "options.transform: unknown transform template '" + std::string(n.str()) +
+                     "' (configured: " + (known.empty() ? "none" : known) + ")";
+            return wire::kCodeRejected;
+          }
+          if (t->second.aggregate) {
+            *error = "options.transform: template '" + std::string(n.str()) +
+                     "' aggregates; use it in a destination's transforms and send the event there "
+                     "with { aggregate: 'daily' }";
+            return wire::kCodeRejected;
+          }
+        }
+      } else if (k.str() == "aggregate") {
+        std::string_view w;
+        if (val.kind == wire::Kind::kStr) {
+          w = val.str();
+        } else if (val.kind == wire::Kind::kMap) {
+          for (uint32_t j = 0; j < val.len; ++j) {
+            const wire::Value wk = vr.Next();
+            const wire::Value wv = vr.Peek();
+            if (wk.kind == wire::Kind::kStr && wk.str() == "window" && wv.kind == wire::Kind::kStr) {
+              w = wv.str();
+            }
+            vr.Skip();
+          }
+        }
+        int64_t ms;
+        if (w.empty() || !transforms::ParseWindow(w, &ms)) {
+          *error = "options.aggregate: expected a window such as 'daily', 'hourly', '15m' or "
+                   "{ window: '1h' }";
+          return wire::kCodeInvalidPayload;
+        }
+        for (uint32_t t : targets) {
+          if (!config.destinations[t].chain.aggregate) {
+            *error = "options.aggregate: destination '" + config.destinations[t].name +
+                     "' has no aggregate step in its transforms";
+            return wire::kCodeRejected;
+          }
+        }
+      }
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace forkd::pipeline

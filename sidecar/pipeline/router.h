@@ -23,6 +23,8 @@
 
 namespace forkd {
 
+struct Config;
+
 struct RouteConfig {
   std::shared_ptr<const transforms::expr::Program> when;  // null: always
   std::vector<std::string> to;
@@ -43,6 +45,12 @@ uint32_t RolloutBucket(std::string_view key);
 struct RouteStats {
   std::atomic<uint64_t> matched{0};
 };
+
+// Checks the per-call options that name config — transform templates and an
+// aggregate window — against the event's destinations (indices). Returns a
+// nack code (wire/protocol.h) with *error, or nullptr.
+const char* CheckCallOptions(const Config& config, const uint8_t* options, size_t options_size,
+                             const std::vector<uint32_t>& targets, std::string* error);
 
 class Router {
  public:
