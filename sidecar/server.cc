@@ -283,6 +283,14 @@ std::string Server::MetricsText() const {
   Metric(&m, "fork_log_segments", "gauge", "Log segment files");
   Sample(&m, "fork_log_segments", "", static_cast<double>(log_->segment_count()));
 
+  Metric(&m, "fork_route_matched_total", "counter", "Events a route matched, by route index");
+  for (const auto& r : ingest_->RouteCounts()) {
+    Sample(&m, "fork_route_matched_total",
+           "route=\"" + std::to_string(r.route) + "\",shadow=\"" + (r.shadow ? "true" : "false") +
+               "\"",
+           static_cast<double>(r.matched));
+  }
+
   const uint64_t end = log_->durable_next_lsn();
   const int64_t now = WallMicros();
   const auto pipelines = Pipelines();
@@ -300,6 +308,9 @@ std::string Server::MetricsText() const {
       {"fork_destination_lag_events", "gauge", "Log entries the destination has not processed"},
       {"fork_destination_lag_seconds", "gauge", "Age of the last delivered event when lagging"},
       {"fork_destination_up", "gauge", "1 when the last flush succeeded"},
+      {"fork_destination_filtered_total", "counter", "Records dropped by filter or validate steps"},
+      {"fork_destination_aggregated_total", "counter", "Events folded into the aggregate"},
+      {"fork_destination_rows_emitted_total", "counter", "Aggregate rows written"},
   };
   for (const Series& s : series) {
     Metric(&m, s.name, s.type, s.help);
@@ -323,6 +334,9 @@ std::string Server::MetricsText() const {
         v = lag > 0 && last > 0 ? static_cast<double>(now - last) / 1e6 : 0;
       }
       if (n == "fork_destination_up") v = p->healthy() ? 1 : 0;
+      if (n == "fork_destination_filtered_total") v = static_cast<double>(st.filtered.load());
+      if (n == "fork_destination_aggregated_total") v = static_cast<double>(st.aggregated.load());
+      if (n == "fork_destination_rows_emitted_total") v = static_cast<double>(st.rows_emitted.load());
       Sample(&m, s.name, labels, v);
     }
   }
@@ -376,6 +390,8 @@ std::string Server::StatusJson() const {
     num("failed", static_cast<double>(st.failed.load()));
     num("retries", static_cast<double>(st.retries.load()));
     num("dead_lettered", static_cast<double>(st.dead_lettered.load()));
+    num("filtered", static_cast<double>(st.filtered.load()));
+    num("aggregated", static_cast<double>(st.aggregated.load()));
     num("lag_events", static_cast<double>(lag));
     num("lag_seconds", lag > 0 && last > 0 ? static_cast<double>(now - last) / 1e6 : 0);
     num("committed_lsn", static_cast<double>(p->committed_next_lsn()));

@@ -110,13 +110,11 @@ void Ingest::SetConfig(std::shared_ptr<const Config> config) {
   }
 }
 
-std::vector<std::pair<std::string, uint64_t>> Ingest::RouteCounts() const {
+std::vector<Ingest::RouteCount> Ingest::RouteCounts() const {
   std::lock_guard<std::mutex> lock(config_mu_);
-  std::vector<std::pair<std::string, uint64_t>> out;
+  std::vector<RouteCount> out;
   for (size_t i = 0; i < router_->size(); ++i) {
-    const RouteConfig& r = router_->route(i);
-    std::string label = std::to_string(i);
-    out.emplace_back(label + (r.shadow ? "\x01" : ""), router_->stats(i).matched.load());
+    out.push_back(RouteCount{i, router_->route(i).shadow, router_->stats(i).matched.load()});
   }
   return out;
 }

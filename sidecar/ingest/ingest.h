@@ -81,7 +81,12 @@ class Ingest {
   // and dedupe settings keep their values from the start.
   void SetConfig(std::shared_ptr<const Config> config);
   // Matches per route, for metrics; thread-safe.
-  std::vector<std::pair<std::string, uint64_t>> RouteCounts() const;
+  struct RouteCount {
+    size_t route;  // index in the config's routes
+    bool shadow;
+    uint64_t matched;
+  };
+  std::vector<RouteCount> RouteCounts() const;
   // After the pipelines drained: sends the 'delivered' notifications that are
   // now due, then closes the socket.
   void Finish();
