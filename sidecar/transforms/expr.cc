@@ -183,7 +183,11 @@ class Parser {
   }
 
   // Precedence climbing: level 0 ||, 1 &&, 2 comparisons, 3 + -, 4 * / %.
+  // Only a whole expression (the top, a parenthesis, an argument, a list
+  // item) nests a level: counting each precedence level as well would stop
+  // at about ten parentheses.
   int ParseExpr(int level) {
+    if (level > 0) return ParseLevel(level);
     if (++depth_ > kMaxDepth) return Fail(pos_, "expression nested too deeply");
     int r = ParseLevel(level);
     --depth_;
