@@ -502,6 +502,10 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
       out->destinations.push_back(std::move(d));
     }
   }
+  if (out->destinations.size() > 64) {
+    errors->push_back({path, MarkOf(dests), "destinations: at most 64 are supported, not " +
+                                                std::to_string(out->destinations.size())});
+  }
   ParseRoutes(top, path, pc, out);
   return errors->size() == before;
 }

@@ -437,6 +437,7 @@ void Pipeline::Run() {
     int64_t first_us = 0;
     int64_t last_recv_us = 0;
     bool caught_up = false;
+    bool skipped = false;  // a record of ours was filtered, dead-lettered or aggregated
     while (n < dest_.batch_max_events && sink_->buffered_bytes() < max_bytes) {
       const log::Position before = reader_->position();
       log::Entry e;
@@ -454,6 +455,7 @@ void Pipeline::Run() {
         Selected sel;
         if (!Select(e, &rec, &sel)) continue;
         if (Shape(e, sel, &rec) != Shaped::kWrite) {
+          skipped = true;
           // Folded into the aggregate: its rows go out every emit_every.
           if (aggregator_ && (consumed & 255) == 0 && aggregator_->dirty() &&
               MonoMicros() - last_emit_us_ >= emit_every_us) {
@@ -480,6 +482,10 @@ void Pipeline::Run() {
       if (stop_.load()) break;  // draining: everything durable has been read
       const int64_t now = MonoMicros();
       if (n > 0 && now - first_us >= max_wait_us) break;
+      // Only records that were not written: end the batch now, so that their
+      // dead letters and the cursor are committed and 'delivered' waiters
+      // settle, instead of waiting for a record that is written.
+      if (n == 0 && skipped) break;
       const bool rows_due = aggregator_ && aggregator_->dirty();
       if (rows_due && now - last_emit_us_ >= emit_every_us) break;
       int64_t wait = n > 0 ? first_us + max_wait_us - now : 200000;

@@ -242,10 +242,13 @@ Outcome Aggregator::Add(const Doc& doc, int64_t recv_us, int64_t window_ms, std:
     }
     ++a.n;
     if (v.t == expr::Val::T::kInt && !a.is_float) {
-      if (__builtin_add_overflow(a.isum, v.i, &a.isum)) {
+      int64_t sum;
+      if (__builtin_add_overflow(a.isum, v.i, &sum)) {
         a.is_float = true;
-        a.fsum = static_cast<double>(a.isum - v.i) + d;
+        a.fsum = static_cast<double>(a.isum) + d;
         a.isum = 0;
+      } else {
+        a.isum = sum;
       }
     } else {
       if (!a.is_float) {

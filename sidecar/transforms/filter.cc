@@ -1,6 +1,8 @@
 // filter and validate: which records go on, and what happens to bad ones.
 #include <re2/re2.h>
 
+#include <cmath>
+
 #include "transforms/expr.h"
 #include "transforms/steps.h"
 #include "transforms/yaml_value.h"
@@ -61,7 +63,7 @@ bool HasType(RawValue v, JsonType t) {
       return x.kind == wire::Kind::kInt || x.kind == wire::Kind::kUint || x.kind == wire::Kind::kFloat;
     case JsonType::kInteger:
       return x.kind == wire::Kind::kInt || x.kind == wire::Kind::kUint ||
-             (x.kind == wire::Kind::kFloat && x.f == static_cast<double>(static_cast<int64_t>(x.f)));
+             (x.kind == wire::Kind::kFloat && std::isfinite(x.f) && x.f == std::trunc(x.f));
     case JsonType::kBoolean: return x.kind == wire::Kind::kBool;
     case JsonType::kObject: return x.kind == wire::Kind::kMap;
     case JsonType::kArray: return x.kind == wire::Kind::kArray;
@@ -257,6 +259,11 @@ std::shared_ptr<const Step> ParseValidate(const YAML::Node& args, const std::str
   if (o.Has("required")) ok &= ParsePathList(o.Node("required"), path + ".required", pc, &v->required);
   ok &= EachOf(o, "types", path, pc, [&](Path p, const YAML::Node& n, const std::string& at) {
     JsonType t;
+    // A plain `null` is read by YAML as a null node, not as the text.
+    if (n.IsNull()) {
+      v->types.emplace_back(std::move(p), JsonType::kNull);
+      return true;
+    }
     if (!n.IsScalar() || !ParseJsonType(n.Scalar(), &t)) {
       pc.Error(n, at, "expected one of string, number, integer, boolean, object, array, null");
       return false;

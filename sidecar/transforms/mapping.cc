@@ -75,6 +75,8 @@ class RenameStep final : public Step {
     Doc& d = *ctx->doc;
     for (const auto& [from, to] : pairs_) {
       if (SameParent(from, to)) {
+        // Nothing to rename (or a rename to itself): leave the target alone.
+        if (!d.Lookup(from).found() || from.segs.back().key == to.segs.back().key) continue;
         if (d.Lookup(to).found()) d.Remove(to);
         d.Rename(from, to.segs.back().key);
         continue;
@@ -345,7 +347,13 @@ std::shared_ptr<const Step> ParseCast(const YAML::Node& args, const std::string&
         else if (t == "bool" || t == "boolean") ct = CastType::kBool;
         else {
           std::string m = "expected one of int, float, string, bool, got '" + t + "'";
-          const std::string dym = DidYouMean(t, {"int", "float", "string", "bool"});
+          // Suggest from the aliases too ('integr' is close to 'integer'), naming the type.
+          std::string dym = DidYouMean(t, {"int", "integer", "float", "number", "double",
+                                           "string", "str", "bool", "boolean"});
+          if (dym == "integer") dym = "int";
+          if (dym == "number" || dym == "double") dym = "float";
+          if (dym == "str") dym = "string";
+          if (dym == "boolean") dym = "bool";
           if (!dym.empty() && !t.empty()) m += " (did you mean '" + dym + "'?)";
           pc.Error(v, at, m);
           return false;

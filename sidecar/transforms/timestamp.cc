@@ -78,7 +78,8 @@ std::shared_ptr<const Step> ParseTimestamp(const YAML::Node& args, const std::st
   Options o;
   if (!ParseOptions(args, TimestampOptions(), {}, path, pc.file, &o, pc.errors)) return nullptr;
   Path field, from;
-  if (!ParseFieldPath(o.Node("field").IsDefined() ? o.Node("field") : YAML::Node(o.Str("field")),
+  // An option left out has a null node (which is "defined"): use the default's text.
+  if (!ParseFieldPath(o.Has("field") ? o.Node("field") : YAML::Node(o.Str("field")),
                       path + ".field", pc, &field)) {
     return nullptr;
   }

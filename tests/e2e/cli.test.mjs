@@ -11,7 +11,7 @@ const forkd = (...args) => spawnSync(FORKD, args, { encoding: 'utf8' });
 test('check accepts the example config', () => {
   const r = forkd('check', '--config', path.join(ROOT, 'examples/fork.yaml'));
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /ok \(3 destinations\)/);
+  assert.match(r.stdout, /ok \(4 destinations\)/);
 });
 
 test('check reports every problem as file:line:col: message and exits 2', () => {
