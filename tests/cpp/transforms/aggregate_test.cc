@@ -10,11 +10,17 @@
 
 #include "sinks/common/json.h"
 #include "test_util.h"
+#include "transforms/chain_util.h"
 #include "transforms/expr.h"
 #include "transforms/yaml_value.h"
 
 namespace forkd::transforms {
 namespace {
+
+using test_chain::PackYaml;
+using test_chain::Parse;
+using test_chain::Parsed;
+using test_chain::Templates;
 
 using test::U8;
 
@@ -22,35 +28,6 @@ constexpr int64_t kDay = 86400000;
 constexpr int64_t kHour = 3600000;
 constexpr int64_t kMinute = 60000;
 constexpr int64_t k21 = 1795219200000;  // 2026-11-21T00:00:00Z in epoch ms
-
-std::string PackYaml(const std::string& yaml) {
-  wire::Buffer b;
-  wire::Writer w(&b);
-  std::string error;
-  INFO(yaml);
-  REQUIRE(YamlToMsgpack(YAML::Load(yaml), &w, &error));
-  return std::string(b.view());
-}
-
-struct Parsed {
-  bool ok = false;
-  Chain chain;
-  std::vector<ConfigError> errors;
-  std::string All() const {
-    std::string s;
-    for (const auto& e : errors) s += e.ToString() + "\n";
-    return s;
-  }
-};
-
-Parsed Parse(const std::string& yaml) {
-  Parsed p;
-  ParseContext pc;
-  pc.file = "fork.yaml";
-  pc.errors = &p.errors;
-  p.ok = ParseChain(YAML::Load(yaml), "transforms.t", pc, &p.chain);
-  return p;
-}
 
 // The spec of `- aggregate: <args>`.
 std::shared_ptr<const AggregateSpec> Spec(const std::string& args) {

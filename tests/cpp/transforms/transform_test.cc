@@ -10,6 +10,7 @@
 
 #include "sinks/common/json.h"
 #include "test_util.h"
+#include "transforms/chain_util.h"
 #include "transforms/aggregate.h"
 #include "transforms/expr.h"
 #include "transforms/yaml_value.h"
@@ -17,40 +18,14 @@
 namespace forkd::transforms {
 namespace {
 
+using test_chain::PackYaml;
+using test_chain::Parse;
+using test_chain::Parsed;
+using test_chain::Templates;
+
 using test::U8;
-using Templates = std::map<std::string, Chain, std::less<>>;
 
 constexpr int64_t kRecvUs = 1795256100123000;  // 2026-11-21T10:15:00.123Z
-
-std::string PackYaml(const std::string& yaml) {
-  wire::Buffer b;
-  wire::Writer w(&b);
-  std::string error;
-  INFO(yaml);
-  REQUIRE(YamlToMsgpack(YAML::Load(yaml), &w, &error));
-  return std::string(b.view());
-}
-
-struct Parsed {
-  bool ok = false;
-  Chain chain;
-  std::vector<ConfigError> errors;
-  std::string All() const {
-    std::string s;
-    for (const auto& e : errors) s += e.ToString() + "\n";
-    return s;
-  }
-};
-
-Parsed Parse(const std::string& yaml, const Templates* templates = nullptr) {
-  Parsed p;
-  ParseContext pc;
-  pc.file = "fork.yaml";
-  pc.errors = &p.errors;
-  pc.templates = templates;
-  p.ok = ParseChain(YAML::Load(yaml), "transforms.t", pc, &p.chain);
-  return p;
-}
 
 Chain MustParse(const std::string& yaml, const Templates* templates = nullptr) {
   Parsed p = Parse(yaml, templates);
