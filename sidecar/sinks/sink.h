@@ -40,6 +40,9 @@ class Sink {
   // kept for the next Flush; on fatal the caller Discards it.
   [[nodiscard]] virtual Status Flush() = 0;
   virtual void Discard() = 0;
+  // After a Flush that answered retry: how long the store asked us to wait
+  // (an HTTP Retry-After), in milliseconds; -1 when it did not say.
+  virtual int64_t retry_after_ms() const { return -1; }
   // Opaque state to commit with the cursor after a successful Flush.
   virtual std::string State() const { return {}; }
 
