@@ -72,7 +72,7 @@ int Run(const std::string& config_path, bool exit_with_parent) {
 
   std::atomic<bool> done{false};
   std::thread signals([&] {
-    const timespec tick{1, 0};
+    const timespec tick{0, 250 * 1000 * 1000};
     while (!done.load()) {
       siginfo_t info;
       const int sig = sigtimedwait(&set, &info, &tick);
@@ -120,7 +120,15 @@ std::string ConfigReference() {
       "Every destination has these keys, plus those of its type.\n\n" +
       forkd::OptionsMarkdown(forkd::DestinationOptions()) + "\n### `batch`\n\n" +
       forkd::OptionsMarkdown(forkd::BatchOptions()) + "\n### `retry`\n\n" +
-      forkd::OptionsMarkdown(forkd::RetryOptions());
+      forkd::OptionsMarkdown(forkd::RetryOptions()) +
+      "\nA failed flush is retried with exponential backoff and full jitter (a random wait "
+      "between 0 and min(max, initial x 2^attempt)), or after the Retry-After the store "
+      "asked for when that is longer. Records the store refuses as fatal go to dead letters "
+      "(a refused batch is split in halves until only the bad records are left).\n"
+      "\n### `breaker`\n\n" +
+      forkd::OptionsMarkdown(forkd::BreakerOptions()) + "\n### `rate_limit`\n\n" +
+      forkd::OptionsMarkdown(forkd::RateLimitOptions()) + "\n### `backlog`\n\n" +
+      forkd::OptionsMarkdown(forkd::BacklogOptions());
   s += "\n## `routes[]`\n\nRoutes are evaluated in order, once, when forkd receives an event; "
        "the destinations they pick are stored with it in the log. An event that names no "
        "destination goes to those of every route whose `when` matches; routes with `also: "

@@ -99,7 +99,8 @@ Status Server::StartPipeline(const DestinationConfig& d, const Config& c,
   const sinks::SinkType* type = sinks::FindSinkType(d.type);
   sinks::SinkContext ctx{&c, &d};
   auto p = std::make_shared<pipeline::Pipeline>(d, c, type->create(ctx), log_.get(),
-                                                cursors_.get(), dead_letters_.get());
+                                                cursors_.get(), dead_letters_.get(),
+                                                &priority_gate_);
   Status s = p->Start();
   if (!s.ok()) return Status::IoError("destination " + d.name + ": " + s.message());
   *out = std::move(p);
@@ -235,6 +236,17 @@ void Server::Tick() {
   if (ingest_) min_lsn = std::min(min_lsn, ingest_->retain_from_lsn());
   const size_t n = log_->DeleteSegmentsBefore(min_lsn);
   if (n > 0) spdlog::debug("deleted {} log segments below lsn {}", n, min_lsn);
+  if (!ingest_) return;
+  // Blocking quotas: by index in the config ingest routes with.
+  std::vector<std::string> full;
+  for (auto& p : pipelines) {
+    const auto& d = p->config();
+    if (!d.backlog_shed && (d.backlog_max_bytes > 0 || d.backlog_max_events > 0) &&
+        p->backlog_fill() >= 1.0) {
+      full.push_back(d.name);
+    }
+  }
+  ingest_->SetBlocked(std::move(full));
 }
 
 }  // namespace forkd
@@ -311,7 +323,36 @@ std::string Server::MetricsText() const {
       {"fork_destination_filtered_total", "counter", "Records dropped by filter or validate steps"},
       {"fork_destination_aggregated_total", "counter", "Events folded into the aggregate"},
       {"fork_destination_rows_emitted_total", "counter", "Aggregate rows written"},
+      {"fork_destination_shed_total", "counter", "Events skipped past a shed backlog quota"},
+      {"fork_destination_gave_up_total", "counter", "Batches given up after the retry limits"},
+      {"fork_destination_breaker_state", "gauge", "Circuit breaker: 0 closed, 1 open, 2 half-open"},
+      {"fork_destination_breaker_opens_total", "counter", "Times the breaker opened"},
+      {"fork_destination_backlog_events", "gauge", "Log entries held for the destination"},
+      {"fork_destination_backlog_bytes", "gauge", "Log bytes held for the destination"},
+      {"fork_destination_queue_fill_ratio", "gauge", "Backlog held / its quota (1: full)"},
+      {"fork_destination_throttled_seconds_total", "counter",
+       "Time waited for the rate limit or for high-priority destinations"},
+      {"fork_destination_put_rate", "gauge", "Events per second routed here (since last scrape)"},
+      {"fork_destination_get_rate", "gauge", "Events per second delivered (since last scrape)"},
   };
+  // Rates since the previous scrape.
+  const int64_t mono = MonoMicros();
+  std::map<std::string, std::pair<double, double>> rates;  // name -> (put, get)
+  {
+    std::lock_guard<std::mutex> lock(rates_mu_);
+    const auto counts = ingest_->DestinationCounts();
+    for (const auto& p : pipelines) {
+      auto& prev = rate_prev_[p->name()];
+      const uint64_t put = counts.count(p->name()) ? counts.at(p->name()) : 0;
+      const uint64_t get = p->stats().delivered.load();
+      const double dt = static_cast<double>(mono - prev.at_us) / 1e6;
+      if (prev.at_us > 0 && dt > 0) {
+        rates[p->name()] = {static_cast<double>(put - std::min(put, prev.put)) / dt,
+                            static_cast<double>(get - std::min(get, prev.get)) / dt};
+      }
+      prev = RatePoint{mono, put, get};
+    }
+  }
   for (const Series& s : series) {
     Metric(&m, s.name, s.type, s.help);
     for (const auto& p : pipelines) {
@@ -337,6 +378,18 @@ std::string Server::MetricsText() const {
       if (n == "fork_destination_filtered_total") v = static_cast<double>(st.filtered.load());
       if (n == "fork_destination_aggregated_total") v = static_cast<double>(st.aggregated.load());
       if (n == "fork_destination_rows_emitted_total") v = static_cast<double>(st.rows_emitted.load());
+      if (n == "fork_destination_shed_total") v = static_cast<double>(st.shed.load());
+      if (n == "fork_destination_gave_up_total") v = static_cast<double>(st.gave_up.load());
+      if (n == "fork_destination_breaker_state") v = static_cast<double>(p->breaker_state());
+      if (n == "fork_destination_breaker_opens_total") v = static_cast<double>(p->breaker_opens());
+      if (n == "fork_destination_backlog_events") v = static_cast<double>(p->held_events());
+      if (n == "fork_destination_backlog_bytes") v = static_cast<double>(p->held_bytes());
+      if (n == "fork_destination_queue_fill_ratio") v = p->backlog_fill();
+      if (n == "fork_destination_throttled_seconds_total") {
+        v = static_cast<double>(st.throttled_ms.load()) / 1e3;
+      }
+      if (n == "fork_destination_put_rate") v = rates.count(p->name()) ? rates[p->name()].first : 0;
+      if (n == "fork_destination_get_rate") v = rates.count(p->name()) ? rates[p->name()].second : 0;
       Sample(&m, s.name, labels, v);
     }
   }
@@ -385,6 +438,18 @@ std::string Server::StatusJson() const {
     j.append(",\"type\":");
     sinks::AppendJsonString(p->type(), &j);
     j.append(",\"state\":\"").append(p->healthy() ? "ok" : "failing").append("\",");
+    static const char* kBreaker[] = {"closed", "open", "half-open"};
+    j.append("\"breaker\":\"").append(kBreaker[static_cast<int>(p->breaker_state())]).append("\",");
+    j.append("\"priority\":\"")
+        .append(p->config().priority == Priority::kHigh  ? "high"
+                : p->config().priority == Priority::kLow ? "low"
+                                                         : "normal")
+        .append("\",");
+    num("shed", static_cast<double>(st.shed.load()));
+    num("gave_up", static_cast<double>(st.gave_up.load()));
+    num("backlog_events", static_cast<double>(p->held_events()));
+    num("backlog_bytes", static_cast<double>(p->held_bytes()));
+    num("queue_fill_ratio", p->backlog_fill());
     num("received", static_cast<double>(st.received.load()));
     num("delivered", static_cast<double>(st.delivered.load()));
     num("failed", static_cast<double>(st.failed.load()));

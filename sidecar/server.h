@@ -4,6 +4,8 @@
 #pragma once
 
 #include <atomic>
+#include <map>
+#include <string>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -30,7 +32,9 @@ class Server {
   void Serve();
   // Thread-safe, async-signal-unsafe: call from the signal thread.
   void RequestStop();
-  // Housekeeping every second: deletes segments every cursor has passed.
+  // Housekeeping, several times a second: deletes segments every cursor has
+  // passed, and tells ingest which destinations are past a blocking backlog
+  // quota.
   void Tick();
 
   const Config& config() const { return *config_; }
@@ -54,11 +58,19 @@ class Server {
   std::unique_ptr<log::Log> log_;
   std::unique_ptr<log::CursorStore> cursors_;
   std::unique_ptr<pipeline::DeadLetters> dead_letters_;
+  pipeline::PriorityGate priority_gate_;
   mutable std::mutex pipelines_mu_;
   std::vector<std::shared_ptr<pipeline::Pipeline>> pipelines_;  // guarded; config order
   std::mutex reload_mu_;
   std::unique_ptr<ingest::Ingest> ingest_;
   std::unique_ptr<admin::AdminServer> admin_;
+  struct RatePoint {
+    int64_t at_us = 0;
+    uint64_t put = 0;
+    uint64_t get = 0;
+  };
+  mutable std::mutex rates_mu_;
+  mutable std::map<std::string, RatePoint> rate_prev_;  // guarded by rates_mu_
   std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};
   int64_t start_us_ = 0;

@@ -15,6 +15,8 @@
 
 namespace forkd {
 
+enum class Priority { kHigh, kNormal, kLow };
+
 struct DestinationConfig {
   std::string name;
   std::string type;
@@ -26,6 +28,16 @@ struct DestinationConfig {
   int64_t batch_max_wait_ms = 0;
   int64_t retry_initial_ms = 0;
   int64_t retry_max_ms = 0;
+  int64_t retry_max_attempts = 0;  // 0: unlimited
+  int64_t retry_max_age_ms = 0;    // 0: unlimited
+  int64_t breaker_failures = 0;    // 0: no breaker
+  int64_t breaker_cooldown_ms = 0;
+  int64_t rate_limit = 0;          // events/s; 0: unlimited
+  int64_t rate_burst = 0;
+  int64_t backlog_max_bytes = 0;   // 0: unlimited
+  int64_t backlog_max_events = 0;  // 0: unlimited
+  bool backlog_shed = false;       // past the quota: shed (true) or block
+  Priority priority = Priority::kNormal;
   transforms::Chain chain;     // its `transforms`, templates expanded
   bool from_earliest = false;  // a new destination starts at the oldest retained event
   // Changes whenever anything that shapes this destination's output does
@@ -74,6 +86,9 @@ const std::vector<OptionSpec>& DedupeOptions();
 const std::vector<OptionSpec>& DestinationOptions();
 const std::vector<OptionSpec>& BatchOptions();
 const std::vector<OptionSpec>& RetryOptions();
+const std::vector<OptionSpec>& BreakerOptions();
+const std::vector<OptionSpec>& RateLimitOptions();
+const std::vector<OptionSpec>& BacklogOptions();
 const std::vector<OptionSpec>& RouteOptions();
 const std::vector<OptionSpec>& RolloutOptions();
 

@@ -110,6 +110,41 @@ void Ingest::SetConfig(std::shared_ptr<const Config> config) {
   }
 }
 
+void Ingest::SetBlocked(std::vector<std::string> names) {
+  {
+    std::lock_guard<std::mutex> lock(config_mu_);
+    if (names == blocked_names_) return;
+    blocked_names_ = std::move(names);
+  }
+  blocked_pending_.store(true);
+}
+
+void Ingest::ApplyBlocked() {
+  blocked_pending_.store(false);
+  std::lock_guard<std::mutex> lock(config_mu_);
+  blocked_mask_ = 0;
+  for (const auto& name : blocked_names_) {
+    for (size_t i = 0; i < config_->destinations.size() && i < 64; ++i) {
+      if (config_->destinations[i].name == name) blocked_mask_ |= 1ull << i;
+    }
+  }
+  if (!blocked_names_.empty()) {
+    spdlog::warn("backlog quota reached: refusing new events for {} with FORK_BACKPRESSURE",
+                 fmt::join(blocked_names_, ", "));
+  } else {
+    spdlog::info("backlog quotas: accepting events for every destination again");
+  }
+}
+
+std::map<std::string, uint64_t> Ingest::DestinationCounts() const {
+  std::lock_guard<std::mutex> lock(config_mu_);
+  std::map<std::string, uint64_t> out;
+  for (size_t i = 0; i < config_->destinations.size() && i < 64; ++i) {
+    out[config_->destinations[i].name] = routed_to_[i].load(std::memory_order_relaxed);
+  }
+  return out;
+}
+
 std::vector<Ingest::RouteCount> Ingest::RouteCounts() const {
   std::lock_guard<std::mutex> lock(config_mu_);
   std::vector<RouteCount> out;
@@ -149,6 +184,11 @@ void Ingest::ApplyConfig() {
     for (auto& w : q) dst.push_back(w);
   }
   waiters_.swap(waiters);
+  uint64_t counts[64] = {};
+  for (size_t i = 0; i < remap.size() && i < 64; ++i) {
+    if (remap[i] >= 0) counts[remap[i]] = routed_to_[i].load(std::memory_order_relaxed);
+  }
+  for (size_t i = 0; i < 64; ++i) routed_to_[i].store(counts[i], std::memory_order_relaxed);
   for (auto& a : pending_acks_) a.dest_mask = a.dest_mask ? map_mask(a.dest_mask) : 0;
   for (auto& a : in_flight_acks_) a.dest_mask = a.dest_mask ? map_mask(a.dest_mask) : 0;
   for (Client& c : clients_) {
@@ -414,6 +454,14 @@ const char* Ingest::Resolve(const wire::EventView& ev, const wire::RouteEntry& e
   for (const auto& t : decision_.targets) {
     if (t.dest < 64) *mask |= 1ull << t.dest;
   }
+  if (const uint64_t full = *mask & blocked_mask_) {
+    *error = "backlog quota reached for destination";
+    for (size_t i = 0; i < 64 && i < dests.size(); ++i) {
+      if (full & (1ull << i)) *error += " '" + dests[i].name + "'";
+    }
+    *error += ": it holds too much undelivered log (see backlog in its config); retry later";
+    return wire::kCodeBackpressure;
+  }
   targets_.clear();
   for (const auto& t : decision_.targets) targets_.push_back(t.dest);
   if (const char* code = pipeline::CheckCallOptions(*config_, ev.options, ev.options_size, targets_, error)) {
@@ -526,6 +574,9 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
     c.taken.Add(e.seq);
     stats_.events.fetch_add(1, std::memory_order_relaxed);
     stats_.bytes.fetch_add(e.size, std::memory_order_relaxed);
+    for (uint64_t m = mask; m != 0; m &= m - 1) {
+      routed_to_[__builtin_ctzll(m)].fetch_add(1, std::memory_order_relaxed);
+    }
   }
 }
 
@@ -745,7 +796,11 @@ void Ingest::Run() {
       uint64_t v;
       [[maybe_unused]] ssize_t r = ::read(wake_fd_, &v, sizeof(v));
     }
-    if (config_pending_.load()) ApplyConfig();
+    if (config_pending_.load()) {
+      ApplyConfig();
+      ApplyBlocked();
+    }
+    if (blocked_pending_.load()) ApplyBlocked();
     MaybeCommit(stopping);
     CheckDelivered();
     SyncJournal(false);

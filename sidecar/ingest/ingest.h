@@ -87,6 +87,11 @@ class Ingest {
     uint64_t matched;
   };
   std::vector<RouteCount> RouteCounts() const;
+  // Events accepted per destination since start; thread-safe.
+  std::map<std::string, uint64_t> DestinationCounts() const;
+  // Thread-safe: destinations past their backlog quota with policy block.
+  // Events routed to any of them are refused with FORK_BACKPRESSURE.
+  void SetBlocked(std::vector<std::string> names);
   // After the pipelines drained: sends the 'delivered' notifications that are
   // now due, then closes the socket.
   void Finish();
@@ -118,6 +123,7 @@ class Ingest {
   };
 
   void ApplyConfig();
+  void ApplyBlocked();
   // Decides the event's destinations (the caller's, plus routes). Returns a
   // nack code or nullptr; fills *mask and, when routes changed the list,
   // *event with the event to store.
@@ -147,6 +153,10 @@ class Ingest {
   mutable std::mutex config_mu_;
   std::shared_ptr<const Config> next_config_;  // guarded by config_mu_
   std::atomic<bool> config_pending_{false};
+  std::vector<std::string> blocked_names_;  // guarded by config_mu_
+  std::atomic<bool> blocked_pending_{false};
+  uint64_t blocked_mask_ = 0;
+  std::atomic<uint64_t> routed_to_[64] = {};  // events accepted, by config index               // ingest thread: by config index
   std::vector<std::shared_ptr<const Config>> retired_configs_;  // routes' counters stay readable
   transforms::Doc route_doc_;
   transforms::Arena route_scratch_;

@@ -383,6 +383,22 @@ uint64_t Log::total_bytes() const {
   return n;
 }
 
+uint64_t Log::BytesFrom(const Position& from) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Without a valid hint the whole segment holding the lsn counts.
+  uint64_t segment = segments_.front().first_lsn;
+  for (const Segment& s : segments_) {
+    if (s.first_lsn <= from.next_lsn) segment = s.first_lsn;
+  }
+  const uint64_t offset = from.segment == segment ? from.offset : 0;
+  uint64_t n = 0;
+  for (const Segment& s : segments_) {
+    if (s.first_lsn > segment) n += s.size;
+    if (s.first_lsn == segment) n += s.size - std::min(s.size, offset);
+  }
+  return n;
+}
+
 uint64_t Log::first_lsn() const {
   std::lock_guard<std::mutex> lock(mu_);
   return segments_.front().first_lsn;

@@ -104,6 +104,8 @@ class Log {
   // Bytes held in segment files, and the oldest retained lsn.
   uint64_t total_bytes() const;
   uint64_t first_lsn() const;
+  // Durable bytes from `from` to the log's end: what a cursor there holds.
+  uint64_t BytesFrom(const Position& from) const;
   size_t segment_count() const;
   // The first lsn of the newest segments that together hold at least
   // `min_bytes` (or all of them): where a scan of the recent log starts.

@@ -1,18 +1,45 @@
 // Records a destination could never accept, kept with the reason so nothing
 // is silently lost: <data_dir>/dead_letters/<destination>.jsonl, one JSON
-// object per line: {"_fork_id", "destination", "reason", "at", "payload"}.
-// Appends are synced before the cursor moves past the records.
+// object per line:
+//   {"_fork_id", "destination", "reason", "attempts", "first_error",
+//    "last_error", "lsn", "at", "payload", "raw"}
+// `raw` is the stored event's options and payload as base64 msgpack, so a
+// replay is exact; `payload` is the same as JSON, for people. A range skipped
+// by the `shed` backlog policy is one line with "shed": {from_lsn, to_lsn,
+// events} and no payload. Appends are synced before the cursor moves past
+// the records.
 //
-// Thread-safe: pipelines append concurrently.
+// Thread-safe: pipelines append concurrently. Across processes (`forkd dlq
+// drop` beside a running forkd) the file is flock()ed, and an append that
+// finds its file replaced by a rewrite reopens it.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/status.h"
 
 namespace forkd::pipeline {
+
+// One dead letter, for Format.
+struct Letter {
+  std::string_view event_id;
+  std::string_view reason;
+  int64_t attempts = 0;  // delivery attempts; 0: refused before any (a transform)
+  std::string_view first_error;
+  std::string_view last_error;
+  uint64_t lsn = 0;  // 0: not a log entry (an aggregate row)
+  // The stored event's options (msgpack, may be nil) and payload; `options`
+  // null: not replayable (an aggregate row).
+  const uint8_t* options = nullptr;
+  size_t options_size = 0;
+  const uint8_t* payload = nullptr;
+  size_t payload_size = 0;
+};
 
 class DeadLetters {
  public:
@@ -20,14 +47,25 @@ class DeadLetters {
   [[nodiscard]] Status Init();
   // Appends lines already formatted as JSON objects (each ending in '\n').
   [[nodiscard]] Status Append(std::string_view destination, const std::string& lines);
+  // Reads every line (without its '\n'); a missing file is no lines.
+  [[nodiscard]] Status Read(std::string_view destination, std::vector<std::string>* lines) const;
+  // Rewrites the file with only the lines `keep` says yes to (atomically:
+  // a temporary file renamed over it). *removed counts the others.
+  [[nodiscard]] Status Rewrite(std::string_view destination,
+                               const std::function<bool(const std::string&)>& keep,
+                               size_t* removed);
   std::string PathFor(std::string_view destination) const;
-  // Formats one dead letter line.
-  static void Format(std::string_view destination, std::string_view event_id,
-                     std::string_view reason, const uint8_t* payload, std::string* out);
+  static void Format(std::string_view destination, const Letter& l, std::string* out);
+  static void FormatShed(std::string_view destination, std::string_view reason,
+                         uint64_t from_lsn, uint64_t to_lsn, uint64_t events, std::string* out);
 
  private:
   std::string dir_;
   std::mutex mu_;
 };
+
+// Base64 (standard alphabet, padded), for `raw`.
+std::string Base64(const uint8_t* data, size_t size);
+bool FromBase64(std::string_view text, std::string* out);
 
 }  // namespace forkd::pipeline

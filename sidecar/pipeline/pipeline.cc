@@ -2,7 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <random>
 
 #include "core/clock.h"
@@ -35,7 +42,7 @@ void SplitState(const std::string& state, std::string* sink, std::string* agg) {
 
 Pipeline::Pipeline(const DestinationConfig& dest, const Config& config,
                    std::unique_ptr<sinks::Sink> sink, log::Log* log, log::CursorStore* cursors,
-                   DeadLetters* dead_letters)
+                   DeadLetters* dead_letters, PriorityGate* gate)
     : dest_(dest),
       name_(dest.name),
       templates_(config.templates),
@@ -43,6 +50,9 @@ Pipeline::Pipeline(const DestinationConfig& dest, const Config& config,
       log_(log),
       cursors_(cursors),
       dead_letters_(dead_letters),
+      gate_(gate),
+      breaker_(dest.breaker_failures, dest.breaker_cooldown_ms),
+      bucket_(dest.rate_limit, dest.rate_burst, MonoMicros()),
       shaper_(dest_.chain, templates_),
       aggregator_(shaper_.aggregator()) {}
 
@@ -92,6 +102,8 @@ Status Pipeline::Start() {
   if (!s.ok()) return s;
   delivered_next_lsn_.store(cursor.position.next_lsn);
   committed_next_lsn_.store(cursor.position.next_lsn);
+  committed_segment_.store(cursor.position.segment);
+  committed_offset_.store(cursor.position.offset);
   thread_ = std::thread([this] { Run(); });
   return Status::Ok();
 }
@@ -179,8 +191,8 @@ bool Pipeline::Select(const log::Entry& e, sinks::Record* r, Selected* sel) {
   return true;
 }
 
-void Pipeline::DeadLetterNow(std::string_view id, std::string_view reason, const uint8_t* payload) {
-  DeadLetters::Format(name_, id, reason, payload, &pending_dl_);
+void Pipeline::DeadLetterNow(const Letter& l) {
+  DeadLetters::Format(name_, l, &pending_dl_);
   ++pending_dl_count_;
 }
 
@@ -222,9 +234,18 @@ Pipeline::Shaped Pipeline::Shape(const log::Entry& e, const Selected& sel, sinks
     case Shaper::Result::kDropped:
       stats_.filtered.fetch_add(1, std::memory_order_relaxed);
       return Shaped::kSkip;
-    case Shaper::Result::kDeadLetter:
-      DeadLetterNow(r->event_id, reason, parts.payload);
+    case Shaper::Result::kDeadLetter: {
+      Letter l;
+      l.event_id = r->event_id;
+      l.reason = reason;
+      l.lsn = e.header.lsn;
+      l.options = sel.options;
+      l.options_size = static_cast<size_t>(parts.payload - sel.options);
+      l.payload = parts.payload;
+      l.payload_size = parts.payload_size;
+      DeadLetterNow(l);
       return Shaped::kSkip;
+    }
   }
   return Shaped::kSkip;
 }
@@ -267,9 +288,15 @@ bool Pipeline::EmitAggregate(const log::Position& pos) {
     std::string reason;
     switch (shaper_.ShapeRow(id, row, h.recv_us, &reason, &rec.payload, &rec.payload_size)) {
       case Shaper::Result::kWrite: break;
-      case Shaper::Result::kDeadLetter:
-        DeadLetterNow(id, reason, row.data());
+      case Shaper::Result::kDeadLetter: {
+        Letter l;
+        l.event_id = id;
+        l.reason = reason;
+        l.payload = row.data();
+        l.payload_size = row.size();
+        DeadLetterNow(l);
         continue;
+      }
       default: continue;
     }
     if (sink_->NeedsRotate(rec)) {
@@ -291,9 +318,16 @@ bool Pipeline::EmitAggregate(const log::Position& pos) {
     if (fs.IsFatal()) {
       // Rows the store refuses: kept with the reason; the aggregate still
       // holds their values and emits them again when they change.
-      std::string reason = fs.message();
+      const std::string reason = fs.message();
       for (const auto& [id, row] : rows) {
-        DeadLetterNow(id, reason, row.data());
+        Letter l;
+        l.event_id = id;
+        l.reason = reason;
+        l.attempts = 1;
+        l.first_error = l.last_error = reason;
+        l.payload = row.data();
+        l.payload_size = row.size();
+        DeadLetterNow(l);
       }
       sink_->Discard();
     } else {
@@ -304,30 +338,161 @@ bool Pipeline::EmitAggregate(const log::Position& pos) {
   return true;
 }
 
-Status Pipeline::FlushWithRetry() {
+Pipeline::Delivery Pipeline::Deliver() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
-  int attempt = 0;
+  Backoff backoff(Backoff::Policy{dest_.retry_initial_ms, dest_.retry_max_ms,
+                                  dest_.retry_max_attempts, dest_.retry_max_age_ms});
+  Delivery d;
+  auto fill = [&](Delivery::Kind k) {
+    d.kind = k;
+    d.attempts = backoff.attempts();
+    d.first_error = backoff.first_error();
+    d.last_error = backoff.last_error();
+    return d;
+  };
   while (true) {
+    // An open breaker lets nothing through until its cooldown has passed.
+    if (const int64_t wait = breaker_.WaitMs(MonoMicros() / 1000); wait > 0) {
+      bool shed = false;
+      if (!WaitRetry(wait, &shed)) return fill(shed ? Delivery::kShed : Delivery::kStopped);
+      continue;
+    }
+    const Breaker::State was = breaker_.state();
     Status s = sink_->Flush();
     stats_.flushes.fetch_add(1, std::memory_order_relaxed);
     if (s.ok()) {
+      if (was == Breaker::State::kHalfOpen) {
+        spdlog::info("destination {}: probe succeeded; breaker closed", name_);
+      }
+      breaker_.Succeeded();
       healthy_.store(true);
-      return s;
+      return fill(Delivery::kOk);
     }
     stats_.failed.fetch_add(1, std::memory_order_relaxed);
     SetError(s.message());
-    if (s.IsFatal()) return s;
-    // Exponential backoff with jitter in [backoff/2, backoff].
-    const int64_t cap = std::min<int64_t>(dest_.retry_max_ms,
-                                          dest_.retry_initial_ms << std::min(attempt, 30));
-    const int64_t wait = cap / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(cap / 2 + 1));
-    if (attempt == 0 || attempt % 10 == 0) {
-      spdlog::warn("destination {}: flush failed, retrying in {} ms: {}", name_, wait,
-                   s.message());
+    const int64_t now_ms = MonoMicros() / 1000;
+    if (s.IsFatal()) {
+      // The store answered, and refuses these records: not an outage.
+      breaker_.Succeeded();
+      d.error = s.message();
+      backoff.Failed(now_ms, s.message());
+      return fill(Delivery::kFatal);
+    }
+    backoff.Failed(now_ms, s.message());
+    if (breaker_.Failed(now_ms)) {
+      spdlog::warn("destination {}: breaker open after {} consecutive failures; next probe in "
+                   "{} ms: {}",
+                   name_, dest_.breaker_failures, dest_.breaker_cooldown_ms, s.message());
+    }
+    if (backoff.Exhausted(now_ms)) {
+      d.error = "gave up after " + std::to_string(backoff.attempts()) + " attempts in " +
+                std::to_string(now_ms - backoff.first_ms()) + " ms: " + s.message();
+      stats_.gave_up.fetch_add(1, std::memory_order_relaxed);
+      return fill(Delivery::kGaveUp);
+    }
+    const int64_t wait = backoff.NextWaitMs(
+        std::uniform_real_distribution<double>(0.0, 1.0)(rng), sink_->retry_after_ms());
+    if (backoff.attempts() == 1 || backoff.attempts() % 10 == 0) {
+      spdlog::warn("destination {}: flush failed (attempt {}), retrying in {} ms: {}", name_,
+                   backoff.attempts(), wait, s.message());
     }
     stats_.retries.fetch_add(1, std::memory_order_relaxed);
-    if (!SleepInterruptible(wait)) return Status::Retry("stopped while retrying: " + s.message());
-    ++attempt;
+    bool shed = false;
+    if (!WaitRetry(wait, &shed)) return fill(shed ? Delivery::kShed : Delivery::kStopped);
+  }
+}
+
+Status Pipeline::FlushWithRetry() {
+  const Delivery d = Deliver();
+  switch (d.kind) {
+    case Delivery::kOk: return Status::Ok();
+    case Delivery::kFatal: return Status::Fatal(d.error);
+    case Delivery::kGaveUp: return Status::Fatal(d.error);
+    default: return Status::Retry("stopped while retrying: " + d.last_error);
+  }
+}
+
+bool Pipeline::WaitRetry(int64_t ms, bool* shed) {
+  const int64_t until = MonoMicros() + ms * 1000;
+  while (true) {
+    if (ShedDue()) {
+      *shed = true;
+      return false;
+    }
+    const int64_t left_ms = (until - MonoMicros()) / 1000;
+    if (left_ms <= 0) return true;
+    if (!SleepInterruptible(std::min<int64_t>(left_ms, 250))) return false;
+  }
+}
+
+void Pipeline::Throttle(int64_t ms) {
+  if (ms <= 0) return;
+  stats_.throttled_ms.fetch_add(static_cast<uint64_t>(ms), std::memory_order_relaxed);
+  (void)SleepInterruptible(ms);
+}
+
+uint64_t Pipeline::held_events() const {
+  const uint64_t end = log_->durable_next_lsn();
+  return end - std::min(end, committed_next_lsn());
+}
+
+uint64_t Pipeline::held_bytes() const {
+  return log_->BytesFrom(log::Position{committed_next_lsn(), committed_segment_.load(),
+                                       committed_offset_.load()});
+}
+
+double Pipeline::backlog_fill() const {
+  double fill = 0;
+  if (dest_.backlog_max_events > 0) {
+    fill = static_cast<double>(held_events()) / static_cast<double>(dest_.backlog_max_events);
+  }
+  if (dest_.backlog_max_bytes > 0) {
+    fill = std::max(fill, static_cast<double>(held_bytes()) /
+                              static_cast<double>(dest_.backlog_max_bytes));
+  }
+  return fill;
+}
+
+// Aggregate destinations never shed (the config refuses it): their windows
+// would silently miss events.
+bool Pipeline::ShedDue() const {
+  return dest_.backlog_shed && !aggregator_ && backlog_fill() >= 1.0;
+}
+
+void Pipeline::Shed(const log::Position& from) {
+  const uint64_t to = log_->durable_next_lsn();
+  sink_->Discard();
+  // Count what is skipped: the entries routed here.
+  uint64_t events = 0;
+  std::unique_ptr<log::TailReader> rd;
+  Status s = log_->NewReader(from, this, &rd);
+  while (s.ok()) {
+    log::Entry e;
+    if (rd->Next(&e, &s) != log::TailReader::Result::kEntry || e.header.lsn >= to) break;
+    sinks::Record r;
+    if (Select(e, &r)) ++events;
+  }
+  const std::string reason = "shed: backlog over its quota (" + std::to_string(held_events()) +
+                             " entries, " + std::to_string(held_bytes()) + " bytes held)";
+  std::string line;
+  DeadLetters::FormatShed(name_, reason, from.next_lsn, to, events, &line);
+  while (true) {
+    s = dead_letters_->Append(name_, line);
+    if (s.ok()) break;
+    SetError("dead letters: " + s.message());
+    if (!SleepInterruptible(1000)) return;
+  }
+  stats_.shed.fetch_add(events, std::memory_order_relaxed);
+  spdlog::error("destination {}: {}; skipped {} events (lsn {} to {}), recorded in dead letters",
+                name_, reason, events, from.next_lsn, to - 1);
+  const log::Position target{to, 0, 0};
+  s = log_->NewReader(target, this, &reader_);
+  if (!s.ok()) {
+    SetError("log read: " + s.message());
+    return;
+  }
+  if (Commit(reader_->position()).ok()) {
+    delivered_next_lsn_.store(to, std::memory_order_release);
   }
 }
 
@@ -341,12 +506,13 @@ Status Pipeline::Commit(const log::Position& pos, const std::string* aggregate_s
     spdlog::error("destination {}: cursor commit failed: {}", name_, s.message());
     return s;
   }
+  committed_segment_.store(pos.segment, std::memory_order_relaxed);
+  committed_offset_.store(pos.offset, std::memory_order_relaxed);
   committed_next_lsn_.store(pos.next_lsn, std::memory_order_release);
   return s;
 }
 
-void Pipeline::DeadLetterRange(const log::Position& from, uint64_t end_lsn,
-                               const std::string& reason) {
+void Pipeline::DeadLetterRange(const log::Position& from, uint64_t end_lsn, const Delivery& d) {
   std::unique_ptr<log::TailReader> rd;
   Status s = log_->NewReader(from, this, &rd);
   std::string lines;
@@ -359,14 +525,24 @@ void Pipeline::DeadLetterRange(const log::Position& from, uint64_t end_lsn,
     if (!Select(e, &r, &sel)) continue;
     // Only what reached the sink: records the transforms filtered or
     // dead-lettered already are not repeated here.
-    const uint8_t* original = r.payload;
+    Letter l;
+    l.event_id = r.event_id;
+    l.options = sel.options;
+    l.options_size = static_cast<size_t>(r.payload - sel.options);
+    l.payload = r.payload;
+    l.payload_size = r.payload_size;
     const size_t pending = pending_dl_.size();
     const uint64_t pending_count = pending_dl_count_;
     const Shaped shaped = Shape(e, sel, &r);
     pending_dl_.resize(pending);
     pending_dl_count_ = pending_count;
     if (shaped != Shaped::kWrite) continue;
-    DeadLetters::Format(name_, r.event_id, reason, original, &lines);
+    l.reason = d.error;
+    l.attempts = d.attempts;
+    l.first_error = d.first_error;
+    l.last_error = d.last_error;
+    l.lsn = e.header.lsn;
+    DeadLetters::Format(name_, l, &lines);
     ++count;
   }
   while (true) {
@@ -376,29 +552,162 @@ void Pipeline::DeadLetterRange(const log::Position& from, uint64_t end_lsn,
     if (!SleepInterruptible(1000)) return;
   }
   stats_.dead_lettered.fetch_add(count, std::memory_order_relaxed);
-  spdlog::error("destination {}: {} records to dead letters: {}", name_, count, reason);
+  spdlog::error("destination {}: {} records to dead letters: {}", name_, count, d.error);
 }
 
-bool Pipeline::FlushBatch(const log::Position& start, const log::Position& end, int64_t n,
-                          int64_t last_recv_us) {
+Pipeline::Flushed Pipeline::FlushBatch(const log::Position& start, const log::Position& end,
+                                       int64_t n, int64_t last_recv_us) {
   stats_.received.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
   const uint64_t bytes = sink_->buffered_bytes();
-  Status fs = FlushWithRetry();
-  if (fs.IsFatal()) {
-    DeadLetterRange(start, end.next_lsn, fs.message());
-    sink_->Discard();
-  } else if (!fs.ok()) {
-    // Stopped while the sink was failing: the batch stays in the log and is
-    // delivered after the restart.
-    spdlog::warn("destination {}: stopping with {} undelivered records still in the log", name_,
-                 n);
-    return false;
-  } else {
-    stats_.delivered.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-    stats_.delivered_bytes.fetch_add(bytes, std::memory_order_relaxed);
-    stats_.last_delivered_recv_us.store(last_recv_us, std::memory_order_relaxed);
+  const Delivery d = Deliver();
+  switch (d.kind) {
+    case Delivery::kOk:
+      stats_.delivered.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+      stats_.delivered_bytes.fetch_add(bytes, std::memory_order_relaxed);
+      stats_.last_delivered_recv_us.store(last_recv_us, std::memory_order_relaxed);
+      return Flushed::kDone;
+    case Delivery::kFatal:
+      sink_->Discard();
+      if (n > 1) return Bisect(start, end, d);
+      DeadLetterRange(start, end.next_lsn, d);
+      return Flushed::kDone;
+    case Delivery::kGaveUp:
+      sink_->Discard();
+      DeadLetterRange(start, end.next_lsn, d);
+      return Flushed::kDone;
+    case Delivery::kShed:
+      Shed(start);
+      return Flushed::kShed;
+    case Delivery::kStopped:
+      break;
   }
-  return true;
+  // Stopped while the sink was failing: the batch stays in the log and is
+  // delivered after the restart.
+  spdlog::warn("destination {}: stopping with {} undelivered records still in the log", name_, n);
+  return Flushed::kStopped;
+}
+
+Pipeline::Flushed Pipeline::Bisect(const log::Position& start, const log::Position& end,
+                                   const Delivery& first) {
+  stats_.bisections.fetch_add(1, std::memory_order_relaxed);
+  // The batch again, shaped, in owned memory: this path is rare, and the
+  // halves are written more than once.
+  struct Held {
+    log::EntryHeader header;
+    std::string id;
+    std::string original;  // [options, payload] as stored, for the dead letter
+    size_t options_size;
+    std::string shaped;
+  };
+  std::vector<Held> batch;
+  {
+    std::unique_ptr<log::TailReader> rd;
+    Status s = log_->NewReader(start, this, &rd);
+    while (s.ok()) {
+      log::Entry e;
+      if (rd->Next(&e, &s) != log::TailReader::Result::kEntry || e.header.lsn >= end.next_lsn) {
+        break;
+      }
+      sinks::Record r;
+      Selected sel;
+      if (!Select(e, &r, &sel)) continue;
+      Held h;
+      h.header = e.header;
+      h.id.assign(r.event_id);
+      h.options_size = static_cast<size_t>(r.payload - sel.options);
+      h.original.assign(reinterpret_cast<const char*>(sel.options), h.options_size + r.payload_size);
+      const size_t pending = pending_dl_.size();
+      const uint64_t pending_count = pending_dl_count_;
+      const Shaped shaped = Shape(e, sel, &r);
+      pending_dl_.resize(pending);
+      pending_dl_count_ = pending_count;
+      if (shaped != Shaped::kWrite) continue;
+      h.shaped.assign(reinterpret_cast<const char*>(r.payload), r.payload_size);
+      batch.push_back(std::move(h));
+    }
+    if (!s.ok()) SetError("log read: " + s.message());
+  }
+  spdlog::warn("destination {}: a batch of {} was refused ({}); splitting it to find the "
+               "records refused",
+               name_, batch.size(), first.error);
+  auto letter = [&](const Held& h, const Delivery& d) {
+    Letter l;
+    l.event_id = h.id;
+    l.reason = d.error;
+    l.attempts = d.attempts;
+    l.first_error = d.first_error;
+    l.last_error = d.last_error;
+    l.lsn = h.header.lsn;
+    const auto* o = reinterpret_cast<const uint8_t*>(h.original.data());
+    l.options = o;
+    l.options_size = h.options_size;
+    l.payload = o + h.options_size;
+    l.payload_size = h.original.size() - h.options_size;
+    DeadLetterNow(l);
+  };
+  // Ranges still to deliver, in log order: a stack with the next on top.
+  std::vector<std::pair<size_t, size_t>> todo{{0, batch.size()}};
+  size_t refused = 0;
+  bool first_half = batch.size() > 1;
+  while (!todo.empty()) {
+    auto [lo, hi] = todo.back();
+    todo.pop_back();
+    if (first_half) {
+      // The whole batch was refused already: start with its halves.
+      first_half = false;
+      const size_t mid = lo + (hi - lo) / 2;
+      todo.push_back({mid, hi});
+      todo.push_back({lo, mid});
+      continue;
+    }
+    for (size_t i = lo; i < hi; ++i) {
+      sinks::Record r;
+      r.header = &batch[i].header;
+      r.event_id = batch[i].id;
+      r.payload = reinterpret_cast<const uint8_t*>(batch[i].shaped.data());
+      r.payload_size = batch[i].shaped.size();
+      sink_->Write(r);
+    }
+    const uint64_t bytes = sink_->buffered_bytes();
+    const Delivery d = Deliver();
+    switch (d.kind) {
+      case Delivery::kOk:
+        stats_.delivered.fetch_add(hi - lo, std::memory_order_relaxed);
+        stats_.delivered_bytes.fetch_add(bytes, std::memory_order_relaxed);
+        stats_.last_delivered_recv_us.store(batch[hi - 1].header.recv_us,
+                                            std::memory_order_relaxed);
+        break;
+      case Delivery::kFatal:
+        sink_->Discard();
+        if (hi - lo == 1) {
+          letter(batch[lo], d);
+          ++refused;
+        } else {
+          const size_t mid = lo + (hi - lo) / 2;
+          todo.push_back({mid, hi});
+          todo.push_back({lo, mid});
+        }
+        break;
+      case Delivery::kGaveUp:
+        sink_->Discard();
+        for (size_t i = lo; i < hi; ++i) letter(batch[i], d);
+        refused += hi - lo;
+        break;
+      case Delivery::kShed:
+        Shed(start);
+        return Flushed::kShed;
+      case Delivery::kStopped:
+        return Flushed::kStopped;
+    }
+  }
+  if (batch.empty()) {
+    // The log could not be read back: the whole range goes to dead letters.
+    DeadLetterRange(start, end.next_lsn, first);
+  } else {
+    spdlog::error("destination {}: {} of {} records refused, to dead letters: {}", name_,
+                  refused, batch.size(), first.error);
+  }
+  return Flushed::kDone;
 }
 
 bool Pipeline::RotateWithRetry(const sinks::Record& r) {
@@ -414,6 +723,14 @@ bool Pipeline::RotateWithRetry(const sinks::Record& r) {
 }
 
 void Pipeline::Run() {
+  // Named for top and /proc; priority is the thread's nice value, so when
+  // the CPU is short the kernel serves high destinations first.
+  const std::string thread_name = ("fk:" + name_).substr(0, 15);
+  pthread_setname_np(pthread_self(), thread_name.c_str());
+  const int nice = dest_.priority == Priority::kHigh ? 0 : dest_.priority == Priority::kLow ? 10 : 4;
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice) != 0) {
+    spdlog::debug("destination {}: cannot set nice {}: {}", name_, nice, std::strerror(errno));
+  }
   int64_t backoff = dest_.retry_initial_ms;
   while (true) {
     Status s = sink_->Open(loaded_state_);
@@ -431,6 +748,18 @@ void Pipeline::Run() {
   int64_t last_commit_us = MonoMicros();
   while (true) {
     if (stop_.load() && !drain_.load()) return;
+    if (bucket_.enabled()) {
+      const int64_t wait_us = bucket_.WaitUs(MonoMicros());
+      if (wait_us > 0) Throttle((wait_us + 999) / 1000);
+    }
+    if (gate_ && dest_.priority == Priority::kLow && !stop_.load() &&
+        gate_->HighBehind(MonoMicros())) {
+      Throttle(PriorityGate::kPauseMs);
+    }
+    if (ShedDue()) {
+      Shed(reader_->position());
+      continue;
+    }
     log::Position start = reader_->position();
     int64_t n = 0;
     uint64_t consumed = 0;
@@ -438,7 +767,9 @@ void Pipeline::Run() {
     int64_t last_recv_us = 0;
     bool caught_up = false;
     bool skipped = false;  // a record of ours was filtered, dead-lettered or aggregated
+    bool shed = false;     // the batch was shed: the reader moved on
     while (n < dest_.batch_max_events && sink_->buffered_bytes() < max_bytes) {
+      if (bucket_.enabled() && !bucket_.Ready(MonoMicros())) break;
       const log::Position before = reader_->position();
       log::Entry e;
       Status io;
@@ -466,7 +797,14 @@ void Pipeline::Run() {
         if (sink_->NeedsRotate(rec)) {
           // The records before this one go out and are committed first; the
           // new output unit is committed before anything is written to it.
-          if (n > 0 && !FlushBatch(start, before, n, last_recv_us)) return;
+          if (n > 0) {
+            const Flushed f = FlushBatch(start, before, n, last_recv_us);
+            if (f == Flushed::kStopped) return;
+            if (f == Flushed::kShed) {
+              shed = true;
+              break;
+            }
+          }
           if (!RotateWithRetry(rec)) return;
           if (Commit(before).ok()) last_commit_us = MonoMicros();
           delivered_next_lsn_.store(before.next_lsn, std::memory_order_release);
@@ -474,6 +812,7 @@ void Pipeline::Run() {
           n = 0;
         }
         sink_->Write(rec);
+        if (bucket_.enabled()) bucket_.Take(MonoMicros());
         if (n++ == 0) first_us = MonoMicros();
         last_recv_us = e.header.recv_us;
         continue;
@@ -495,8 +834,17 @@ void Pipeline::Run() {
       caught_up = false;
     }
     stats_.read.fetch_add(consumed, std::memory_order_relaxed);
+    if (shed) continue;
     const log::Position pos = reader_->position();
-    if (n > 0 && !FlushBatch(start, pos, n, last_recv_us)) return;
+    if (n > 0) {
+      const Flushed f = FlushBatch(start, pos, n, last_recv_us);
+      if (f == Flushed::kStopped) return;
+      if (f == Flushed::kShed) continue;
+    }
+    if (gate_ && dest_.priority == Priority::kHigh) {
+      // Behind: a full batch while the store keeps up, so the CPU is short.
+      gate_->SetBehind(!caught_up && healthy(), MonoMicros());
+    }
     bool emitted = false;
     if (aggregator_ && aggregator_->dirty() &&
         (stop_.load() || MonoMicros() - last_emit_us_ >= emit_every_us)) {

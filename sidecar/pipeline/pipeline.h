@@ -18,6 +18,7 @@
 #include "log/cursors.h"
 #include "log/log.h"
 #include "pipeline/dead_letters.h"
+#include "pipeline/flow.h"
 #include "pipeline/shaper.h"
 #include "sinks/sink.h"
 #include "transforms/aggregate.h"
@@ -39,6 +40,10 @@ struct PipelineStats {
   std::atomic<uint64_t> aggregated{0};     // folded into the aggregate
   std::atomic<uint64_t> rows_emitted{0};   // aggregate rows written
   std::atomic<uint64_t> corrupt_regions{0};
+  std::atomic<uint64_t> shed{0};           // skipped past the backlog quota
+  std::atomic<uint64_t> gave_up{0};        // batches given up after retry limits
+  std::atomic<uint64_t> bisections{0};     // refused batches split to find the bad records
+  std::atomic<uint64_t> throttled_ms{0};   // waited for the rate limit or priority
   std::atomic<int64_t> last_delivered_recv_us{0};
 };
 
@@ -46,8 +51,10 @@ class Pipeline : private log::Reporter {
  public:
   // `templates`: the config's named transform templates, for the ones an
   // event's route or call names.
+  // `gate` (shared by every pipeline, may be null) carries priority.
   Pipeline(const DestinationConfig& dest, const Config& config, std::unique_ptr<sinks::Sink> sink,
-           log::Log* log, log::CursorStore* cursors, DeadLetters* dead_letters);
+           log::Log* log, log::CursorStore* cursors, DeadLetters* dead_letters,
+           PriorityGate* gate = nullptr);
   ~Pipeline() override;
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -66,17 +73,48 @@ class Pipeline : private log::Reporter {
   uint64_t committed_next_lsn() const { return committed_next_lsn_.load(std::memory_order_acquire); }
   const PipelineStats& stats() const { return stats_; }
   bool healthy() const { return healthy_.load(); }
+  Breaker::State breaker_state() const { return breaker_.state(); }
+  uint64_t breaker_opens() const { return breaker_.opens(); }
+  // The log held for this destination: entries and bytes from its committed
+  // cursor to the log's end.
+  uint64_t held_events() const;
+  uint64_t held_bytes() const;
+  // held / quota, the larger of events and bytes; 0 without a quota.
+  double backlog_fill() const;
+  const DestinationConfig& config() const { return dest_; }
   std::string last_error() const;
 
  private:
   void Run();
-  // Flushes until ok, fatal, or stop; returns the final status.
+  // The end of flushing the buffered batch, retries included.
+  struct Delivery {
+    enum Kind { kOk, kFatal, kGaveUp, kStopped, kShed } kind = kOk;
+    std::string error;  // fatal: the store's answer; gave up: why
+    int64_t attempts = 0;
+    std::string first_error, last_error;
+  };
+  Delivery Deliver();
+  // Old callers' form: ok, fatal, or retry when stopped or given up.
   Status FlushWithRetry();
   Status Commit(const log::Position& pos, const std::string* aggregate_state = nullptr);
-  // Flushes the batch of `n` records read between `start` and `end`: on
-  // fatal, its records go to dead letters. False when stopping mid-retry.
-  bool FlushBatch(const log::Position& start, const log::Position& end, int64_t n,
-                  int64_t last_recv_us);
+  // Flushes the batch of `n` records read between `start` and `end`. A
+  // batch refused as fatal is split in halves until only the records the
+  // store refuses are left, and those go to dead letters; a batch given up
+  // after the retry limits goes there whole.
+  enum class Flushed { kDone, kStopped, kShed };
+  Flushed FlushBatch(const log::Position& start, const log::Position& end, int64_t n,
+                     int64_t last_recv_us);
+  // Re-reads the batch and delivers it in halves. Counts what it delivers.
+  Flushed Bisect(const log::Position& start, const log::Position& end, const Delivery& first);
+  // Past the backlog quota with policy shed?
+  bool ShedDue() const;
+  // Skips to the log's end: the batch in hand and everything after `from`
+  // are recorded in dead letters as one shed range.
+  void Shed(const log::Position& from);
+  // Sleeps `ms` in slices, returning early (false) when stopping or when a
+  // shed is due (then *shed is set).
+  bool WaitRetry(int64_t ms, bool* shed);
+  void Throttle(int64_t ms);
   // Starts the sink's next output unit, retrying; false when stopping.
   bool RotateWithRetry(const sinks::Record& r);
   // The parts of a stored event this pipeline needs.
@@ -96,9 +134,11 @@ class Pipeline : private log::Reporter {
   bool EmitAggregate(const log::Position& pos);
   // Cursor state: the sink's, plus the aggregate's checkpoint.
   std::string CursorState(const std::string* aggregate_state) const;
-  void DeadLetterNow(std::string_view id, std::string_view reason, const uint8_t* payload);
+  void DeadLetterNow(const Letter& l);
   bool WritePendingDeadLetters();
-  void DeadLetterRange(const log::Position& from, uint64_t end_lsn, const std::string& reason);
+  // Every record of ours in [from, end_lsn) that reaches the sink goes to
+  // dead letters with `d`'s reason and attempts.
+  void DeadLetterRange(const log::Position& from, uint64_t end_lsn, const Delivery& d);
   void SetError(const std::string& e);
   bool SleepInterruptible(int64_t ms);
   void Corruption(uint64_t offset, size_t bytes, const std::string& reason) override;
@@ -114,6 +154,11 @@ class Pipeline : private log::Reporter {
   log::CursorStore* cursors_;
   DeadLetters* dead_letters_;
   std::unique_ptr<log::TailReader> reader_;
+  PriorityGate* gate_;
+  Breaker breaker_;
+  TokenBucket bucket_;
+  std::atomic<uint64_t> committed_segment_{0};  // with committed_next_lsn_: the position
+  std::atomic<uint64_t> committed_offset_{0};
   Shaper shaper_;
   transforms::Aggregator* aggregator_;  // the shaper's, or null
   std::string loaded_state_;
