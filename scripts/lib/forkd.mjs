@@ -7,7 +7,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const FORKD = path.join(ROOT, 'build', 'bin', 'forkd');
+// FORKD_BIN runs another build of forkd (a copy, while build/ is rebuilt).
+export const FORKD = process.env.FORKD_BIN || path.join(ROOT, 'build', 'bin', 'forkd');
 
 export function forkdBinary() {
   if (!existsSync(FORKD)) {
