@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <limits>
+#include <set>
 
 #include "core/clock.h"
 #include "core/fs.h"
@@ -84,7 +85,10 @@ Status Server::Start() {
   if (!config_->admin.empty()) {
     admin_ = std::make_unique<admin::AdminServer>(admin::Handlers{
         [this] { return started_.load(); }, [this] { return MetricsText(); },
-        [this] { return StatusJson(); }});
+        [this] { return StatusJson(); },
+        [this](const std::string& action, const std::string& dest,
+               const std::vector<std::string>& ids,
+               std::string* body) { return Dlq(action, dest, ids, body); }});
     s = admin_->Start(config_->admin);
     if (!s.ok()) return s;
     spdlog::info("admin on http://{}/", config_->admin);
@@ -394,6 +398,81 @@ std::string Server::MetricsText() const {
     }
   }
   return m;
+}
+
+int Server::Dlq(const std::string& action, const std::string& destination,
+                const std::vector<std::string>& ids, std::string* body) {
+  auto fail = [&](int status, const std::string& message) {
+    *body = "{\"error\":";
+    sinks::AppendJsonString(message, body);
+    body->append("}\n");
+    return status;
+  };
+  if (!started_.load() || stopping_.load()) return fail(503, "forkd is not running");
+  if (destination.empty()) return fail(400, "destination is required (?destination=NAME)");
+  std::shared_ptr<const Config> config;
+  {
+    std::lock_guard<std::mutex> lock(reload_mu_);
+    config = config_;
+  }
+  if (config->Find(destination) == nullptr) {
+    std::string known;
+    for (const auto& d : config->destinations) known += (known.empty() ? "" : ", ") + d.name;
+    return fail(404, "unknown destination '" + destination + "' (configured: " + known + ")");
+  }
+  std::vector<std::string> lines;
+  Status s = dead_letters_->Read(destination, &lines);
+  if (!s.ok()) return fail(500, s.message());
+  auto wanted = [&](const pipeline::ParsedLetter& l) {
+    return ids.empty() || std::find(ids.begin(), ids.end(), l.id) != ids.end();
+  };
+  std::set<std::string> taken;  // the lines acted on
+  std::vector<std::string> events;
+  uint64_t not_replayable = 0, bad = 0;
+  for (const auto& line : lines) {
+    pipeline::ParsedLetter l;
+    std::string error;
+    if (!pipeline::ParseLetter(line, &l, &error)) {
+      ++bad;
+      continue;
+    }
+    if (!wanted(l)) continue;
+    if (action == "replay") {
+      if (l.raw.empty() || l.id.empty()) {
+        ++not_replayable;  // a shed range or an aggregate row
+        continue;
+      }
+      events.push_back(pipeline::ReplayEvent(destination, l));
+    }
+    taken.insert(line);
+  }
+  if (!ids.empty() && taken.empty() && not_replayable == 0) {
+    return fail(404, "no dead letter of " + destination + " has the id(s) given");
+  }
+  if (action == "replay") {
+    s = ingest_->Inject(std::move(events), 10000);
+    if (!s.ok()) return fail(503, "replay: " + s.message());
+  }
+  size_t removed = 0;
+  s = dead_letters_->Rewrite(
+      destination, [&](const std::string& line) { return taken.count(line) == 0; }, &removed);
+  if (!s.ok()) {
+    // Replayed but still listed: a later replay would deliver them twice,
+    // which sinks with keys absorb; nothing is lost.
+    return fail(500, "dead letters not rewritten: " + s.message());
+  }
+  spdlog::info("dead letters of {}: {} {}", destination, action == "replay" ? "replayed" : "dropped",
+               removed);
+  *body = "{\"destination\":";
+  sinks::AppendJsonString(destination, body);
+  body->append(action == "replay" ? ",\"replayed\":" : ",\"dropped\":")
+      .append(std::to_string(removed))
+      .append(",\"not_replayable\":")
+      .append(std::to_string(not_replayable))
+      .append(",\"unreadable\":")
+      .append(std::to_string(bad))
+      .append("}\n");
+  return 200;
 }
 
 std::string Server::StatusJson() const {

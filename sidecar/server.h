@@ -47,6 +47,12 @@ class Server {
   // For the admin server: Prometheus text and the /api/status JSON.
   std::string MetricsText() const;
   std::string StatusJson() const;
+  // For the admin API: "replay" puts dead letters of `destination` (all, or
+  // those with `ids`) back into the log for it, then removes them from the
+  // dead letters; "drop" only removes them. Returns an HTTP status and sets
+  // *body to a JSON answer.
+  int Dlq(const std::string& action, const std::string& destination,
+          const std::vector<std::string>& ids, std::string* body);
 
  private:
   std::shared_ptr<const Config> config_;

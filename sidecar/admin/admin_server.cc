@@ -70,8 +70,20 @@ Status AdminServer::Start(const std::string& address) {
   auto refuse = [](const httplib::Request&, httplib::Response& res) {
     res.status = 405;
     res.set_header("Allow", "GET");
-    res.set_content("method not allowed: the admin API is read-only\n", "text/plain");
+    res.set_content("method not allowed: only POST /api/dlq/replay and /api/dlq/drop change "
+                    "anything\n",
+                    "text/plain");
   };
+  server_->Post(R"(/api/dlq/(replay|drop))", [this](const httplib::Request& req,
+                                                     httplib::Response& res) {
+    std::vector<std::string> ids;
+    auto range = req.params.equal_range("id");
+    for (auto it = range.first; it != range.second; ++it) ids.push_back(it->second);
+    std::string body;
+    res.status = h_.dlq ? h_.dlq(req.matches[1], req.get_param_value("destination"), ids, &body)
+                        : 404;
+    res.set_content(body, "application/json");
+  });
   server_->Post(".*", refuse);
   server_->Put(".*", refuse);
   server_->Patch(".*", refuse);

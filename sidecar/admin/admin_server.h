@@ -4,6 +4,9 @@
 //   GET /metrics      Prometheus text: ingest, log and per-destination series
 //   GET /api/status   the same as JSON
 //   GET /             a small live dashboard over /api/status
+//   POST /api/dlq/replay?destination=D[&id=ID...]   dead letters back into
+//                     the log for D (all, or those ids); JSON answer
+//   POST /api/dlq/drop?destination=D[&id=ID...]     deletes them
 // Threads: its own listener thread and pool; it only reads atomics and
 // thread-safe accessors of the engine.
 #pragma once
@@ -12,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/status.h"
 
@@ -25,6 +29,10 @@ struct Handlers {
   std::function<bool()> ready;
   std::function<std::string()> metrics;  // Prometheus text
   std::function<std::string()> status;   // JSON
+  // action "replay" or "drop"; returns the HTTP status, *body the JSON.
+  std::function<int(const std::string& action, const std::string& destination,
+                    const std::vector<std::string>& ids, std::string* body)>
+      dlq;
 };
 
 class AdminServer {

@@ -110,6 +110,51 @@ void Ingest::SetConfig(std::shared_ptr<const Config> config) {
   }
 }
 
+Status Ingest::Inject(std::vector<std::string> events, int64_t timeout_ms) {
+  if (events.empty()) return Status::Ok();
+  auto inj = std::make_unique<Injection>();
+  inj->events = std::move(events);
+  std::future<Status> done = inj->done.get_future();
+  {
+    std::lock_guard<std::mutex> lock(inject_mu_);
+    if (stopping_.load()) return Status::Retry("forkd is stopping");
+    inject_queue_.push_back(std::move(inj));
+  }
+  inject_pending_.store(true);
+  const uint64_t one = 1;
+  if (wake_fd_ >= 0) {
+    [[maybe_unused]] ssize_t w = ::write(wake_fd_, &one, sizeof(one));
+  }
+  if (done.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready) {
+    return Status::Retry("the log did not commit the events within " +
+                         std::to_string(timeout_ms) + " ms");
+  }
+  return done.get();
+}
+
+void Ingest::TakeInjections() {
+  inject_pending_.store(false);
+  std::vector<std::unique_ptr<Injection>> queue;
+  {
+    std::lock_guard<std::mutex> lock(inject_mu_);
+    queue.swap(inject_queue_);
+  }
+  // Injected events have no client: a zero client id, and their own seqs.
+  static const uint8_t kNoClient[wire::kClientIdSize] = {};
+  const int64_t now_us = WallMicros();
+  for (auto& inj : queue) {
+    if (pending_acks_.empty() && log_->pending_entries() == 0) pending_since_us_ = MonoMicros();
+    for (const auto& ev : inj->events) {
+      const uint64_t lsn = log_->Append(now_us, kNoClient, ++inject_seq_,
+                                        reinterpret_cast<const uint8_t*>(ev.data()), ev.size());
+      if (inj->first_lsn == 0) inj->first_lsn = lsn;
+      inj->last_lsn = lsn;
+    }
+    stats_.events.fetch_add(inj->events.size(), std::memory_order_relaxed);
+    injected_.push_back(std::move(inj));
+  }
+}
+
 void Ingest::SetBlocked(std::vector<std::string> names) {
   {
     std::lock_guard<std::mutex> lock(config_mu_);
@@ -600,7 +645,7 @@ void Ingest::HandleMessage(const uint8_t* id, size_t id_size, const uint8_t* dat
 }
 
 void Ingest::MaybeCommit(bool force) {
-  if (log_->commit_in_flight() || pending_acks_.empty()) return;
+  if (log_->commit_in_flight() || log_->pending_entries() == 0) return;
   const int64_t age_us = MonoMicros() - pending_since_us_;
   if (!force && age_us < config_->batch_ms * 1000 && log_->pending_bytes() < kCommitBytes) return;
   uint64_t generation;
@@ -624,6 +669,14 @@ void Ingest::HandleCompletion() {
       }
       stats_.acked.fetch_add(in_flight_acks_.size(), std::memory_order_relaxed);
       completed_next_lsn_ = done.last_lsn + 1;
+      for (auto it = injected_.begin(); it != injected_.end();) {
+        if ((*it)->last_lsn <= done.last_lsn) {
+          (*it)->done.set_value(Status::Ok());
+          it = injected_.erase(it);
+        } else {
+          ++it;
+        }
+      }
       while (!journal_pending_.empty() && journal_pending_.front().lsn <= done.last_lsn) {
         const JournalEntry& j = journal_pending_.front();
         journal_->Add(j.key, j.lsn, j.recv_us);
@@ -642,6 +695,14 @@ void Ingest::HandleCompletion() {
         acks.clear();
       };
       fail(in_flight_acks_);
+      for (auto it = injected_.begin(); it != injected_.end();) {
+        if ((*it)->last_lsn >= done.first_lsn) {
+          (*it)->done.set_value(Status::IoError(done.status.message()));
+          it = injected_.erase(it);
+        } else {
+          ++it;
+        }
+      }
       if (pending_failed.last_lsn >= pending_failed.first_lsn && pending_failed.first_lsn != 0) {
         fail(pending_acks_);
       }
@@ -761,7 +822,7 @@ void Ingest::Run() {
   zmq_msg_init(&body);
   while (true) {
     const bool stopping = stopping_.load();
-    if (stopping && pending_acks_.empty() && !log_->commit_in_flight()) break;
+    if (stopping && log_->pending_entries() == 0 && !log_->commit_in_flight()) break;
     // While stopping, the socket is no longer read: only the log is drained.
     const int n = zmq_poll(stopping ? items + 1 : items, stopping ? 2 : 3,
                            stopping ? 50 : PollTimeoutMs());
@@ -801,6 +862,7 @@ void Ingest::Run() {
       ApplyBlocked();
     }
     if (blocked_pending_.load()) ApplyBlocked();
+    if (inject_pending_.load() && !stopping) TakeInjections();
     MaybeCommit(stopping);
     CheckDelivered();
     SyncJournal(false);
@@ -809,6 +871,13 @@ void Ingest::Run() {
   zmq_msg_close(&id);
   zmq_msg_close(&body);
   SyncJournal(true);
+  {
+    std::lock_guard<std::mutex> lock(inject_mu_);
+    for (auto& inj : inject_queue_) inj->done.set_value(Status::Retry("forkd is stopping"));
+    inject_queue_.clear();
+  }
+  for (auto& inj : injected_) inj->done.set_value(Status::Retry("forkd stopped before the commit"));
+  injected_.clear();
 }
 
 void Ingest::Finish() {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -89,6 +90,10 @@ class Ingest {
   std::vector<RouteCount> RouteCounts() const;
   // Events accepted per destination since start; thread-safe.
   std::map<std::string, uint64_t> DestinationCounts() const;
+  // Thread-safe: appends events already in their stored form ([dests, key,
+  // options, payload], e.g. dead letters replayed) and waits until they are
+  // durable, for at most `timeout_ms`.
+  [[nodiscard]] Status Inject(std::vector<std::string> events, int64_t timeout_ms);
   // Thread-safe: destinations past their backlog quota with policy block.
   // Events routed to any of them are refused with FORK_BACKPRESSURE.
   void SetBlocked(std::vector<std::string> names);
@@ -156,6 +161,18 @@ class Ingest {
   std::vector<std::string> blocked_names_;  // guarded by config_mu_
   std::atomic<bool> blocked_pending_{false};
   uint64_t blocked_mask_ = 0;
+  struct Injection {
+    std::vector<std::string> events;
+    std::promise<Status> done;
+    uint64_t first_lsn = 0;
+    uint64_t last_lsn = 0;
+  };
+  void TakeInjections();
+  std::mutex inject_mu_;
+  std::vector<std::unique_ptr<Injection>> inject_queue_;   // guarded by inject_mu_
+  std::atomic<bool> inject_pending_{false};
+  std::vector<std::unique_ptr<Injection>> injected_;      // ingest thread: in the log, not durable
+  uint64_t inject_seq_ = 0;
   std::atomic<uint64_t> routed_to_[64] = {};  // events accepted, by config index               // ingest thread: by config index
   std::vector<std::shared_ptr<const Config>> retired_configs_;  // routes' counters stay readable
   transforms::Doc route_doc_;

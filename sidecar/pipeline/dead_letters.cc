@@ -6,11 +6,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <yaml-cpp/yaml.h>
+
 #include <cerrno>
 
 #include "core/clock.h"
 #include "core/fs.h"
 #include "sinks/common/json.h"
+#include "wire/msgpack.h"
 
 namespace forkd::pipeline {
 
@@ -163,6 +166,54 @@ Status DeadLetters::Rewrite(std::string_view destination,
   if (s.ok() && *removed > 0) s = fs::WriteFileAtomic(path, out.data(), out.size());
   ::close(fd);
   return s;
+}
+
+bool ParseLetter(const std::string& line, ParsedLetter* out, std::string* error) {
+  *out = ParsedLetter{};
+  YAML::Node n;
+  try {
+    n = YAML::Load(line);  // JSON is YAML
+  } catch (const YAML::Exception& e) {
+    *error = "not JSON: " + e.msg;
+    return false;
+  }
+  if (!n.IsMap() || !n["destination"] || !n["reason"]) {
+    *error = "not a dead letter (no destination or reason)";
+    return false;
+  }
+  try {
+    if (n["_fork_id"] && n["_fork_id"].IsScalar()) out->id = n["_fork_id"].Scalar();
+    out->reason = n["reason"].Scalar();
+    if (n["at"]) out->at = n["at"].Scalar();
+    if (n["attempts"]) out->attempts = n["attempts"].as<int64_t>();
+    if (n["shed"] && n["shed"].IsMap()) {
+      out->shed = true;
+      out->shed_events = n["shed"]["events"].as<uint64_t>();
+    }
+    if (n["raw"] && !FromBase64(n["raw"].Scalar(), &out->raw)) {
+      *error = "raw is not base64";
+      return false;
+    }
+  } catch (const YAML::Exception& e) {
+    *error = "bad field: " + e.msg;
+    return false;
+  }
+  if (!out->raw.empty() && (static_cast<uint8_t>(out->raw[0]) != 0x92)) {
+    *error = "raw is not [options, payload]";
+    return false;
+  }
+  return true;
+}
+
+std::string ReplayEvent(std::string_view destination, const ParsedLetter& l) {
+  wire::Buffer b;
+  wire::Writer w(&b);
+  w.ArrayHeader(4);
+  w.ArrayHeader(1);
+  w.Str(destination);
+  w.Str(l.id);
+  w.Raw(reinterpret_cast<const uint8_t*>(l.raw.data()) + 1, l.raw.size() - 1);
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
 std::string Base64(const uint8_t* data, size_t size) {

@@ -64,6 +64,22 @@ class DeadLetters {
   std::mutex mu_;
 };
 
+// The parts of a stored line that tools need.
+struct ParsedLetter {
+  std::string id;        // empty for a shed range
+  std::string reason;
+  std::string at;
+  int64_t attempts = 0;
+  std::string raw;       // decoded [options, payload] msgpack; empty: not replayable
+  bool shed = false;
+  uint64_t shed_events = 0;
+};
+// False (with *error) for a line that is not a dead letter.
+bool ParseLetter(const std::string& line, ParsedLetter* out, std::string* error);
+// The event to append to the log for replaying `l` to `destination`:
+// [[destination], id, options, payload]. Needs l.raw.
+std::string ReplayEvent(std::string_view destination, const ParsedLetter& l);
+
 // Base64 (standard alphabet, padded), for `raw`.
 std::string Base64(const uint8_t* data, size_t size);
 bool FromBase64(std::string_view text, std::string* out);
