@@ -12,7 +12,7 @@ td,th{padding:4px 12px;border-bottom:1px solid #ddd;text-align:right}th:first-ch
 .bad{color:#b00}.ok{color:#070}</style></head>
 <body><h1>forkd</h1><p id="summary">loading…</p>
 <table id="dests"><thead><tr><th>destination</th><th>type</th><th>state</th><th>received</th>
-<th>delivered</th><th>lag (events)</th><th>lag (s)</th><th>retries</th><th>dead letters</th><th>last error</th></tr></thead><tbody></tbody></table>
+<th>delivered</th><th>lag (events)</th><th>lag (s)</th><th>retries</th><th>breaker</th><th>backlog</th><th>dead letters</th><th>shed</th><th>last error</th></tr></thead><tbody></tbody></table>
 <script>
 async function refresh(){
   try{
@@ -22,7 +22,7 @@ async function refresh(){
     const tb=document.querySelector('#dests tbody');tb.innerHTML='';
     for(const d of s.destinations){
       const tr=document.createElement('tr');
-      for(const v of [d.name,d.type,d.state,d.received,d.delivered,d.lag_events,d.lag_seconds,d.retries,d.dead_lettered,d.last_error||'']){
+      for(const v of [d.name,d.type,d.state,d.received,d.delivered,d.lag_events,d.lag_seconds,d.retries,d.breaker,Math.round(d.queue_fill_ratio*100)+'%',d.dead_lettered,d.shed,d.last_error||'']){
         const td=document.createElement('td');td.textContent=v;tr.appendChild(td);}
       tr.children[2].className=d.state==='ok'?'ok':'bad';tb.appendChild(tr);}
   }catch(e){document.getElementById('summary').textContent='forkd is not answering';}
