@@ -161,6 +161,8 @@ void Server::Reload(Config next_config) {
     const DestinationConfig* before = old.Find(d.name);
     std::shared_ptr<pipeline::Pipeline> p = running(d.name);
     if (p && before && before->fingerprint == d.fingerprint && before->type == d.type) {
+      // Kept running: it still needs the templates routes and calls may name.
+      p->SetTemplates(next->templates);
       pipelines.push_back(std::move(p));
       ++kept;
       continue;

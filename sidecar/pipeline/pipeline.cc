@@ -121,6 +121,23 @@ void Pipeline::Stop(bool drain, int64_t drain_timeout_ms) {
   thread_.join();
 }
 
+void Pipeline::SetTemplates(
+    const std::map<std::string, transforms::Chain, std::less<>>& templates) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    next_templates_ =
+        std::make_unique<std::map<std::string, transforms::Chain, std::less<>>>(templates);
+  }
+  templates_pending_.store(true, std::memory_order_release);
+}
+
+void Pipeline::TakeTemplates() {
+  std::lock_guard<std::mutex> lock(mu_);
+  templates_pending_.store(false, std::memory_order_relaxed);
+  if (next_templates_) templates_.swap(*next_templates_);  // the shaper holds a reference
+  next_templates_.reset();
+}
+
 std::string Pipeline::last_error() const {
   std::lock_guard<std::mutex> lock(err_mu_);
   return last_error_;
@@ -782,6 +799,7 @@ void Pipeline::Run() {
       }
       if (r == log::TailReader::Result::kEntry) {
         ++consumed;
+        if (templates_pending_.load(std::memory_order_acquire)) TakeTemplates();
         sinks::Record rec;
         Selected sel;
         if (!Select(e, &rec, &sel)) continue;

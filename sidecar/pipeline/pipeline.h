@@ -65,6 +65,10 @@ class Pipeline : private log::Reporter {
   // log, for at most `drain_timeout_ms`.
   void Stop(bool drain, int64_t drain_timeout_ms);
 
+  // Thread-safe: the config's templates after a reload, for the events
+  // whose route or call names them; taken before the next record.
+  void SetTemplates(const std::map<std::string, transforms::Chain, std::less<>>& templates);
+
   const std::string& name() const { return name_; }
   const std::string& type() const { return dest_.type; }
   // Every entry below this lsn that was routed here has been delivered.
@@ -145,7 +149,10 @@ class Pipeline : private log::Reporter {
 
   const DestinationConfig dest_;
   const std::string name_;
-  const std::map<std::string, transforms::Chain, std::less<>> templates_;
+  std::map<std::string, transforms::Chain, std::less<>> templates_;  // the shaper reads it
+  std::unique_ptr<std::map<std::string, transforms::Chain, std::less<>>> next_templates_;  // mu_
+  std::atomic<bool> templates_pending_{false};
+  void TakeTemplates();
   std::string pending_dl_;  // dead letters to append before the next commit
   uint64_t pending_dl_count_ = 0;
   int64_t last_emit_us_ = 0;

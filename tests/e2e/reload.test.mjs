@@ -209,3 +209,21 @@ test('SIGHUP removing a destination: it receives nothing more', async () => {
     assert.equal(read('logs').length, 20);
   });
 });
+
+test('SIGHUP adding a template and a route using it: a destination that keeps running applies it', async () => {
+  const v1 = `${HEAD}destinations:\n${file('logs')}routes:\n  - { to: logs }\n`;
+  const v2 = `${HEAD}transforms:\n  tag: [ { set: { tagged: true } } ]\ndestinations:\n${file('logs')}routes:\n  - { when: 'kind == "order"', to: logs, transform: tag }\n  - { to: logs }\n`;
+  await withForkd(v1, async ({ client, reload, stop, read }) => {
+    const before = await sendAll(client, range(5, (i) => ({ kind: 'order', i })), undefined);
+    const log = await reload(v2);
+    assert.match(log, /reload: done: 1 kept running, 0 restarted/);
+    const after = await sendAll(client, range(5, (i) => ({ kind: 'order', i })), undefined);
+    // A call naming the new template, too.
+    const called = await client.routeData({ kind: 'view' }, 'logs', { transform: 'tag', ack: 'delivered' });
+    await stop();
+    const byId = new Map(read('logs').map((r) => [r._fork_id, r]));
+    for (const r of before) assert.equal(byId.get(r.id).tagged, undefined, 'events before the reload are untouched');
+    for (const r of after) assert.equal(byId.get(r.id)?.tagged, true, `routed after the reload: ${JSON.stringify(byId.get(r.id))}`);
+    assert.equal(byId.get(called.id)?.tagged, true);
+  });
+});
