@@ -149,12 +149,21 @@ const char* CheckCallOptions(const Config& config, const uint8_t* options, size_
                    "{ window: '1h' }";
           return wire::kCodeInvalidPayload;
         }
+        // It applies to the targets that aggregate (an `also` route may add
+        // others, which take the event as it is); refused when none does.
+        bool any = false;
+        std::string names;
         for (uint32_t t : targets) {
-          if (!config.destinations[t].chain.aggregate) {
-            *error = "options.aggregate: destination '" + config.destinations[t].name +
-                     "' has no aggregate step in its transforms";
-            return wire::kCodeRejected;
-          }
+          any = any || config.destinations[t].chain.aggregate != nullptr;
+          names += (names.empty() ? "'" : ", '") + config.destinations[t].name + "'";
+        }
+        if (!any) {
+          *error = targets.size() == 1
+                       ? "options.aggregate: destination " + names +
+                             " has no aggregate step in its transforms"
+                       : "options.aggregate: none of the destinations " + names +
+                             " has an aggregate step in its transforms";
+          return wire::kCodeRejected;
         }
       }
     }

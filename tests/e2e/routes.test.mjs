@@ -413,3 +413,26 @@ test('more destinations than 64: a route to the 70th is listed in the receipt an
     assert.deepEqual(read('d69').map((r) => r._fork_id), [one.id, two.id, named.id]);
   });
 });
+
+test('a call with aggregate also reaching a destination that does not aggregate: it aggregates where it can', async () => {
+  await withForkd(CONFIG, async ({ client, stop, read }) => {
+    const ts = Date.UTC(2026, 10, 21, 9, 0, 0);
+    // The `also` route adds audit, which has no aggregate step.
+    const r = await client.routeData({ event: 'purchase', currency: 'GBP', amount: 12, ts }, 'revenue', {
+      aggregate: 'daily',
+      ack: 'delivered',
+    });
+    assert.deepEqual([...r.destinations].sort(), ['audit', 'revenue']);
+    // Named alone, a destination without an aggregate step still refuses it.
+    await rejects(
+      client.routeData({ event: 'purchase', amount: 1 }, ['audit', 'logs'], { aggregate: 'daily' }),
+      'FORK_REJECTED',
+      /none of the destinations 'audit', 'logs' has an aggregate step/,
+    );
+    await stop();
+    assert.deepEqual(read('audit').map((x) => x._fork_id), [r.id]);
+    const rows = read('revenue');
+    assert.equal(rows.at(-1).currency, 'GBP');
+    assert.equal(rows.at(-1).revenue, 12);
+  });
+});
