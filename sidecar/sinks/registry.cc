@@ -1,6 +1,7 @@
 #include "sinks/registry.h"
 
 #include "sinks/file/file_sink.h"
+#include "sinks/http/http_sink.h"
 #include "sinks/stdout/stdout_sink.h"
 
 namespace forkd::sinks {
@@ -8,6 +9,7 @@ namespace forkd::sinks {
 const std::vector<SinkType>& SinkTypes() {
   static const std::vector<SinkType> types = {
       {"file", &FileSinkOptions, &CreateFileSink},
+      {"http", &HttpSinkOptions, &CreateHttpSink},
       {"stdout", &StdoutSinkOptions, &CreateStdoutSink},
   };
   return types;
