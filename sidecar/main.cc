@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/config.h"
+#include "tools/dlq_cli.h"
 #include "tools/dry_run_cli.h"
 #include "transforms/transform.h"
 #include "core/fs.h"
@@ -210,6 +211,15 @@ int main(int argc, char** argv) {
   CLI::App* test = app.add_subcommand("test", "Run config test cases (input -> expected records)");
   test->add_option("-c,--config", config_path, "Configuration file")->required();
   test->add_option("cases", cases_path, "YAML file of cases")->required();
+  forkd::tools::DlqArgs dlq_args;
+  CLI::App* dlq = app.add_subcommand("dlq", "Dead letters of a destination: list, show, replay, drop");
+  dlq->add_option("action", dlq_args.action, "list, show, replay or drop")
+      ->required()
+      ->check(CLI::IsMember({"list", "show", "replay", "drop"}));
+  dlq->add_option("-c,--config", config_path, "Configuration file")->required();
+  dlq->add_option("-d,--destination", dlq_args.destination, "Destination")->required();
+  dlq->add_option("--id", dlq_args.ids, "Only the dead letter with this event id (repeatable)");
+  dlq->add_flag("--json", dlq_args.json, "list: print the stored JSON lines");
   app.add_subcommand("version", "Print the version");
   CLI::App* reference =
       app.add_subcommand("config-reference", "Print the configuration reference (Markdown)");
@@ -225,6 +235,11 @@ int main(int argc, char** argv) {
   if (check->parsed()) return Check(config_path);
   if (explain->parsed()) return Explain(config_path, explain_args);
   if (test->parsed()) return Test(config_path, cases_path);
+  if (dlq->parsed()) {
+    forkd::Config config;
+    if (!Load(config_path, &config)) return kExitConfig;
+    return forkd::tools::Dlq(config, dlq_args);
+  }
   if (reference->parsed()) {
     std::cout << ConfigReference();
     return 0;

@@ -308,7 +308,7 @@ TEST_CASE("a value outside an enum names the choices", "[config]") {
                           "    type: fiel\n"
                           "    path: x\n");
     ExpectOneError(l, 3, 11,
-                   "destinations.logs.type: expected one of file, stdout, got 'fiel' (did you "
+                   "destinations.logs.type: expected one of file, http, stdout, got 'fiel' (did you "
                    "mean 'file'?)");
   }
   SECTION("a sink's own enum") {
@@ -487,7 +487,7 @@ TEST_CASE("every mistake in a file is reported at once", "[config]") {
       l.path +
           ":7:3: destinations.a.path: required option is missing (File to write, or a "
           "directory (ending in /) of files named by time)",
-      l.path + ":10:11: destinations.b.type: expected one of file, stdout, got 'nope'",
+      l.path + ":10:11: destinations.b.type: expected one of file, http, stdout, got 'nope'",
       l.path + ":13:25: destinations.c.batch.max_events: value 0 out of range [1, 1000000]",
   };
   CHECK(l.messages == want);
@@ -544,6 +544,83 @@ TEST_CASE("option tables render as Markdown rows", "[config]") {
   CHECK_THAT(md, Catch::Contains("| `fsync` | batch, never | `batch` |"));
   CHECK_THAT(OptionsMarkdown(TopLevelOptions()),
              Catch::Contains("| `destinations` | a value | required |"));
+}
+
+
+TEST_CASE("isolation settings: retry limits, breaker, rate limit, backlog, priority", "[config]") {
+  TempDir dir;
+  SECTION("defaults: retry forever, breaker at 5, no rate limit, 1GiB blocking backlog") {
+    const Loaded l = Load(dir, kMinimal);
+    INFO(l.All());
+    REQUIRE(l.ok);
+    const DestinationConfig& d = l.config.destinations[0];
+    CHECK(d.retry_max_attempts == 0);
+    CHECK(d.retry_max_age_ms == 0);
+    CHECK(d.breaker_failures == 5);
+    CHECK(d.breaker_cooldown_ms == 10000);
+    CHECK(d.rate_limit == 0);
+    CHECK(d.backlog_max_bytes == 1ll << 30);
+    CHECK(d.backlog_max_events == 0);
+    CHECK_FALSE(d.backlog_shed);
+    CHECK(d.priority == Priority::kNormal);
+  }
+  SECTION("every key") {
+    const Loaded l = Load(dir, std::string(kMinimal) +
+                                   "    retry: { max_attempts: 10, max_age: 1h }\n"
+                                   "    breaker: { failures: 3, cooldown: 2s }\n"
+                                   "    rate_limit: { rate: 500, burst: 50 }\n"
+                                   "    backlog: { max_bytes: 10MiB, max_events: 1000, policy: shed }\n"
+                                   "    priority: low\n");
+    INFO(l.All());
+    REQUIRE(l.ok);
+    const DestinationConfig& d = l.config.destinations[0];
+    CHECK(d.retry_max_attempts == 10);
+    CHECK(d.retry_max_age_ms == 3600000);
+    CHECK(d.breaker_failures == 3);
+    CHECK(d.breaker_cooldown_ms == 2000);
+    CHECK(d.rate_limit == 500);
+    CHECK(d.rate_burst == 50);
+    CHECK(d.backlog_max_bytes == 10ll << 20);
+    CHECK(d.backlog_max_events == 1000);
+    CHECK(d.backlog_shed);
+    CHECK(d.priority == Priority::kLow);
+  }
+  SECTION("rate_limit as a number: the burst is one second's worth") {
+    const Loaded l = Load(dir, std::string(kMinimal) + "    rate_limit: 200\n");
+    INFO(l.All());
+    REQUIRE(l.ok);
+    CHECK(l.config.destinations[0].rate_limit == 200);
+    CHECK(l.config.destinations[0].rate_burst == 200);
+  }
+  SECTION("a rate of 0 is refused where it is") {
+    const Loaded l = Load(dir, std::string(kMinimal) + "    rate_limit: 0\n");
+    ExpectOneError(l, 5, 17,
+                   "destinations.logs.rate_limit.rate: value 0 out of range [1, 100000000]");
+  }
+  SECTION("an unknown key under backlog gets a suggestion") {
+    const Loaded l = Load(dir, std::string(kMinimal) + "    backlog: { max_byte: 1MiB }\n");
+    INFO(l.All());
+    REQUIRE(l.errors.size() == 1);
+    CHECK_THAT(l.errors[0].message, Catch::Contains("backlog: unknown option 'max_byte'"));
+    CHECK_THAT(l.errors[0].message, Catch::Contains("max_bytes"));
+  }
+  SECTION("a bad policy names the choices") {
+    const Loaded l = Load(dir, std::string(kMinimal) + "    backlog: { policy: drop }\n");
+    INFO(l.All());
+    REQUIRE(l.errors.size() == 1);
+    CHECK_THAT(l.errors[0].message, Catch::Contains("block, shed"));
+  }
+  SECTION("shed is refused for an aggregating destination") {
+    const Loaded l = Load(dir, std::string(kMinimal) +
+                                   "    backlog: { policy: shed }\n"
+                                   "    transforms:\n"
+                                   "      - aggregate: { window: 1h, measures: { n: count() } }\n");
+    INFO(l.All());
+    REQUIRE(l.errors.size() == 1);
+    CHECK(l.errors[0].mark.line == 5);
+    CHECK_THAT(l.errors[0].message,
+               Catch::Contains("backlog.policy: shed cannot be used with an aggregate step"));
+  }
 }
 
 }  // namespace forkd

@@ -1,0 +1,28 @@
+// `forkd dlq list|show|replay|drop --config F --destination D [--id ID...]`:
+// the dead letters of one destination.
+//   list    one line per dead letter: when, id, attempts, reason
+//   show    the stored JSON of each (all, or --id)
+//   replay  back into the log for D, through the running forkd's admin API;
+//           removed from the dead letters once durable in the log
+//   drop    deletes them (works with or without forkd running)
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+
+namespace forkd::tools {
+
+struct DlqArgs {
+  std::string action;  // list, show, replay, drop
+  std::string destination;
+  std::vector<std::string> ids;
+  bool json = false;  // list: the stored lines instead of the table
+};
+
+// Exit 0; 1 when the action could not be done (forkd not running, ...);
+// 2 for bad arguments (an unknown destination).
+int Dlq(const Config& config, const DlqArgs& args);
+
+}  // namespace forkd::tools
