@@ -320,7 +320,9 @@ std::string Server::MetricsText() const {
   const Series series[] = {
       {"fork_destination_received_total", "counter", "Events routed to the destination and read"},
       {"fork_destination_delivered_total", "counter", "Events flushed and committed"},
-      {"fork_destination_failed_total", "counter", "Failed flushes, by stage"},
+      {"fork_destination_failed_total", "counter",
+       "Failures by stage: transform (records refused), open, read (the log), send (flushes), "
+       "commit (the cursor)"},
       {"fork_destination_retries_total", "counter", "Flush retries"},
       {"fork_destination_dead_lettered_total", "counter", "Events sent to dead letters"},
       {"fork_destination_lag_events", "gauge", "Log entries the destination has not processed"},
@@ -370,6 +372,12 @@ std::string Server::MetricsText() const {
       if (n == "fork_destination_received_total") v = static_cast<double>(st.received.load());
       if (n == "fork_destination_delivered_total") v = static_cast<double>(st.delivered.load());
       if (n == "fork_destination_failed_total") {
+        const std::pair<const char*, uint64_t> stages[] = {
+            {"transform", st.failed_transform.load()}, {"open", st.failed_open.load()},
+            {"read", st.failed_read.load()}, {"commit", st.failed_commit.load()}};
+        for (const auto& [stage, count] : stages) {
+          Sample(&m, s.name, labels + ",stage=\"" + stage + "\"", static_cast<double>(count));
+        }
         labels += ",stage=\"send\"";
         v = static_cast<double>(st.failed.load());
       }

@@ -252,6 +252,7 @@ Pipeline::Shaped Pipeline::Shape(const log::Entry& e, const Selected& sel, sinks
       stats_.filtered.fetch_add(1, std::memory_order_relaxed);
       return Shaped::kSkip;
     case Shaper::Result::kDeadLetter: {
+      stats_.failed_transform.fetch_add(1, std::memory_order_relaxed);
       Letter l;
       l.event_id = r->event_id;
       l.reason = reason;
@@ -519,6 +520,7 @@ Status Pipeline::Commit(const log::Position& pos, const std::string* aggregate_s
   log::Cursor c{pos, CursorState(aggregate_state)};
   Status s = cursors_->Save(name_, c);
   if (!s.ok()) {
+    stats_.failed_commit.fetch_add(1, std::memory_order_relaxed);
     SetError("cursor commit: " + s.message());
     spdlog::error("destination {}: cursor commit failed: {}", name_, s.message());
     return s;
@@ -732,6 +734,7 @@ bool Pipeline::RotateWithRetry(const sinks::Record& r) {
   while (true) {
     Status s = sink_->Rotate(r);
     if (s.ok()) return true;
+    stats_.failed_open.fetch_add(1, std::memory_order_relaxed);
     SetError("rotate: " + s.message());
     spdlog::warn("destination {}: cannot start a new output: {}", name_, s.message());
     if (!SleepInterruptible(backoff)) return false;
@@ -752,6 +755,7 @@ void Pipeline::Run() {
   while (true) {
     Status s = sink_->Open(loaded_state_);
     if (s.ok()) break;
+    stats_.failed_open.fetch_add(1, std::memory_order_relaxed);
     SetError("open: " + s.message());
     spdlog::warn("destination {}: cannot open: {}", name_, s.message());
     if (!SleepInterruptible(backoff)) return;
@@ -792,6 +796,7 @@ void Pipeline::Run() {
       Status io;
       const log::TailReader::Result r = reader_->Next(&e, &io);
       if (!io.ok()) {
+        stats_.failed_read.fetch_add(1, std::memory_order_relaxed);
         SetError("log read: " + io.message());
         spdlog::error("destination {}: log read failed: {}", name_, io.message());
         if (!SleepInterruptible(1000)) return;

@@ -34,7 +34,11 @@ struct PipelineStats {
   std::atomic<uint64_t> delivered_bytes{0};
   std::atomic<uint64_t> flushes{0};
   std::atomic<uint64_t> retries{0};
-  std::atomic<uint64_t> failed{0};         // flush errors (retry or fatal)
+  std::atomic<uint64_t> failed{0};         // flush errors (retry or fatal): stage "send"
+  std::atomic<uint64_t> failed_transform{0};  // records a transform refused (dead letters)
+  std::atomic<uint64_t> failed_open{0};    // the sink could not open or start a new output
+  std::atomic<uint64_t> failed_read{0};    // log reads that failed
+  std::atomic<uint64_t> failed_commit{0};  // cursor commits that failed
   std::atomic<uint64_t> dead_lettered{0};
   std::atomic<uint64_t> filtered{0};       // dropped by a filter or validate step
   std::atomic<uint64_t> aggregated{0};     // folded into the aggregate

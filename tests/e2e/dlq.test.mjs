@@ -91,6 +91,10 @@ test('list shows each dead letter with its reason; show prints the stored lines'
 
   const json = await forkdCli(['dlq', 'list', '--config', config, '-d', 'checked', '--json']);
   assert.equal(json.stdout.trim().split('\n').length, 5);
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  assert.match(metrics, /^fork_destination_failed_total\{destination="checked",stage="transform"\} 5$/m);
+  assert.match(metrics, /^fork_destination_failed_total\{destination="checked",stage="send"\} 0$/m);
+  assert.match(metrics, /^fork_destination_dead_lettered_total\{destination="checked"\} 5$/m);
 });
 
 test('wrong input: unknown destination or id, bad action, missing options', async () => {
