@@ -2,6 +2,7 @@
 
 #include "sinks/file/file_sink.h"
 #include "sinks/http/http_sink.h"
+#include "sinks/sqlite/sqlite_sink.h"
 #include "sinks/stdout/stdout_sink.h"
 
 namespace forkd::sinks {
@@ -10,6 +11,7 @@ const std::vector<SinkType>& SinkTypes() {
   static const std::vector<SinkType> types = {
       {"file", &FileSinkOptions, &CreateFileSink},
       {"http", &HttpSinkOptions, &CreateHttpSink},
+      {"sqlite", &SqliteSinkOptions, &CreateSqliteSink},
       {"stdout", &StdoutSinkOptions, &CreateStdoutSink},
   };
   return types;

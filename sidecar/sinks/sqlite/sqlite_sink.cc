@@ -1,0 +1,354 @@
+#include "sinks/sqlite/sqlite_sink.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+
+#include "core/fs.h"
+#include "sinks/common/json.h"
+
+namespace forkd::sinks {
+
+namespace {
+
+std::string Quote(std::string_view id) {
+  std::string q = "\"";
+  for (char c : id) {
+    if (c == '"') q.push_back('"');
+    q.push_back(c);
+  }
+  q.push_back('"');
+  return q;
+}
+
+const char* SqlType(ColType t) {
+  switch (t) {
+    case ColType::kInteger: return "INTEGER";
+    case ColType::kReal: return "REAL";
+    case ColType::kBoolean: return "INTEGER";
+    case ColType::kJson: return "TEXT";  // JSON text; query it with json_extract
+    case ColType::kTimestamp: return "TEXT";  // ISO-8601 UTC
+    default: return "TEXT";
+  }
+}
+
+// A declared type read back from an existing table.
+ColType FromSqlType(std::string t) {
+  std::transform(t.begin(), t.end(), t.begin(), ::toupper);
+  if (t.find("INT") != std::string::npos) return ColType::kInteger;
+  if (t.find("REAL") != std::string::npos || t.find("FLOA") != std::string::npos ||
+      t.find("DOUB") != std::string::npos) {
+    return ColType::kReal;
+  }
+  if (t.find("BOOL") != std::string::npos) return ColType::kBoolean;
+  if (t.find("JSON") != std::string::npos) return ColType::kJson;
+  return ColType::kText;
+}
+
+// Errors about the records themselves can never succeed; the rest may.
+bool IsFatal(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_NOMEM:
+    case SQLITE_PROTOCOL:
+      return false;
+    default:
+      return true;
+  }
+}
+
+}  // namespace
+
+const std::vector<OptionSpec>& SqliteSinkOptions() {
+  static const std::vector<OptionSpec> specs = [] {
+    std::vector<OptionSpec> v = {
+        {"path", OptType::kString, "", "The database file (created when missing)", true},
+        {"synchronous", OptType::kEnum, "full",
+         "full: each batch is on disk before the cursor moves; normal: faster, a power loss "
+         "may lose the last batches (they are not redelivered)",
+         false, {"full", "normal"}},
+    };
+    for (auto& o : TableOptions()) v.push_back(o);
+    return v;
+  }();
+  return specs;
+}
+
+std::unique_ptr<Sink> CreateSqliteSink(const SinkContext& ctx) {
+  const Options& o = ctx.destination->sink;
+  SqliteSink::Settings s;
+  s.path = ctx.config->Resolve(o.Str("path"));
+  s.synchronous_full = o.Str("synchronous") == "full";
+  if (!ParseTableSpec(o, &s.table, &s.error)) s.error = "destinations." + ctx.destination->name + "." + s.error;
+  // An aggregate's rows are versions of one row per (window, group).
+  if (ctx.destination->chain.aggregate && !o.Get("mode").present) s.table.upsert = true;
+  return std::make_unique<SqliteSink>(std::move(s));
+}
+
+SqliteSink::SqliteSink(Settings s) : s_(std::move(s)) {}
+
+SqliteSink::~SqliteSink() { Close(); }
+
+void SqliteSink::Close() {
+  if (insert_) sqlite3_finalize(insert_);
+  insert_ = nullptr;
+  if (db_) sqlite3_close_v2(db_);
+  db_ = nullptr;
+}
+
+Status SqliteSink::Error(const char* what, int rc) const {
+  std::string m = std::string("sqlite ") + what + " (" + s_.path + ", table " + s_.table.table +
+                  "): " + (db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc));
+  return IsFatal(rc) ? Status::Fatal(std::move(m)) : Status::Retry(std::move(m));
+}
+
+Status SqliteSink::Exec(const char* sql) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  sqlite3_free(err);
+  return rc == SQLITE_OK ? Status::Ok() : Error("statement", rc);
+}
+
+Status SqliteSink::Open(const std::string&) {
+  if (!s_.error.empty()) return Status::Fatal(s_.error);
+  Close();
+  const size_t slash = s_.path.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    Status st = fs::MakeDirs(s_.path.substr(0, slash), 0755);
+    if (!st.ok()) return Status::Retry(st.message());
+  }
+  int rc = sqlite3_open_v2(s_.path.c_str(), &db_,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    Status e = Status::Retry("sqlite open " + s_.path + ": " +
+                             (db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc)));
+    Close();
+    return e;
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  Status st = Exec("PRAGMA journal_mode=WAL");
+  if (st.ok()) st = Exec(s_.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+  if (!st.ok()) {
+    Close();
+    return Status::Retry(st.message());
+  }
+  if (!s_.table.columns.empty()) return Prepare(nullptr);
+  return Status::Ok();  // the table waits for the first record
+}
+
+Status SqliteSink::Prepare(const uint8_t* first_payload) {
+  // An existing table is used as it is.
+  const std::string table = Quote(s_.table.table);
+  std::vector<Column> existing;
+  {
+    sqlite3_stmt* info = nullptr;
+    const std::string q = "PRAGMA table_info(" + table + ")";
+    int rc = sqlite3_prepare_v2(db_, q.c_str(), -1, &info, nullptr);
+    if (rc != SQLITE_OK) return Error("table_info", rc);
+    while ((rc = sqlite3_step(info)) == SQLITE_ROW) {
+      const char* name = reinterpret_cast<const char*>(sqlite3_column_text(info, 1));
+      const char* type = reinterpret_cast<const char*>(sqlite3_column_text(info, 2));
+      existing.push_back({name ? name : "", FromSqlType(type ? type : "")});
+    }
+    sqlite3_finalize(info);
+    if (rc != SQLITE_DONE) return Error("table_info", rc);
+  }
+  std::vector<Column> cols;
+  if (!existing.empty()) {
+    const bool has_id = std::any_of(existing.begin(), existing.end(),
+                                    [](const Column& c) { return c.name == "_fork_id"; });
+    if (!has_id) {
+      return Status::Fatal("sqlite table " + s_.table.table + " in " + s_.path +
+                           " exists without a _fork_id column; add one (TEXT PRIMARY KEY) or "
+                           "name another table");
+    }
+    // _fork_id first, extra last, the table's other columns between.
+    cols.push_back({"_fork_id", ColType::kText});
+    for (const auto& c : existing) {
+      if (c.name != "_fork_id" && c.name != "extra") cols.push_back(c);
+    }
+    const bool has_extra = std::any_of(existing.begin(), existing.end(),
+                                       [](const Column& c) { return c.name == "extra"; });
+    if (s_.table.extra && !has_extra) {
+      Status st = Exec(("ALTER TABLE " + table + " ADD COLUMN \"extra\" TEXT").c_str());
+      if (!st.ok()) return st;
+    }
+    if (s_.table.extra) cols.push_back({"extra", ColType::kJson});
+  } else {
+    cols = s_.table.columns.empty() ? InferColumns(s_.table, first_payload)
+                                    : CompleteColumns(s_.table);
+    std::string ddl = "CREATE TABLE IF NOT EXISTS " + table + " (";
+    for (size_t i = 0; i < cols.size(); ++i) {
+      if (i) ddl += ", ";
+      ddl += Quote(cols[i].name) + " " + SqlType(cols[i].type);
+      const bool primary = cols[i].name == "_fork_id" &&
+                           (!s_.table.upsert || s_.table.key == "_fork_id");
+      if (primary) ddl += " PRIMARY KEY";
+      if (s_.table.upsert && s_.table.key != "_fork_id" && cols[i].name == s_.table.key) {
+        ddl += " UNIQUE";
+      }
+    }
+    ddl += ")";
+    Status st = Exec(ddl.c_str());
+    if (!st.ok()) return st;
+  }
+  if (s_.table.upsert && std::none_of(cols.begin(), cols.end(), [&](const Column& c) {
+        return c.name == s_.table.key;
+      })) {
+    return Status::Fatal("sqlite table " + s_.table.table + ": the upsert key '" + s_.table.key +
+                         "' is not one of its columns");
+  }
+  // INSERT ... ON CONFLICT: append ignores a record delivered again; upsert
+  // replaces the row with the same key.
+  std::string names, params, updates;
+  for (size_t i = 0; i < cols.size(); ++i) {
+    if (i) {
+      names += ", ";
+      params += ", ";
+    }
+    names += Quote(cols[i].name);
+    params += "?";
+    if (cols[i].name != s_.table.key) {
+      if (!updates.empty()) updates += ", ";
+      updates += Quote(cols[i].name) + " = excluded." + Quote(cols[i].name);
+    }
+  }
+  const std::string base = "INSERT INTO " + table + " (" + names + ") VALUES (" + params + ")";
+  std::string sql = s_.table.upsert
+                        ? base + " ON CONFLICT(" + Quote(s_.table.key) + ") DO UPDATE SET " + updates
+                        : base + " ON CONFLICT(\"_fork_id\") DO NOTHING";
+  int rc = sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &insert_, nullptr);
+  if (rc != SQLITE_OK && !s_.table.upsert) {
+    // A table of its own making without a unique _fork_id: plain inserts.
+    rc = sqlite3_prepare_v3(db_, base.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &insert_, nullptr);
+  }
+  if (rc != SQLITE_OK) {
+    Status e = Error("prepare insert", rc);
+    if (s_.table.upsert) {
+      e = Status::Fatal(e.message() + " (an upsert needs a PRIMARY KEY or UNIQUE constraint on " +
+                        s_.table.key + ")");
+    }
+    return e;
+  }
+  columns_ = std::move(cols);
+  mapper_.Reset(&columns_, s_.table.extra);
+  return Status::Ok();
+}
+
+void SqliteSink::Write(const Record& r) {
+  Held h;
+  h.id_at = arena_.size();
+  h.id_size = r.event_id.size();
+  arena_.append(r.event_id);
+  h.payload_at = arena_.size();
+  h.payload_size = r.payload_size;
+  arena_.append(reinterpret_cast<const char*>(r.payload), r.payload_size);
+  batch_.push_back(h);
+}
+
+void SqliteSink::Discard() {
+  arena_.clear();
+  batch_.clear();
+}
+
+Status SqliteSink::Flush() {
+  if (batch_.empty()) return Status::Ok();
+  if (db_ == nullptr) {
+    Status st = Open("");
+    if (!st.ok()) return st;
+  }
+  const auto* base = reinterpret_cast<const uint8_t*>(arena_.data());
+  if (insert_ == nullptr) {
+    Status st = Prepare(base + batch_[0].payload_at);
+    if (!st.ok()) return st;
+  }
+  Status st = Exec("BEGIN IMMEDIATE");
+  if (!st.ok()) return st;
+  std::string error;
+  for (const Held& h : batch_) {
+    const uint8_t* payload = base + h.payload_at;
+    if (!mapper_.Map(payload, h.payload_size, &error)) {
+      (void)Exec("ROLLBACK");
+      return Status::Fatal("sqlite table " + s_.table.table + ": record " +
+                           std::string(arena_, h.id_at, h.id_size) + ": " + error);
+    }
+    sqlite3_bind_text(insert_, 1, arena_.data() + h.id_at, static_cast<int>(h.id_size),
+                      SQLITE_STATIC);
+    for (size_t c = 1; c < columns_.size(); ++c) {
+      const int p = static_cast<int>(c + 1);
+      if (c == mapper_.extra_index()) {
+        const std::string& x = mapper_.extra_json();
+        if (x.empty()) {
+          sqlite3_bind_null(insert_, p);
+        } else {
+          sqlite3_bind_text(insert_, p, x.data(), static_cast<int>(x.size()), SQLITE_TRANSIENT);
+        }
+        continue;
+      }
+      const uint8_t* v = mapper_.value(c);
+      if (v == nullptr) {
+        sqlite3_bind_null(insert_, p);
+        continue;
+      }
+      wire::Reader rd(v, h.payload_size - static_cast<size_t>(v - payload));
+      const wire::Value val = rd.Peek();
+      const ColType t = columns_[c].type;
+      if (t == ColType::kJson && val.kind != wire::Kind::kNil) {
+        cell_.clear();
+        AppendJson(v, &cell_);
+        sqlite3_bind_text(insert_, p, cell_.data(), static_cast<int>(cell_.size()),
+                          SQLITE_TRANSIENT);
+        continue;
+      }
+      switch (val.kind) {
+        case wire::Kind::kNil: sqlite3_bind_null(insert_, p); break;
+        case wire::Kind::kBool: sqlite3_bind_int(insert_, p, val.b ? 1 : 0); break;
+        case wire::Kind::kInt: sqlite3_bind_int64(insert_, p, val.i); break;
+        case wire::Kind::kUint:
+          if (val.u <= static_cast<uint64_t>(INT64_MAX)) {
+            sqlite3_bind_int64(insert_, p, static_cast<int64_t>(val.u));
+          } else {
+            sqlite3_bind_double(insert_, p, static_cast<double>(val.u));
+          }
+          break;
+        case wire::Kind::kFloat: sqlite3_bind_double(insert_, p, val.f); break;
+        case wire::Kind::kStr:
+          // The arena holds the bytes until the statement is reset.
+          sqlite3_bind_text(insert_, p, reinterpret_cast<const char*>(val.ptr),
+                            static_cast<int>(val.len), SQLITE_STATIC);
+          break;
+        default:
+          // Maps and arrays in a non-json column, binary, timestamps: text.
+          CellText(v, t, &cell_);
+          sqlite3_bind_text(insert_, p, cell_.data(), static_cast<int>(cell_.size()),
+                            SQLITE_TRANSIENT);
+      }
+    }
+    const int rc = sqlite3_step(insert_);
+    sqlite3_reset(insert_);
+    if (rc != SQLITE_DONE) {
+      Status e = Error("insert", rc);
+      (void)Exec("ROLLBACK");
+      if (e.IsFatal()) {
+        return Status::Fatal(e.message() + " (record " + std::string(arena_, h.id_at, h.id_size) +
+                             ")");
+      }
+      return e;
+    }
+  }
+  st = Exec("COMMIT");
+  if (!st.ok()) {
+    (void)Exec("ROLLBACK");
+    // A failed commit is never the records' fault.
+    return Status::Retry(st.message());
+  }
+  Discard();
+  return Status::Ok();
+}
+
+}  // namespace forkd::sinks

@@ -1,0 +1,72 @@
+// The `sqlite` sink: the embedded default store, no server to run.
+//
+// One transaction per batch, in WAL mode, with one prepared statement bound
+// value by value (identifiers quoted, values never in the SQL text).
+// mode: append inserts each record once: `_fork_id` is the primary key and a
+// record delivered again after a crash is ignored (ON CONFLICT DO NOTHING).
+// mode: upsert replaces the row with the same `key` (ON CONFLICT DO UPDATE);
+// a destination with an aggregate step upserts by default, so its rows are
+// current per (window, group). The table is created from `columns`, or from
+// the first record (sinks/common/table.h has the rule); an existing table is
+// used as it is, with an `extra` column added when it lacks one.
+//
+// Errors: busy, locked, I/O and full-disk are retried; constraint and type
+// errors are fatal, so the pipeline splits the batch down to the records the
+// table refuses, which go to dead letters.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/options.h"
+#include "sinks/common/table.h"
+#include "sinks/sink.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace forkd::sinks {
+
+const std::vector<OptionSpec>& SqliteSinkOptions();
+std::unique_ptr<Sink> CreateSqliteSink(const SinkContext& ctx);
+
+class SqliteSink : public Sink {
+ public:
+  struct Settings {
+    std::string path;  // absolute
+    TableSpec table;
+    bool synchronous_full = true;
+    std::string error;  // a bad option: Open fails with it
+  };
+  explicit SqliteSink(Settings s);
+  ~SqliteSink() override;
+
+  Status Open(const std::string& state) override;
+  void Write(const Record& r) override;
+  size_t buffered_bytes() const override { return arena_.size(); }
+  Status Flush() override;
+  void Discard() override;
+
+ private:
+  // Creates or reads the table and prepares the insert for these columns.
+  Status Prepare(const uint8_t* first_payload);
+  Status Exec(const char* sql);
+  Status Error(const char* what, int rc) const;
+  void Close();
+
+  Settings s_;
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* insert_ = nullptr;
+  std::vector<Column> columns_;
+  RowMapper mapper_;
+  // The batch: ids and payloads copied (the log's memory moves on), kept
+  // until a Flush succeeds so a retry sends the same records.
+  std::string arena_;
+  struct Held {
+    size_t id_at, id_size, payload_at, payload_size;
+  };
+  std::vector<Held> batch_;
+  std::string cell_;  // scratch for json and timestamps
+};
+
+}  // namespace forkd::sinks
