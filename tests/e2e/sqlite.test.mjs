@@ -1,0 +1,284 @@
+// The sqlite sink, against real SQLite files read back with better-sqlite3:
+// append, upsert idempotency, type mapping with nested values, declared
+// columns and `extra`, a constraint violation (only that record in dead
+// letters), hostile field names and values, a kill -9 mid-run, and daily
+// aggregate totals equal to what was acknowledged.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { createClient } from '../../js/index.mjs';
+import { startForkd, tempConfig, endpointFor, readJsonl } from './helpers.mjs';
+import { purchases } from '../../bench/workload.mjs';
+
+const HEAD = 'data_dir: ./.fork\n';
+
+async function withForkd(yaml, fn) {
+  const { dir, config } = tempConfig(yaml, 'fork-sqlite-');
+  let forkd;
+  let client;
+  try {
+    forkd = await startForkd(config);
+    client = createClient({ endpoint: endpointFor(dir), timeoutMs: 10000 });
+    const stop = async () => {
+      await client.close();
+      const r = await forkd.stop('SIGTERM');
+      assert.equal(r.code, 0, forkd.stderr());
+    };
+    const restart = async () => {
+      forkd = await startForkd(config);
+      client = createClient({ endpoint: endpointFor(dir), timeoutMs: 10000 });
+      return { forkd, client };
+    };
+    const db = (name = 'out.db') => new Database(path.join(dir, name), { readonly: true, fileMustExist: true });
+    return await fn({ dir, config, get forkd() { return forkd; }, get client() { return client; }, stop, restart, db });
+  } finally {
+    if (client) await client.close(0);
+    if (forkd) await forkd.stop('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('append: every acknowledged event once, types mapped, nested values as JSON text', async () => {
+  const yaml = `${HEAD}destinations:\n  orders: { type: sqlite, path: ./out.db, table: orders }\n`;
+  await withForkd(yaml, async ({ client, stop, db }) => {
+    const next = purchases(11);
+    const sent = [];
+    for (let i = 0; i < 2000; i++) sent.push([next(), null]);
+    const receipts = await Promise.all(sent.map(([p]) => client.routeData(p, 'orders')));
+    await stop();
+    const d = db();
+    const cols = d.prepare("SELECT name, type, pk FROM pragma_table_info('orders')").all();
+    assert.deepEqual(cols.map((c) => [c.name, c.type]), [
+      ['_fork_id', 'TEXT'], ['event', 'TEXT'], ['orderId', 'TEXT'], ['userId', 'TEXT'], ['amount', 'REAL'],
+      ['currency', 'TEXT'], ['items', 'TEXT'], ['ts', 'INTEGER'], ['campaign', 'TEXT'], ['ok', 'INTEGER'],
+      ['extra', 'TEXT'],
+    ]);
+    assert.equal(cols[0].pk, 1, '_fork_id is the primary key');
+    const rows = d.prepare('SELECT * FROM orders').all();
+    assert.equal(rows.length, 2000);
+    const byId = new Map(rows.map((r) => [r._fork_id, r]));
+    receipts.forEach((r, i) => {
+      const row = byId.get(r.id);
+      const p = sent[i][0];
+      assert.ok(row, `row for ${r.id}`);
+      assert.equal(row.orderId, p.orderId);
+      assert.equal(row.amount, p.amount);
+      assert.equal(row.ts, p.ts);
+      assert.equal(row.ok, 1);
+      assert.deepEqual(JSON.parse(row.items), p.items);
+      assert.equal(row.extra, null);
+    });
+    assert.equal(d.prepare("SELECT json_extract(items, '$[0].qty') q FROM orders LIMIT 1").get().q >= 1, true);
+    d.close();
+  });
+});
+
+test('upsert: the same events twice give the same rows; a later version of a key wins', async () => {
+  const yaml = `${HEAD}destinations:
+  users:
+    type: sqlite
+    path: ./out.db
+    table: users
+    mode: upsert
+    key: userId
+    columns: { userId: text, name: text, visits: integer, profile: json }
+`;
+  await withForkd(yaml, async ({ client, stop, db }) => {
+    const v1 = Array.from({ length: 50 }, (_, i) => ({ userId: `u${i}`, name: `n${i}`, visits: 1, profile: { tags: ['a'] } }));
+    for (const p of v1) await client.routeData(p, 'users');
+    for (const p of v1) await client.routeData(p, 'users');  // the same again
+    await client.routeData({ userId: 'u7', name: 'Sue', visits: 2, profile: { tags: ['b', 'c'] }, plan: 'pro' }, 'users', { ack: 'delivered' });
+    await stop();
+    const d = db();
+    assert.equal(d.prepare('SELECT count(*) n FROM users').get().n, 50);
+    const sue = d.prepare("SELECT * FROM users WHERE userId = 'u7'").get();
+    assert.equal(sue.name, 'Sue');
+    assert.equal(sue.visits, 2);
+    assert.deepEqual(JSON.parse(sue.profile), { tags: ['b', 'c'] });
+    assert.deepEqual(JSON.parse(sue.extra), { plan: 'pro' }, 'a field without a column lands in extra');
+    assert.equal(d.prepare("SELECT name FROM users WHERE userId = 'u8'").get().name, 'n8');
+    d.close();
+  });
+});
+
+test('extra: false refuses a record with an unknown field; a constraint violation dead-letters only that record', async () => {
+  const yaml = `${HEAD}destinations:
+  strict:
+    type: sqlite
+    path: ./out.db
+    table: strict
+    extra: false
+    columns: { orderId: text, total: real }
+  checked:
+    type: sqlite
+    path: ./checked.db
+    table: checked
+    columns: { orderId: text, total: real }
+`;
+  await withForkd(yaml, async ({ dir, client, stop, db, forkd }) => {
+    const ids = [];
+    for (let i = 0; i < 20; i++) {
+      const p = i === 13 ? { orderId: 'o13', total: 1, surprise: true } : { orderId: `o${i}`, total: i };
+      ids.push((await client.routeData(p, 'strict')).id);
+    }
+    await stop();
+    const d = db();
+    const rows = d.prepare('SELECT _fork_id FROM strict').all().map((r) => r._fork_id);
+    assert.equal(rows.length, 19);
+    assert.ok(!rows.includes(ids[13]));
+    d.close();
+    const dl = readJsonl(path.join(dir, '.fork/dead_letters/strict.jsonl'));
+    assert.equal(dl.length, 1, JSON.stringify(dl));
+    assert.equal(dl[0]._fork_id, ids[13]);
+    assert.match(dl[0].reason, /field "surprise" has no column in the table \(and extra: false\)/);
+  });
+
+  // A NOT NULL / CHECK constraint on a table the user made.
+  const { dir, config } = tempConfig(yaml, 'fork-sqlite-');
+  try {
+    const pre = new Database(path.join(dir, 'checked.db'));
+    pre.exec('CREATE TABLE checked (_fork_id TEXT PRIMARY KEY, orderId TEXT NOT NULL, total REAL CHECK (total >= 0), extra TEXT)');
+    pre.close();
+    const forkd = await startForkd(config);
+    const client = createClient({ endpoint: endpointFor(dir) });
+    const sent = [];
+    for (let i = 0; i < 300; i++) sent.push({ orderId: `o${i}`, total: i === 150 ? -5 : i });
+    const receipts = await Promise.all(sent.map((p) => client.routeData(p, 'checked', { ack: 'delivered' })));
+    await client.close();
+    assert.equal((await forkd.stop()).code, 0);
+    const d = new Database(path.join(dir, 'checked.db'), { readonly: true });
+    const have = new Set(d.prepare('SELECT _fork_id FROM checked').all().map((r) => r._fork_id));
+    d.close();
+    assert.equal(have.size, 299);
+    assert.ok(!have.has(receipts[150].id));
+    const dl = readJsonl(path.join(dir, '.fork/dead_letters/checked.jsonl'));
+    assert.deepEqual(dl.map((l) => l._fork_id), [receipts[150].id], 'only the bad record');
+    assert.match(dl[0].reason, /CHECK constraint failed/);
+    assert.deepEqual(dl[0].payload, { orderId: 'o150', total: -5 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('hostile field names and values are stored verbatim, never run', async () => {
+  const yaml = `${HEAD}destinations:\n  t: { type: sqlite, path: ./out.db, table: 'odd"; DROP TABLE x; --' }\n`;
+  await withForkd(yaml, async ({ client, stop, db }) => {
+    const evil = {
+      'name"); DROP TABLE t; --': "Robert'); DROP TABLE students;--",
+      'quote"s': 'a"b\'c\\d',
+      plain: 'ünïcødé ✓ 😀',
+      '': 'empty key',
+    };
+    const r = await client.routeData(evil, 't', { ack: 'delivered' });
+    await client.routeData({ plain: 'second', later: 'x"y' }, 't', { ack: 'delivered' });
+    await stop();
+    const d = db();
+    const tables = d.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all().map((t) => t.name);
+    assert.deepEqual(tables, ['odd"; DROP TABLE x; --']);
+    const row = d.prepare('SELECT * FROM "odd""; DROP TABLE x; --" WHERE _fork_id = ?').get(r.id);
+    assert.equal(row['name"); DROP TABLE t; --'], "Robert'); DROP TABLE students;--");
+    assert.equal(row['quote"s'], 'a"b\'c\\d');
+    assert.equal(row.plain, 'ünïcødé ✓ 😀');
+    const second = d.prepare('SELECT extra FROM "odd""; DROP TABLE x; --" WHERE plain = ?').get('second');
+    assert.deepEqual(JSON.parse(second.extra), { later: 'x"y' });
+    d.close();
+  });
+});
+
+test('kill -9 mid-run: nothing acknowledged is lost, nothing doubled', async () => {
+  const yaml = `${HEAD}destinations:\n  orders: { type: sqlite, path: ./out.db, table: orders, batch: { max_events: 500 } }\n`;
+  await withForkd(yaml, async ({ client, restart, stop, db, forkd }) => {
+    const next = purchases(5);
+    const acked = [];
+    const inflight = [];
+    for (let i = 0; i < 20000; i++) inflight.push(client.routeData(next(), 'orders').then((r) => acked.push(r.id), () => {}));
+    await new Promise((r) => setTimeout(r, 150));
+    forkd.proc.kill('SIGKILL');
+    await Promise.allSettled(inflight);
+    await client.close(0);
+    const again = await restart();
+    // Everything acknowledged before the kill, plus a new event after it.
+    const last = await again.client.routeData(next(), 'orders', { ack: 'delivered' });
+    acked.push(last.id);
+    await stop();
+    const d = db();
+    const rows = d.prepare('SELECT _fork_id FROM orders').all().map((r) => r._fork_id);
+    d.close();
+    const have = new Set(rows);
+    assert.equal(rows.length, have.size, 'no duplicates');
+    const missing = acked.filter((id) => !have.has(id));
+    assert.deepEqual(missing, [], `${missing.length} acknowledged events missing`);
+    assert.ok(acked.length > 1, `some events were acknowledged (${acked.length})`);
+  });
+});
+
+test('daily aggregate: rows upserted per (window, currency), totals equal what was acknowledged, readable while it runs', async () => {
+  const yaml = `${HEAD}destinations:
+  revenue:
+    type: sqlite
+    path: ./analytics.db
+    table: daily_revenue
+    transforms:
+      - aggregate: { window: 1d, time_field: ts, group_by: [currency],
+                     measures: { revenue: sum(amount), orders: count() }, emit_every: 100ms }
+`;
+  await withForkd(yaml, async ({ client, stop, db, dir }) => {
+    const next = purchases(9);
+    const expect = new Map();
+    const add = (p) => {
+      const day = new Date(p.ts).toISOString().slice(0, 10);
+      const k = `${day}|${p.currency}`;
+      const e = expect.get(k) ?? { revenue: 0, orders: 0 };
+      e.revenue += p.amount;
+      e.orders += 1;
+      expect.set(k, e);
+    };
+    for (let i = 0; i < 3000; i++) {
+      const p = next();
+      await client.routeData(p, 'revenue');
+      add(p);
+    }
+    // Queried while forkd runs: the current totals.
+    const t0 = Date.now();
+    let rows = [];
+    while (Date.now() - t0 < 10000) {
+      if (existsSync(path.join(dir, 'analytics.db'))) {
+        const d = db('analytics.db');
+        rows = d.prepare('SELECT * FROM daily_revenue').all();
+        d.close();
+        if (rows.reduce((s, r) => s + r.orders, 0) === 3000) break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(rows.length, expect.size, 'one row per (day, currency)');
+    for (const r of rows) {
+      const e = expect.get(`${r.window_start.slice(0, 10)}|${r.currency}`);
+      assert.ok(e, `expected group for ${JSON.stringify(r)}`);
+      assert.equal(r.orders, e.orders);
+      assert.ok(Math.abs(r.revenue - e.revenue) < 1e-6, `${r.revenue} vs ${e.revenue}`);
+      assert.equal(r._fork_id, `${r.window_start}/1d/["${r.currency}"]`);
+    }
+    await stop();
+  });
+});
+
+test('bad sqlite options are refused by forkd check with file:line:col', async () => {
+  const { dir, config } = tempConfig(`${HEAD}destinations:\n  t: { type: sqlite, path: ./x.db, mode: merge }\n`);
+  try {
+    const { execFileSync } = await import('node:child_process');
+    const { FORKD } = await import('./helpers.mjs');
+    let out = '';
+    try {
+      execFileSync(FORKD, ['check', '--config', config], { stdio: 'pipe' });
+    } catch (e) {
+      out = e.stderr.toString();
+      assert.equal(e.status, 2);
+    }
+    assert.match(out, /fork\.yaml:3:\d+: destinations\.t\.table: required option is missing/);
+    assert.match(out, /fork\.yaml:3:\d+: destinations\.t\.mode: expected one of append, upsert, got 'merge'/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
