@@ -6,12 +6,13 @@
 #   scripts/install-deps.sh --runtime only what a built forkd needs to run
 set -euo pipefail
 
-runtime_pkgs=(libzmq5 libyaml-cpp0.7 libspdlog1.10 libfmt9 libcpp-httplib0.11 libre2-9 libssl3 libcurl4 zlib1g libsqlite3-0)
+runtime_pkgs=(libzmq5 libyaml-cpp0.7 libspdlog1.10 libfmt9 libcpp-httplib0.11 libre2-9 libssl3 libcurl4 zlib1g libsqlite3-0 libpq5)
 build_pkgs=(
   build-essential cmake ninja-build pkg-config
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
   libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   catch2 libcpp-httplib-dev libre2-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libsqlite3-dev
+  libpq-dev postgresql
 )
 
 pkgs=("${build_pkgs[@]}")

@@ -2,6 +2,7 @@
 
 #include "sinks/file/file_sink.h"
 #include "sinks/http/http_sink.h"
+#include "sinks/postgres/postgres_sink.h"
 #include "sinks/sqlite/sqlite_sink.h"
 #include "sinks/stdout/stdout_sink.h"
 
@@ -11,6 +12,7 @@ const std::vector<SinkType>& SinkTypes() {
   static const std::vector<SinkType> types = {
       {"file", &FileSinkOptions, &CreateFileSink},
       {"http", &HttpSinkOptions, &CreateHttpSink},
+      {"postgres", &PostgresSinkOptions, &CreatePostgresSink},
       {"sqlite", &SqliteSinkOptions, &CreateSqliteSink},
       {"stdout", &StdoutSinkOptions, &CreateStdoutSink},
   };

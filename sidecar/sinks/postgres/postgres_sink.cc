@@ -1,0 +1,802 @@
+#include "sinks/postgres/postgres_sink.h"
+
+#include <libpq-fe.h>
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+
+#include "sinks/common/json.h"
+#include "wire/msgpack.h"
+
+namespace forkd::sinks {
+namespace pg {
+
+bool SqlStateRetries(std::string_view s) {
+  if (s.size() != 5) return true;  // not from the server: the connection's problem
+  const std::string_view cls = s.substr(0, 2);
+  // The records themselves are refused: bad data (22), constraints (23),
+  // cardinality (21), WITH CHECK OPTION (44), a row or key too large (54),
+  // an exception raised by a trigger (P0), unsupported (0A).
+  if (cls == "22" || cls == "23" || cls == "21" || cls == "44" || cls == "54" || cls == "P0" ||
+      cls == "0A") {
+    return false;
+  }
+  if (cls == "40") return s != "40002";  // serialization, deadlock: retry; deferred constraint: not
+  if (cls == "42") {
+    // Undefined or mistyped columns and tables are about these records; a
+    // missing privilege or unique index is the operator's to fix, and every
+    // record alike waits for it.
+    return s == "42501" || s == "42P10";
+  }
+  // Connection (08), resources (53), shutdown and cancels (57), system (58),
+  // locks (55), read-only standby (25), internal (XX), anything else: the
+  // same batch may well succeed later.
+  return true;
+}
+
+std::string QuoteIdent(std::string_view name) {
+  std::string out;
+  out.reserve(name.size() + 2);
+  out.push_back('"');
+  for (char c : name) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+void AppendCopyText(std::string_view s, std::string* out) {
+  size_t from = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const char* esc = nullptr;
+    switch (c) {
+      case '\\': esc = "\\\\"; break;
+      case '\n': esc = "\\n"; break;
+      case '\r': esc = "\\r"; break;
+      case '\t': esc = "\\t"; break;
+      default: continue;
+    }
+    out->append(s.data() + from, i - from);
+    out->append(esc);
+    from = i + 1;
+  }
+  out->append(s.data() + from, s.size() - from);
+}
+
+std::string SafeUrl(const std::string& url) {
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return "postgres (url not shown)";
+  const size_t host = scheme_end + 3;
+  size_t end = url.find_first_of("?#", host);
+  if (end == std::string::npos) end = url.size();
+  const size_t path = std::min(url.find('/', host), end);
+  const size_t at = url.rfind('@', path);
+  const size_t from = (at != std::string::npos && at >= host && at < path) ? at + 1 : host;
+  return url.substr(0, host) + url.substr(from, end - from);
+}
+
+namespace {
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string PercentDecode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 && HexValue(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+void ReplaceAll(std::string* s, const std::string& what, std::string_view with) {
+  if (what.empty()) return;
+  for (size_t at = s->find(what); at != std::string::npos; at = s->find(what, at + with.size())) {
+    s->replace(at, what.size(), with);
+  }
+}
+
+// The secrets a url may hold: the password of its user info and of a
+// password= parameter, as written and percent-decoded.
+std::vector<std::string> Secrets(const std::string& url) {
+  std::vector<std::string> out;
+  const size_t scheme_end = url.find("://");
+  if (scheme_end != std::string::npos) {
+    const size_t host = scheme_end + 3;
+    const size_t end = std::min(url.find_first_of("/?#", host), url.size());
+    const size_t at = url.rfind('@', end);
+    if (at != std::string::npos && at >= host && at < end) {
+      const size_t colon = url.find(':', host);
+      if (colon != std::string::npos && colon < at) out.push_back(url.substr(colon + 1, at - colon - 1));
+    }
+  }
+  for (size_t p = url.find("password="); p != std::string::npos; p = url.find("password=", p + 1)) {
+    const size_t v = p + 9;
+    const size_t e = std::min(url.find_first_of("&# ", v), url.size());
+    out.push_back(url.substr(v, e - v));
+  }
+  const size_t n = out.size();
+  for (size_t i = 0; i < n; ++i) out.push_back(PercentDecode(out[i]));
+  std::erase_if(out, [](const std::string& s) { return s.empty(); });
+  // Longest first, so a secret that contains another is replaced whole.
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  return out;
+}
+
+}  // namespace
+
+std::string Redact(std::string msg, const std::string& url) {
+  if (!url.empty()) ReplaceAll(&msg, url, SafeUrl(url));
+  for (const auto& secret : Secrets(url)) ReplaceAll(&msg, secret, "***");
+  return msg;
+}
+
+bool ValidIdent(std::string_view name) {
+  return !name.empty() && name.size() <= 63 && name.find('\0') == std::string_view::npos;
+}
+
+}  // namespace pg
+
+namespace {
+
+constexpr size_t kCopyChunk = 256 * 1024;
+constexpr size_t kMaxParams = 65535;  // of one statement, the protocol's limit
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// libpq's messages end in a newline and may span lines: one line.
+std::string OneLine(const char* m) {
+  std::string out;
+  bool space = false;
+  for (const char* p = m ? m : ""; *p != 0; ++p) {
+    const auto c = static_cast<unsigned char>(*p);
+    if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out.push_back(' ');
+    space = false;
+    out.push_back(static_cast<char>(c));
+  }
+  return out;
+}
+
+const char* PgType(ColType t) {
+  switch (t) {
+    case ColType::kText: return "text";
+    case ColType::kInteger: return "bigint";
+    case ColType::kReal: return "double precision";
+    case ColType::kBoolean: return "boolean";
+    case ColType::kJson: return "jsonb";
+    case ColType::kTimestamp: return "timestamptz";
+  }
+  return "text";
+}
+
+// information_schema's data_type -> the type cells are written as.
+ColType FromPgType(std::string_view t) {
+  if (t == "bigint" || t == "integer" || t == "smallint") return ColType::kInteger;
+  if (t == "double precision" || t == "real" || t == "numeric") return ColType::kReal;
+  if (t == "boolean") return ColType::kBoolean;
+  if (t == "json" || t == "jsonb") return ColType::kJson;
+  if (t.starts_with("timestamp") || t == "date") return ColType::kTimestamp;
+  return ColType::kText;
+}
+
+void IgnoreNotice(void*, const char*) {}
+
+}  // namespace
+
+const std::vector<OptionSpec>& PostgresSinkOptions() {
+  static const std::vector<OptionSpec> specs = [] {
+    std::vector<OptionSpec> v = {
+        {"url", OptType::kString, "",
+         "Connection URI, postgres://user:password@host:port/database?sslmode=...; use ${ENV} "
+         "for the password (it is never logged)",
+         true},
+        {"schema", OptType::kString, "",
+         "Schema of the table; unset: the connection's current schema (first on search_path)"},
+        {"timeout", OptType::kDuration, "30s",
+         "Limit on connecting and on each batch's statements; past it the connection is dropped "
+         "and the batch retried",
+         false, {}, 1000, 3600000},
+    };
+    for (auto& o : TableOptions()) v.push_back(o);
+    return v;
+  }();
+  return specs;
+}
+
+std::unique_ptr<Sink> CreatePostgresSink(const SinkContext& ctx) {
+  const Options& o = ctx.destination->sink;
+  PostgresSink::Settings s;
+  s.url = o.Str("url");
+  s.schema = o.Str("schema");
+  s.timeout_ms = o.Millis("timeout");
+  ParseTableSpec(o, &s.table, &s.error);
+  return std::make_unique<PostgresSink>(std::move(s));
+}
+
+PostgresSink::PostgresSink(Settings s) : s_(std::move(s)) {
+  safe_url_ = pg::SafeUrl(s_.url);
+  shown_ = (s_.schema.empty() ? std::string() : s_.schema + ".") + s_.table.table;
+}
+
+PostgresSink::~PostgresSink() { Disconnect(); }
+
+Status PostgresSink::Open(const std::string&) {
+  if (!s_.error.empty()) return Status::Fatal(s_.error);
+  if (!s_.url.starts_with("postgres://") && !s_.url.starts_with("postgresql://")) {
+    return Status::Fatal("url must start with postgres:// or postgresql://");
+  }
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(s_.url.c_str(), &err);
+  if (opts == nullptr) {
+    std::string m = OneLine(err);
+    PQfreemem(err);
+    return Status::Fatal(pg::Redact("url " + safe_url_ + ": " + m, s_.url));
+  }
+  PQconninfoFree(opts);
+  if (!pg::ValidIdent(s_.table.table)) return Status::Fatal("table: must be 1-63 bytes");
+  if (!s_.schema.empty() && !pg::ValidIdent(s_.schema)) {
+    return Status::Fatal("schema: must be 1-63 bytes");
+  }
+  for (const auto& c : s_.table.columns) {
+    if (!pg::ValidIdent(c.name)) return Status::Fatal("columns." + c.name + ": must be 1-63 bytes");
+  }
+  // The connection is made at the first Flush, and again after a failure.
+  return Status::Ok();
+}
+
+void PostgresSink::Write(const Record& r) {
+  Held h;
+  h.id_at = bytes_.size();
+  h.id_size = r.event_id.size();
+  bytes_.append(r.event_id);
+  h.payload_at = bytes_.size();
+  h.payload_size = r.payload_size;
+  bytes_.append(reinterpret_cast<const char*>(r.payload), r.payload_size);
+  recs_.push_back(h);
+}
+
+void PostgresSink::Discard() {
+  bytes_.clear();
+  recs_.clear();
+}
+
+Status PostgresSink::Flush() {
+  if (recs_.empty()) return Status::Ok();
+  deadline_ms_ = NowMs() + s_.timeout_ms;
+  Status st = Connect();
+  if (st.ok()) st = EnsureTable();
+  if (st.ok()) st = BuildRows();
+  if (st.ok()) st = s_.table.upsert ? SendUpsert() : SendCopy();
+  if (!st.ok()) {
+    if (conn_ != nullptr && PQtransactionStatus(conn_) != PQTRANS_IDLE) Rollback();
+    return st;
+  }
+  Discard();
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+// The connection.
+
+Status PostgresSink::Connect() {
+  if (conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK) return Status::Ok();
+  Disconnect();
+  // libpq counts connect_timeout in whole seconds, at least 2. Keywords
+  // before dbname may be overridden by the url; client_encoding may not.
+  const std::string connect_timeout = std::to_string(std::max<int64_t>(2, (s_.timeout_ms + 999) / 1000));
+  const char* keys[] = {"connect_timeout", "application_name", "dbname", "client_encoding", nullptr};
+  const char* values[] = {connect_timeout.c_str(), "forkd", s_.url.c_str(), "UTF8", nullptr};
+  conn_ = PQconnectdbParams(keys, values, 1);
+  if (conn_ == nullptr) return Status::Retry("postgres " + safe_url_ + ": out of memory");
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    const std::string m = OneLine(PQerrorMessage(conn_));
+    Disconnect();
+    return Status::Retry(pg::Redact("postgres " + safe_url_ + ": cannot connect: " + m, s_.url));
+  }
+  PQsetNoticeProcessor(conn_, &IgnoreNotice, nullptr);
+  if (PQsetnonblocking(conn_, 1) != 0) return Failed("cannot make the connection non-blocking");
+  table_ready_ = false;  // read it again: it may have changed while we were away
+  return Status::Ok();
+}
+
+void PostgresSink::Disconnect() {
+  if (conn_ != nullptr) PQfinish(conn_);
+  conn_ = nullptr;
+  table_ready_ = false;
+}
+
+Status PostgresSink::Failed(const std::string& what) {
+  std::string m = "postgres table " + shown_ + ": " + what;
+  if (conn_ != nullptr) {
+    const std::string e = OneLine(PQerrorMessage(conn_));
+    if (!e.empty()) m += ": " + e;
+  }
+  Disconnect();
+  return Status::Retry(pg::Redact(std::move(m), s_.url));
+}
+
+Status PostgresSink::ServerError(pg_result* r, const std::string& what) {
+  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+  std::string m = "postgres table " + shown_ + ": " + what + " failed: " +
+                  (primary != nullptr ? std::string(primary) : OneLine(PQresultErrorMessage(r)));
+  if (state != nullptr) m += std::string(" (SQLSTATE ") + state + ")";
+  m = pg::Redact(std::move(m), s_.url);
+  if (PQstatus(conn_) != CONNECTION_OK || state == nullptr) {
+    Disconnect();
+    return Status::Retry(std::move(m));
+  }
+  const std::string_view code(state);
+  // The table or a column is gone: read the table again before the next
+  // attempt (the pipeline's halves of this batch find it re-created).
+  if (code == "42P01" || code == "42703") table_ready_ = false;
+  if (pg::SqlStateRetries(code)) return Status::Retry(std::move(m));
+  return Status::Fatal(std::move(m));
+}
+
+void PostgresSink::Rollback() {
+  deadline_ms_ = NowMs() + s_.timeout_ms;
+  if (!Exec("ROLLBACK", "ROLLBACK", {}).ok()) Disconnect();
+}
+
+Status PostgresSink::WaitSocket(bool write) {
+  while (true) {
+    const int fd = PQsocket(conn_);
+    if (fd < 0) return Failed("connection lost");
+    const int64_t left = deadline_ms_ - NowMs();
+    if (left <= 0) {
+      Disconnect();
+      return Status::Retry("postgres table " + shown_ + ": no answer within " +
+                           std::to_string(s_.timeout_ms) + " ms (timeout); connection dropped");
+    }
+    pollfd p{fd, static_cast<short>(POLLIN | (write ? POLLOUT : 0)), 0};
+    const int rc = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
+    if (rc < 0 && errno != EINTR) return Failed(std::string("poll: ") + std::strerror(errno));
+    if (rc <= 0) continue;
+    if ((p.revents & (POLLIN | POLLERR | POLLHUP)) != 0 && PQconsumeInput(conn_) == 0) {
+      return Failed("connection lost");
+    }
+    return Status::Ok();
+  }
+}
+
+Status PostgresSink::FlushOutput() {
+  while (true) {
+    const int rc = PQflush(conn_);
+    if (rc == 0) return Status::Ok();
+    if (rc < 0) return Failed("send failed");
+    Status st = WaitSocket(true);
+    if (!st.ok()) return st;
+  }
+}
+
+Status PostgresSink::Collect(const std::string& what, pg_result** out, bool copy_in) {
+  PGresult* keep = nullptr;
+  PGresult* error = nullptr;
+  auto clear = [&] {
+    if (keep != nullptr) PQclear(keep);
+    if (error != nullptr) PQclear(error);
+  };
+  while (true) {
+    while (PQisBusy(conn_) != 0) {
+      Status st = WaitSocket(false);
+      if (!st.ok()) {
+        clear();
+        return st;
+      }
+    }
+    PGresult* r = PQgetResult(conn_);
+    if (r == nullptr) break;
+    const ExecStatusType status = PQresultStatus(r);
+    if (status == PGRES_COPY_IN && copy_in && error == nullptr) {
+      clear();
+      *out = r;
+      return Status::Ok();
+    }
+    if (status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE || status == PGRES_COPY_IN ||
+        status == PGRES_COPY_OUT || status == PGRES_NONFATAL_ERROR) {
+      if (error == nullptr) {
+        error = r;
+      } else {
+        PQclear(r);
+      }
+      if (status == PGRES_COPY_IN) PQputCopyEnd(conn_, "unexpected");
+      if (PQstatus(conn_) != CONNECTION_OK) break;
+      continue;
+    }
+    if (keep != nullptr) PQclear(keep);
+    keep = r;
+  }
+  if (error != nullptr) {
+    Status st = ServerError(error, what);
+    clear();
+    return st;
+  }
+  if (copy_in) {
+    clear();
+    return Failed("COPY did not start");
+  }
+  if (out != nullptr) {
+    *out = keep;
+  } else if (keep != nullptr) {
+    PQclear(keep);
+  }
+  return Status::Ok();
+}
+
+Status PostgresSink::Exec(const std::string& what, const std::string& sql,
+                          const std::vector<const char*>& params, pg_result** out) {
+  if (conn_ == nullptr) return Status::Retry("postgres table " + shown_ + ": not connected");
+  if (PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr,
+                        params.data(), nullptr, nullptr, 0) == 0) {
+    return Failed(what + " could not be sent");
+  }
+  Status st = FlushOutput();
+  if (!st.ok()) return st;
+  PGresult* r = nullptr;
+  st = Collect(what, &r);
+  if (!st.ok()) return st;
+  if (out != nullptr) {
+    *out = r;
+  } else if (r != nullptr) {
+    PQclear(r);
+  }
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+// The table.
+
+Status PostgresSink::ReadColumns(std::vector<Column>* cols, std::vector<bool>* filled,
+                                 bool* found) {
+  cols->clear();
+  filled->clear();
+  PGresult* r = nullptr;
+  Status st = Exec("reading the table's columns",
+                   "SELECT column_name::text, data_type::text, (column_default IS NOT NULL OR "
+                   "is_identity = 'YES' OR is_generated <> 'NEVER') FROM information_schema.columns "
+                   "WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+                   {schema_.c_str(), s_.table.table.c_str()}, &r);
+  if (!st.ok()) return st;
+  const int n = r != nullptr ? PQntuples(r) : 0;
+  for (int i = 0; i < n; ++i) {
+    cols->push_back({PQgetvalue(r, i, 0), FromPgType(PQgetvalue(r, i, 1))});
+    filled->push_back(PQgetvalue(r, i, 2)[0] == 't');
+  }
+  if (r != nullptr) PQclear(r);
+  *found = n > 0;
+  return Status::Ok();
+}
+
+Status PostgresSink::CreateTable() {
+  const TableSpec& spec = s_.table;
+  std::vector<Column> cols;
+  if (spec.columns.empty()) {
+    const Held& first = recs_.front();
+    cols = InferColumns(spec, Payload(first));
+    // A field postgres cannot name (a NUL, over 63 bytes) gets no column:
+    // it lands in extra, or is refused without it.
+    std::erase_if(cols, [](const Column& c) { return !pg::ValidIdent(c.name); });
+  } else {
+    cols = CompleteColumns(spec);
+  }
+  if (spec.upsert && std::none_of(cols.begin(), cols.end(),
+                                  [&](const Column& c) { return c.name == spec.key; })) {
+    return Status::Fatal("postgres table " + shown_ + ": cannot create it keyed on '" + spec.key +
+                         "': the first record has no such field");
+  }
+  std::string sql = "CREATE TABLE IF NOT EXISTS " + qualified_ + " (";
+  for (size_t i = 0; i < cols.size(); ++i) {
+    if (i > 0) sql += ", ";
+    sql += pg::QuoteIdent(cols[i].name);
+    sql += ' ';
+    sql += PgType(cols[i].type);
+    if (spec.upsert && cols[i].name == "_fork_id" && spec.key == "_fork_id") sql += " PRIMARY KEY";
+  }
+  if (spec.upsert && spec.key != "_fork_id") sql += ", UNIQUE (" + pg::QuoteIdent(spec.key) + ")";
+  sql += ")";
+  return Exec("CREATE TABLE", sql, {});
+}
+
+Status PostgresSink::EnsureTable() {
+  if (table_ready_) return Status::Ok();
+  schema_ = s_.schema;
+  if (schema_.empty()) {
+    PGresult* r = nullptr;
+    Status st = Exec("reading current_schema()", "SELECT current_schema()", {}, &r);
+    if (!st.ok()) return st;
+    const bool ok = r != nullptr && PQntuples(r) == 1 && PQgetisnull(r, 0, 0) == 0;
+    if (ok) schema_ = PQgetvalue(r, 0, 0);
+    if (r != nullptr) PQclear(r);
+    if (!ok) {
+      return Status::Retry("postgres table " + s_.table.table +
+                           ": no current schema (search_path names none that exists); set "
+                           "`schema`");
+    }
+  }
+  qualified_ = pg::QuoteIdent(schema_) + "." + pg::QuoteIdent(s_.table.table);
+  shown_ = schema_ + "." + s_.table.table;
+
+  std::vector<Column> table;
+  std::vector<bool> filled;
+  bool found = false;
+  Status st = ReadColumns(&table, &filled, &found);
+  if (st.ok() && !found) {
+    st = CreateTable();
+    if (st.ok()) st = ReadColumns(&table, &filled, &found);
+    if (st.ok() && !found) {
+      return Status::Retry("postgres table " + shown_ + ": not visible after CREATE TABLE");
+    }
+  }
+  if (!st.ok()) return st;
+
+  // RowMapper's layout: _fork_id first, extra last, the table's other
+  // columns between, in their order.
+  cols_.assign(1, Column{"_fork_id", ColType::kText});
+  has_id_ = has_extra_ = false;
+  for (size_t i = 0; i < table.size(); ++i) {
+    const Column& c = table[i];
+    if (c.name == "_fork_id") {
+      has_id_ = true;
+    } else if (c.name == "extra" && s_.table.extra) {
+      has_extra_ = true;
+    } else if (!filled[i]) {
+      cols_.push_back(c);
+    }
+  }
+  if (has_extra_) cols_.push_back({"extra", ColType::kJson});
+  mapper_.Reset(&cols_, has_extra_);
+
+  column_list_ = "(";
+  for (size_t i = has_id_ ? 0 : 1; i < cols_.size(); ++i) {
+    if (column_list_.size() > 1) column_list_ += ", ";
+    column_list_ += pg::QuoteIdent(cols_[i].name);
+  }
+  column_list_ += ")";
+  if (column_list_ == "()") {
+    return Status::Retry("postgres table " + shown_ + " has no column forkd can write");
+  }
+  if (s_.table.upsert) {
+    const std::string& key = s_.table.key;
+    key_col_ = SIZE_MAX;
+    for (size_t i = has_id_ ? 0 : 1; i < cols_.size(); ++i) {
+      if (cols_[i].name == key && !(i == cols_.size() - 1 && has_extra_)) key_col_ = i;
+    }
+    if (key_col_ == SIZE_MAX) {
+      return Status::Retry("postgres table " + shown_ + " has no column '" + key +
+                           "' to upsert on (key)");
+    }
+  }
+  table_ready_ = true;
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+// The batch.
+
+bool PostgresSink::Cell(size_t col, std::string_view id, std::string* out) const {
+  if (col == 0) {
+    out->assign(id);
+    return true;
+  }
+  if (has_extra_ && col == cols_.size() - 1) {
+    out->assign(mapper_.extra_json());
+    return !out->empty();
+  }
+  const uint8_t* v = mapper_.value(col);
+  if (v != nullptr && cols_[col].type == ColType::kTimestamp) {
+    // A number in a timestamp column: milliseconds since the epoch (what
+    // Date.now() gives).
+    wire::Reader rd(v, size_t{1} << 30);  // validated bytes; only the header is read
+    const wire::Value x = rd.Peek();
+    double ms = 0;
+    bool number = true;
+    if (x.kind == wire::Kind::kInt) {
+      ms = static_cast<double>(x.i);
+    } else if (x.kind == wire::Kind::kUint) {
+      ms = static_cast<double>(x.u);
+    } else if (x.kind == wire::Kind::kFloat && std::isfinite(x.f)) {
+      ms = x.f;
+    } else {
+      number = false;
+    }
+    if (number && std::fabs(ms) < 1e17) {
+      const double secs = std::floor(ms / 1000);
+      const auto nanos =
+          static_cast<uint32_t>(std::min<long long>(std::llround((ms - secs * 1000) * 1e6), 999999999));
+      out->clear();
+      AppendIsoTime(static_cast<int64_t>(secs), nanos, out);
+      return true;
+    }
+  }
+  return CellText(v, cols_[col].type, out);
+}
+
+Status PostgresSink::BuildRows() {
+  copy_.clear();
+  cells_.clear();
+  cell_at_.clear();
+  rows_ = 0;
+  std::string err, cell;
+  auto refuse = [&](std::string_view id, const std::string& why) {
+    return Status::Fatal("postgres table " + shown_ + ": record " + std::string(id) + ": " + why);
+  };
+  auto map = [&](const Held& h) {
+    if (mapper_.Map(Payload(h), h.payload_size, &err)) return true;
+    if (!has_extra_ && s_.table.extra) {
+      const size_t at = err.find("(and extra: false)");
+      if (at != std::string::npos) err.replace(at, 18, "(and it has no extra column)");
+    }
+    return false;
+  };
+  const size_t first_col = has_id_ ? 0 : 1;
+
+  // Upsert: of the records with the same key, the last.
+  std::vector<size_t> rows;
+  rows.reserve(recs_.size());
+  if (!s_.table.upsert) {
+    for (size_t i = 0; i < recs_.size(); ++i) rows.push_back(i);
+  } else {
+    std::vector<std::string> keys(recs_.size());
+    std::vector<bool> has_key(recs_.size(), false);
+    std::unordered_map<std::string_view, size_t> last;
+    for (size_t i = 0; i < recs_.size(); ++i) {
+      if (key_col_ == 0) {
+        keys[i].assign(Id(recs_[i]));
+        has_key[i] = true;
+      } else {
+        if (!map(recs_[i])) return refuse(Id(recs_[i]), err);
+        has_key[i] = Cell(key_col_, Id(recs_[i]), &keys[i]);
+      }
+    }
+    for (size_t i = 0; i < recs_.size(); ++i) {
+      if (has_key[i]) last[keys[i]] = i;
+    }
+    for (size_t i = 0; i < recs_.size(); ++i) {
+      if (!has_key[i] || last[keys[i]] == i) rows.push_back(i);
+    }
+  }
+
+  for (size_t i : rows) {
+    const Held& h = recs_[i];
+    const std::string_view id = Id(h);
+    if (!map(h)) return refuse(id, err);
+    for (size_t c = first_col; c < cols_.size(); ++c) {
+      const bool present = Cell(c, id, &cell);
+      if (present && cell.find('\0') != std::string::npos) {
+        return refuse(id, (c == 0 ? std::string("its id") : "field " + cols_[c].name) +
+                              " holds a NUL character, which postgres text cannot store");
+      }
+      if (s_.table.upsert) {
+        if (present) {
+          cell_at_.push_back(cells_.size());
+          cells_.append(cell);
+          cells_.push_back('\0');
+        } else {
+          cell_at_.push_back(SIZE_MAX);
+        }
+      } else {
+        if (c > first_col) copy_.push_back('\t');
+        if (present) {
+          pg::AppendCopyText(cell, &copy_);
+        } else {
+          copy_.append("\\N");
+        }
+      }
+    }
+    if (!s_.table.upsert) copy_.push_back('\n');
+    ++rows_;
+  }
+  return Status::Ok();
+}
+
+Status PostgresSink::SendCopy() {
+  // One COPY is one statement, hence one transaction: the batch lands whole
+  // or not at all.
+  const std::string sql = "COPY " + qualified_ + " " + column_list_ + " FROM STDIN";
+  if (PQsendQuery(conn_, sql.c_str()) == 0) return Failed("COPY could not be sent");
+  Status st = FlushOutput();
+  PGresult* r = nullptr;
+  if (st.ok()) st = Collect("COPY", &r, true);
+  if (!st.ok()) return st;
+  PQclear(r);
+  for (size_t at = 0; at < copy_.size();) {
+    const size_t n = std::min(kCopyChunk, copy_.size() - at);
+    const int rc = PQputCopyData(conn_, copy_.data() + at, static_cast<int>(n));
+    if (rc < 0) return Failed("COPY data could not be sent");
+    if (rc == 0) {
+      st = WaitSocket(true);
+      if (!st.ok()) return st;
+      continue;
+    }
+    at += n;
+    st = FlushOutput();
+    if (!st.ok()) return st;
+  }
+  while (true) {
+    const int rc = PQputCopyEnd(conn_, nullptr);
+    if (rc < 0) return Failed("COPY could not be ended");
+    if (rc == 1) break;
+    st = WaitSocket(true);
+    if (!st.ok()) return st;
+  }
+  st = FlushOutput();
+  if (!st.ok()) return st;
+  return Collect("COPY", nullptr);
+}
+
+Status PostgresSink::SendUpsert() {
+  const size_t first_col = has_id_ ? 0 : 1;
+  const size_t width = cols_.size() - first_col;
+  const size_t per_statement = std::max<size_t>(1, std::min<size_t>(1000, kMaxParams / width));
+  std::string conflict = " ON CONFLICT (" + pg::QuoteIdent(cols_[key_col_].name) + ") DO ";
+  std::string set;
+  for (size_t c = first_col; c < cols_.size(); ++c) {
+    if (c == key_col_) continue;
+    const std::string q = pg::QuoteIdent(cols_[c].name);
+    set += set.empty() ? "UPDATE SET " : ", ";
+    set += q + " = EXCLUDED." + q;
+  }
+  conflict += set.empty() ? "NOTHING" : set;
+
+  const bool several = rows_ > per_statement;
+  Status st;
+  if (several) {
+    st = Exec("BEGIN", "BEGIN", {});
+    if (!st.ok()) return st;
+  }
+  std::string sql;
+  size_t sql_rows = 0;
+  std::vector<const char*> params;
+  for (size_t row = 0; row < rows_; row += per_statement) {
+    const size_t n = std::min(per_statement, rows_ - row);
+    if (n != sql_rows) {
+      sql = "INSERT INTO " + qualified_ + " " + column_list_ + " VALUES ";
+      size_t p = 1;
+      for (size_t i = 0; i < n; ++i) {
+        sql += i == 0 ? "(" : ", (";
+        for (size_t c = 0; c < width; ++c) {
+          if (c > 0) sql += ", ";
+          sql += '$';
+          sql += std::to_string(p++);
+        }
+        sql += ")";
+      }
+      sql += conflict;
+      sql_rows = n;
+    }
+    params.clear();
+    for (size_t k = row * width; k < (row + n) * width; ++k) {
+      params.push_back(cell_at_[k] == SIZE_MAX ? nullptr : cells_.data() + cell_at_[k]);
+    }
+    st = Exec("INSERT", sql, params);
+    if (!st.ok()) return st;
+  }
+  if (several) return Exec("COMMIT", "COMMIT", {});
+  return Status::Ok();
+}
+
+}  // namespace forkd::sinks

@@ -1,0 +1,143 @@
+// The `postgres` sink (libpq): each batch is one transaction into `table`.
+//
+// The table is created when missing (CREATE TABLE IF NOT EXISTS) from the
+// declared `columns` or from the first record (sinks/common/table.h): text ->
+// text, integer -> bigint, real -> double precision, boolean -> boolean, json
+// -> jsonb, timestamp -> timestamptz, `_fork_id text` first and `extra jsonb`
+// last. `_fork_id` is the PRIMARY KEY when `mode: upsert` keys on it; with
+// another `key`, that column gets a UNIQUE constraint and `_fork_id` none.
+// A table that exists is used as it is: its columns are read from
+// information_schema.columns (declared `columns` are then ignored); columns
+// the server fills (a default, identity or generated) are left to it; a table
+// without `extra` refuses fields it has no column for.
+//
+// append: COPY ... FROM STDIN (text format). upsert: multi-row INSERT ... ON
+// CONFLICT (key) DO UPDATE SET every column = EXCLUDED.column, values bound as
+// parameters; of several records with the same key in a batch only the last
+// is sent. Identifiers are always quoted; no SQL is built from values.
+//
+// Answers: connection lost, serialization failure, deadlock, shutdown, out of
+// resources, timeouts -> retry (the connection is dropped and made again at
+// the next Flush); a record the server refuses (constraint, data or type
+// error, undefined column) -> fatal with the server's message, so the
+// pipeline splits the batch down to that record. Messages name the table and
+// never contain the url's password.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/options.h"
+#include "sinks/common/table.h"
+#include "sinks/sink.h"
+
+struct pg_conn;
+struct pg_result;
+
+namespace forkd::sinks {
+
+const std::vector<OptionSpec>& PostgresSinkOptions();
+std::unique_ptr<Sink> CreatePostgresSink(const SinkContext& ctx);
+
+namespace pg {
+
+// True when an error with this SQLSTATE is worth retrying (the same batch may
+// succeed later); false when the server refuses the records themselves.
+bool SqlStateRetries(std::string_view sqlstate);
+// "name" with any " doubled: an identifier as SQL spells it.
+std::string QuoteIdent(std::string_view name);
+// Appends `s` as one field of COPY's text format (\\, \n, \r, \t escaped).
+void AppendCopyText(std::string_view s, std::string* out);
+// The url for messages: scheme, host, port and database; no user, password
+// or query.
+std::string SafeUrl(const std::string& url);
+// `msg` with the url's password (and the url itself) replaced.
+std::string Redact(std::string msg, const std::string& url);
+// An identifier postgres can hold as it is: 1-63 bytes, no NUL.
+bool ValidIdent(std::string_view name);
+
+}  // namespace pg
+
+class PostgresSink : public Sink {
+ public:
+  struct Settings {
+    std::string url;
+    std::string schema;  // empty: the connection's current_schema()
+    TableSpec table;
+    int64_t timeout_ms = 30000;
+    std::string error;  // a problem found while reading the options; Open() reports it
+  };
+  explicit PostgresSink(Settings s);
+  ~PostgresSink() override;
+  PostgresSink(const PostgresSink&) = delete;
+  PostgresSink& operator=(const PostgresSink&) = delete;
+
+  Status Open(const std::string& state) override;
+  void Write(const Record& r) override;
+  size_t buffered_bytes() const override { return bytes_.size(); }
+  Status Flush() override;
+  void Discard() override;
+
+ private:
+  struct Held {
+    size_t id_at, id_size, payload_at, payload_size;
+  };
+  std::string_view Id(const Held& h) const { return {bytes_.data() + h.id_at, h.id_size}; }
+  const uint8_t* Payload(const Held& h) const {
+    return reinterpret_cast<const uint8_t*>(bytes_.data() + h.payload_at);
+  }
+
+  Status Connect();
+  void Disconnect();
+  Status EnsureTable();
+  Status ReadColumns(std::vector<Column>* cols, std::vector<bool>* server_filled, bool* found);
+  Status CreateTable();
+  // Lays the batch out: COPY text (append) or parameter values (upsert).
+  Status BuildRows();
+  // One cell's text; false for NULL.
+  bool Cell(size_t col, std::string_view id, std::string* out) const;
+  Status SendCopy();
+  Status SendUpsert();
+
+  // Low-level, non-blocking with the flush's deadline.
+  Status Exec(const std::string& what, const std::string& sql,
+              const std::vector<const char*>& params, pg_result** out = nullptr);
+  Status WaitSocket(bool write);
+  Status FlushOutput();
+  Status Collect(const std::string& what, pg_result** out, bool copy_in = false);
+  Status Failed(const std::string& what);                // from the connection's state
+  Status ServerError(pg_result* r, const std::string& what);  // from a result
+  void Rollback();
+
+  Settings s_;
+  std::string safe_url_;
+  pg_conn* conn_ = nullptr;
+  int64_t deadline_ms_ = 0;
+
+  // The table as it is at the server, once read.
+  bool table_ready_ = false;
+  std::string schema_;      // resolved
+  std::string qualified_;   // "schema"."table"
+  std::string shown_;       // schema.table, for messages
+  std::vector<Column> cols_;  // _fork_id first, extra last (RowMapper's layout)
+  bool has_id_ = false;       // the table has _fork_id
+  bool has_extra_ = false;    // extra fields go to its extra column
+  size_t key_col_ = 0;        // upsert: index in cols_
+  std::string column_list_;   // ("c1","c2",...) of the columns written
+  RowMapper mapper_;
+
+  // The batch: ids and payloads, copied.
+  std::string bytes_;
+  std::vector<Held> recs_;
+
+  // Built at Flush.
+  std::string copy_;                  // COPY text
+  size_t rows_ = 0;
+  std::string cells_;                 // upsert: NUL-terminated values
+  std::vector<size_t> cell_at_;       // offset in cells_, SIZE_MAX for NULL
+};
+
+}  // namespace forkd::sinks
