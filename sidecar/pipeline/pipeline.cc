@@ -848,6 +848,16 @@ void Pipeline::Run() {
       // dead letters and the cursor are committed and 'delivered' waiters
       // settle, instead of waiting for a record that is written.
       if (n == 0 && skipped) break;
+      if (n == 0 && sink_->buffered_bytes() == 0) {
+        // Idle: a sink that closes its output by time may do so now.
+        bool changed = false;
+        const Status is = sink_->Idle(WallMicros(), &changed);
+        if (!is.ok()) {
+          SetError("idle: " + is.message());
+        } else if (changed && Commit(reader_->position()).ok()) {
+          last_commit_us = MonoMicros();
+        }
+      }
       const bool rows_due = aggregator_ && aggregator_->dirty();
       if (rows_due && now - last_emit_us_ >= emit_every_us) break;
       int64_t wait = n > 0 ? first_us + max_wait_us - now : 200000;

@@ -54,6 +54,14 @@ class Sink {
   virtual bool NeedsRotate(const Record& r) const { return false; }
   // Starts the new unit; called with nothing buffered. Ok, or retry.
   [[nodiscard]] virtual Status Rotate(const Record& r) { return Status::Ok(); }
+  // Called while the pipeline is idle (caught up, nothing buffered): a sink
+  // whose output units close by time closes the current one here, even when
+  // no record comes to start the next. *changed: State() changed, and the
+  // pipeline commits it.
+  [[nodiscard]] virtual Status Idle(int64_t now_us, bool* changed) {
+    *changed = false;
+    return Status::Ok();
+  }
 };
 
 struct SinkContext {

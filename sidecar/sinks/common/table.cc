@@ -150,6 +150,7 @@ std::vector<Column> CompleteColumns(const TableSpec& spec) {
 void RowMapper::Reset(const std::vector<Column>* columns, bool extra) {
   columns_ = columns;
   values_.assign(columns->size(), nullptr);
+  hints_.clear();
   extra_index_ = extra ? columns->size() - 1 : SIZE_MAX;
 }
 
@@ -166,8 +167,15 @@ bool RowMapper::Map(const uint8_t* payload, size_t size, std::string* error) {
     rd.Skip();
     const std::string_view name = k.kind == wire::Kind::kStr ? k.str() : std::string_view();
     if (name == "_fork_id") continue;  // the id is forkd's
-    size_t c = 1;
-    while (c < last && (*columns_)[c].name != name) ++c;
+    // Records of one stream share their field order: try where the field
+    // at this position went last time, then search.
+    if (hints_.size() <= i) hints_.resize(i + 1, 1);
+    size_t c = hints_[i];
+    if (c >= last || (*columns_)[c].name != name) {
+      c = 1;
+      while (c < last && (*columns_)[c].name != name) ++c;
+      if (c < last) hints_[i] = c;
+    }
     if (c < last && k.kind == wire::Kind::kStr) {
       values_[c] = value_at;
       continue;

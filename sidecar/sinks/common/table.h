@@ -79,6 +79,7 @@ class RowMapper {
  private:
   const std::vector<Column>* columns_ = nullptr;
   std::vector<const uint8_t*> values_;
+  std::vector<size_t> hints_;  // by field position: the column it matched last
   std::string extra_;
   size_t extra_index_ = SIZE_MAX;
 };

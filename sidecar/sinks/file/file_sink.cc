@@ -71,6 +71,7 @@ std::unique_ptr<Sink> CreateFileSink(const SinkContext& ctx) {
 
 FileSink::FileSink(Settings s) : s_(std::move(s)) {
   dir_mode_ = !s_.path.empty() && s_.path.back() == '/';
+  chunked_ = dir_mode_ && s_.rotate_ms > 0;
   ext_ = s_.format == Format::kCsv ? ".csv" : ".jsonl";
   csv_cols_ = s_.columns;
 }
@@ -165,10 +166,23 @@ Status FileSink::Rotate(const Record& r) {
     fd_ = -1;
   }
   const int64_t start = WindowStart(r.header->recv_us);
-  const std::string dir = dir_mode_ ? s_.path : s_.path.substr(0, s_.path.rfind('/') + 1);
+  const std::string dir = Dir();
   std::string path;
   uint64_t size = 0;
-  if (dir_mode_) {
+  if (chunked_) {
+    if (have_file_) {
+      Status st = Finish();
+      if (!st.ok()) return st;
+    }
+    // The window's part file; a name taken (by a part or a finished file of
+    // the same window) gets _1, _2 ...
+    const std::string final_name = NameFor(start);
+    std::string base = final_name;
+    for (int n = 1; Exists(base) || Exists(dir + "." + base.substr(dir.size()) + ".part"); ++n) {
+      base = WithSuffix(final_name, n);
+    }
+    path = dir + "." + base.substr(dir.size()) + ".part";
+  } else if (dir_mode_) {
     // Never reopen a file this sink did not commit into: a taken name gets
     // _1, _2 ... before the extension (sorting after the first).
     path = NameFor(start);
@@ -198,6 +212,14 @@ Status FileSink::Rotate(const Record& r) {
   Status s = OpenCurrent();
   if (!s.ok()) return s;
   // Make the new name durable before the cursor points at it.
+  return SyncDir(dir);
+}
+
+std::string FileSink::Dir() const {
+  return dir_mode_ ? s_.path : s_.path.substr(0, s_.path.rfind('/') + 1);
+}
+
+Status FileSink::SyncDir(const std::string& dir) {
   if (!s_.fsync) return Status::Ok();
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
@@ -207,6 +229,38 @@ Status FileSink::Rotate(const Record& r) {
     if (rc != 0) return Status::Retry(ErrnoStatus("sync directory", dir, err).message());
   }
   return Status::Ok();
+}
+
+Status FileSink::Finish() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  // ".<name>.part" -> "<name>": everything in it was synced by its flushes.
+  const std::string dir = Dir();
+  const std::string part = cur_path_.substr(dir.size());
+  if (part.size() > 6 && part[0] == '.' && part.compare(part.size() - 5, 5, ".part") == 0 &&
+      Exists(cur_path_)) {
+    const std::string final_path = dir + part.substr(1, part.size() - 6);
+    if (fs::Rename(cur_path_.c_str(), final_path.c_str()) != 0) {
+      return Status::Retry(ErrnoStatus("finish chunk", final_path, errno).message());
+    }
+    Status st = SyncDir(dir);
+    if (!st.ok()) return st;
+  }
+  have_file_ = false;
+  cur_path_.clear();
+  cur_size_ = committed_size_ = 0;
+  return Status::Ok();
+}
+
+Status FileSink::Idle(int64_t now_us, bool* changed) {
+  *changed = false;
+  if (!chunked_ || !have_file_ || !buf_.empty()) return Status::Ok();
+  if (now_us < cur_start_us_ + s_.rotate_ms * 1000) return Status::Ok();
+  Status st = Finish();
+  *changed = st.ok();
+  return st;
 }
 
 void FileSink::Write(const Record& r) {

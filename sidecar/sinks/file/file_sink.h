@@ -7,6 +7,13 @@
 // taken (two rotations by size within one second) gets _1, _2 ... before the
 // extension, so no file is reopened or replaced.
 //
+// A directory with time rotation (path: ./out/, rotate: 1h) is chunked: one
+// file per window, named by the window's start, written under a hidden
+// temporary name (.<name>.part) and renamed to its name once the window is
+// over and its last batch is synced, so a reader never sees a partial file.
+// A window whose events stop is closed by time, without waiting for the next
+// record.
+//
 // Every record carries its event id as `_fork_id` (the first JSON key, the
 // first CSV column). The committed length of the active file is kept in the
 // cursor, so output written but never committed (a crash between the write
@@ -46,6 +53,7 @@ class FileSink : public Sink {
   std::string State() const override;
   bool NeedsRotate(const Record& r) const override;
   Status Rotate(const Record& r) override;
+  Status Idle(int64_t now_us, bool* changed) override;
 
  private:
   int64_t WindowStart(int64_t recv_us) const;
@@ -53,9 +61,14 @@ class FileSink : public Sink {
   void WriteCsvHeader(std::string* out);
   void AppendCsv(const Record& r, std::string* out);
   Status OpenCurrent();
+  // Chunked: renames the current window's part file to its final name.
+  Status Finish();
+  Status SyncDir(const std::string& dir);
+  std::string Dir() const;
 
   Settings s_;
   bool dir_mode_ = false;
+  bool chunked_ = false;  // a directory with time rotation
   std::string ext_;
   std::string buf_;  // the batch, not yet written
 

@@ -478,11 +478,13 @@ TEST_CASE("rotation by size within one second loses nothing", "[file_sink]") {
   }
 }
 
-TEST_CASE("rotation by time into a directory of window files", "[file_sink]") {
+TEST_CASE("rotation by time into a directory: one file per window, renamed when complete",
+          "[file_sink]") {
   TempDir dir;
   FileSink::Settings s = At(dir.Join("out/"));
   s.rotate_ms = 3600 * 1000;
   std::string state;
+  const std::string part20 = dir.Join("out/.2026-11-21T20-00-00Z.jsonl.part");
   {
     FileSink sink(s);
     REQUIRE(sink.Open("").ok());
@@ -494,23 +496,50 @@ TEST_CASE("rotation by time into a directory of window files", "[file_sink]") {
     REQUIRE(sink.Flush().ok());
     state = sink.State();
   }
-  CHECK(test::ListDir(dir.Join("out")) == std::vector<std::string>{"2026-11-21T17-00-00Z.jsonl",
-                                                                   "2026-11-21T18-00-00Z.jsonl",
-                                                                   "2026-11-21T20-00-00Z.jsonl"});
+  // Finished windows under their names; the open one under a hidden
+  // temporary name, so a reader of *.jsonl never sees it half written.
+  CHECK(test::ListDir(dir.Join("out")) ==
+        std::vector<std::string>{".2026-11-21T20-00-00Z.jsonl.part", "2026-11-21T17-00-00Z.jsonl",
+                                 "2026-11-21T18-00-00Z.jsonl"});
   CHECK(Lines(test::ReadFileOrDie(dir.Join("out/2026-11-21T17-00-00Z.jsonl"))) ==
         std::vector<std::string>{TextLine(Id(1), "17:05"), TextLine(Id(2), "17:15")});
   CHECK(Lines(test::ReadFileOrDie(dir.Join("out/2026-11-21T18-00-00Z.jsonl"))) ==
         std::vector<std::string>{TextLine(Id(3), "18:05")});
-  CHECK_THAT(state, Catch::StartsWith(dir.Join("out/2026-11-21T20-00-00Z.jsonl") + "\n"));
+  CHECK_THAT(state, Catch::StartsWith(part20 + "\n"));
 
-  // A restart within the window appends to its file.
+  // A restart within the window appends to its part file.
   FileSink sink(s);
   REQUIRE(sink.Open(state).ok());
   Put(sink, kT0 + 3 * kHour + 25 * kMinute, Id(5), Text("20:30"));
   REQUIRE(sink.Flush().ok());
-  CHECK(Lines(test::ReadFileOrDie(dir.Join("out/2026-11-21T20-00-00Z.jsonl"))) ==
+  CHECK(Lines(test::ReadFileOrDie(part20)) ==
         std::vector<std::string>{TextLine(Id(4), "20:05"), TextLine(Id(5), "20:30")});
   CHECK(test::ListDir(dir.Join("out")).size() == 3);
+
+  // Idle within the window: nothing changes. Past its end: renamed, and the
+  // state says there is no open file.
+  bool changed = true;
+  REQUIRE(sink.Idle(kT0 + 3 * kHour + 50 * kMinute, &changed).ok());  // 20:55
+  CHECK_FALSE(changed);
+  REQUIRE(sink.Idle(kT0 + 4 * kHour, &changed).ok());  // 21:05
+  CHECK(changed);
+  CHECK(test::ListDir(dir.Join("out")) ==
+        std::vector<std::string>{"2026-11-21T17-00-00Z.jsonl", "2026-11-21T18-00-00Z.jsonl",
+                                 "2026-11-21T20-00-00Z.jsonl"});
+  CHECK(Lines(test::ReadFileOrDie(dir.Join("out/2026-11-21T20-00-00Z.jsonl"))) ==
+        std::vector<std::string>{TextLine(Id(4), "20:05"), TextLine(Id(5), "20:30")});
+  CHECK_THAT(sink.State(), Catch::StartsWith("\n"));
+  // A late record for a finished window goes to a file of its own, never
+  // into the finished one.
+  Put(sink, kT0 + 3 * kHour + 50 * kMinute, Id(6), Text("20:55"));
+  REQUIRE(sink.Flush().ok());
+  REQUIRE(sink.Idle(kT0 + 5 * kHour, &changed).ok());
+  CHECK(Lines(test::ReadFileOrDie(dir.Join("out/2026-11-21T20-00-00Z_1.jsonl"))) ==
+        std::vector<std::string>{TextLine(Id(6), "20:55")});
+  // A restart with the state of a window that was finished meanwhile.
+  FileSink again(s);
+  REQUIRE(again.Open(state).ok());
+  CHECK(Lines(test::ReadFileOrDie(dir.Join("out/2026-11-21T20-00-00Z.jsonl"))).size() == 2);
 }
 
 TEST_CASE("rotation by time beside the active file", "[file_sink]") {
