@@ -8,15 +8,13 @@
 #include <cctype>
 #include <chrono>
 #include <climits>
-#include <mutex>
 
 #include "sinks/common/json.h"
 
 namespace forkd::sinks {
 namespace {
 
-constexpr size_t kExcerptBytes = 200;  // of a response body, in messages
-constexpr size_t kMaxPlainKey = 200;   // longest event id sent as its own key
+constexpr size_t kMaxPlainKey = 200;  // longest event id sent as its own key
 
 // Headers the sink sets itself; configuring them is an error.
 constexpr std::string_view kReserved[] = {"content-length", "content-encoding", "transfer-encoding",
@@ -31,10 +29,6 @@ bool IEquals(std::string_view a, std::string_view b) {
     }
   }
   return true;
-}
-
-bool IStartsWith(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && IEquals(s.substr(0, prefix.size()), prefix);
 }
 
 // An HTTP token (RFC 9110 tchar), as header names are.
@@ -62,56 +56,6 @@ bool IsPrintableAscii(std::string_view s) {
     if (c < 0x20 || c > 0x7e) return false;
   }
   return true;
-}
-
-// The url without user info, query or fragment: what messages may show.
-std::string SafeUrl(const std::string& url) {
-  const size_t scheme_end = url.find("://");
-  if (scheme_end == std::string::npos) return url.substr(0, url.find_first_of("?#"));
-  const size_t host = scheme_end + 3;
-  size_t end = url.find_first_of("?#", host);
-  if (end == std::string::npos) end = url.size();
-  const size_t path = std::min(url.find('/', host), end);  // the authority ends here
-  const size_t at = url.rfind('@', path);
-  const size_t from = (at != std::string::npos && at >= host && at < path) ? at + 1 : host;
-  return url.substr(0, host) + url.substr(from, end - from);
-}
-
-// The first bytes of a response body, on one line, never cutting a UTF-8
-// sequence in two.
-std::string Excerpt(const std::string& body) {
-  std::string out = body.substr(0, kExcerptBytes);
-  if (body.size() > kExcerptBytes) {
-    // Drop a multi-byte sequence the cut left incomplete.
-    size_t lead = out.size();
-    while (lead > 0 && out.size() - lead < 4 &&
-           (static_cast<unsigned char>(out[lead - 1]) & 0xc0) == 0x80) {
-      --lead;
-    }
-    if (lead > 0) {
-      const auto b = static_cast<unsigned char>(out[lead - 1]);
-      const size_t want = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
-      if (out.size() - (lead - 1) < want) out.resize(lead - 1);
-    }
-  }
-  for (char& c : out) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
-  }
-  while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
-}
-
-size_t KeepExcerpt(char* p, size_t size, size_t n, void* user) {
-  auto* out = static_cast<std::string*>(user);
-  const size_t len = size * n;
-  // One byte past the excerpt says it was cut.
-  if (out->size() <= kExcerptBytes) out->append(p, std::min(len, kExcerptBytes + 1 - out->size()));
-  return len;
-}
-
-void GlobalInit() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
 }  // namespace
@@ -170,14 +114,12 @@ std::unique_ptr<Sink> CreateHttpSink(const SinkContext& ctx) {
 }
 
 HttpSink::HttpSink(Settings s) : s_(std::move(s)) {
-  GlobalInit();
   safe_url_ = SafeUrl(s_.url);
   sha_ = EVP_MD_CTX_new();
   sha_fin_ = EVP_MD_CTX_new();
 }
 
 HttpSink::~HttpSink() {
-  if (curl_ != nullptr) curl_easy_cleanup(curl_);
   if (z_ != nullptr) {
     deflateEnd(z_);
     delete z_;
@@ -188,20 +130,7 @@ HttpSink::~HttpSink() {
 
 Status HttpSink::Open(const std::string&) {
   if (!s_.error.empty()) return Status::Fatal(s_.error);
-  if (!IStartsWith(s_.url, "http://") && !IStartsWith(s_.url, "https://")) {
-    // Only a scheme is shown: the rest may hold credentials.
-    const size_t colon = s_.url.find("://");
-    const bool scheme = colon != std::string::npos && colon > 0 &&
-                        std::all_of(s_.url.begin(), s_.url.begin() + colon, [](char c) {
-                          return std::isalnum(static_cast<unsigned char>(c)) || c == '+' ||
-                                 c == '-' || c == '.';
-                        });
-    return Status::Fatal("url must start with http:// or https://, got " +
-                         (scheme ? s_.url.substr(0, colon + 3) : std::string("no scheme")));
-  }
-  if (s_.url.find_first_of(" \t\r\n") != std::string::npos) {
-    return Status::Fatal("url " + safe_url_ + " contains white space");
-  }
+  if (std::string bad = CheckHttpUrl(s_.url); !bad.empty()) return Status::Fatal(bad);
   fixed_headers_.clear();
   bool own_type = false;
   for (const auto& [name, value] : s_.headers) {
@@ -233,26 +162,12 @@ Status HttpSink::Open(const std::string&) {
     }
   }
   if (sha_ == nullptr || sha_fin_ == nullptr) return Status::Fatal("cannot allocate SHA-256");
-  if (curl_ == nullptr) {
-    curl_ = curl_easy_init();
-    if (curl_ == nullptr) return Status::Retry("cannot create a curl handle");
+  if (!conn_.Init(s_.timeout_ms, s_.connect_timeout_ms)) {
+    return Status::Retry("cannot create a curl handle");
   }
-  CURL* c = curl_;
+  opened_ = true;
+  CURL* c = conn_.get();
   curl_easy_setopt(c, CURLOPT_URL, s_.url.c_str());
-#if LIBCURL_VERSION_NUM >= 0x075500
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(s_.timeout_ms));
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(s_.connect_timeout_ms));
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "forkd");
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_error_);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &KeepExcerpt);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response_);
   if (s_.put) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
   return Status::Ok();
 }
@@ -332,7 +247,7 @@ Status HttpSink::Compress() {
 
 void HttpSink::ReadRetryAfter() {
   struct curl_header* h = nullptr;
-  if (curl_easy_header(curl_, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK) return;
+  if (curl_easy_header(conn_.get(), "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK) return;
   std::string_view v = h->value;
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
@@ -360,7 +275,7 @@ void HttpSink::ReadRetryAfter() {
 Status HttpSink::Flush() {
   retry_after_ms_ = -1;
   if (count_ == 0) return Status::Ok();
-  if (curl_ == nullptr) return Status::Fatal("http sink flushed before Open");
+  if (!opened_) return Status::Fatal("http sink flushed before Open");
   const std::string* body = &body_;
   if (s_.gzip) {
     Status st = Compress();
@@ -372,29 +287,26 @@ Status HttpSink::Flush() {
   headers = curl_slist_append(headers, ("Idempotency-Key: " + IdempotencyKey()).c_str());
   headers = curl_slist_append(headers, ("X-Fork-Count: " + std::to_string(count_)).c_str());
 
-  CURL* c = curl_;
+  CURL* c = conn_.get();
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());
   curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
-  response_.clear();
-  curl_error_[0] = 0;
-  const CURLcode rc = curl_easy_perform(c);
+  const bool answered = conn_.Perform();
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
   curl_slist_free_all(headers);
 
-  if (rc != CURLE_OK) {
+  if (!answered) {
     // Refused, timed out, unresolvable, reset: the store may be back later.
-    const char* why = curl_error_[0] != 0 ? curl_error_ : curl_easy_strerror(rc);
-    return Status::Retry(std::string(s_.put ? "PUT " : "POST ") + safe_url_ + " failed: " + why);
+    return Status::Retry(std::string(s_.put ? "PUT " : "POST ") + safe_url_ +
+                         " failed: " + conn_.error());
   }
-  long code = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  const long code = conn_.status();
   if (code >= 200 && code < 300) {
     Clear();
     return Status::Ok();
   }
   std::string msg = "http " + std::to_string(code) + " from " + safe_url_;
-  const std::string excerpt = Excerpt(response_);
+  const std::string excerpt = Excerpt(conn_.body());
   if (!excerpt.empty()) msg += ": " + excerpt;
   if (code == 408 || code == 429 || (code >= 500 && code < 600)) {
     ReadRetryAfter();

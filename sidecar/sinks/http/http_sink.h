@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/options.h"
+#include "sinks/common/curl.h"
 #include "sinks/sink.h"
 
 struct evp_md_ctx_st;
@@ -81,10 +82,9 @@ class HttpSink : public Sink {
   std::string gz_;  // the gzipped body, kept while the batch is
   bool gz_valid_ = false;
 
-  void* curl_ = nullptr;  // the CURL easy handle, reused: one kept-alive connection
+  CurlConnection conn_;  // reused: one kept-alive connection
+  bool opened_ = false;
   std::vector<std::string> fixed_headers_;  // "Name: value" lines sent with every batch
-  std::string response_;                    // the first bytes of the response body
-  char curl_error_[256] = {0};
   int64_t retry_after_ms_ = -1;
 };
 

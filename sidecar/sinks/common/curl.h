@@ -1,0 +1,64 @@
+// What the sinks that speak HTTP through libcurl share (http, clickhouse):
+// one easy handle per sink, so one kept-alive connection reused across
+// batches; urls and response bodies made fit for messages.
+//
+// Threads: a CurlConnection belongs to one pipeline thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+typedef void CURL;  // as <curl/curl.h> declares it
+
+namespace forkd::sinks {
+
+// The url without user info, query or fragment: what messages may show.
+std::string SafeUrl(const std::string& url);
+constexpr size_t kExcerptBytes = 200;
+// The first `max` bytes of a response body, on one line (control characters
+// become spaces), never cutting a UTF-8 sequence in two.
+std::string Excerpt(const std::string& body, size_t max = kExcerptBytes);
+// Empty when `url` is http:// or https:// without white space; otherwise why
+// not, showing nothing of the url but its scheme (the rest may hold
+// credentials).
+std::string CheckHttpUrl(const std::string& url);
+
+class CurlConnection {
+ public:
+  CurlConnection();
+  ~CurlConnection();
+  CurlConnection(const CurlConnection&) = delete;
+  CurlConnection& operator=(const CurlConnection&) = delete;
+
+  // Creates the handle (once) with what every request wants: http and https
+  // only, no redirects, no signals, TCP keep-alive, the limits, forkd as the
+  // user agent, and the response body kept (see keep_body). False when curl
+  // cannot make a handle.
+  bool Init(int64_t timeout_ms, int64_t connect_timeout_ms);
+  // The handle, for the request's own options (url, headers, body).
+  CURL* get() const { return curl_; }
+  // How much of each response body to keep: kExcerptBytes + 1 by default
+  // (one byte past the excerpt says it was cut).
+  void keep_body(size_t bytes) { keep_ = bytes; }
+
+  // Performs the request set up on get(). True when an HTTP answer came
+  // back (status() and body() say which); false on a network error, timeout
+  // included (error() says what).
+  bool Perform();
+  long status() const { return status_; }
+  const std::string& body() const { return body_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  static size_t Keep(char* p, size_t size, size_t n, void* user);
+
+  CURL* curl_ = nullptr;
+  size_t keep_ = kExcerptBytes + 1;
+  long status_ = 0;
+  std::string body_;
+  std::string error_;
+  char error_buf_[256] = {0};
+};
+
+}  // namespace forkd::sinks
