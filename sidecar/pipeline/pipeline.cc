@@ -854,8 +854,10 @@ void Pipeline::Run() {
         const Status is = sink_->Idle(WallMicros(), &changed);
         if (!is.ok()) {
           SetError("idle: " + is.message());
-        } else if (changed && Commit(reader_->position()).ok()) {
+        } else if ((changed || (uncommitted_ && MonoMicros() - last_commit_us >= kIdempotentCommitUs)) &&
+                   Commit(reader_->position()).ok()) {
           last_commit_us = MonoMicros();
+          uncommitted_ = false;
         }
       }
       const bool rows_due = aggregator_ && aggregator_->dirty();
@@ -885,10 +887,19 @@ void Pipeline::Run() {
       emitted = true;
     }
     const int64_t now = MonoMicros();
-    if ((consumed > 0 || emitted) &&
-        (n > 0 || emitted || !pending_dl_.empty() || now - last_commit_us > 1000000 ||
-         (stop_.load() && caught_up))) {
-      if (Commit(pos).ok()) last_commit_us = now;
+    // A store that absorbs redelivery needs no cursor commit per batch: at
+    // most one a second (a crash then redelivers up to a second's worth).
+    const bool defer = n > 0 && sink_->idempotent() && !emitted && pending_dl_.empty() &&
+                       !stop_.load() && now - last_commit_us < kIdempotentCommitUs;
+    if (defer) {
+      uncommitted_ = true;
+    } else if ((consumed > 0 || emitted || uncommitted_) &&
+               (n > 0 || emitted || uncommitted_ || !pending_dl_.empty() ||
+                now - last_commit_us > 1000000 || (stop_.load() && caught_up))) {
+      if (Commit(pos).ok()) {
+        last_commit_us = now;
+        uncommitted_ = false;
+      }
     }
     // An event folded into the aggregate is delivered once its row is.
     if (!aggregator_ || !aggregator_->dirty()) {

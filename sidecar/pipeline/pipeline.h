@@ -160,6 +160,8 @@ class Pipeline : private log::Reporter {
   std::string pending_dl_;  // dead letters to append before the next commit
   uint64_t pending_dl_count_ = 0;
   int64_t last_emit_us_ = 0;
+  bool uncommitted_ = false;  // delivered past the committed cursor (idempotent sinks)
+  static constexpr int64_t kIdempotentCommitUs = 1000000;
   std::unique_ptr<sinks::Sink> sink_;
   log::Log* log_;
   log::CursorStore* cursors_;

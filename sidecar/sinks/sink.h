@@ -43,6 +43,10 @@ class Sink {
   // After a Flush that answered retry: how long the store asked us to wait
   // (an HTTP Retry-After), in milliseconds; -1 when it did not say.
   virtual int64_t retry_after_ms() const { return -1; }
+  // True when records delivered again change nothing at the store (an
+  // insert that ignores an id it has, an upsert): the pipeline then commits
+  // its cursor at most once a second instead of after every batch.
+  virtual bool idempotent() const { return false; }
   // Opaque state to commit with the cursor after a successful Flush.
   virtual std::string State() const { return {}; }
 

@@ -46,6 +46,8 @@ class SqliteSink : public Sink {
   size_t buffered_bytes() const override { return arena_.size(); }
   Status Flush() override;
   void Discard() override;
+  // Append ignores an id it has; upsert replaces with the same values.
+  bool idempotent() const override { return true; }
 
  private:
   // Creates or reads the table and prepares the insert for these columns.
