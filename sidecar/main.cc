@@ -29,7 +29,8 @@ bool Load(const std::string& path, forkd::Config* config,
     const forkd::sinks::SinkType* t = forkd::sinks::FindSinkType(type);
     return t == nullptr ? nullptr : &t->options();
   };
-  return forkd::LoadConfig(path, lookup, forkd::sinks::SinkTypeNames(), config, errors);
+  return forkd::LoadConfig(path, lookup, forkd::sinks::SinkTypeNames(), config, errors,
+                           &forkd::sinks::CheckSinkOptions);
 }
 
 bool Load(const std::string& path, forkd::Config* config) {

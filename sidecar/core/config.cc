@@ -377,7 +377,7 @@ std::string Config::Resolve(const std::string& p) const {
 
 bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
                 const std::vector<std::string_view>& sink_types, Config* out,
-                std::vector<ConfigError>* errors) {
+                std::vector<ConfigError>* errors, const SinkCheck& check) {
   const size_t before = errors->size();
   out->path = path;
   YAML::Node root;
@@ -534,6 +534,14 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
       ParseOptions(sink_node, optional_specs, common_names, where, path, &d.sink, errors,
                    &it->second);
       if (errors->size() != errors_before) continue;
+      if (std::string error; check && !check(d.type, d.sink, &error)) {
+        // Reported at the option it names ("columns.x: ..." -> columns).
+        const std::string option = error.substr(0, error.find_first_of(".:"));
+        const auto v = d.sink.values.find(option);
+        const Mark mark = v != d.sink.values.end() && v->second.mark.line > 0 ? v->second.mark : d.mark;
+        errors->push_back({path, mark, where + "." + error});
+        continue;
+      }
 
       Options batch;
       const YAML::Node bn = d.common.Node("batch");

@@ -73,10 +73,16 @@ struct Config {
 // Looks up a sink type's option table; nullptr for an unknown type.
 using SinkOptionsLookup = std::function<const std::vector<OptionSpec>*(std::string_view type)>;
 
+// A sink type's own check of its parsed options, beyond the table (a column
+// type, a key among the columns): false with *error as "option: message" or
+// "option.sub: message".
+using SinkCheck =
+    std::function<bool(std::string_view type, const Options& options, std::string* error)>;
+
 // Loads and validates `path`. Returns false with every problem in *errors.
 bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
                 const std::vector<std::string_view>& sink_types, Config* out,
-                std::vector<ConfigError>* errors);
+                std::vector<ConfigError>* errors, const SinkCheck& check = nullptr);
 
 // The option tables of the top-level sections, for docs.
 const std::vector<OptionSpec>& TopLevelOptions();

@@ -13,7 +13,7 @@ const std::vector<SinkType>& SinkTypes() {
       {"file", &FileSinkOptions, &CreateFileSink},
       {"http", &HttpSinkOptions, &CreateHttpSink},
       {"postgres", &PostgresSinkOptions, &CreatePostgresSink},
-      {"sqlite", &SqliteSinkOptions, &CreateSqliteSink},
+      {"sqlite", &SqliteSinkOptions, &CreateSqliteSink, &CheckTableOptions},
       {"stdout", &StdoutSinkOptions, &CreateStdoutSink},
   };
   return types;
@@ -24,6 +24,11 @@ const SinkType* FindSinkType(std::string_view name) {
     if (t.name == name) return &t;
   }
   return nullptr;
+}
+
+bool CheckSinkOptions(std::string_view type, const Options& options, std::string* error) {
+  const SinkType* t = FindSinkType(type);
+  return t == nullptr || t->check == nullptr || t->check(options, error);
 }
 
 std::vector<std::string_view> SinkTypeNames() {

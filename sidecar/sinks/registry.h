@@ -15,10 +15,14 @@ struct SinkType {
   std::string_view name;
   const std::vector<OptionSpec>& (*options)();
   std::unique_ptr<Sink> (*create)(const SinkContext&);
+  // Checks beyond the option table, for `forkd check`; may be null.
+  bool (*check)(const Options&, std::string* error) = nullptr;
 };
 
 const std::vector<SinkType>& SinkTypes();
 const SinkType* FindSinkType(std::string_view name);
 std::vector<std::string_view> SinkTypeNames();
+// For LoadConfig: runs the type's check, if it has one.
+bool CheckSinkOptions(std::string_view type, const Options& options, std::string* error);
 
 }  // namespace forkd::sinks

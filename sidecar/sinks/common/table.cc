@@ -29,6 +29,11 @@ std::vector<OptionSpec> TableOptions() {
   };
 }
 
+bool CheckTableOptions(const Options& o, std::string* error) {
+  TableSpec spec;
+  return ParseTableSpec(o, &spec, error);
+}
+
 const char* ColTypeName(ColType t) {
   switch (t) {
     case ColType::kText: return "text";

@@ -50,6 +50,8 @@ struct TableSpec {
 std::vector<OptionSpec> TableOptions();
 // Reads them. False with *error (naming the option) on a bad value.
 bool ParseTableSpec(const Options& o, TableSpec* out, std::string* error);
+// ParseTableSpec as a check, for the config loader.
+bool CheckTableOptions(const Options& o, std::string* error);
 const char* ColTypeName(ColType t);
 bool ParseColType(std::string_view s, ColType* out);
 
