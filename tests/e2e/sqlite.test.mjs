@@ -265,7 +265,7 @@ test('daily aggregate: rows upserted per (window, currency), totals equal what w
 });
 
 test('bad sqlite options are refused by forkd check with file:line:col', async () => {
-  const { dir, config } = tempConfig(`${HEAD}destinations:\n  t: { type: sqlite, path: ./x.db, mode: merge }\n`);
+  const { dir, config } = tempConfig(`${HEAD}destinations:\n  t: { type: sqlite, path: ./x.db, mode: merge }\n  u: { type: sqlite, path: ./y.db, table: u, columns: { a: varchar } }\n`);
   try {
     const { execFileSync } = await import('node:child_process');
     const { FORKD } = await import('./helpers.mjs');
@@ -278,6 +278,7 @@ test('bad sqlite options are refused by forkd check with file:line:col', async (
     }
     assert.match(out, /fork\.yaml:3:\d+: destinations\.t\.table: required option is missing/);
     assert.match(out, /fork\.yaml:3:\d+: destinations\.t\.mode: expected one of append, upsert, got 'merge'/);
+    assert.match(out, /fork\.yaml:4:\d+: destinations\.u\.columns\.a: expected one of text, integer, real, boolean, json, timestamp/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
