@@ -1,5 +1,6 @@
 #include "sinks/registry.h"
 
+#include "sinks/clickhouse/clickhouse_sink.h"
 #include "sinks/file/file_sink.h"
 #include "sinks/http/http_sink.h"
 #include "sinks/postgres/postgres_sink.h"
@@ -10,6 +11,7 @@ namespace forkd::sinks {
 
 const std::vector<SinkType>& SinkTypes() {
   static const std::vector<SinkType> types = {
+      {"clickhouse", &ClickHouseSinkOptions, &CreateClickHouseSink},
       {"file", &FileSinkOptions, &CreateFileSink},
       {"http", &HttpSinkOptions, &CreateHttpSink},
       {"postgres", &PostgresSinkOptions, &CreatePostgresSink},
