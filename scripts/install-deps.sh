@@ -13,6 +13,7 @@ build_pkgs=(
   libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   catch2 libcpp-httplib-dev libre2-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libsqlite3-dev
   libpq-dev postgresql
+  clickhouse-server clickhouse-client
 )
 
 pkgs=("${build_pkgs[@]}")
