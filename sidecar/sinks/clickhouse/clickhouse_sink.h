@@ -89,6 +89,9 @@ class ClickHouseSink : public Sink {
   size_t buffered_bytes() const override;
   Status Flush() override;
   void Discard() override;
+  // A batch delivered again gives rows ReplacingMergeTree collapses (by
+  // _fork_id, or by key and version): nothing changes for a FINAL reader.
+  bool idempotent() const override { return true; }
 
  private:
   struct Col {

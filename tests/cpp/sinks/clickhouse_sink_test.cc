@@ -27,6 +27,7 @@ struct Seen {
   std::string body;   // the data, when the statement came as a parameter
   std::string url;    // every parameter, decoded
   std::string auth;
+  int remote_port = -1;
 };
 
 // A fake server: answers the probe with `features`, DESCRIBE with the table
@@ -35,6 +36,7 @@ class FakeClickHouse {
  public:
   FakeClickHouse() {
     svr_.Post(".*", [this](const httplib::Request& req, httplib::Response& res) { Handle(req, res); });
+    svr_.set_keep_alive_max_count(1000);
     port_ = svr_.bind_to_any_port("127.0.0.1");
     REQUIRE(port_ > 0);
     thread_ = std::thread([this] { svr_.listen_after_bind(); });
@@ -121,6 +123,7 @@ class FakeClickHouse {
     for (const auto& [k, v] : req.params) s.url += k + "=" + v + "&";
     auto it = req.headers.find("Authorization");
     if (it != req.headers.end()) s.auth = it->second;
+    s.remote_port = req.remote_port;
     seen_.push_back(s);
     const std::string& q = s.query;
     if (q.rfind("SELECT name FROM system.settings", 0) == 0) {
@@ -337,6 +340,11 @@ TEST_CASE("clickhouse: creates the table from the first record, inserts JSONEach
   Put(*sink, "id-3", Purchase("u3", 3));
   REQUIRE(sink->Flush().ok());
   CHECK(ch.Requests().size() == before + 1);
+  // Probe, describe, create, describe, two inserts: one kept-alive connection.
+  for (const auto& r : ch.Requests()) {
+    INFO(r.query.substr(0, 30));
+    CHECK(r.remote_port == ch.Requests()[0].remote_port);
+  }
 }
 
 TEST_CASE("clickhouse: newer servers get DateTime64, Bool and deduplication", "[clickhouse]") {

@@ -1,0 +1,188 @@
+// ClickHouse: rows/s of forkd's clickhouse sink (append, JSONEachRow over
+// HTTP) against the obvious Node approach — fetch POSTs of JSONEachRow
+// batches of 1 000 rows, one at a time and a few in flight — on the
+// reference workload (bench/workload.mjs purchases), in the same run,
+// against the same local ClickHouse (started here by
+// tests/e2e/servers/clickhouse.mjs) and the same table shape.
+//
+// forkd's figure runs from the first routeData to the last row present in
+// the table (count() polled), with batches of 1 000: forkd's ingest (the
+// addon, the log) is in that path. The sink alone is measured too: the same
+// events, made durable in the log while the store is unreachable, drained
+// into the table when forkd restarts with it. And forkd once more with its
+// default batch (max_events 10 000), since ClickHouse prefers few large
+// inserts. Each line gives the server's CPU per row: a sink sends one batch
+// at a time, so where the server is the bottleneck the Node approach with
+// several requests in flight gets more of it.
+//
+//   node bench/clickhouse.mjs [--events 500000] [--in-flight 4]
+//
+// Figures only: it never fails on timing.
+import { parseArgs } from 'node:util';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createClient } from '../js/index.mjs';
+import { startForkd, tempConfig } from '../scripts/lib/forkd.mjs';
+import { startClickHouse } from '../tests/e2e/servers/clickhouse.mjs';
+import { purchases } from './workload.mjs';
+
+const { values: args } = parseArgs({
+  options: { events: { type: 'string', default: '500000' }, 'in-flight': { type: 'string', default: '4' } },
+});
+const N = Number(args.events);
+const IN_FLIGHT = Number(args['in-flight']);
+const BATCH = 1000;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// CPU seconds a process used so far (user + system).
+const cpu = (pid) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+
+// The workload's shape, declared: inferred from the first event, `amount`
+// would be Int64 whenever that event's amount happens to be whole.
+const COLUMNS = {
+  event: 'text',
+  orderId: 'text',
+  userId: 'text',
+  amount: 'real',
+  currency: 'text',
+  items: 'json',
+  ts: 'integer',
+  campaign: 'text',
+  ok: 'boolean',
+};
+
+const server = await startClickHouse();
+const count = async (table) => Number((await server.query(`SELECT count() FROM default.${table}`)).trim());
+
+const yaml = (url, table, batch = BATCH) => `data_dir: ./.fork
+destinations:
+  orders:
+    type: clickhouse
+    url: ${url}
+    table: ${table}
+    columns: ${JSON.stringify(COLUMNS)}
+    batch: { max_events: ${batch}, max_wait: 20ms }
+    retry: { initial: 50ms, max: 200ms }
+`;
+const { dir, config } = tempConfig(yaml(server.url, 'orders_e2e'), 'fork-bench-ch-');
+const endpoint = `ipc://${dir}/.fork/fork.sock`;
+
+async function send(client, seed) {
+  const next = purchases(seed);
+  const pending = [];
+  for (let i = 0; i < N; i++) {
+    pending.push(client.routeData(next(), 'orders'));
+    if (pending.length >= 20000) await Promise.all(pending.splice(0));
+  }
+  await Promise.all(pending);
+}
+
+// routeData -> row, through a fresh forkd with `batch` events per insert.
+async function endToEnd(table, batch, seed) {
+  writeFileSync(config, yaml(server.url, table, batch));
+  const forkd = await startForkd(config);
+  const client = createClient({ endpoint, maxInFlight: 50000 });
+  const server0 = cpu(server.pid);
+  const t0 = performance.now();
+  await send(client, seed);
+  const ackedS = (performance.now() - t0) / 1000;
+  while ((await count(table).catch(() => 0)) < N) await sleep(20);
+  const s = (performance.now() - t0) / 1000;
+  const serverCpu = cpu(server.pid) - server0;
+  const forkdCpu = cpu(forkd.pid);
+  await client.close();
+  await forkd.stop();
+  return { s, ackedS, serverCpu, forkdCpu };
+}
+
+// The Node approach: JSONEachRow POSTs of BATCH rows, `inFlight` at a time.
+async function nodeApproach(table, inFlight, seed) {
+  await server.query(`CREATE TABLE default.${table} AS default.orders_e2e`);
+  const insertUrl = `${server.url}/?query=${encodeURIComponent(`INSERT INTO default.${table} FORMAT JSONEachRow`)}`;
+  const next = purchases(seed);
+  let made = 0;
+  const makeBatch = () => {
+    let body = '';
+    for (let r = 0; r < BATCH && made < N; r++, made++) {
+      const p = next();
+      body += JSON.stringify({
+        _fork_id: `id-${made}`, event: p.event, orderId: p.orderId, userId: p.userId, amount: p.amount,
+        currency: p.currency, items: JSON.stringify(p.items), ts: p.ts, campaign: p.campaign, ok: p.ok ? 1 : 0,
+      }) + '\n';
+    }
+    return body;
+  };
+  const server0 = cpu(server.pid);
+  const t0 = performance.now();
+  const worker = async () => {
+    while (made < N) {
+      const body = makeBatch();
+      const r = await fetch(insertUrl, { method: 'POST', body });
+      if (!r.ok) throw new Error(`insert: ${r.status} ${await r.text()}`);
+      await r.arrayBuffer();
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, worker));
+  while ((await count(table)) < N) await sleep(20);
+  return { s: (performance.now() - t0) / 1000, serverCpu: cpu(server.pid) - server0 };
+}
+
+// Lets the server finish merging what the last run left, so runs start even.
+async function settle() {
+  for (let i = 0; i < 100; i++) {
+    if (Number((await server.query('SELECT count() FROM system.merges')).trim()) === 0) break;
+    await sleep(100);
+  }
+}
+
+try {
+  // 1. End to end, batches of 1 000.
+  const e2e = await endToEnd('orders_e2e', BATCH, 1);
+  await settle();
+
+  // 2. The sink alone: fill the log while the store is unreachable (nothing
+  //    listens on port 1), then restart forkd with it and time the drain.
+  writeFileSync(config, yaml('http://127.0.0.1:1', 'orders_drain'));
+  let forkd = await startForkd(config);
+  const client = createClient({ endpoint, maxInFlight: 50000 });
+  await send(client, 2);
+  await client.close();
+  await forkd.stop();
+  writeFileSync(config, yaml(server.url, 'orders_drain'));
+  const drainServer0 = cpu(server.pid);
+  const t1 = performance.now();
+  forkd = await startForkd(config);
+  while ((await count('orders_drain').catch(() => 0)) < N) await sleep(20);
+  const drainS = (performance.now() - t1) / 1000;
+  const drain = { s: drainS, serverCpu: cpu(server.pid) - drainServer0, forkdCpu: cpu(forkd.pid) };
+  await forkd.stop();
+  await settle();
+
+  // 3. The Node approach: the same rows into a table of the same shape
+  //    (ReplacingMergeTree, the same column types), one request at a time,
+  //    then a few in flight.
+  const node1 = await nodeApproach('orders_node_1', 1, 3);
+  await settle();
+  const nodeN = await nodeApproach('orders_node_n', IN_FLIGHT, 4);
+  await settle();
+
+  // 4. forkd with its default batch.
+  const big = await endToEnd('orders_e2e_big', 10000, 5);
+
+  const rate = (s) => Math.round(N / s);
+  const fmt = (n) => n.toLocaleString('en-US');
+  const us = (cpuS) => `${((cpuS * 1e6) / N).toFixed(1)} us`;
+  const version = (await server.query('SELECT version()')).trim();
+  console.log(`clickhouse ${version}, ${fmt(N)} reference purchase events, append (JSONEachRow), ReplacingMergeTree, batches of ${BATCH}`);
+  console.log(`  forkd, routeData -> row:             ${fmt(rate(e2e.s))} rows/s (acknowledged after ${e2e.ackedS.toFixed(2)} s, last row at ${e2e.s.toFixed(2)} s; server CPU ${us(e2e.serverCpu)}/row, forkd ${us(e2e.forkdCpu)}/row)`);
+  console.log(`  forkd sink alone (log -> table):     ${fmt(rate(drain.s))} rows/s (server CPU ${us(drain.serverCpu)}/row, forkd ${us(drain.forkdCpu)}/row)`);
+  console.log(`  Node fetch, 1 POST at a time:        ${fmt(rate(node1.s))} rows/s (server CPU ${us(node1.serverCpu)}/row)`);
+  console.log(`  Node fetch, ${IN_FLIGHT} POSTs in flight:        ${fmt(rate(nodeN.s))} rows/s (server CPU ${us(nodeN.serverCpu)}/row)`);
+  console.log(`  ratio forkd / Node (end to end):     ${(node1.s / e2e.s).toFixed(2)}x vs 1 at a time, ${(nodeN.s / e2e.s).toFixed(2)}x vs ${IN_FLIGHT} in flight`);
+  console.log(`  ratio forkd / Node (sink alone):     ${(node1.s / drain.s).toFixed(2)}x vs 1 at a time, ${(nodeN.s / drain.s).toFixed(2)}x vs ${IN_FLIGHT} in flight (target >= 1, and >= 200,000 rows/s)`);
+  console.log(`  forkd, default batch (10 000):       ${fmt(rate(big.s))} rows/s end to end (acknowledged after ${big.ackedS.toFixed(2)} s; server CPU ${us(big.serverCpu)}/row)`);
+} finally {
+  await server.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
