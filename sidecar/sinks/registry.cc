@@ -11,7 +11,7 @@ namespace forkd::sinks {
 
 const std::vector<SinkType>& SinkTypes() {
   static const std::vector<SinkType> types = {
-      {"clickhouse", &ClickHouseSinkOptions, &CreateClickHouseSink},
+      {"clickhouse", &ClickHouseSinkOptions, &CreateClickHouseSink, &CheckClickHouseOptions},
       {"file", &FileSinkOptions, &CreateFileSink},
       {"http", &HttpSinkOptions, &CreateHttpSink},
       {"postgres", &PostgresSinkOptions, &CreatePostgresSink},

@@ -465,3 +465,37 @@ test('daily aggregate totals equal the sum of what was acknowledged, read while 
     await rig.stop();
   });
 });
+
+test('bad clickhouse options are refused by forkd check at the option', async () => {
+  const { dir, config } = tempConfig(
+    [
+      'destinations:',
+      '  a: { type: clickhouse, url: "ftp://u:secret@x", table: t }',
+      '  b: { type: clickhouse, url: "http://127.0.0.1:8123", table: t, columns: { n: decimal } }',
+      '  c: { type: clickhouse, url: "http://127.0.0.1:8123", database: "", table: t }',
+      '  d: { type: clickhouse, url: "http://127.0.0.1:8123", table: t, mode: upsert, key: nope, columns: { n: integer } }',
+      '  e: { type: clickhouse, table: t }',
+      '',
+    ].join('\n'),
+    'fork-ch-check-',
+  );
+  try {
+    const { execFileSync } = await import('node:child_process');
+    const { FORKD } = await import('./helpers.mjs');
+    let out = '';
+    try {
+      execFileSync(FORKD, ['check', '--config', config], { stdio: 'pipe' });
+    } catch (e) {
+      out = e.stderr.toString();
+      assert.equal(e.status, 2);
+    }
+    assert.match(out, /fork\.yaml:2:\d+: destinations\.a\.url: must start with http:\/\/ or https:\/\/, got ftp:\/\//);
+    assert.ok(!out.includes('secret'), 'the url is not shown beyond its scheme');
+    assert.match(out, /fork\.yaml:3:\d+: destinations\.b\.columns\.n: expected one of text, integer, real, boolean, json, timestamp/);
+    assert.match(out, /fork\.yaml:4:\d+: destinations\.c\.database: must not be empty/);
+    assert.match(out, /fork\.yaml:5:\d+: destinations\.d\.key: 'nope' is not one of the declared columns/);
+    assert.match(out, /fork\.yaml:6:\d+: destinations\.e\.url: required option is missing/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -246,6 +246,26 @@ const std::vector<OptionSpec>& ClickHouseSinkOptions() {
   return specs;
 }
 
+bool CheckClickHouseOptions(const Options& o, std::string* error) {
+  TableSpec spec;
+  if (!ParseTableSpec(o, &spec, error)) return false;
+  if (std::string bad = CheckHttpUrl(o.Str("url")); !bad.empty()) {
+    *error = "url: " + bad.substr(bad.rfind("url ", 0) == 0 ? 4 : 0);
+    return false;
+  }
+  if (o.Str("database").empty()) {
+    *error = "database: must not be empty";
+    return false;
+  }
+  for (const Column& c : spec.columns) {
+    if (!UsableName(c.name)) {
+      *error = "columns: a column name must be valid UTF-8 without control characters";
+      return false;
+    }
+  }
+  return true;
+}
+
 std::unique_ptr<Sink> CreateClickHouseSink(const SinkContext& ctx) {
   const Options& o = ctx.destination->sink;
   ClickHouseSink::Settings s;

@@ -48,6 +48,9 @@ namespace forkd::sinks {
 
 const std::vector<OptionSpec>& ClickHouseSinkOptions();
 std::unique_ptr<Sink> CreateClickHouseSink(const SinkContext& ctx);
+// For `forkd check`: the table options, the url's scheme, the database,
+// declared column names. The error starts with the option it is about.
+bool CheckClickHouseOptions(const Options& o, std::string* error);
 
 // Exposed for tests.
 namespace clickhouse {
