@@ -14,7 +14,7 @@ const std::vector<SinkType>& SinkTypes() {
       {"clickhouse", &ClickHouseSinkOptions, &CreateClickHouseSink, &CheckClickHouseOptions},
       {"file", &FileSinkOptions, &CreateFileSink},
       {"http", &HttpSinkOptions, &CreateHttpSink},
-      {"postgres", &PostgresSinkOptions, &CreatePostgresSink},
+      {"postgres", &PostgresSinkOptions, &CreatePostgresSink, &CheckPostgresOptions},
       {"sqlite", &SqliteSinkOptions, &CreateSqliteSink, &CheckTableOptions},
       {"stdout", &StdoutSinkOptions, &CreateStdoutSink},
   };

@@ -232,8 +232,45 @@ std::unique_ptr<Sink> CreatePostgresSink(const SinkContext& ctx) {
   s.url = o.Str("url");
   s.schema = o.Str("schema");
   s.timeout_ms = o.Millis("timeout");
-  ParseTableSpec(o, &s.table, &s.error);
+  if (ParseTableSpec(o, &s.table, &s.error)) {
+    // An aggregate's rows are versions of one row per (window, group).
+    if (ctx.destination->chain.aggregate && !o.Get("mode").present) s.table.upsert = true;
+  }
   return std::make_unique<PostgresSink>(std::move(s));
+}
+
+bool CheckPostgresOptions(const Options& o, std::string* error) {
+  TableSpec spec;
+  if (!ParseTableSpec(o, &spec, error)) return false;
+  const std::string& url = o.Str("url");
+  if (!url.starts_with("postgres://") && !url.starts_with("postgresql://")) {
+    *error = "url: must start with postgres:// or postgresql://";
+    return false;
+  }
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(url.c_str(), &err);
+  if (opts == nullptr) {
+    *error = pg::Redact("url: " + OneLine(err), url);
+    if (err != nullptr) PQfreemem(err);
+    return false;
+  }
+  PQconninfoFree(opts);
+  if (!pg::ValidIdent(spec.table)) {
+    *error = "table: a postgres name is 1-63 bytes without NUL";
+    return false;
+  }
+  const std::string& schema = o.Str("schema");
+  if (!schema.empty() && !pg::ValidIdent(schema)) {
+    *error = "schema: a postgres name is 1-63 bytes without NUL";
+    return false;
+  }
+  for (const auto& c : spec.columns) {
+    if (!pg::ValidIdent(c.name)) {
+      *error = "columns." + c.name + ": a postgres name is 1-63 bytes";
+      return false;
+    }
+  }
+  return true;
 }
 
 PostgresSink::PostgresSink(Settings s) : s_(std::move(s)) {
@@ -252,7 +289,7 @@ Status PostgresSink::Open(const std::string&) {
   PQconninfoOption* opts = PQconninfoParse(s_.url.c_str(), &err);
   if (opts == nullptr) {
     std::string m = OneLine(err);
-    PQfreemem(err);
+    if (err != nullptr) PQfreemem(err);
     return Status::Fatal(pg::Redact("url " + safe_url_ + ": " + m, s_.url));
   }
   PQconninfoFree(opts);
@@ -286,10 +323,35 @@ void PostgresSink::Discard() {
 Status PostgresSink::Flush() {
   if (recs_.empty()) return Status::Ok();
   deadline_ms_ = NowMs() + s_.timeout_ms;
+  last_state_.clear();
+  table_fresh_ = false;
   Status st = Connect();
   if (st.ok()) st = EnsureTable();
-  if (st.ok()) st = BuildRows();
-  if (st.ok()) st = s_.table.upsert ? SendUpsert() : SendCopy();
+  if (st.ok() && s_.table.upsert) {
+    std::string update;
+    for (size_t c = has_id_ ? 0 : 1; c < cols_.size(); ++c) {
+      if (c == key_col_) continue;
+      const std::string q = pg::QuoteIdent(cols_[c].name);
+      update += update.empty() ? "UPDATE SET " : ", ";
+      update += q + " = EXCLUDED." + q;
+    }
+    st = BuildRows(true);
+    if (st.ok()) {
+      st = SendInsert(" ON CONFLICT (" + pg::QuoteIdent(cols_[key_col_].name) + ") DO " +
+                      (update.empty() ? std::string("NOTHING") : update));
+    }
+  } else if (st.ok()) {
+    st = BuildRows(false);
+    if (st.ok()) st = SendCopy();
+    if (st.IsFatal() && last_state_ == "23505" && id_unique_ && table_ready_) {
+      // A duplicate key: records delivered before (a crash between the
+      // commit and the cursor's), or another unique constraint. Those
+      // already there are skipped; any other violation stays fatal.
+      if (conn_ != nullptr && PQtransactionStatus(conn_) != PQTRANS_IDLE) Rollback();
+      st = BuildRows(true);
+      if (st.ok()) st = SendInsert(" ON CONFLICT (\"_fork_id\") DO NOTHING");
+    }
+  }
   if (!st.ok()) {
     if (conn_ != nullptr && PQtransactionStatus(conn_) != PQTRANS_IDLE) Rollback();
     return st;
@@ -326,6 +388,7 @@ void PostgresSink::Disconnect() {
   if (conn_ != nullptr) PQfinish(conn_);
   conn_ = nullptr;
   table_ready_ = false;
+  id_unique_ = false;
 }
 
 Status PostgresSink::Failed(const std::string& what) {
@@ -344,15 +407,21 @@ Status PostgresSink::ServerError(pg_result* r, const std::string& what) {
   std::string m = "postgres table " + shown_ + ": " + what + " failed: " +
                   (primary != nullptr ? std::string(primary) : OneLine(PQresultErrorMessage(r)));
   if (state != nullptr) m += std::string(" (SQLSTATE ") + state + ")";
+  last_state_ = state != nullptr ? state : "";
   m = pg::Redact(std::move(m), s_.url);
   if (PQstatus(conn_) != CONNECTION_OK || state == nullptr) {
     Disconnect();
     return Status::Retry(std::move(m));
   }
   const std::string_view code(state);
-  // The table or a column is gone: read the table again before the next
-  // attempt (the pipeline's halves of this batch find it re-created).
-  if (code == "42P01" || code == "42703") table_ready_ = false;
+  if (code == "42P01" || code == "42703") {
+    // The table or a column is gone: dropped or altered since it was read.
+    // Read it again (create it if missing) and retry; refuse the records
+    // only if the table as just read still does not take them.
+    const bool fresh = table_fresh_;
+    table_ready_ = false;
+    if (!fresh) return Status::Retry(m + "; reading the table again");
+  }
   if (pg::SqlStateRetries(code)) return Status::Retry(std::move(m));
   return Status::Fatal(std::move(m));
 }
@@ -514,7 +583,7 @@ Status PostgresSink::CreateTable() {
     sql += pg::QuoteIdent(cols[i].name);
     sql += ' ';
     sql += PgType(cols[i].type);
-    if (spec.upsert && cols[i].name == "_fork_id" && spec.key == "_fork_id") sql += " PRIMARY KEY";
+    if (cols[i].name == "_fork_id" && (!spec.upsert || spec.key == "_fork_id")) sql += " PRIMARY KEY";
   }
   if (spec.upsert && spec.key != "_fork_id") sql += ", UNIQUE (" + pg::QuoteIdent(spec.key) + ")";
   sql += ")";
@@ -579,6 +648,21 @@ Status PostgresSink::EnsureTable() {
   if (column_list_ == "()") {
     return Status::Retry("postgres table " + shown_ + " has no column forkd can write");
   }
+  // A unique index on _fork_id alone makes appends idempotent.
+  id_unique_ = false;
+  if (has_id_) {
+    PGresult* r = nullptr;
+    st = Exec("reading the table's indexes",
+              "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+              "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = "
+              "c.oid AND a.attnum = i.indkey[0] WHERE n.nspname = $1 AND c.relname = $2 AND "
+              "i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL "
+              "AND a.attname = '_fork_id')",
+              {schema_.c_str(), s_.table.table.c_str()}, &r);
+    if (!st.ok()) return st;
+    id_unique_ = r != nullptr && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+    if (r != nullptr) PQclear(r);
+  }
   if (s_.table.upsert) {
     const std::string& key = s_.table.key;
     key_col_ = SIZE_MAX;
@@ -590,7 +674,7 @@ Status PostgresSink::EnsureTable() {
                            "' to upsert on (key)");
     }
   }
-  table_ready_ = true;
+  table_ready_ = table_fresh_ = true;
   return Status::Ok();
 }
 
@@ -635,7 +719,7 @@ bool PostgresSink::Cell(size_t col, std::string_view id, std::string* out) const
   return CellText(v, cols_[col].type, out);
 }
 
-Status PostgresSink::BuildRows() {
+Status PostgresSink::BuildRows(bool params) {
   copy_.clear();
   cells_.clear();
   cell_at_.clear();
@@ -657,7 +741,7 @@ Status PostgresSink::BuildRows() {
   // Upsert: of the records with the same key, the last.
   std::vector<size_t> rows;
   rows.reserve(recs_.size());
-  if (!s_.table.upsert) {
+  if (!params || !s_.table.upsert) {
     for (size_t i = 0; i < recs_.size(); ++i) rows.push_back(i);
   } else {
     std::vector<std::string> keys(recs_.size());
@@ -690,7 +774,7 @@ Status PostgresSink::BuildRows() {
         return refuse(id, (c == 0 ? std::string("its id") : "field " + cols_[c].name) +
                               " holds a NUL character, which postgres text cannot store");
       }
-      if (s_.table.upsert) {
+      if (params) {
         if (present) {
           cell_at_.push_back(cells_.size());
           cells_.append(cell);
@@ -707,7 +791,7 @@ Status PostgresSink::BuildRows() {
         }
       }
     }
-    if (!s_.table.upsert) copy_.push_back('\n');
+    if (!params) copy_.push_back('\n');
     ++rows_;
   }
   return Status::Ok();
@@ -748,19 +832,10 @@ Status PostgresSink::SendCopy() {
   return Collect("COPY", nullptr);
 }
 
-Status PostgresSink::SendUpsert() {
+Status PostgresSink::SendInsert(const std::string& conflict) {
   const size_t first_col = has_id_ ? 0 : 1;
   const size_t width = cols_.size() - first_col;
   const size_t per_statement = std::max<size_t>(1, std::min<size_t>(1000, kMaxParams / width));
-  std::string conflict = " ON CONFLICT (" + pg::QuoteIdent(cols_[key_col_].name) + ") DO ";
-  std::string set;
-  for (size_t c = first_col; c < cols_.size(); ++c) {
-    if (c == key_col_) continue;
-    const std::string q = pg::QuoteIdent(cols_[c].name);
-    set += set.empty() ? "UPDATE SET " : ", ";
-    set += q + " = EXCLUDED." + q;
-  }
-  conflict += set.empty() ? "NOTHING" : set;
 
   const bool several = rows_ > per_statement;
   Status st;

@@ -4,24 +4,32 @@
 // declared `columns` or from the first record (sinks/common/table.h): text ->
 // text, integer -> bigint, real -> double precision, boolean -> boolean, json
 // -> jsonb, timestamp -> timestamptz, `_fork_id text` first and `extra jsonb`
-// last. `_fork_id` is the PRIMARY KEY when `mode: upsert` keys on it; with
-// another `key`, that column gets a UNIQUE constraint and `_fork_id` none.
+// last. `_fork_id` is the PRIMARY KEY, except with `mode: upsert` and another
+// `key`: that column then gets a UNIQUE constraint and `_fork_id` none.
 // A table that exists is used as it is: its columns are read from
 // information_schema.columns (declared `columns` are then ignored); columns
 // the server fills (a default, identity or generated) are left to it; a table
 // without `extra` refuses fields it has no column for.
 //
-// append: COPY ... FROM STDIN (text format). upsert: multi-row INSERT ... ON
-// CONFLICT (key) DO UPDATE SET every column = EXCLUDED.column, values bound as
-// parameters; of several records with the same key in a batch only the last
-// is sent. Identifiers are always quoted; no SQL is built from values.
+// append: COPY ... FROM STDIN (text format), one statement per batch. When
+// the table has a unique index on _fork_id alone (a table the sink created
+// has), a COPY refused for a duplicate key is sent again as INSERT ... ON
+// CONFLICT (_fork_id) DO NOTHING: a batch delivered again after a crash
+// changes nothing, so appends are exactly once and the sink is idempotent.
+// upsert: multi-row INSERT ... ON CONFLICT (key) DO UPDATE SET every column =
+// EXCLUDED.column, values bound as parameters; of several records with the
+// same key in a batch only the last is sent. Identifiers are always quoted;
+// no SQL is built from values. A destination with an aggregate step upserts
+// unless it sets `mode`.
 //
 // Answers: connection lost, serialization failure, deadlock, shutdown, out of
 // resources, timeouts -> retry (the connection is dropped and made again at
 // the next Flush); a record the server refuses (constraint, data or type
-// error, undefined column) -> fatal with the server's message, so the
-// pipeline splits the batch down to that record. Messages name the table and
-// never contain the url's password.
+// error) -> fatal with the server's message, so the pipeline splits the batch
+// down to that record. An undefined table or column means the table changed
+// since it was read: it is read again (created if missing) and the batch
+// retried; fatal only if the table just read fails the same way. Messages
+// name the table and never contain the url's password.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +49,9 @@ namespace forkd::sinks {
 
 const std::vector<OptionSpec>& PostgresSinkOptions();
 std::unique_ptr<Sink> CreatePostgresSink(const SinkContext& ctx);
+// `forkd check`: the table options, the url's scheme and syntax, identifier
+// lengths. Errors start with the option they are about.
+bool CheckPostgresOptions(const Options& o, std::string* error);
 
 namespace pg {
 
@@ -80,6 +91,8 @@ class PostgresSink : public Sink {
   size_t buffered_bytes() const override { return bytes_.size(); }
   Status Flush() override;
   void Discard() override;
+  // Upserts are; appends are when the table has a unique index on _fork_id.
+  bool idempotent() const override { return s_.table.upsert || id_unique_; }
 
  private:
   struct Held {
@@ -95,12 +108,15 @@ class PostgresSink : public Sink {
   Status EnsureTable();
   Status ReadColumns(std::vector<Column>* cols, std::vector<bool>* server_filled, bool* found);
   Status CreateTable();
-  // Lays the batch out: COPY text (append) or parameter values (upsert).
-  Status BuildRows();
+  // Lays the batch out as COPY text, or as parameter values (of the records
+  // with the same key, the last when upserting).
+  Status BuildRows(bool params);
   // One cell's text; false for NULL.
   bool Cell(size_t col, std::string_view id, std::string* out) const;
   Status SendCopy();
-  Status SendUpsert();
+  // Multi-row INSERTs ending in `conflict` (ON CONFLICT ...), in one
+  // transaction.
+  Status SendInsert(const std::string& conflict);
 
   // Low-level, non-blocking with the flush's deadline.
   Status Exec(const std::string& what, const std::string& sql,
@@ -116,15 +132,18 @@ class PostgresSink : public Sink {
   std::string safe_url_;
   pg_conn* conn_ = nullptr;
   int64_t deadline_ms_ = 0;
+  std::string last_state_;  // SQLSTATE of the last server error
 
   // The table as it is at the server, once read.
   bool table_ready_ = false;
+  bool table_fresh_ = false;  // read during this Flush
   std::string schema_;      // resolved
   std::string qualified_;   // "schema"."table"
   std::string shown_;       // schema.table, for messages
   std::vector<Column> cols_;  // _fork_id first, extra last (RowMapper's layout)
   bool has_id_ = false;       // the table has _fork_id
   bool has_extra_ = false;    // extra fields go to its extra column
+  bool id_unique_ = false;    // a unique index on _fork_id alone
   size_t key_col_ = 0;        // upsert: index in cols_
   std::string column_list_;   // ("c1","c2",...) of the columns written
   RowMapper mapper_;
