@@ -128,8 +128,10 @@ async function nodeApproach(table, inFlight, seed) {
   return { s: (performance.now() - t0) / 1000, serverCpu: cpu(server.pid) - server0 };
 }
 
-// Lets the server finish merging what the last run left, so runs start even.
-async function settle() {
+// Merges what the last run left into one part, so that its background
+// merges do not weigh on the next run.
+async function settle(table) {
+  await server.query(`OPTIMIZE TABLE default.${table} FINAL`, { timeoutMs: 300000 });
   for (let i = 0; i < 100; i++) {
     if (Number((await server.query('SELECT count() FROM system.merges')).trim()) === 0) break;
     await sleep(100);
@@ -139,7 +141,7 @@ async function settle() {
 try {
   // 1. End to end, batches of 1 000.
   const e2e = await endToEnd('orders_e2e', BATCH, 1);
-  await settle();
+  await settle('orders_e2e');
 
   // 2. The sink alone: fill the log while the store is unreachable (nothing
   //    listens on port 1), then restart forkd with it and time the drain.
@@ -157,15 +159,15 @@ try {
   const drainS = (performance.now() - t1) / 1000;
   const drain = { s: drainS, serverCpu: cpu(server.pid) - drainServer0, forkdCpu: cpu(forkd.pid) };
   await forkd.stop();
-  await settle();
+  await settle('orders_drain');
 
   // 3. The Node approach: the same rows into a table of the same shape
   //    (ReplacingMergeTree, the same column types), one request at a time,
   //    then a few in flight.
   const node1 = await nodeApproach('orders_node_1', 1, 3);
-  await settle();
+  await settle('orders_node_1');
   const nodeN = await nodeApproach('orders_node_n', IN_FLIGHT, 4);
-  await settle();
+  await settle('orders_node_n');
 
   // 4. forkd with its default batch.
   const big = await endToEnd('orders_e2e_big', 10000, 5);

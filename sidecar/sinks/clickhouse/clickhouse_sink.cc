@@ -557,6 +557,9 @@ Status ClickHouseSink::PrepareTable() {
     Col c;
     c.name = name;
     c.ch = ch;
+    c.key = ",";
+    AppendJsonString(name, &c.key);
+    c.key.push_back(':');
     if (d != nullptr) {
       c.type = d->type;
     } else {
@@ -749,9 +752,7 @@ Status ClickHouseSink::Encode() {
         // Missing: the column's default (NULL for a Nullable column).
         continue;
       }
-      body_.push_back(',');
-      AppendJsonString(c.name, &body_);
-      body_.push_back(':');
+      body_.append(c.key);
       if (!EncodeValue(v, c, &body_, &error)) return refuse(error);
     }
     if (has_extra_ && !mapper_.extra_json().empty()) {

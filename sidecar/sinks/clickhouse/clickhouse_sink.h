@@ -101,6 +101,7 @@ class ClickHouseSink : public Sink {
     std::string name;
     ColType type = ColType::kText;  // what the record's value is taken as
     clickhouse::ChType ch;          // how it is written
+    std::string key;                // ,"name": as it precedes the value in a row
   };
   struct Held {
     size_t id_off, id_len, payload_off, payload_len;
