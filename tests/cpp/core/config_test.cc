@@ -40,6 +40,13 @@ Loaded Load(const TempDir& dir, const std::string& yaml, const std::string& name
   return l;
 }
 
+// "clickhouse, file, ...": the registered sink types, as messages list them.
+std::string SinkTypeList() {
+  std::string s;
+  for (std::string_view n : sinks::SinkTypeNames()) s += (s.empty() ? "" : ", ") + std::string(n);
+  return s;
+}
+
 // Expects exactly one error, at line:col, with `message` after the position.
 void ExpectOneError(const Loaded& l, int line, int col, const std::string& message) {
   INFO(l.All());
@@ -308,8 +315,8 @@ TEST_CASE("a value outside an enum names the choices", "[config]") {
                           "    type: fiel\n"
                           "    path: x\n");
     ExpectOneError(l, 3, 11,
-                   "destinations.logs.type: expected one of file, http, stdout, got 'fiel' (did you "
-                   "mean 'file'?)");
+                   "destinations.logs.type: expected one of " + SinkTypeList() +
+                       ", got 'fiel' (did you mean 'file'?)");
   }
   SECTION("a sink's own enum") {
     const Loaded l = Load(dir, std::string(kMinimal) + "    format: xml\n");
@@ -487,7 +494,7 @@ TEST_CASE("every mistake in a file is reported at once", "[config]") {
       l.path +
           ":7:3: destinations.a.path: required option is missing (File to write, or a "
           "directory (ending in /) of files named by time)",
-      l.path + ":10:11: destinations.b.type: expected one of file, http, stdout, got 'nope'",
+      l.path + ":10:11: destinations.b.type: expected one of " + SinkTypeList() + ", got 'nope'",
       l.path + ":13:25: destinations.c.batch.max_events: value 0 out of range [1, 1000000]",
   };
   CHECK(l.messages == want);
