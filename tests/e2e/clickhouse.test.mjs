@@ -423,6 +423,9 @@ test('daily aggregate totals equal the sum of what was acknowledged, read while 
       transforms: [{ aggregate: { window: '1d', time_field: 'ts', group_by: ['currency'], measures: { revenue: 'sum(amount)', orders: 'count()' }, emit_every: '200ms' } }],
     },
   };
+  // The same without `mode`: an aggregating destination upserts by default.
+  dest.revenue_default = { ...dest.revenue, table: 'daily_revenue_default' };
+  delete dest.revenue_default.mode;
   await withForkd(dest, async (rig) => {
     const next = purchases(5);
     const expected = new Map(); // "day/currency" -> { revenue, orders }
@@ -437,7 +440,7 @@ test('daily aggregate totals equal the sum of what was acknowledged, read while 
         p.ts += round * DAY;
         batch.push(p);
       }
-      const acked = await Promise.all(batch.map((p) => rig.client.routeData(p, 'revenue').then(() => p)));
+      const acked = await Promise.all(batch.map((p) => rig.client.routeData(p, ['revenue', 'revenue_default']).then(() => p)));
       for (const p of acked) {
         const key = `${new Date(Math.floor(p.ts / DAY) * DAY).toISOString().slice(0, 10)}/${p.currency}`;
         const e = expected.get(key) ?? { revenue: 0, orders: 0 };
@@ -448,7 +451,14 @@ test('daily aggregate totals equal the sum of what was acknowledged, read while 
       const total = [...expected.values()].reduce((a, e) => a + e.orders, 0);
       // Queried while forkd runs: the totals catch up with what was acknowledged.
       await waitCount('SELECT sum(orders) FROM default.daily_revenue FINAL', total, rig, 20000);
+      await waitCount('SELECT sum(orders) FROM default.daily_revenue_default FINAL', total, rig, 20000);
     }
+    const engine = (await ch.query("SELECT engine_full FROM system.tables WHERE database = 'default' AND name = 'daily_revenue_default'")).trim();
+    assert.match(engine, /^ReplacingMergeTree\(_version\) ORDER BY _fork_id/, 'upsert without saying so');
+    assert.deepEqual(
+      await rows('SELECT _fork_id, revenue, orders FROM default.daily_revenue_default FINAL ORDER BY _fork_id'),
+      await rows('SELECT _fork_id, revenue, orders FROM default.daily_revenue FINAL ORDER BY _fork_id'),
+    );
     const got = await rows("SELECT _fork_id, toString(window_start, 'UTC') AS day, window, currency, revenue, orders FROM default.daily_revenue FINAL");
     assert.equal(got.length, expected.size, 'one row per (day, currency)');
     for (const r of got) {

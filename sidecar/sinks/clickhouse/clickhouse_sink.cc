@@ -278,7 +278,11 @@ std::unique_ptr<Sink> CreateClickHouseSink(const SinkContext& ctx) {
   // Problems are reported by Open, named as in the config.
   if (!ParseTableSpec(o, &s.table, &s.error)) {
     s.error = "destinations." + ctx.destination->name + "." + s.error;
-  } else if (s.database.empty()) {
+  } else if (ctx.destination->chain.aggregate && !o.Get("mode").present) {
+    // An aggregate's rows are versions of one row per (window, group).
+    s.table.upsert = true;
+  }
+  if (s.error.empty() && s.database.empty()) {
     s.error = "destinations." + ctx.destination->name + ".database: must not be empty";
   }
   return std::make_unique<ClickHouseSink>(std::move(s));

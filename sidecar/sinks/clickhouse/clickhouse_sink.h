@@ -15,7 +15,8 @@
 // timeout whose insert did land) gives rows that ReplacingMergeTree collapses
 // on merge, and that `SELECT ... FINAL` shows once. `mode: upsert` orders by
 // the key and versions each row with the log position it came from, so the
-// newest version of a key wins. On servers that have them, the table is also
+// newest version of a key wins; a destination with an aggregate step upserts
+// unless its `mode` says otherwise. On servers that have them, the table is also
 // created with non_replicated_deduplication_window and each insert carries an
 // insert_deduplication_token (the SHA-256 of its body): a resent batch is
 // dropped at insert time.
