@@ -583,6 +583,9 @@ Status PostgresSink::CreateTable() {
     sql += pg::QuoteIdent(cols[i].name);
     sql += ' ';
     sql += PgType(cols[i].type);
+    // Ids are compared byte-wise: the C collation keeps the index cheap in a
+    // database whose default collation is a locale's.
+    if (cols[i].name == "_fork_id") sql += " COLLATE \"C\"";
     if (cols[i].name == "_fork_id" && (!spec.upsert || spec.key == "_fork_id")) sql += " PRIMARY KEY";
   }
   if (spec.upsert && spec.key != "_fork_id") sql += ", UNIQUE (" + pg::QuoteIdent(spec.key) + ")";
