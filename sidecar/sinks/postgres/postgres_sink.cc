@@ -239,10 +239,11 @@ std::unique_ptr<Sink> CreatePostgresSink(const SinkContext& ctx) {
   return std::make_unique<PostgresSink>(std::move(s));
 }
 
-bool CheckPostgresOptions(const Options& o, std::string* error) {
-  TableSpec spec;
-  if (!ParseTableSpec(o, &spec, error)) return false;
-  const std::string& url = o.Str("url");
+namespace {
+
+// What Open and forkd check refuse; false with *error naming the option.
+bool CheckSettings(const std::string& url, const std::string& schema, const TableSpec& spec,
+                   std::string* error) {
   if (!url.starts_with("postgres://") && !url.starts_with("postgresql://")) {
     *error = "url: must start with postgres:// or postgresql://";
     return false;
@@ -250,6 +251,7 @@ bool CheckPostgresOptions(const Options& o, std::string* error) {
   char* err = nullptr;
   PQconninfoOption* opts = PQconninfoParse(url.c_str(), &err);
   if (opts == nullptr) {
+    // libpq may quote the url: redacted.
     *error = pg::Redact("url: " + OneLine(err), url);
     if (err != nullptr) PQfreemem(err);
     return false;
@@ -259,7 +261,6 @@ bool CheckPostgresOptions(const Options& o, std::string* error) {
     *error = "table: a postgres name is 1-63 bytes without NUL";
     return false;
   }
-  const std::string& schema = o.Str("schema");
   if (!schema.empty() && !pg::ValidIdent(schema)) {
     *error = "schema: a postgres name is 1-63 bytes without NUL";
     return false;
@@ -273,6 +274,13 @@ bool CheckPostgresOptions(const Options& o, std::string* error) {
   return true;
 }
 
+}  // namespace
+
+bool CheckPostgresOptions(const Options& o, std::string* error) {
+  TableSpec spec;
+  return ParseTableSpec(o, &spec, error) && CheckSettings(o.Str("url"), o.Str("schema"), spec, error);
+}
+
 PostgresSink::PostgresSink(Settings s) : s_(std::move(s)) {
   safe_url_ = pg::SafeUrl(s_.url);
   shown_ = (s_.schema.empty() ? std::string() : s_.schema + ".") + s_.table.table;
@@ -282,24 +290,8 @@ PostgresSink::~PostgresSink() { Disconnect(); }
 
 Status PostgresSink::Open(const std::string&) {
   if (!s_.error.empty()) return Status::Fatal(s_.error);
-  if (!s_.url.starts_with("postgres://") && !s_.url.starts_with("postgresql://")) {
-    return Status::Fatal("url must start with postgres:// or postgresql://");
-  }
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(s_.url.c_str(), &err);
-  if (opts == nullptr) {
-    std::string m = OneLine(err);
-    if (err != nullptr) PQfreemem(err);
-    return Status::Fatal(pg::Redact("url " + safe_url_ + ": " + m, s_.url));
-  }
-  PQconninfoFree(opts);
-  if (!pg::ValidIdent(s_.table.table)) return Status::Fatal("table: must be 1-63 bytes");
-  if (!s_.schema.empty() && !pg::ValidIdent(s_.schema)) {
-    return Status::Fatal("schema: must be 1-63 bytes");
-  }
-  for (const auto& c : s_.table.columns) {
-    if (!pg::ValidIdent(c.name)) return Status::Fatal("columns." + c.name + ": must be 1-63 bytes");
-  }
+  std::string error;
+  if (!CheckSettings(s_.url, s_.schema, s_.table, &error)) return Status::Fatal(error);
   // The connection is made at the first Flush, and again after a failure.
   return Status::Ok();
 }
