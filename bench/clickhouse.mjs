@@ -23,7 +23,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createClient } from '../js/index.mjs';
 import { startForkd, tempConfig } from '../scripts/lib/forkd.mjs';
 import { startClickHouse } from '../tests/e2e/servers/clickhouse.mjs';
-import { purchases } from './workload.mjs';
+import { purchases, sendPurchases } from './workload.mjs';
 
 const { values: args } = parseArgs({
   options: { events: { type: 'string', default: '500000' }, 'in-flight': { type: 'string', default: '4' } },
@@ -68,15 +68,7 @@ destinations:
 const { dir, config } = tempConfig(yaml(server.url, 'orders_e2e'), 'fork-bench-ch-');
 const endpoint = `ipc://${dir}/.fork/fork.sock`;
 
-async function send(client, seed) {
-  const next = purchases(seed);
-  const pending = [];
-  for (let i = 0; i < N; i++) {
-    pending.push(client.routeData(next(), 'orders'));
-    if (pending.length >= 20000) await Promise.all(pending.splice(0));
-  }
-  await Promise.all(pending);
-}
+const send = (client, seed) => sendPurchases(client, 'orders', N, seed);
 
 // routeData -> row, through a fresh forkd with `batch` events per insert.
 async function endToEnd(table, batch, seed) {

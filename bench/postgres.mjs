@@ -23,7 +23,7 @@ import pg from 'pg';
 import { createClient } from '../js/index.mjs';
 import { startForkd, tempConfig } from '../scripts/lib/forkd.mjs';
 import { startPostgres } from '../tests/e2e/servers/postgres.mjs';
-import { purchases } from './workload.mjs';
+import { purchases, sendPurchases } from './workload.mjs';
 
 const { values: args } = parseArgs({ options: { events: { type: 'string', default: '200000' } } });
 const N = Number(args.events);
@@ -71,15 +71,7 @@ destinations:
 const { dir, config } = tempConfig(yaml(server.url, 'orders_e2e'), 'fork-bench-pg-');
 const endpoint = `ipc://${dir}/.fork/fork.sock`;
 
-async function send(client, seed) {
-  const next = purchases(seed);
-  const pending = [];
-  for (let i = 0; i < N; i++) {
-    pending.push(client.routeData(next(), 'orders'));
-    if (pending.length >= 20000) await Promise.all(pending.splice(0));
-  }
-  await Promise.all(pending);
-}
+const send = (client, seed) => sendPurchases(client, 'orders', N, seed);
 
 try {
   // 1. End to end: routeData -> row.

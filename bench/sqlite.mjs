@@ -15,7 +15,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { createClient } from '../js/index.mjs';
 import { startForkd, tempConfig } from '../scripts/lib/forkd.mjs';
-import { purchases } from './workload.mjs';
+import { purchases, sendPurchases } from './workload.mjs';
 
 const { values: args } = parseArgs({ options: { events: { type: 'string', default: '200000' } } });
 const N = Number(args.events);
@@ -52,14 +52,8 @@ const count = () => {
 // 1. Fill the log.
 let forkd = await startForkd(config);
 let client = createClient({ endpoint: `ipc://${dir}/.fork/fork.sock`, maxInFlight: 50000 });
-let next = purchases(1);
 const t0 = performance.now();
-const pending = [];
-for (let i = 0; i < N; i++) {
-  pending.push(client.routeData(next(), 'production'));
-  if (pending.length >= 20000) await Promise.all(pending.splice(0));
-}
-await Promise.all(pending);
+await sendPurchases(client, 'production', N, 1);
 const ingestS = (performance.now() - t0) / 1000;
 await client.close();
 await forkd.stop();
@@ -78,13 +72,8 @@ rmSync(dbPath + '-wal', { force: true });
 rmSync(dbPath + '-shm', { force: true });
 forkd = await startForkd(config);
 client = createClient({ endpoint: `ipc://${dir}/.fork/fork.sock`, maxInFlight: 50000 });
-next = purchases(2);
 const t2 = performance.now();
-for (let i = 0; i < N; i++) {
-  pending.push(client.routeData(next(), 'production'));
-  if (pending.length >= 20000) await Promise.all(pending.splice(0));
-}
-await Promise.all(pending);
+await sendPurchases(client, 'production', N, 2);
 while (count() < N) await sleep(10);
 const e2eS = (performance.now() - t2) / 1000;
 await client.close();
@@ -105,7 +94,7 @@ const insertBatch = nd.transaction((rows) => {
       p.campaign, p.ok ? 1 : 0, null);
   }
 });
-next = purchases(3);
+const next = purchases(3);
 const t3 = performance.now();
 let batch = [];
 for (let i = 0; i < N; i++) {

@@ -50,3 +50,16 @@ export function percentile(sorted, p) {
   const k = Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length));
   return sorted[k];
 }
+
+// Routes `n` reference purchases (seed `seed`) to `destination` as fast as
+// the client takes them, at most 20 000 in flight; resolves once all are
+// acknowledged.
+export async function sendPurchases(client, destination, n, seed) {
+  const next = purchases(seed);
+  const pending = [];
+  for (let i = 0; i < n; i++) {
+    pending.push(client.routeData(next(), destination));
+    if (pending.length >= 20000) await Promise.all(pending.splice(0));
+  }
+  await Promise.all(pending);
+}

@@ -665,20 +665,18 @@ Pipeline::Flushed Pipeline::Bisect(const log::Position& start, const log::Positi
     DeadLetterNow(l);
   };
   // Ranges still to deliver, in log order: a stack with the next on top.
-  std::vector<std::pair<size_t, size_t>> todo{{0, batch.size()}};
+  // The whole batch was refused already, so it starts with its halves.
+  std::vector<std::pair<size_t, size_t>> todo;
+  auto split = [&todo](size_t lo, size_t hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    todo.push_back({mid, hi});
+    if (mid > lo) todo.push_back({lo, mid});
+  };
+  split(0, batch.size());
   size_t refused = 0;
-  bool first_half = batch.size() > 1;
   while (!todo.empty()) {
     auto [lo, hi] = todo.back();
     todo.pop_back();
-    if (first_half) {
-      // The whole batch was refused already: start with its halves.
-      first_half = false;
-      const size_t mid = lo + (hi - lo) / 2;
-      todo.push_back({mid, hi});
-      todo.push_back({lo, mid});
-      continue;
-    }
     for (size_t i = lo; i < hi; ++i) {
       sinks::Record r;
       r.header = &batch[i].header;
@@ -702,9 +700,7 @@ Pipeline::Flushed Pipeline::Bisect(const log::Position& start, const log::Positi
           letter(batch[lo], d);
           ++refused;
         } else {
-          const size_t mid = lo + (hi - lo) / 2;
-          todo.push_back({mid, hi});
-          todo.push_back({lo, mid});
+          split(lo, hi);
         }
         break;
       case Delivery::kGaveUp:

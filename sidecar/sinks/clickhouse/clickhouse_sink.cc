@@ -276,12 +276,7 @@ std::unique_ptr<Sink> CreateClickHouseSink(const SinkContext& ctx) {
   s.timeout_ms = o.Millis("timeout");
   s.connect_timeout_ms = o.Millis("connect_timeout");
   // Problems are reported by Open, named as in the config.
-  if (!ParseTableSpec(o, &s.table, &s.error)) {
-    s.error = "destinations." + ctx.destination->name + "." + s.error;
-  } else if (ctx.destination->chain.aggregate && !o.Get("mode").present) {
-    // An aggregate's rows are versions of one row per (window, group).
-    s.table.upsert = true;
-  }
+  DestinationTableSpec(ctx, &s.table, &s.error);
   if (s.error.empty() && s.database.empty()) {
     s.error = "destinations." + ctx.destination->name + ".database: must not be empty";
   }

@@ -29,6 +29,16 @@ std::vector<OptionSpec> TableOptions() {
   };
 }
 
+bool DestinationTableSpec(const SinkContext& ctx, TableSpec* out, std::string* error) {
+  const Options& o = ctx.destination->sink;
+  if (!ParseTableSpec(o, out, error)) {
+    *error = "destinations." + ctx.destination->name + "." + *error;
+    return false;
+  }
+  if (ctx.destination->chain.aggregate && !o.Get("mode").present) out->upsert = true;
+  return true;
+}
+
 bool CheckTableOptions(const Options& o, std::string* error) {
   TableSpec spec;
   return ParseTableSpec(o, &spec, error);

@@ -25,7 +25,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/config.h"
 #include "core/options.h"
+#include "sinks/sink.h"
 #include "wire/msgpack.h"
 
 namespace forkd::sinks {
@@ -50,6 +52,11 @@ struct TableSpec {
 std::vector<OptionSpec> TableOptions();
 // Reads them. False with *error (naming the option) on a bad value.
 bool ParseTableSpec(const Options& o, TableSpec* out, std::string* error);
+// The table spec of a destination, as its sink starts: parsed (an error is
+// prefixed "destinations.<name>.", for Open to report), and upserting by
+// default when the destination aggregates: its rows are versions of one row
+// per (window, group).
+bool DestinationTableSpec(const SinkContext& ctx, TableSpec* out, std::string* error);
 // ParseTableSpec as a check, for the config loader.
 bool CheckTableOptions(const Options& o, std::string* error);
 const char* ColTypeName(ColType t);

@@ -232,10 +232,7 @@ std::unique_ptr<Sink> CreatePostgresSink(const SinkContext& ctx) {
   s.url = o.Str("url");
   s.schema = o.Str("schema");
   s.timeout_ms = o.Millis("timeout");
-  if (ParseTableSpec(o, &s.table, &s.error)) {
-    // An aggregate's rows are versions of one row per (window, group).
-    if (ctx.destination->chain.aggregate && !o.Get("mode").present) s.table.upsert = true;
-  }
+  DestinationTableSpec(ctx, &s.table, &s.error);
   return std::make_unique<PostgresSink>(std::move(s));
 }
 

@@ -83,9 +83,7 @@ std::unique_ptr<Sink> CreateSqliteSink(const SinkContext& ctx) {
   SqliteSink::Settings s;
   s.path = ctx.config->Resolve(o.Str("path"));
   s.synchronous_full = o.Str("synchronous") == "full";
-  if (!ParseTableSpec(o, &s.table, &s.error)) s.error = "destinations." + ctx.destination->name + "." + s.error;
-  // An aggregate's rows are versions of one row per (window, group).
-  if (ctx.destination->chain.aggregate && !o.Get("mode").present) s.table.upsert = true;
+  DestinationTableSpec(ctx, &s.table, &s.error);
   return std::make_unique<SqliteSink>(std::move(s));
 }
 
