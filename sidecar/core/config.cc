@@ -266,7 +266,7 @@ const std::vector<OptionSpec>& DestinationOptions() {
        "Steps applied to every record before the sink: template names or inline steps"},
       {"from", OptType::kEnum, "latest",
        "Where a destination new to this data_dir starts: at the log's end, or at the oldest "
-       "event still retained",
+       "event still retained (older events then go through today's routes)",
        false, {"latest", "earliest"}},
   };
   return specs;

@@ -518,7 +518,11 @@ const char* Ingest::Resolve(const wire::EventView& ev, const wire::RouteEntry& e
   event_buf_.clear();
   wire::Writer w(&event_buf_);
   w.ArrayHeader(4);
-  w.ArrayHeader(static_cast<uint32_t>(decision_.targets.size()));
+  // A leading nil says the routes chose the set (the caller named none), so
+  // a destination added later with `from: earliest` can ask today's routes.
+  const bool by_routes = named_.empty();
+  w.ArrayHeader(static_cast<uint32_t>(decision_.targets.size() + (by_routes ? 1 : 0)));
+  if (by_routes) w.Nil();
   for (const auto& t : decision_.targets) {
     if (t.transforms.empty()) {
       w.Str(dests[t.dest].name);

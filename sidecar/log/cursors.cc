@@ -65,4 +65,21 @@ Status CursorStore::Save(const std::string& destination, const Cursor& c) const 
   return fs::WriteFileAtomic(PathFor(destination), bytes.data(), bytes.size());
 }
 
+Status CursorStore::SaveBackfill(const std::string& destination, uint64_t until_lsn) const {
+  const std::string text = std::to_string(until_lsn) + "\n";
+  return fs::WriteFileAtomic(dir_ + "/" + destination + ".backfill", text.data(), text.size());
+}
+
+uint64_t CursorStore::LoadBackfill(const std::string& destination) const {
+  std::string text;
+  if (!fs::ReadFile(dir_ + "/" + destination + ".backfill", &text).ok()) return 0;
+  uint64_t v = 0;
+  for (char c : text) {
+    if (c == '\n') break;
+    if (c < '0' || c > '9' || v > (UINT64_MAX - 9) / 10) return 0;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return v;
+}
+
 }  // namespace forkd::log

@@ -29,6 +29,14 @@ class CursorStore {
   [[nodiscard]] Status Save(const std::string& destination, const Cursor& c) const;
   std::string PathFor(const std::string& destination) const;
 
+  // A new destination with `from: earliest` also receives the events logged
+  // before it existed that today's routes send it (a backfill). The lsn where
+  // that history ends is kept beside its cursor, in <dir>/<destination>.backfill
+  // (decimal text), so a restart mid-backfill goes on with it.
+  [[nodiscard]] Status SaveBackfill(const std::string& destination, uint64_t until_lsn) const;
+  // 0 when the destination has none.
+  uint64_t LoadBackfill(const std::string& destination) const;
+
   static std::string Encode(const Cursor& c);
   [[nodiscard]] static Status Decode(const std::string& bytes, Cursor* out);
 

@@ -54,7 +54,15 @@ Pipeline::Pipeline(const DestinationConfig& dest, const Config& config,
       breaker_(dest.breaker_failures, dest.breaker_cooldown_ms),
       bucket_(dest.rate_limit, dest.rate_burst, MonoMicros()),
       shaper_(dest_.chain, templates_),
-      aggregator_(shaper_.aggregator()) {}
+      aggregator_(shaper_.aggregator()) {
+  if (dest_.from_earliest) {
+    for (size_t i = 0; i < config.destinations.size(); ++i) {
+      dest_names_.push_back(config.destinations[i].name);
+      if (config.destinations[i].name == name_) self_index_ = static_cast<uint32_t>(i);
+    }
+    backfill_router_ = std::make_unique<Router>(config.routes, dest_names_, config.unmatched);
+  }
+}
 
 Pipeline::~Pipeline() { Stop(false, 0); }
 
@@ -62,17 +70,22 @@ Status Pipeline::Start() {
   log::Cursor cursor;
   Status s = cursors_->Load(name_, &cursor);
   if (s.IsNotFound()) {
-    // A destination seen for the first time starts at the log's end: it
-    // receives what is routed to it from now on.
     // A destination seen for the first time starts at the log's end (it
     // receives what is routed to it from now on), or with `from: earliest`
-    // at the oldest event still retained.
-    cursor.position = log::Position{
-        dest_.from_earliest ? log_->first_lsn() : log_->durable_next_lsn(), 0, 0};
+    // at the oldest event still retained: then the events logged before it
+    // existed are offered to today's routes (a backfill).
+    const uint64_t end = log_->durable_next_lsn();
+    if (dest_.from_earliest) {
+      s = cursors_->SaveBackfill(name_, end);  // before the cursor: a crash between redoes both
+      if (!s.ok()) return s;
+    }
+    cursor.position = log::Position{dest_.from_earliest ? log_->first_lsn() : end, 0, 0};
     s = cursors_->Save(name_, cursor);
     if (!s.ok()) return s;
     spdlog::info("destination {}: new, starting at lsn {}{}", name_, cursor.position.next_lsn,
-                 dest_.from_earliest ? " (the oldest retained)" : "");
+                 dest_.from_earliest ? " (the oldest retained; earlier events go through "
+                                       "today's routes)"
+                                     : "");
   } else if (!s.ok()) {
     // A damaged cursor: start from the oldest retained entry. Some records
     // arrive twice; none is lost.
@@ -85,6 +98,13 @@ Status Pipeline::Start() {
     spdlog::warn("destination {}: cursor lsn {} is past the log's end {}; the log was reset",
                  name_, cursor.position.next_lsn, log_->durable_next_lsn());
     cursor.position = log::Position{log_->durable_next_lsn(), 0, 0};
+  }
+  if (dest_.from_earliest) {
+    backfill_until_ = cursors_->LoadBackfill(name_);
+    if (backfill_until_ > cursor.position.next_lsn) {
+      spdlog::info("destination {}: backfilling lsn {} to {} through today's routes", name_,
+                   cursor.position.next_lsn, backfill_until_);
+    }
   }
   std::string agg_state;
   SplitState(cursor.sink_state, &loaded_state_, &agg_state);
@@ -169,13 +189,17 @@ bool Pipeline::SleepInterruptible(int64_t ms) {
 bool Pipeline::Select(const log::Entry& e, sinks::Record* r, Selected* sel) {
   wire::Reader rd(e.event, e.event_size);
   rd.Next();  // [dests, key, options, payload]
+  const uint8_t* dests = rd.pos();
   const wire::Value d = rd.Next();
   bool mine = false;
+  bool by_routes = false;  // a leading nil: the routes chose this list
   if (d.kind == wire::Kind::kArray) {
     for (uint32_t i = 0; i < d.len; ++i) {
       const uint8_t* at = rd.pos();
       const wire::Value s = rd.Next();
-      if (s.kind == wire::Kind::kArray) {
+      if (s.kind == wire::Kind::kNil) {
+        by_routes = by_routes || i == 0;
+      } else if (s.kind == wire::Kind::kArray) {
         // [name, template...]: a route's transforms apply here.
         const wire::Value n = rd.Next();
         const bool match = !mine && n.str() == name_;
@@ -192,7 +216,8 @@ bool Pipeline::Select(const log::Entry& e, sinks::Record* r, Selected* sel) {
       }
     }
   }
-  if (!mine) return false;
+  const bool backfill = !mine && e.header.lsn < backfill_until_;
+  if (!mine && !backfill) return false;
   const wire::Value k = rd.Next();
   if (k.kind == wire::Kind::kStr) {
     r->event_id = k.str();
@@ -205,7 +230,51 @@ bool Pipeline::Select(const log::Entry& e, sinks::Record* r, Selected* sel) {
   r->header = &e.header;
   r->payload = rd.pos();
   r->payload_size = e.event_size - static_cast<size_t>(rd.pos() - e.event);
-  return true;
+  return !backfill || Backfilled(d, dests, by_routes, *r, sel);
+}
+
+bool Pipeline::Backfilled(const wire::Value& d, const uint8_t* dests, bool by_routes,
+                          const sinks::Record& r, Selected* sel) {
+  // The caller named destinations: only `also` routes can add this one.
+  backfill_named_.clear();
+  if (!by_routes) {
+    if (!backfill_router_->has_also()) return false;
+    wire::Reader rd(dests, static_cast<size_t>(r.payload - dests));
+    rd.Next();
+    for (uint32_t i = 0; i < d.len; ++i) {
+      wire::Value s = rd.Next();
+      if (s.kind == wire::Kind::kArray) {
+        const uint32_t n = s.len;
+        s = rd.Next();
+        for (uint32_t k = 1; k < n; ++k) rd.Skip();
+      }
+      if (s.kind != wire::Kind::kStr) continue;
+      for (uint32_t j = 0; j < dest_names_.size(); ++j) {
+        if (dest_names_[j] == s.str()) backfill_named_.push_back(j);
+      }
+    }
+    if (backfill_named_.empty()) return false;  // none of them is configured now
+  }
+  backfill_doc_.Load(r.payload, r.payload_size);
+  backfill_scratch_.Reset();
+  if (!backfill_router_->Route(backfill_doc_, backfill_named_, r.event_id, &backfill_scratch_,
+                               &backfill_decision_)) {
+    return false;
+  }
+  for (const Router::Target& t : backfill_decision_.targets) {
+    if (t.dest != self_index_) continue;
+    if (sel && !t.transforms.empty()) {
+      backfill_route_t_.clear();
+      wire::Writer w(&backfill_route_t_);
+      w.ArrayHeader(static_cast<uint32_t>(1 + t.transforms.size()));
+      w.Str(name_);
+      for (const std::string* n : t.transforms) w.Str(*n);
+      sel->route_t = backfill_route_t_.data();
+      sel->route_t_count = static_cast<uint32_t>(t.transforms.size());
+    }
+    return true;
+  }
+  return false;
 }
 
 void Pipeline::DeadLetterNow(const Letter& l) {
@@ -232,7 +301,9 @@ Pipeline::Shaped Pipeline::Shape(const log::Entry& e, const Selected& sel, sinks
   parts.options = sel.options;
   parts.route_t = sel.route_t;
   parts.route_t_count = sel.route_t_count;
-  parts.bound = e.event_size;
+  // Readers of options and route_t stop at this bound; a backfill's route_t
+  // lives in its own (valid, smaller or larger) buffer.
+  parts.bound = std::max<size_t>(e.event_size, backfill_route_t_.size());
   parts.payload = r->payload;
   parts.payload_size = r->payload_size;
   parts.recv_us = e.header.recv_us;

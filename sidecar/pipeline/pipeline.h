@@ -19,6 +19,7 @@
 #include "log/log.h"
 #include "pipeline/dead_letters.h"
 #include "pipeline/flow.h"
+#include "pipeline/router.h"
 #include "pipeline/shaper.h"
 #include "sinks/sink.h"
 #include "transforms/aggregate.h"
@@ -133,6 +134,11 @@ class Pipeline : private log::Reporter {
   };
   // Is this destination among the event's? Fills the record's parts.
   bool Select(const log::Entry& e, sinks::Record* r, Selected* sel = nullptr);
+  // For an event logged before this destination existed (a `from: earliest`
+  // backfill): would today's routes send it here? `by_routes`: the caller
+  // named no destination; `d`: the stored destination list.
+  bool Backfilled(const wire::Value& d, const uint8_t* dests, bool by_routes,
+                  const sinks::Record& r, Selected* sel);
   enum class Shaped { kWrite, kSkip };
   // Runs the record through its transforms. kWrite: *r now holds the output;
   // kSkip: filtered, folded into the aggregate, or dead-lettered.
@@ -172,6 +178,18 @@ class Pipeline : private log::Reporter {
   TokenBucket bucket_;
   std::atomic<uint64_t> committed_segment_{0};  // with committed_next_lsn_: the position
   std::atomic<uint64_t> committed_offset_{0};
+  // `from: earliest`: events below backfill_until_ are chosen by today's
+  // routes (evaluated here, on this pipeline's thread) instead of their
+  // stored destination list.
+  uint64_t backfill_until_ = 0;
+  std::unique_ptr<Router> backfill_router_;
+  uint32_t self_index_ = 0;
+  std::vector<std::string> dest_names_;
+  transforms::Doc backfill_doc_;
+  transforms::Arena backfill_scratch_;
+  Router::Decision backfill_decision_;
+  std::vector<uint32_t> backfill_named_;
+  wire::Buffer backfill_route_t_;
   Shaper shaper_;
   transforms::Aggregator* aggregator_;  // the shaper's, or null
   std::string loaded_state_;

@@ -121,6 +121,72 @@ test('SIGHUP adding a destination (from: latest) and a route to it: only events 
   });
 });
 
+test('SIGHUP adding a destination with from: earliest: the events logged before it go through today\'s routes (a backfill)', async () => {
+  const v1 = `${HEAD}destinations:\n${file('logs')}${file('audit')}routes:\n  - { to: logs }\n`;
+  const v2 =
+    `${HEAD}transforms:\n  tag: [ { set: { via: route } } ]\n` +
+    `destinations:\n${file('logs')}${file('audit')}${file('orders', ', from: earliest')}routes:\n` +
+    `  - { to: logs }\n` +
+    `  - { when: 'kind == "order"', to: orders, transform: tag }\n` +
+    `  - { when: 'vip == true', to: orders, also: true }\n`;
+  await withForkd(v1, async ({ client, reload, stop, read, forkd }) => {
+    // Routed by the rules (no destination named): orders and views.
+    const orders = await sendAll(client, range(20, (i) => ({ kind: 'order', phase: 'before', i })), undefined);
+    const views = await sendAll(client, range(10, (i) => ({ kind: 'view', phase: 'before', i })), undefined);
+    // Named by the caller: only an `also` route may add a destination to them.
+    const named = await sendAll(client, range(5, (i) => ({ kind: 'order', phase: 'named', i })), 'audit');
+    const vip = await sendAll(client, range(3, (i) => ({ kind: 'view', vip: true, i })), 'audit');
+    const log = await reload(v2);
+    assert.match(log, /reload: new destination orders/);
+    const after = await sendAll(client, range(10, (i) => ({ kind: 'order', phase: 'after', i })), undefined);
+    for (const r of after) assert.deepEqual(sorted(r.destinations), ['logs', 'orders']);
+
+    const want = sorted([...orders, ...vip, ...after].map((r) => r.id));
+    const t0 = Date.now();
+    while (read('orders').length < want.length && Date.now() - t0 < 10000) await sleep(20);
+    await stop();
+    const rows = read('orders');
+    assert.deepEqual(sorted(rows.map((r) => r._fork_id)), want,
+      `orders holds the routed orders and the vip events named to audit, and nothing else:\n${forkd.stderr()}`);
+    // The route's template applies to backfilled events as to new ones.
+    const byId = new Map(rows.map((r) => [r._fork_id, r]));
+    for (const r of [...orders, ...after]) assert.equal(byId.get(r.id).via, 'route', `${r.id} went through the route's transform`);
+    for (const r of vip) assert.equal(byId.get(r.id).via, undefined, 'the also route has no transform');
+    assert.equal(rows.filter((r) => r.phase === 'named').length, 0, 'events named to audit are not taken by a route without also');
+    assert.equal(rows.filter((r) => r.kind === 'view' && !r.vip).length, 0);
+    assert.deepEqual(sorted(read('logs').map((r) => r._fork_id)), sorted([...orders, ...views, ...after].map((r) => r.id)));
+  });
+});
+
+test('from: earliest backfill survives a restart: the end of the history is kept beside the cursor', async () => {
+  const v1 = `${HEAD}destinations:\n${file('logs')}routes:\n  - { to: logs }\n`;
+  const v2 = `${HEAD}destinations:\n${file('logs')}  late: { type: http, url: 'http://127.0.0.1:9/never', from: earliest, retry: { initial: 50ms, max: 50ms } }\n` +
+    `routes:\n  - { to: logs }\n  - { when: 'n % 2 == 0', to: late }\n`;
+  const v3 = `${HEAD}destinations:\n${file('logs')}${file('late', ', from: earliest')}routes:\n  - { to: logs }\n  - { when: 'n % 2 == 0', to: late }\n`;
+  await withForkd(v1, async ({ dir, config, client, reload, read, forkd }) => {
+    const before = await sendAll(client, range(40, (n) => ({ n })), undefined);
+    // `late` appears while its store is unreachable: it holds the backfill undelivered.
+    await reload(v2);
+    await sleep(300);
+    await client.close();
+    await forkd.stop('SIGKILL');
+    const backfill = path.join(dir, '.fork', 'cursors', 'late.backfill');
+    assert.ok(existsSync(backfill), `the backfill's end is kept at ${backfill}`);
+    // Restarted with `late` now a file (changed options keep the cursor).
+    writeFileSync(config, v3);
+    const again = await startForkd(config);
+    try {
+      const t0 = Date.now();
+      while (read('late').length < 20 && Date.now() - t0 < 10000) await sleep(20);
+      const got = sorted(read('late').map((x) => x._fork_id));
+      assert.deepEqual(got, sorted(before.filter((x, i) => i % 2 === 0).map((x) => x.id)),
+        `the even events logged before late existed reach it after the restart:\n${again.stderr()}`);
+    } finally {
+      await again.stop('SIGTERM');
+    }
+  });
+});
+
 test('under load: an unchanged destination keeps running, a changed one restarts; nothing lost or duplicated', async () => {
   const v1 = `${HEAD}destinations:\n${file('keep')}${file('change')}routes:\n  - { to: [keep, change] }\n`;
   const vn = (version) =>

@@ -166,6 +166,23 @@ TEST_CASE("CursorStore saves and loads cursors by destination", "[cursors]") {
   }
 }
 
+TEST_CASE("a backfill's end is kept beside the cursor; anything unreadable is none", "[cursors]") {
+  TempDir dir;
+  CursorStore store(dir.Join("cursors"));
+  REQUIRE(store.Init().ok());
+  CHECK(store.LoadBackfill("orders") == 0);
+  REQUIRE(store.SaveBackfill("orders", 18446744073709551615ull).ok());
+  CHECK(store.LoadBackfill("orders") == 18446744073709551615ull);
+  REQUIRE(store.SaveBackfill("orders", 1234).ok());
+  CHECK(store.LoadBackfill("orders") == 1234);
+  CHECK(store.LoadBackfill("logs") == 0);
+  for (const char* bad : {"12x4\n", "-5\n", "99999999999999999999999\n"}) {
+    INFO(bad);
+    test::WriteFileOrDie(dir.Join("cursors/orders.backfill"), bad);
+    CHECK(store.LoadBackfill("orders") == 0);
+  }
+}
+
 TEST_CASE("a saved cursor's position resumes a log reader where it stopped", "[cursors][log]") {
   TempDir dir;
   LogOptions o;
