@@ -76,8 +76,10 @@ uint64_t CursorStore::LoadBackfill(const std::string& destination) const {
   uint64_t v = 0;
   for (char c : text) {
     if (c == '\n') break;
-    if (c < '0' || c > '9' || v > (UINT64_MAX - 9) / 10) return 0;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
+    if (c < '0' || c > '9') return 0;
+    const auto digit = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - digit) / 10) return 0;
+    v = v * 10 + digit;
   }
   return v;
 }
