@@ -376,15 +376,63 @@ function createClient(options) {
   });
 }
 
+// FORK_AUTOSTART=1 (for `next dev` only): when nothing listens on the
+// default client's ipc endpoint, start forkd as a child process, with
+// FORK_CONFIG or ./fork.yaml. Events sent meanwhile wait for it (within
+// their deadline). The child is not waited for and dies with this process.
+const AUTOSTART = Symbol.for('fork-router.autostart');
+
+function autostart(endpoint) {
+  if (process.env.FORK_AUTOSTART !== '1' || globalThis[AUTOSTART]) return;
+  globalThis[AUTOSTART] = true;
+  if (!endpoint.startsWith('ipc://')) {
+    process.emitWarning(`FORK_AUTOSTART: only an ipc:// endpoint can be started here (endpoint ${endpoint})`);
+    return;
+  }
+  const fs = require('node:fs');
+  const net = require('node:net');
+  const path = require('node:path');
+  const socket = endpoint.slice('ipc://'.length);
+  const start = () => {
+    const config = path.resolve(process.env.FORK_CONFIG || 'fork.yaml');
+    if (!fs.existsSync(config)) {
+      process.emitWarning(`FORK_AUTOSTART: no forkd listens at ${socket} and there is no config at ${config}`);
+      return;
+    }
+    const { spawn } = require('node:child_process');
+    const child = spawn(process.execPath, [path.join(__dirname, 'forkd.cjs'), 'run', '--config', config], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    child.on('error', (err) => process.emitWarning(`FORK_AUTOSTART: cannot start forkd: ${err.message}`));
+    child.unref();
+    process.once('exit', () => child.kill('SIGTERM'));
+  };
+  if (!fs.existsSync(socket)) return start();
+  // A socket file left by a forkd that is gone: start one when nobody answers.
+  const probe = net.connect(socket);
+  probe.once('connect', () => probe.destroy());
+  probe.once('error', () => start());
+  probe.unref();
+}
+
 // The default client, created on first use. It lives on globalThis so that a
-// dev server reloading this module reuses it instead of opening another.
+// dev server reloading this module reuses it instead of opening another. It
+// connects in the background and holds nothing open while idle.
 function getDefaultClient() {
   let client = globalThis[DEFAULT_CLIENT];
   if (client === undefined || client.closed) {
     client = createClient();
     globalThis[DEFAULT_CLIENT] = client;
+    autostart(client.endpoint);
   }
   return client;
+}
+
+// For Next.js instrumentation: creates the default client so that the first
+// request does not pay for it. Does nothing while `next build` runs.
+function warmup() {
+  if (process.env.NEXT_PHASE === 'phase-production-build') return undefined;
+  return getDefaultClient();
 }
 
 function routeData(payload, destination, options) {
@@ -403,6 +451,7 @@ module.exports = {
   routeData,
   createClient,
   getDefaultClient,
+  warmup,
   ForkError,
   codes,
   version,

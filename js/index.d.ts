@@ -148,4 +148,11 @@ export declare function createClient(options?: ClientOptions): Client;
 /** The client routeData uses; created on first use and shared through globalThis. */
 export declare function getDefaultClient(): Client;
 
+/**
+ * Creates the default client ahead of the first call (for Next.js
+ * `instrumentation.ts`, on the Node.js runtime). It connects in the
+ * background; during `next build` it does nothing and returns undefined.
+ */
+export declare function warmup(): Client | undefined;
+
 export declare const version: string;

@@ -10,11 +10,11 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 
 // Runs `source` as an ES module in a child node; resolves with its exit code,
 // output and how long it lived. Kills it (and fails) past `limitMs`.
-function run(source, { env = {}, limitMs = 5000, args = [] } = {}) {
+function run(source, { env = {}, limitMs = 5000, args = [], cwd = root } = {}) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(process.execPath, [...args, '--input-type=module', '-e', source], {
-      cwd: root,
+      cwd,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -146,4 +146,67 @@ test('the default endpoint is FORK_ENDPOINT, else ipc://<cwd>/.fork/fork.sock', 
   assert.equal(fromEnv.out.trim(), 'tcp://127.0.0.1:7999');
   const fallback = await run(source, { env: { FORK_ENDPOINT: '' } });
   assert.equal(fallback.out.trim(), `ipc://${root.replace(/\/$/, '')}/.fork/fork.sock`);
+});
+
+test('warmup() creates the default client, except while next build runs; neither holds the process', async () => {
+  const source = `
+    import { warmup, getDefaultClient } from 'fork-router';
+    const c = warmup();
+    console.log(c === undefined ? 'none' : c === getDefaultClient() ? 'default' : 'other');
+  `;
+  const env = { FORK_ENDPOINT: freshEndpoint() };
+  const building = await run(source, { env: { ...env, NEXT_PHASE: 'phase-production-build' } });
+  assert.equal(building.code, 0, building.err);
+  assert.equal(building.out.trim(), 'none');
+  const serving = await run(source, { env: { ...env, NEXT_PHASE: 'phase-production-server' } });
+  assert.equal(serving.code, 0, serving.err);
+  assert.equal(serving.out.trim(), 'default');
+  assert.ok(serving.ms < 2000, `child lived ${serving.ms} ms`);
+});
+
+test('FORK_AUTOSTART=1: the first call starts forkd with ./fork.yaml when none listens; it stops with the process', async () => {
+  const { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const dir = mkdtempSync(path.join(tmpdir(), 'fork-autostart-'));
+  try {
+    writeFileSync(
+      path.join(dir, 'fork.yaml'),
+      'data_dir: ./.fork\ndestinations:\n  logs: { type: file, path: ./out/logs.jsonl, batch: { max_wait: 10ms } }\n',
+    );
+    const source = `
+      import { routeData } from ${JSON.stringify(path.join(root, 'js', 'index.mjs'))};
+      const r = await routeData({ hello: 'dev' }, 'logs', { ack: 'delivered', timeoutMs: 8000 });
+      console.log(r.id);
+    `;
+    const env = { FORK_AUTOSTART: '1', FORK_ENDPOINT: '', FORK_CONFIG: '' };
+    const first = await run(source, { env, cwd: dir, limitMs: 15000 });
+    assert.equal(first.code, 0, first.err);
+    const lines = readFileSync(path.join(dir, 'out', 'logs.jsonl'), 'utf8').trim().split('\n');
+    assert.equal(JSON.parse(lines[0])._fork_id, first.out.trim());
+    // The forkd it started stopped with it: the socket no longer answers.
+    const sock = path.join(dir, '.fork', 'fork.sock');
+    const net = await import('node:net');
+    const t0 = Date.now();
+    let answers = true;
+    while (answers && Date.now() - t0 < 10000) {
+      answers = await new Promise((resolve) => {
+        const c = net.connect(sock);
+        c.once('connect', () => (c.destroy(), resolve(true)));
+        c.once('error', () => resolve(false));
+      });
+      if (answers) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(answers, false, 'the autostarted forkd is gone');
+    // Without FORK_AUTOSTART nothing is started: the call fails FORK_UNAVAILABLE.
+    const off = await run(
+      source.replace("timeoutMs: 8000", "timeoutMs: 500").replace('console.log(r.id);', ''),
+      { env: { FORK_ENDPOINT: '', FORK_AUTOSTART: '' }, cwd: dir, limitMs: 10000 },
+    );
+    assert.notEqual(off.code, 0);
+    assert.match(off.err, /FORK_UNAVAILABLE|FORK_TIMEOUT/);
+    assert.ok(existsSync(path.join(dir, 'fork.yaml')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
