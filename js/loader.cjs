@@ -21,8 +21,11 @@ function load() {
     if (fs.existsSync(file)) return require(file);
   }
   throw new Error(
-    `fork-router: the native addon is not built (looked for ${files.join(' and ')}). ` +
-      `Run \`npm run build\` in ${root} (it needs cmake, ninja, a C++20 compiler and libzmq).`,
+    `fork-router: no native addon for ${process.platform}-${process.arch} ` +
+      `(looked for ${files.join(' and ')}). The package ships a prebuilt one for linux-x64 only; ` +
+      `elsewhere build it from source: \`cd ${root} && npx cmake-js build\` ` +
+      `(it needs cmake, a C++20 compiler and libzmq with its headers: on Debian, ` +
+      `apt-get install cmake g++ pkg-config libzmq3-dev).`,
   );
 }
 

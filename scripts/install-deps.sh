@@ -14,6 +14,7 @@ build_pkgs=(
   catch2 libcpp-httplib-dev libre2-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libsqlite3-dev
   libpq-dev postgresql
   clickhouse-server clickhouse-client
+  patchelf chromium
 )
 
 pkgs=("${build_pkgs[@]}")
