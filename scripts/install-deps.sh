@@ -2,7 +2,8 @@
 # Installs the Debian packages Fork needs to build and test. Idempotent: it
 # installs only what is missing, so running it again costs a few seconds.
 #
-#   scripts/install-deps.sh           build + test dependencies
+#   scripts/install-deps.sh           build + test dependencies (what CI installs)
+#   scripts/install-deps.sh --build   only what building the addon and forkd needs
 #   scripts/install-deps.sh --runtime only what a built forkd needs to run
 set -euo pipefail
 
@@ -12,13 +13,17 @@ build_pkgs=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
   libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   catch2 libcpp-httplib-dev libre2-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libsqlite3-dev
-  libpq-dev postgresql
-  clickhouse-server clickhouse-client
-  patchelf chromium
+  libpq-dev patchelf python3
 )
+# The servers and the browser the tests start.
+test_pkgs=(postgresql clickhouse-server clickhouse-client chromium)
 
-pkgs=("${build_pkgs[@]}")
-if [[ "${1:-}" == "--runtime" ]]; then pkgs=("${runtime_pkgs[@]}"); fi
+case "${1:-}" in
+  "") pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+  --build) pkgs=("${build_pkgs[@]}") ;;
+  --runtime) pkgs=("${runtime_pkgs[@]}") ;;
+  *) echo "install-deps: unknown argument '$1' (use --build, --runtime or nothing)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -42,4 +42,4 @@ if ldd "$out"/*.so* "$out/fork_router.node" | grep -q 'not found'; then
   ldd "$out"/*.so* "$out/fork_router.node" | grep 'not found' >&2
   exit 1
 fi
-echo "prebuild: $out: fork_router.node with ${#bundled[@]} libraries (${bundled[*]}), forkd ($(du -sh "$out" | cut -f1) in all)"
+echo >&2 "prebuild: $out: fork_router.node with ${#bundled[@]} libraries (${bundled[*]}), forkd ($(du -sh "$out" | cut -f1) in all)"

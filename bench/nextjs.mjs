@@ -1,0 +1,115 @@
+// The latency routeData adds to a Next.js route handler. The example app is
+// set up as a user gets it (packed tarball, next build, next start beside
+// `npx forkd run`) plus one extra route, /api/orders-baseline: the same
+// handler with routeData replaced by an already-resolved receipt. autocannon
+// sends POSTs at a fixed rate to each in turn, several rounds, and prints
+// p50/p99/p99.9 of each and the difference.
+//
+//   node bench/nextjs.mjs [--rate 1000] [--duration 15] [--rounds 2] [--connections 20]
+//
+// Figures only: it never fails on timing.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { EXAMPLE, prepareApp, startForkd, freePort, startNext, stopTree } from '../scripts/lib/nextjs-app.mjs';
+
+const { values: args } = parseArgs({
+  options: {
+    rate: { type: 'string', default: '1000' },
+    duration: { type: 'string', default: '15' },
+    rounds: { type: 'string', default: '2' },
+    connections: { type: 'string', default: '20' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+const RATE = Number(args.rate);
+const DURATION = Number(args.duration);
+const ROUNDS = Number(args.rounds);
+
+// The baseline route: the example's handler, routeData swapped for a stub.
+const handler = readFileSync(path.join(EXAMPLE, 'app', 'api', 'orders', 'route.ts'), 'utf8');
+const importLine = /^import \{ routeData, (.*) \} from 'fork-router';$/m;
+if (!importLine.test(handler)) throw new Error("app/api/orders/route.ts: no `import { routeData, ... } from 'fork-router'` line to swap");
+const baseline = handler.replace(
+  importLine,
+  (_, rest) =>
+    `import { ${rest} } from 'fork-router';\n` +
+    '// Baseline: routeData answers at once with a receipt, without forkd.\n' +
+    'const routeData = async (_payload: unknown, destination: string, _options?: unknown): Promise<Receipt> =>\n' +
+    "  ({ id: 'baseline', ack: 'accepted', destinations: [destination] }) as unknown as Receipt;",
+);
+
+const work = mkdtempSync(path.join(tmpdir(), 'fork-bench-nextjs-'));
+const log = (m) => console.error(`[setup] ${m}`);
+const ctx = prepareApp(work, { extraFiles: { 'app/api/orders-baseline/route.ts': baseline }, log });
+const forkd = startForkd(ctx);
+await forkd.up;
+const port = await freePort();
+const server = startNext(ctx, port);
+await server.up;
+
+let n = 0;
+const CURRENCIES = ['EUR', 'USD', 'GBP'];
+function run(route, { duration = DURATION, rate = RATE } = {}) {
+  return new Promise((resolve, reject) => {
+    autocannon(
+      {
+        url: `http://127.0.0.1:${port}${route}`,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        connections: Number(args.connections),
+        overallRate: rate,
+        duration,
+        requests: [
+          {
+            setupRequest: (req) => {
+              const i = n++;
+              req.body = JSON.stringify({ orderId: `b-${i}`, amount: (i % 5000) / 100 + 1, currency: CURRENCIES[i % 3] });
+              return req;
+            },
+          },
+        ],
+      },
+      (err, result) => (err ? reject(err) : resolve(result)),
+    );
+  });
+}
+
+const fmt = (x) => x.toFixed(2).padStart(7);
+try {
+  log('warm-up: 5 s on each route');
+  await run('/api/orders-baseline', { duration: 5 });
+  await run('/api/orders', { duration: 5 });
+  const rows = { '/api/orders-baseline': [], '/api/orders': [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const route of Object.keys(rows)) {
+      const res = await run(route);
+      const non2xx = res.non2xx + res.errors + res.timeouts;
+      rows[route].push(res);
+      console.log(
+        `round ${r + 1} ${route.padEnd(22)} ${String(res.requests.total).padStart(6)} requests (${Math.round(res.requests.average)}/s), ` +
+          `p50 ${fmt(res.latency.p50)} ms  p99 ${fmt(res.latency.p99)} ms  p99.9 ${fmt(res.latency.p99_9)} ms` +
+          (non2xx ? `  (${non2xx} not 2xx)` : ''),
+      );
+    }
+  }
+  const avg = (route, k) => rows[route].reduce((s, x) => s + x.latency[k], 0) / rows[route].length;
+  console.log(`\nPOST at ${RATE}/s, ${DURATION} s x ${ROUNDS} rounds each, autocannon, ${args.connections} connections`);
+  console.log('                      p50 ms   p99 ms  p99.9 ms');
+  for (const route of Object.keys(rows)) {
+    console.log(`${route.padEnd(22)}${fmt(avg(route, 'p50'))}  ${fmt(avg(route, 'p99'))}  ${fmt(avg(route, 'p99_9'))}`);
+  }
+  const d = (k) => avg('/api/orders', k) - avg('/api/orders-baseline', k);
+  console.log(`${'added by routeData'.padEnd(22)}${fmt(d('p50'))}  ${fmt(d('p99'))}  ${fmt(d('p99_9'))}`);
+  console.log(
+    `ratio (with / without)   ${(avg('/api/orders', 'p50') / avg('/api/orders-baseline', 'p50')).toFixed(2)}x    ` +
+      `${(avg('/api/orders', 'p99') / avg('/api/orders-baseline', 'p99')).toFixed(2)}x`,
+  );
+} finally {
+  await stopTree(server);
+  await stopTree(forkd);
+  if (!args.keep) rmSync(work, { recursive: true, force: true });
+  else console.error(`[setup] kept ${work}`);
+}
