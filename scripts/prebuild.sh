@@ -33,6 +33,16 @@ while read -r name path; do
   chmod 0644 "$out/$name"
   patchelf --set-rpath '$ORIGIN' "$out/$name"
   bundled+=("$name")
+  # Its licence, from the Debian package that installed it.
+  real="$(readlink -f "$path")"
+  pkg="$( (dpkg -S "$real" 2>/dev/null || dpkg -S "/usr${real#/usr}" 2>/dev/null || dpkg -S "${real#/usr}" 2>/dev/null) | head -1 | cut -d: -f1)"
+  if [[ -n "$pkg" && -f "/usr/share/doc/$pkg/copyright" ]]; then
+    mkdir -p "$out/licenses"
+    cp "/usr/share/doc/$pkg/copyright" "$out/licenses/$pkg.copyright"
+  else
+    echo "prebuild: no licence file found for $name ($real)" >&2
+    exit 1
+  fi
 done < <(ldd "$out/fork_router.node" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }')
 patchelf --set-rpath '$ORIGIN' "$out/fork_router.node"
 

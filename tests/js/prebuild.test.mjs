@@ -31,6 +31,8 @@ test('prebuilds/<platform>: the addon and every library it needs beyond the C/C+
   const files = readdirSync(dir).sort();
   assert.ok(files.includes('fork_router.node') && files.includes('forkd'), files.join(', '));
   assert.ok(files.includes('libzmq.so.5'), 'libzmq is bundled');
+  const licences = readdirSync(path.join(dir, 'licenses'));
+  assert.ok(licences.includes('libzmq5.copyright'), `the bundled libraries' licences ship beside them: ${licences.join(', ')}`);
   const runpath = execFileSync('readelf', ['-d', path.join(dir, 'fork_router.node')], { encoding: 'utf8' });
   assert.match(runpath, /RUNPATH.*\[\$ORIGIN\]/);
   for (const f of ['fork_router.node', ...files.filter((f) => f.includes('.so'))]) {
