@@ -28,7 +28,7 @@ const RATE = Number(args.rate);
 const DURATION = Number(args.duration);
 const ROUNDS = Number(args.rounds);
 
-// The baseline route: the example's handler, routeData swapped for a stub.
+// The baseline route: the example's handler, with routeData answering at once.
 const handler = readFileSync(path.join(EXAMPLE, 'app', 'api', 'orders', 'route.ts'), 'utf8');
 const importLine = /^import \{ routeData, (.*) \} from 'fork-router';$/m;
 if (!importLine.test(handler)) throw new Error("app/api/orders/route.ts: no `import { routeData, ... } from 'fork-router'` line to swap");

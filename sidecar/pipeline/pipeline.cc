@@ -737,17 +737,17 @@ Pipeline::Flushed Pipeline::Bisect(const log::Position& start, const log::Positi
   };
   // Ranges still to deliver, in log order: a stack with the next on top.
   // The whole batch was refused already, so it starts with its halves.
-  std::vector<std::pair<size_t, size_t>> todo;
-  auto split = [&todo](size_t lo, size_t hi) {
+  std::vector<std::pair<size_t, size_t>> halves;
+  auto split = [&halves](size_t lo, size_t hi) {
     const size_t mid = lo + (hi - lo) / 2;
-    todo.push_back({mid, hi});
-    if (mid > lo) todo.push_back({lo, mid});
+    halves.push_back({mid, hi});
+    if (mid > lo) halves.push_back({lo, mid});
   };
   split(0, batch.size());
   size_t refused = 0;
-  while (!todo.empty()) {
-    auto [lo, hi] = todo.back();
-    todo.pop_back();
+  while (!halves.empty()) {
+    auto [lo, hi] = halves.back();
+    halves.pop_back();
     for (size_t i = lo; i < hi; ++i) {
       sinks::Record r;
       r.header = &batch[i].header;
