@@ -13,6 +13,7 @@
 
 #include "core/clock.h"
 #include "core/fs.h"
+#include "core/instance.h"
 #include "sinks/common/json.h"
 #include "sinks/registry.h"
 
@@ -38,6 +39,18 @@ Status Server::Start() {
   if (lock_fd_ < 0) return ErrnoStatus("open lock file", lock_path, errno);
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     return Status::IoError("another forkd is running with data_dir " + config_->data_dir);
+  }
+
+  {
+    // Which of the replicas this is: before any pipeline, whose aggregate
+    // rows carry it.
+    Config c = *config_;
+    std::string warning;
+    s = ResolveInstance(c.data_dir, config_->instance, &c.instance, &warning);
+    if (!s.ok()) return s;
+    if (!warning.empty()) spdlog::warn("{}", warning);
+    spdlog::info("instance {}", c.instance);
+    config_ = std::make_shared<const Config>(std::move(c));
   }
 
   log::LogOptions lo;
@@ -125,6 +138,12 @@ void Server::Reload(Config next_config) {
     if (!same) spdlog::warn("reload: {} changed; it takes effect at the next restart", what);
   };
   keep("data_dir", next_config.data_dir == old.data_dir);
+  if (!next_config.instance.empty() && next_config.instance != old.instance) {
+    spdlog::warn("reload: instance '{}' is ignored: this forkd is instance '{}' for as long as "
+                 "its data_dir lives",
+                 next_config.instance, old.instance);
+  }
+  next_config.instance = old.instance;
   keep("listen", next_config.listen == old.listen);
   keep("admin", next_config.admin == old.admin);
   keep("wal", next_config.fsync == old.fsync && next_config.batch_ms == old.batch_ms &&
@@ -280,6 +299,12 @@ std::string Server::MetricsText() const {
   if (!started_.load()) return m;
   const auto& in = ingest_->stats();
   const auto& ls = log_->stats();
+  Metric(&m, "fork_info", "gauge", "This forkd: its instance id and version (always 1)");
+  {
+    std::string instance;
+    sinks::AppendJsonString(config_->instance, &instance);  // quoted and escaped as a label wants
+    Sample(&m, "fork_info", "instance=" + instance + ",version=\"" FORKD_VERSION "\"", 1);
+  }
   Metric(&m, "fork_ingest_events_total", "counter", "Events accepted into the log");
   Sample(&m, "fork_ingest_events_total", "", static_cast<double>(in.events.load()));
   Metric(&m, "fork_ingest_bytes_total", "counter", "Bytes of events accepted");
@@ -496,7 +521,9 @@ std::string Server::StatusJson() const {
     std::snprintf(buf, sizeof(buf), "\"%s\":%.17g%s", k, v, comma ? "," : "");
     j.append(buf);
   };
-  j.append("\"version\":\"" FORKD_VERSION "\",");
+  j.append("\"version\":\"" FORKD_VERSION "\",\"instance\":");
+  sinks::AppendJsonString(config_->instance, &j);
+  j.push_back(',');
   num("uptime_seconds", static_cast<double>((MonoMicros() - start_us_) / 1000000));
   j.append("\"ingest\":{");
   num("events", static_cast<double>(in.events.load()));

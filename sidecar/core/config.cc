@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <functional>
 
+#include "core/instance.h"
+
 namespace forkd {
 namespace {
 
@@ -190,6 +192,10 @@ const std::vector<OptionSpec>& TopLevelOptions() {
   static const std::vector<OptionSpec> specs = {
       {"data_dir", OptType::kString, "./.fork",
        "Directory for the log, cursors and the socket; relative to the config file"},
+      {"instance", OptType::kString, "",
+       "This forkd's id among the replicas that feed the same stores (e.g. ${HOSTNAME}); "
+       "1-64 of A-Z a-z 0-9 . _ -. Unset: created once as <hostname>-<8 hex>. Kept in "
+       "<data_dir>/instance: once a data_dir has an id, it keeps it"},
       {"listen", OptType::kString, "",
        "ZeroMQ endpoint for clients; default ipc://<data_dir>/fork.sock"},
       {"admin", OptType::kString, "", "host:port of the admin HTTP server; off when empty"},
@@ -401,6 +407,12 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
   ParseOptions(root, TopLevelOptions(), {}, "config", path, &top, errors);
   out->data_dir = out->Resolve(top.Str("data_dir"));
   if (!out->data_dir.empty() && out->data_dir.back() == '/') out->data_dir.pop_back();
+  out->instance = top.Str("instance");
+  if (top.Has("instance") && !ValidInstanceId(out->instance)) {
+    errors->push_back({path, top.Get("instance").mark,
+                       "instance: expected 1-64 characters of A-Z a-z 0-9 . _ -, got '" +
+                           out->instance.substr(0, 80) + "'"});
+  }
   out->listen = top.Has("listen") ? top.Str("listen") : "ipc://" + out->data_dir + "/fork.sock";
   if (out->listen.rfind("ipc://", 0) == 0 && out->listen.size() - 6 > 107) {
     errors->push_back({path, top.Get("listen").mark,

@@ -49,6 +49,10 @@ struct Config {
   std::string path;      // the file it was read from
   std::string base_dir;  // relative paths in the file resolve against this
   std::string data_dir;
+  // This forkd's id among the replicas that feed the same stores: `instance`
+  // from the file, or empty; the server resolves it against the one stored
+  // in data_dir (core/instance.h) before anything starts.
+  std::string instance;
   std::string listen;
   std::string admin;     // host:port, or empty
   log::FsyncPolicy fsync = log::FsyncPolicy::kBatch;

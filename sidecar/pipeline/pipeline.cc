@@ -55,6 +55,9 @@ Pipeline::Pipeline(const DestinationConfig& dest, const Config& config,
       bucket_(dest.rate_limit, dest.rate_burst, MonoMicros()),
       shaper_(dest_.chain, templates_),
       aggregator_(shaper_.aggregator()) {
+  // Several forkd aggregating into one table: each writes its own partial
+  // rows, and the store merges them.
+  if (aggregator_ && sink_->merges_instances()) aggregator_->SetInstance(config.instance);
   if (dest_.from_earliest) {
     for (size_t i = 0; i < config.destinations.size(); ++i) {
       dest_names_.push_back(config.destinations[i].name);

@@ -47,6 +47,10 @@ class Sink {
   // insert that ignores an id it has, an upsert): the pipeline then commits
   // its cursor at most once a second instead of after every batch.
   virtual bool idempotent() const { return false; }
+  // True when several forkd may aggregate into this sink's store: the
+  // pipeline then emits this instance's partial rows (transforms/aggregate.h),
+  // which the store merges (sinks/common/merge.h).
+  virtual bool merges_instances() const { return false; }
   // Opaque state to commit with the cursor after a successful Flush.
   virtual std::string State() const { return {}; }
 

@@ -148,6 +148,13 @@ std::shared_ptr<const AggregateSpec> ParseAggregate(const YAML::Node& args,
   std::vector<std::string> names = {"window_start", "window"};
   for (const Path& g : spec->group_by) names.push_back(g.text);
   for (const Measure& me : spec->measures) names.push_back(me.name);
+  for (const std::string& n : names) {
+    if (n.rfind("_fork_", 0) == 0) {
+      pc.Error(args, path, "the output field '" + n + "' starts with _fork_, which forkd reserves");
+      ok = false;
+      break;
+    }
+  }
   for (size_t i = 0; i < names.size() && ok; ++i) {
     for (size_t j = i + 1; j < names.size(); ++j) {
       if (names[i] == names[j]) {
@@ -270,25 +277,45 @@ Outcome Aggregator::Add(const Doc& doc, int64_t recv_us, int64_t window_ms, std:
 void Aggregator::Row(const Group& g, wire::Buffer* out, std::string* id) const {
   const AggregateSpec& s = *spec_;
   wire::Writer w(out);
-  w.MapHeader(static_cast<uint32_t>(2 + s.group_by.size() + s.measures.size()));
+  const bool partial = !instance_.empty();
+  size_t avgs = 0;
+  for (const Measure& m : s.measures) avgs += m.fn == Measure::Fn::kAvg;
+  w.MapHeader(static_cast<uint32_t>(2 + s.group_by.size() + s.measures.size() +
+                                    (partial ? 2 + 2 * avgs : 0)));
   std::string start;
   FormatIsoMillis(g.start_ms, &start);
   const std::string window = FormatWindow(g.window_ms);
+  // The row id: "<window start>/<window>/[<group values as JSON>]", prefixed
+  // with "<instance>/" for a partial row.
+  id->clear();
+  if (partial) id->append(instance_).push_back('/');
+  const size_t row_at = id->size();
+  id->append(start).append("/").append(window).append("/[");
+  wire::Reader rd(reinterpret_cast<const uint8_t*>(g.values.data()), g.values.size());
+  for (size_t i = 0; i < s.group_by.size(); ++i) {
+    const uint8_t* p = rd.pos();
+    rd.Skip();
+    if (i) id->push_back(',');
+    sinks::AppendJson(p, id);
+  }
+  id->push_back(']');
+  if (partial) {
+    w.Str("_fork_instance");
+    w.Str(instance_);
+    w.Str("_fork_row");
+    w.Str(std::string_view(*id).substr(row_at));
+  }
   w.Str("window_start");
   w.Str(start);
   w.Str("window");
   w.Str(window);
-  id->assign(start).append("/").append(window).append("/[");
-  wire::Reader rd(reinterpret_cast<const uint8_t*>(g.values.data()), g.values.size());
+  rd = wire::Reader(reinterpret_cast<const uint8_t*>(g.values.data()), g.values.size());
   for (size_t i = 0; i < s.group_by.size(); ++i) {
     const uint8_t* p = rd.pos();
     rd.Skip();
     w.Str(s.group_by[i].text);
     w.Raw(p, static_cast<size_t>(rd.pos() - p));
-    if (i) id->push_back(',');
-    sinks::AppendJson(p, id);
   }
-  id->push_back(']');
   for (size_t i = 0; i < s.measures.size(); ++i) {
     const Measure& m = s.measures[i];
     const Acc& a = g.accs[i];
@@ -322,6 +349,17 @@ void Aggregator::Row(const Group& g, wire::Buffer* out, std::string* id) const {
         }
         break;
     }
+  }
+  if (!partial) return;
+  // An average merges from its sum and count, never from the averages.
+  for (size_t i = 0; i < s.measures.size(); ++i) {
+    const Measure& m = s.measures[i];
+    if (m.fn != Measure::Fn::kAvg) continue;
+    const Acc& a = g.accs[i];
+    w.Str(kPartialSumPrefix + m.name);
+    w.Double(a.is_float ? a.fsum : static_cast<double>(a.isum));
+    w.Str(kPartialCountPrefix + m.name);
+    w.Int(a.n);
   }
 }
 

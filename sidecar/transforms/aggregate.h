@@ -10,6 +10,13 @@
 // emitted but not committed are emitted again with the same key and the
 // same or newer values, which an upsert absorbs.
 //
+// Several forkd (one per app replica) may aggregate into one table. Each
+// then emits its own partial rows (SetInstance): the row carries
+// `_fork_instance` and `_fork_row` (the (window, group) id), an avg measure
+// also its `_fork_sum_<name>` and `_fork_n_<name>`, and its id is
+// "<instance>/<row id>". The table sinks keep those rows apart and merge
+// them in a view (sinks/common/merge.h).
+//
 // Threads: an Aggregator belongs to one pipeline thread; the spec is shared.
 #pragma once
 
@@ -23,6 +30,10 @@
 #include "transforms/transform.h"
 
 namespace forkd::transforms {
+
+// The fields of a partial row that carry an average's parts.
+inline const std::string kPartialSumPrefix = "_fork_sum_";
+inline const std::string kPartialCountPrefix = "_fork_n_";
 
 struct Measure {
   enum class Fn : uint8_t { kCount, kSum, kMin, kMax, kAvg };
@@ -60,6 +71,10 @@ class Aggregator {
   // kDeadLetter with *reason for an event whose window closed more than
   // `lateness` ago, or whose time field is not a time.
   Outcome Add(const Doc& doc, int64_t recv_us, int64_t window_ms, std::string* reason);
+
+  // Emit partial rows of this forkd instance (see above); "" (the
+  // default): plain rows, ids without an instance.
+  void SetInstance(std::string instance) { instance_ = std::move(instance); }
 
   bool dirty() const { return dirty_count_ > 0; }
   size_t groups() const { return groups_.size(); }
@@ -100,6 +115,7 @@ class Aggregator {
   size_t dirty_count_ = 0;
   int64_t late_ = 0;
   std::string key_;  // reused per Add
+  std::string instance_;
 };
 
 }  // namespace forkd::transforms

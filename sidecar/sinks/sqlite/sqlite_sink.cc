@@ -83,7 +83,9 @@ std::unique_ptr<Sink> CreateSqliteSink(const SinkContext& ctx) {
   SqliteSink::Settings s;
   s.path = ctx.config->Resolve(o.Str("path"));
   s.synchronous_full = o.Str("synchronous") == "full";
-  DestinationTableSpec(ctx, &s.table, &s.error);
+  if (DestinationTableSpec(ctx, &s.table, &s.error)) {
+    s.merge = MergeSpecFor(ctx, &s.table, &s.merge_spec);
+  }
   return std::make_unique<SqliteSink>(std::move(s));
 }
 
@@ -201,6 +203,14 @@ Status SqliteSink::Prepare(const uint8_t* first_payload) {
     return Status::Fatal("sqlite table " + s_.table.table + ": the upsert key '" + s_.table.key +
                          "' is not one of its columns");
   }
+  if (!existing.empty() && !s_.table.upsert) {
+    Status st = EnsureUniqueId();
+    if (!st.ok()) return st;
+  }
+  if (s_.merge) {
+    Status st = EnsureMergeView(cols);
+    if (!st.ok()) return st;
+  }
   // INSERT ... ON CONFLICT: append ignores a record delivered again; upsert
   // replaces the row with the same key.
   std::string names, params, updates;
@@ -221,10 +231,6 @@ Status SqliteSink::Prepare(const uint8_t* first_payload) {
                         ? base + " ON CONFLICT(" + Quote(s_.table.key) + ") DO UPDATE SET " + updates
                         : base + " ON CONFLICT(\"_fork_id\") DO NOTHING";
   int rc = sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &insert_, nullptr);
-  if (rc != SQLITE_OK && !s_.table.upsert) {
-    // A table of its own making without a unique _fork_id: plain inserts.
-    rc = sqlite3_prepare_v3(db_, base.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &insert_, nullptr);
-  }
   if (rc != SQLITE_OK) {
     Status e = Error("prepare insert", rc);
     if (s_.table.upsert) {
@@ -236,6 +242,113 @@ Status SqliteSink::Prepare(const uint8_t* first_payload) {
   columns_ = std::move(cols);
   mapper_.Reset(&columns_, s_.table.extra);
   return Status::Ok();
+}
+
+Status SqliteSink::EnsureUniqueId() {
+  // Is there a unique index on _fork_id alone (a PRIMARY KEY is one)?
+  const std::string table = Quote(s_.table.table);
+  bool unique = false;
+  sqlite3_stmt* list = nullptr;
+  int rc = sqlite3_prepare_v2(db_, ("PRAGMA index_list(" + table + ")").c_str(), -1, &list, nullptr);
+  if (rc != SQLITE_OK) return Error("index_list", rc);
+  std::vector<std::string> indexes;
+  while ((rc = sqlite3_step(list)) == SQLITE_ROW) {
+    const char* name = reinterpret_cast<const char*>(sqlite3_column_text(list, 1));
+    if (sqlite3_column_int(list, 2) == 1 && name != nullptr) indexes.emplace_back(name);
+  }
+  sqlite3_finalize(list);
+  if (rc != SQLITE_DONE) return Error("index_list", rc);
+  for (const std::string& ix : indexes) {
+    sqlite3_stmt* info = nullptr;
+    rc = sqlite3_prepare_v2(db_, ("PRAGMA index_info(" + Quote(ix) + ")").c_str(), -1, &info,
+                            nullptr);
+    if (rc != SQLITE_OK) return Error("index_info", rc);
+    int n = 0;
+    bool on_id = false;
+    while ((rc = sqlite3_step(info)) == SQLITE_ROW) {
+      ++n;
+      const char* col = reinterpret_cast<const char*>(sqlite3_column_text(info, 2));
+      on_id = col != nullptr && std::string_view(col) == "_fork_id";
+    }
+    sqlite3_finalize(info);
+    if (n == 1 && on_id) unique = true;
+  }
+  if (unique) return Status::Ok();
+  const std::string index = Quote(s_.table.table + "_fork_id");
+  Status st = Exec(("CREATE UNIQUE INDEX IF NOT EXISTS " + index + " ON " + table +
+                    " (\"_fork_id\")")
+                       .c_str());
+  if (st.ok()) return st;
+  if (st.IsFatal()) {
+    return Status::Fatal("sqlite table " + s_.table.table + " in " + s_.path +
+                         " has no unique index on _fork_id and already holds rows with the same "
+                         "_fork_id, so appends cannot be exactly once; remove the duplicate rows "
+                         "(keep one per _fork_id) or name another table (" + st.message() + ")");
+  }
+  return st;
+}
+
+Status SqliteSink::EnsureMergeView(const std::vector<Column>& parts_columns) {
+  const MergeSpec& m = s_.merge_spec;
+  std::string error;
+  const std::string select =
+      MergeSelect(SqlDialect::kSqlite, m, parts_columns, Quote(m.parts), &error);
+  if (select.empty()) return Status::Fatal("sqlite " + s_.path + ": " + error);
+  // One transaction: instances opening at once see the view made or
+  // migrated by one of them, never half of it.
+  Status st = Exec("BEGIN IMMEDIATE");
+  if (!st.ok()) return st;
+  auto fail = [&](Status e) {
+    (void)Exec("ROLLBACK");
+    return e;
+  };
+  std::string type;
+  {
+    sqlite3_stmt* q = nullptr;
+    int rc = sqlite3_prepare_v2(db_, "SELECT type FROM sqlite_master WHERE name = ?1 COLLATE NOCASE",
+                                -1, &q, nullptr);
+    if (rc != SQLITE_OK) return fail(Error("sqlite_master", rc));
+    sqlite3_bind_text(q, 1, m.view.data(), static_cast<int>(m.view.size()), SQLITE_STATIC);
+    if ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+      const char* t = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+      type = t ? t : "";
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return fail(Error("sqlite_master", rc));
+  }
+  if (type == "view") return Exec("COMMIT");
+  if (type == "table") {
+    // Written by the single-instance layout: its rows become this
+    // instance's partial rows, and the table steps aside for the view.
+    std::vector<Column> old;
+    sqlite3_stmt* info = nullptr;
+    int rc = sqlite3_prepare_v2(db_, ("PRAGMA table_info(" + Quote(m.view) + ")").c_str(), -1,
+                                &info, nullptr);
+    if (rc != SQLITE_OK) return fail(Error("table_info", rc));
+    while ((rc = sqlite3_step(info)) == SQLITE_ROW) {
+      const char* name = reinterpret_cast<const char*>(sqlite3_column_text(info, 1));
+      const char* t = reinterpret_cast<const char*>(sqlite3_column_text(info, 2));
+      old.push_back({name ? name : "", FromSqlType(t ? t : "")});
+    }
+    sqlite3_finalize(info);
+    if (std::none_of(old.begin(), old.end(), [](const Column& c) { return c.name == "_fork_id"; })) {
+      return fail(Status::Fatal("sqlite table " + m.view + " in " + s_.path +
+                                " exists and was not written by forkd (no _fork_id); the merged "
+                                "view of an aggregate shared by instances needs its name"));
+    }
+    st = Exec(MigrateRows(SqlDialect::kSqlite, m, old, parts_columns, Quote(m.view), Quote(m.parts))
+                  .c_str());
+    if (st.ok()) {
+      st = Exec(("ALTER TABLE " + Quote(m.view) + " RENAME TO " + Quote(m.backup)).c_str());
+    }
+    if (!st.ok()) return fail(Status::Fatal("sqlite " + s_.path + ": migrating table " + m.view +
+                                            " to the merged layout: " + st.message()));
+  }
+  st = Exec(("CREATE VIEW " + Quote(m.view) + " AS " + select).c_str());
+  if (!st.ok()) return fail(st);
+  st = Exec("COMMIT");
+  if (!st.ok()) return fail(Status::Retry(st.message()));
+  return st;
 }
 
 void SqliteSink::Write(const Record& r) {

@@ -8,7 +8,12 @@
 // a destination with an aggregate step upserts by default, so its rows are
 // current per (window, group). The table is created from `columns`, or from
 // the first record (sinks/common/table.h has the rule); an existing table is
-// used as it is, with an `extra` column added when it lacks one.
+// used as it is, with an `extra` column added when it lacks one, and a
+// unique index on `_fork_id` when it has none (appends stay exactly once; a
+// table that already holds duplicate ids is refused at open, named).
+// An aggregating destination shared by several forkd writes its partial rows
+// to `<table>_parts` and makes `<table>` a view merging them
+// (sinks/common/merge.h).
 //
 // Errors: busy, locked, I/O and full-disk are retried; constraint and type
 // errors are fatal, so the pipeline splits the batch down to the records the
@@ -19,6 +24,7 @@
 #include <vector>
 
 #include "core/options.h"
+#include "sinks/common/merge.h"
 #include "sinks/common/table.h"
 #include "sinks/sink.h"
 
@@ -35,6 +41,8 @@ class SqliteSink : public Sink {
   struct Settings {
     std::string path;  // absolute
     TableSpec table;
+    bool merge = false;  // an aggregate shared by instances (sinks/common/merge.h)
+    MergeSpec merge_spec;
     bool synchronous_full = true;
     std::string error;  // a bad option: Open fails with it
   };
@@ -48,11 +56,18 @@ class SqliteSink : public Sink {
   void Discard() override;
   // Append ignores an id it has; upsert replaces with the same values.
   bool idempotent() const override { return true; }
+  bool merges_instances() const override { return s_.merge; }
 
  private:
   // Creates or reads the table and prepares the insert for these columns.
   Status Prepare(const uint8_t* first_payload);
   Status Exec(const char* sql);
+  // The merged view over the parts table (created, or migrated from a
+  // single-instance table), for an aggregate shared by instances.
+  Status EnsureMergeView(const std::vector<Column>& parts_columns);
+  // An existing table without a unique _fork_id gets a unique index, so
+  // that appends stay exactly once.
+  Status EnsureUniqueId();
   Status Error(const char* what, int rc) const;
   void Close();
 
