@@ -107,6 +107,7 @@ export function startProducer({
   timeoutMs = 5000,
   destinations = ['logs', 'audit'],
   maxInFlight,
+  payload,
 } = {}) {
   const child = fork(path.join(HERE, 'fixtures', 'producer.mjs'), [], {
     env: {
@@ -117,6 +118,7 @@ export function startProducer({
       PRODUCER_TIMEOUT_MS: String(timeoutMs),
       PRODUCER_DESTINATIONS: destinations.join(','),
       ...(maxInFlight ? { PRODUCER_MAX_IN_FLIGHT: String(maxInFlight) } : {}),
+      ...(payload ? { PRODUCER_PAYLOAD: payload } : {}),
     },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

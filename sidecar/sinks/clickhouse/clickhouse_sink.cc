@@ -276,7 +276,9 @@ std::unique_ptr<Sink> CreateClickHouseSink(const SinkContext& ctx) {
   s.timeout_ms = o.Millis("timeout");
   s.connect_timeout_ms = o.Millis("connect_timeout");
   // Problems are reported by Open, named as in the config.
-  DestinationTableSpec(ctx, &s.table, &s.error);
+  if (DestinationTableSpec(ctx, &s.table, &s.error)) {
+    s.merge = MergeSpecFor(ctx, &s.table, &s.merge_spec);
+  }
   if (s.error.empty() && s.database.empty()) {
     s.error = "destinations." + ctx.destination->name + ".database: must not be empty";
   }
@@ -457,6 +459,66 @@ Status ClickHouseSink::Describe(bool* exists,
   return Status::Ok();
 }
 
+namespace {
+
+std::vector<Column> AsColumns(const std::vector<std::pair<std::string, std::string>>& found) {
+  std::vector<Column> cols;
+  for (const auto& [name, type] : found) {
+    const ChType ch = clickhouse::ParseChType(type);
+    ColType t = ColType::kText;
+    if (ch.kind == ChType::kInt) t = ColType::kInteger;
+    if (ch.kind == ChType::kFloat) t = ColType::kReal;
+    cols.push_back({name, t});
+  }
+  return cols;
+}
+
+}  // namespace
+
+Status ClickHouseSink::EnsureMergeView(
+    const std::vector<std::pair<std::string, std::string>>& parts_columns) {
+  const MergeSpec& m = s_.merge_spec;
+  const std::string view = QuoteIdent(s_.database) + "." + QuoteIdent(m.view);
+  const std::vector<Column> parts = AsColumns(parts_columns);
+  std::string error;
+  const std::string select = MergeSelect(SqlDialect::kClickHouse, m, parts, target_, &error);
+  if (select.empty()) return Status::Fatal("clickhouse " + safe_url_ + ": " + error);
+  Status s = Query("SHOW CREATE TABLE " + view + " FORMAT TabSeparatedRaw", "looking up " + view);
+  if (s.ok()) {
+    const std::string& ddl = conn_.body();
+    if (ddl.find("CREATE VIEW") != std::string::npos) return Status::Ok();
+    // Written by the single-instance layout: its rows become this
+    // instance's partial rows (copied first, so that a crash before the
+    // rename copies them again, onto the same ids), then the table steps
+    // aside for the view.
+    std::vector<std::pair<std::string, std::string>> old_found;
+    s = Query("DESCRIBE TABLE " + view + " FORMAT TabSeparated", "describing " + view);
+    if (!s.ok()) return Status::Retry(s.message());
+    for (auto& row : ParseTsv(conn_.body())) {
+      if (row.size() >= 2) old_found.emplace_back(std::move(row[0]), std::move(row[1]));
+    }
+    const std::vector<Column> old = AsColumns(old_found);
+    if (std::none_of(old.begin(), old.end(), [](const Column& c) { return c.name == "_fork_id"; })) {
+      return Status::Fatal("clickhouse " + safe_url_ + ": table " + view +
+                           " exists and was not written by forkd (no _fork_id); the merged view "
+                           "of an aggregate shared by instances needs its name");
+    }
+    s = Query(MigrateRows(SqlDialect::kClickHouse, m, old, parts, view, target_),
+              "copying " + view + " into " + target_);
+    if (s.ok()) {
+      s = Query("RENAME TABLE " + view + " TO " + QuoteIdent(s_.database) + "." +
+                    QuoteIdent(m.backup),
+                "renaming " + view);
+    }
+    if (!s.ok()) return Status::Retry(s.message());
+  } else if (last_code_ != 60 && last_code_ != 81 && last_code_ != 390) {
+    return Status::Retry(s.message());
+  }
+  s = Query("CREATE VIEW IF NOT EXISTS " + view + " AS " + select, "creating the view " + view);
+  if (!s.ok()) return Status::Retry(s.message());
+  return Status::Ok();
+}
+
 Status ClickHouseSink::PrepareTable() {
   const TableSpec& spec = s_.table;
   bool exists = false;
@@ -581,6 +643,10 @@ Status ClickHouseSink::PrepareTable() {
       std::none_of(cols_.begin(), cols_.end(), [&](const Col& c) { return c.name == spec.key; })) {
     return Status::Retry("clickhouse " + safe_url_ + ": table " + target_ + " has no column " +
                          QuoteIdent(spec.key) + " (the upsert key)");
+  }
+  if (s_.merge) {
+    s = EnsureMergeView(found);
+    if (!s.ok()) return s;
   }
   map_cols_.clear();
   map_cols_.push_back({"_fork_id", ColType::kText});

@@ -42,6 +42,7 @@
 
 #include "core/options.h"
 #include "sinks/common/curl.h"
+#include "sinks/common/merge.h"
 #include "sinks/common/table.h"
 #include "sinks/sink.h"
 
@@ -83,6 +84,8 @@ class ClickHouseSink : public Sink {
     int64_t timeout_ms = 30000;
     int64_t connect_timeout_ms = 2000;
     TableSpec table;
+    bool merge = false;  // an aggregate shared by instances (sinks/common/merge.h)
+    MergeSpec merge_spec;
     std::string error;  // from reading the options; Open reports it
   };
   explicit ClickHouseSink(Settings s);
@@ -96,6 +99,7 @@ class ClickHouseSink : public Sink {
   // A batch delivered again gives rows ReplacingMergeTree collapses (by
   // _fork_id, or by key and version): nothing changes for a FINAL reader.
   bool idempotent() const override { return true; }
+  bool merges_instances() const override { return s_.merge; }
 
  private:
   struct Col {
@@ -118,6 +122,9 @@ class ClickHouseSink : public Sink {
   Status Fail(const std::string& what);
   Status Probe();
   Status PrepareTable();
+  // The merged view over the parts table (created, or migrated from a
+  // single-instance table), for an aggregate shared by instances.
+  Status EnsureMergeView(const std::vector<std::pair<std::string, std::string>>& parts_columns);
   Status Describe(bool* exists, std::vector<std::pair<std::string, std::string>>* cols);
   std::string ChTypeFor(ColType t, bool nullable) const;
   Status Encode();

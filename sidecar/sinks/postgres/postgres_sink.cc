@@ -232,7 +232,9 @@ std::unique_ptr<Sink> CreatePostgresSink(const SinkContext& ctx) {
   s.url = o.Str("url");
   s.schema = o.Str("schema");
   s.timeout_ms = o.Millis("timeout");
-  DestinationTableSpec(ctx, &s.table, &s.error);
+  if (DestinationTableSpec(ctx, &s.table, &s.error)) {
+    s.merge = MergeSpecFor(ctx, &s.table, &s.merge_spec);
+  }
   return std::make_unique<PostgresSink>(std::move(s));
 }
 
@@ -666,8 +668,78 @@ Status PostgresSink::EnsureTable() {
                            "' to upsert on (key)");
     }
   }
+  if (s_.merge) {
+    st = EnsureMergeView(table);
+    if (!st.ok()) return st;
+  }
   table_ready_ = table_fresh_ = true;
   return Status::Ok();
+}
+
+Status PostgresSink::EnsureMergeView(const std::vector<Column>& parts_columns) {
+  const MergeSpec& m = s_.merge_spec;
+  const std::string view = pg::QuoteIdent(schema_) + "." + pg::QuoteIdent(m.view);
+  std::string error;
+  const std::string select = MergeSelect(SqlDialect::kPostgres, m, parts_columns, qualified_, &error);
+  if (select.empty()) return Status::Fatal("postgres " + schema_ + "." + m.view + ": " + error);
+  // One transaction, serialised between instances by an advisory lock on
+  // the view's name: they see the view made or migrated by one of them.
+  Status st = Exec("BEGIN", "BEGIN", {});
+  if (!st.ok()) return st;
+  auto fail = [&](Status e) {
+    if (conn_ != nullptr && PQtransactionStatus(conn_) != PQTRANS_IDLE) Rollback();
+    return e;
+  };
+  const std::string lock_name = "fork merge " + schema_ + "." + m.view;
+  st = Exec("locking the merged view", "SELECT pg_advisory_xact_lock(hashtext($1))",
+            {lock_name.c_str()});
+  if (!st.ok()) return fail(st);
+  PGresult* r = nullptr;
+  st = Exec("looking up the merged view",
+            "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname = $2",
+            {schema_.c_str(), m.view.c_str()}, &r);
+  if (!st.ok()) return fail(st);
+  const std::string kind = r != nullptr && PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "";
+  if (r != nullptr) PQclear(r);
+  if (kind == "v") return Exec("COMMIT", "COMMIT", {});
+  if (!kind.empty() && kind != "r" && kind != "p") {
+    return fail(Status::Fatal("postgres " + schema_ + "." + m.view +
+                              " exists and is neither a table nor a view; the merged view of an "
+                              "aggregate shared by instances needs its name"));
+  }
+  if (!kind.empty()) {
+    // Written by the single-instance layout: its rows become this
+    // instance's partial rows, and the table steps aside for the view.
+    std::vector<Column> old;
+    st = Exec("reading the single-instance table's columns",
+              "SELECT column_name::text, data_type::text FROM information_schema.columns "
+              "WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+              {schema_.c_str(), m.view.c_str()}, &r);
+    if (!st.ok()) return fail(st);
+    for (int i = 0; r != nullptr && i < PQntuples(r); ++i) {
+      old.push_back({PQgetvalue(r, i, 0), FromPgType(PQgetvalue(r, i, 1))});
+    }
+    if (r != nullptr) PQclear(r);
+    if (std::none_of(old.begin(), old.end(), [](const Column& c) { return c.name == "_fork_id"; })) {
+      return fail(Status::Fatal("postgres table " + schema_ + "." + m.view +
+                                " exists and was not written by forkd (no _fork_id); the merged "
+                                "view of an aggregate shared by instances needs its name"));
+    }
+    st = Exec("copying the single-instance table's rows",
+              MigrateRows(SqlDialect::kPostgres, m, old, parts_columns, view, qualified_), {});
+    if (st.ok()) {
+      st = Exec("renaming the single-instance table",
+                "ALTER TABLE " + view + " RENAME TO " + pg::QuoteIdent(m.backup), {});
+    }
+    if (!st.ok()) return fail(st);
+    // The table is kept, renamed: nothing is dropped.
+  }
+  st = Exec("creating the merged view", "CREATE VIEW " + view + " AS " + select, {});
+  if (!st.ok()) return fail(st);
+  st = Exec("COMMIT", "COMMIT", {});
+  if (!st.ok()) return fail(st);
+  return st;
 }
 
 // ---------------------------------------------------------------------------

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "core/options.h"
+#include "sinks/common/merge.h"
 #include "sinks/common/table.h"
 #include "sinks/sink.h"
 
@@ -78,6 +79,8 @@ class PostgresSink : public Sink {
     std::string url;
     std::string schema;  // empty: the connection's current_schema()
     TableSpec table;
+    bool merge = false;  // an aggregate shared by instances (sinks/common/merge.h)
+    MergeSpec merge_spec;
     int64_t timeout_ms = 30000;
     std::string error;  // a problem found while reading the options; Open() reports it
   };
@@ -93,6 +96,7 @@ class PostgresSink : public Sink {
   void Discard() override;
   // Upserts are; appends are when the table has a unique index on _fork_id.
   bool idempotent() const override { return s_.table.upsert || id_unique_; }
+  bool merges_instances() const override { return s_.merge; }
 
  private:
   struct Held {
@@ -108,6 +112,9 @@ class PostgresSink : public Sink {
   Status EnsureTable();
   Status ReadColumns(std::vector<Column>* cols, std::vector<bool>* server_filled, bool* found);
   Status CreateTable();
+  // The merged view over the parts table (created, or migrated from a
+  // single-instance table), for an aggregate shared by instances.
+  Status EnsureMergeView(const std::vector<Column>& parts_columns);
   // Lays the batch out as COPY text, or as parameter values (of the records
   // with the same key, the last when upserting).
   Status BuildRows(bool params);
