@@ -239,6 +239,31 @@ TEST_CASE("aggregate: rows per window and group, emitted when they change", "[tr
         R"("revenue":0,"orders":1,"lo":null,"hi":null,"mean":null})");
 }
 
+TEST_CASE("aggregate: an instance's partial rows carry its id, the row id and an avg's parts",
+          "[transforms][aggregate]") {
+  Aggregator a(Spec(kSales));
+  a.SetInstance("web-1");
+  CHECK(Add(&a, "{ts: 1795256100000, currency: EUR, amount: 10}") == Outcome::kKeep);
+  CHECK(Add(&a, "{ts: 1795256100000, currency: EUR, amount: 2.5}") == Outcome::kKeep);
+  CHECK(Add(&a, "{ts: 1795256100000, currency: EUR}") == Outcome::kKeep);  // counted only
+  Rows rows = EmitRows(&a);
+  REQUIRE(rows.size() == 1);
+  const std::string id = R"(web-1/2026-11-21T00:00:00.000Z/1d/["EUR"])";
+  REQUIRE(rows.count(id) == 1);
+  CHECK(rows[id].json ==
+        R"({"_fork_instance":"web-1","_fork_row":"2026-11-21T00:00:00.000Z/1d/[\"EUR\"]",)"
+        R"("window_start":"2026-11-21T00:00:00.000Z","window":"1d","currency":"EUR",)"
+        R"("revenue":12.5,"orders":3,"lo":2.5,"hi":10,"mean":6.25,)"
+        R"("_fork_sum_mean":12.5,"_fork_n_mean":2})");
+  CHECK(rows[id].KindOf("_fork_sum_mean") == "float");
+  CHECK(rows[id].KindOf("_fork_n_mean") == "int");
+
+  // Output names starting with _fork_ are refused: forkd's partial rows use them.
+  Parsed bad = Parse("- aggregate: {measures: {_fork_n: count()}}");
+  CHECK_FALSE(bad.ok);
+  CHECK(bad.All().find("starts with _fork_, which forkd reserves") != std::string::npos);
+}
+
 TEST_CASE("aggregate: group values of any kind, missing ones as null", "[transforms][aggregate]") {
   Aggregator a(Spec("{window: 1h, time_field: ts, group_by: [shop, user.tier]}"));
   CHECK(Add(&a, "{ts: 1795256100000, shop: 7, user: {tier: gold}}") == Outcome::kKeep);
