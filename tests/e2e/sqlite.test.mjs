@@ -1,8 +1,10 @@
 // The sqlite sink, against real SQLite files read back with better-sqlite3:
 // append, upsert idempotency, type mapping with nested values, declared
 // columns and `extra`, a constraint violation (only that record in dead
-// letters), hostile field names and values, a kill -9 mid-run, and daily
-// aggregate totals equal to what was acknowledged.
+// letters), hostile field names and values, a kill -9 mid-run, daily
+// aggregate totals equal to what was acknowledged, appends into a table
+// made without a unique _fork_id, and the migration of a single-instance
+// aggregate table to the merged layout.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
@@ -280,6 +282,144 @@ test('bad sqlite options are refused by forkd check with file:line:col', async (
     assert.match(out, /fork\.yaml:3:\d+: destinations\.t\.mode: expected one of append, upsert, got 'merge'/);
     assert.match(out, /fork\.yaml:4:\d+: destinations\.u\.columns\.a: expected one of text, integer, real, boolean, json, timestamp/);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// A table made before forkd wrote to it, without a primary key: appends must
+// still be exactly once, so forkd gives _fork_id a unique index.
+function tableWithoutUniqueId(dir, rows = []) {
+  const d = new Database(path.join(dir, 'out.db'));
+  d.exec('CREATE TABLE orders (_fork_id TEXT, orderId TEXT, amount REAL)');
+  const ins = d.prepare('INSERT INTO orders (_fork_id, orderId, amount) VALUES (?, ?, ?)');
+  for (const r of rows) ins.run(...r);
+  d.close();
+}
+
+test('append into an existing table without a unique _fork_id: a unique index is made, and a kill -9 mid-run doubles nothing', async () => {
+  const { dir, config } = tempConfig(
+    `${HEAD}destinations:\n  orders: { type: sqlite, path: ./out.db, table: orders, batch: { max_events: 200 } }\n`,
+    'fork-sqlite-',
+  );
+  tableWithoutUniqueId(dir);
+  let forkd;
+  let client;
+  try {
+    forkd = await startForkd(config);
+    client = createClient({ endpoint: endpointFor(dir), timeoutMs: 10000 });
+    const next = purchases(11);
+    const acked = [];
+    const inflight = [];
+    for (let i = 0; i < 20000; i++) inflight.push(client.routeData(next(), 'orders').then((r) => acked.push(r.id), () => {}));
+    // Killed once rows are landing: batches are committed to the table ahead
+    // of the cursor, which is what redelivers them after the restart.
+    const t0 = Date.now();
+    while (Date.now() - t0 < 10000) {
+      const d = new Database(path.join(dir, 'out.db'), { readonly: true });
+      const n = d.prepare('SELECT count(*) AS n FROM orders').get().n;
+      d.close();
+      if (n >= 1000) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    forkd.proc.kill('SIGKILL');
+    await Promise.allSettled(inflight);
+    await client.close(0);
+    forkd = await startForkd(config);
+    client = createClient({ endpoint: endpointFor(dir), timeoutMs: 10000 });
+    acked.push((await client.routeData(next(), 'orders', { ack: 'delivered' })).id);
+    await client.close();
+    assert.equal((await forkd.stop('SIGTERM')).code, 0, forkd.stderr());
+    const d = new Database(path.join(dir, 'out.db'), { readonly: true });
+    const rows = d.prepare('SELECT _fork_id FROM orders').all().map((r) => r._fork_id);
+    const indexes = d.prepare("SELECT name FROM pragma_index_list('orders') WHERE \"unique\" = 1").all();
+    d.close();
+    assert.deepEqual(indexes.map((i) => i.name), ['orders_fork_id']);
+    assert.equal(rows.length, new Set(rows).size, 'no duplicates');
+    const have = new Set(rows);
+    assert.deepEqual(acked.filter((id) => !have.has(id)), [], 'every acknowledged event is there');
+    assert.ok(acked.length > 1000, `${acked.length} acknowledged`);
+  } finally {
+    if (client) await client.close(0);
+    if (forkd) await forkd.stop('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('append into an existing table that already holds duplicate _fork_ids: refused with the reason, the records kept in dead letters', async () => {
+  const { dir, config } = tempConfig(
+    `${HEAD}destinations:\n  orders: { type: sqlite, path: ./out.db, table: orders }\n`,
+    'fork-sqlite-',
+  );
+  tableWithoutUniqueId(dir, [['a-1', 'o1', 1], ['a-1', 'o1', 1]]);
+  let forkd;
+  let client;
+  try {
+    forkd = await startForkd(config);
+    client = createClient({ endpoint: endpointFor(dir), timeoutMs: 10000 });
+    const r = await client.routeData({ orderId: 'o2', amount: 2 }, 'orders');
+    await client.close();
+    assert.equal((await forkd.stop('SIGTERM')).code, 0);
+    const letters = readJsonl(path.join(dir, '.fork', 'dead_letters', 'orders.jsonl'));
+    assert.equal(letters.length, 1);
+    assert.equal(letters[0]._fork_id, r.id);
+    assert.match(letters[0].reason, /no unique index on _fork_id and already holds rows with the same _fork_id/);
+    const d = new Database(path.join(dir, 'out.db'), { readonly: true });
+    assert.equal(d.prepare('SELECT count(*) AS n FROM orders').get().n, 2, 'the table is left as it was');
+    d.close();
+  } finally {
+    if (client) await client.close(0);
+    if (forkd) await forkd.stop('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an aggregate table of the single-instance layout is migrated: its rows kept as this instance\'s, the table renamed, the view in its place', async () => {
+  const yaml = `${HEAD}instance: web-1
+destinations:
+  revenue:
+    type: sqlite
+    path: ./out.db
+    table: daily_revenue
+    transforms:
+      - aggregate: { window: 1d, time_field: ts, group_by: [currency],
+                     measures: { revenue: sum(amount), orders: count(), mean: avg(amount) }, emit_every: 50ms }
+`;
+  const { dir, config } = tempConfig(yaml, 'fork-sqlite-');
+  const old = new Database(path.join(dir, 'out.db'));
+  old.exec(`CREATE TABLE daily_revenue (_fork_id TEXT PRIMARY KEY, window_start TEXT, window TEXT,
+            currency TEXT, revenue INTEGER, orders INTEGER, mean REAL, extra TEXT)`);
+  old.prepare('INSERT INTO daily_revenue VALUES (?, ?, ?, ?, ?, ?, ?, NULL)')
+    .run('2026-01-01T00:00:00.000Z/1d/["EUR"]', '2026-01-01T00:00:00.000Z', '1d', 'EUR', 70, 2, 35);
+  old.close();
+  let forkd;
+  let client;
+  try {
+    forkd = await startForkd(config);
+    client = createClient({ endpoint: endpointFor(dir), timeoutMs: 10000 });
+    for (const amount of [10, 20]) {
+      await client.routeData({ currency: 'EUR', amount, ts: Date.UTC(2026, 0, 2, 12) }, 'revenue');
+    }
+    await client.close();
+    assert.equal((await forkd.stop('SIGTERM')).code, 0, forkd.stderr());
+    const d = new Database(path.join(dir, 'out.db'), { readonly: true });
+    const rows = d.prepare('SELECT * FROM daily_revenue ORDER BY window_start').all();
+    const kinds = d.prepare("SELECT name, type FROM sqlite_master WHERE name LIKE 'daily_revenue%' AND type IN ('table', 'view') ORDER BY name").all();
+    const parts = d.prepare('SELECT _fork_id, _fork_instance FROM daily_revenue_parts ORDER BY _fork_id').all();
+    d.close();
+    assert.deepEqual(kinds, [
+      { name: 'daily_revenue', type: 'view' },
+      { name: 'daily_revenue_before_merge', type: 'table' },
+      { name: 'daily_revenue_parts', type: 'table' },
+    ]);
+    assert.deepEqual(rows.map((r) => [r._fork_id, r.revenue, r.orders, r.mean]), [
+      ['2026-01-01T00:00:00.000Z/1d/["EUR"]', 70, 2, 35],
+      ['2026-01-02T00:00:00.000Z/1d/["EUR"]', 30, 2, 15],
+    ]);
+    assert.deepEqual(parts.map((p) => p._fork_instance), ['web-1', 'web-1']);
+    assert.equal(parts[0]._fork_id, 'web-1/2026-01-01T00:00:00.000Z/1d/["EUR"]');
+  } finally {
+    if (client) await client.close(0);
+    if (forkd) await forkd.stop('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
 });
