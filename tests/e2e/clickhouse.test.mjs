@@ -450,16 +450,20 @@ test('daily aggregate totals equal the sum of what was acknowledged, read while 
       }
       const total = [...expected.values()].reduce((a, e) => a + e.orders, 0);
       // Queried while forkd runs: the totals catch up with what was acknowledged.
-      await waitCount('SELECT sum(orders) FROM default.daily_revenue FINAL', total, rig, 20000);
-      await waitCount('SELECT sum(orders) FROM default.daily_revenue_default FINAL', total, rig, 20000);
+      await waitCount('SELECT sum(orders) FROM default.daily_revenue', total, rig, 20000);
+      await waitCount('SELECT sum(orders) FROM default.daily_revenue_default', total, rig, 20000);
     }
-    const engine = (await ch.query("SELECT engine_full FROM system.tables WHERE database = 'default' AND name = 'daily_revenue_default'")).trim();
+    // The partial rows of this instance upsert without saying so; the
+    // configured name is the view that merges the instances' rows.
+    const engine = (await ch.query("SELECT engine_full FROM system.tables WHERE database = 'default' AND name = 'daily_revenue_default_parts'")).trim();
     assert.match(engine, /^ReplacingMergeTree\(_version\) ORDER BY _fork_id/, 'upsert without saying so');
+    const view = (await ch.query("SELECT engine FROM system.tables WHERE database = 'default' AND name = 'daily_revenue_default'")).trim();
+    assert.equal(view, 'View');
     assert.deepEqual(
-      await rows('SELECT _fork_id, revenue, orders FROM default.daily_revenue_default FINAL ORDER BY _fork_id'),
-      await rows('SELECT _fork_id, revenue, orders FROM default.daily_revenue FINAL ORDER BY _fork_id'),
+      await rows('SELECT _fork_id, revenue, orders FROM default.daily_revenue_default ORDER BY _fork_id'),
+      await rows('SELECT _fork_id, revenue, orders FROM default.daily_revenue ORDER BY _fork_id'),
     );
-    const got = await rows("SELECT _fork_id, toString(window_start, 'UTC') AS day, window, currency, revenue, orders FROM default.daily_revenue FINAL");
+    const got = await rows("SELECT _fork_id, toString(window_start, 'UTC') AS day, window, currency, revenue, orders FROM default.daily_revenue");
     assert.equal(got.length, expected.size, 'one row per (day, currency)');
     for (const r of got) {
       const key = `${r.day.slice(0, 10)}/${r.currency}`;
