@@ -158,7 +158,26 @@ std::string ConfigReference() {
 int Check(const std::string& config_path) {
   forkd::Config config;
   if (!Load(config_path, &config)) return kExitConfig;
+  // What the stores say, where they can be read without a server.
+  std::vector<std::string> notes;
+  bool ok = true;
+  for (const auto& d : config.destinations) {
+    const forkd::sinks::SinkType* t = forkd::sinks::FindSinkType(d.type);
+    if (t == nullptr || t->inspect == nullptr) continue;
+    std::string note, error;
+    forkd::sinks::SinkContext ctx{&config, &d};
+    if (!t->inspect(ctx, &note, &error)) {
+      std::cerr << forkd::ConfigError{config_path, d.mark, "destinations." + d.name + ": " + error}
+                       .ToString()
+                << "\n";
+      ok = false;
+    } else if (!note.empty()) {
+      notes.push_back("  " + d.name + ": " + note);
+    }
+  }
+  if (!ok) return kExitConfig;
   std::cout << config_path << ": ok (" << config.destinations.size() << " destinations)\n";
+  for (const auto& n : notes) std::cout << n << "\n";
   return 0;
 }
 

@@ -15,7 +15,7 @@ const std::vector<SinkType>& SinkTypes() {
       {"file", &FileSinkOptions, &CreateFileSink},
       {"http", &HttpSinkOptions, &CreateHttpSink},
       {"postgres", &PostgresSinkOptions, &CreatePostgresSink, &CheckPostgresOptions},
-      {"sqlite", &SqliteSinkOptions, &CreateSqliteSink, &CheckTableOptions},
+      {"sqlite", &SqliteSinkOptions, &CreateSqliteSink, &CheckTableOptions, &InspectSqlite},
       {"stdout", &StdoutSinkOptions, &CreateStdoutSink},
   };
   return types;

@@ -17,6 +17,10 @@ struct SinkType {
   std::unique_ptr<Sink> (*create)(const SinkContext&);
   // Checks beyond the option table, for `forkd check`; may be null.
   bool (*check)(const Options&, std::string* error) = nullptr;
+  // For `forkd check`: looks at the store without changing it, where that
+  // is cheap and local; *note says how the destination will write, false
+  // with *error when it cannot as configured. May be null.
+  bool (*inspect)(const SinkContext&, std::string* note, std::string* error) = nullptr;
 };
 
 const std::vector<SinkType>& SinkTypes();

@@ -423,3 +423,28 @@ destinations:
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('forkd check reads an existing sqlite table and says how it is written: a primary key, a unique index added at open, or duplicates that refuse', async () => {
+  const { execFileSync, spawnSync } = await import('node:child_process');
+  const { FORKD } = await import('./helpers.mjs');
+  const { dir, config } = tempConfig(
+    `${HEAD}destinations:\n  orders: { type: sqlite, path: ./out.db, table: orders }\n  rev: { type: sqlite, path: ./out.db, table: daily, transforms: [{ aggregate: { window: 1d } }] }\n`,
+    'fork-sqlite-',
+  );
+  try {
+    let out = execFileSync(FORKD, ['check', '--config', config], { encoding: 'utf8' });
+    assert.match(out, /orders: .*appends exactly once \(created with _fork_id as its primary key\)/);
+    assert.match(out, /rev: .*partial rows in daily_parts, merged by the view daily/);
+    tableWithoutUniqueId(dir, [['a-1', 'o1', 1]]);
+    out = execFileSync(FORKD, ['check', '--config', config], { encoding: 'utf8' });
+    assert.match(out, /orders: .*appends exactly once \(a unique index on _fork_id is added at open\)/);
+    const d = new Database(path.join(dir, 'out.db'));
+    d.prepare("INSERT INTO orders VALUES ('a-1', 'o1', 1)").run();
+    d.close();
+    const r = spawnSync(FORKD, ['check', '--config', config], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /fork\.yaml:\d+:\d+: destinations\.orders: .*holds rows with the same _fork_id \('a-1'\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,6 +1,7 @@
 #include "sinks/sqlite/sqlite_sink.h"
 
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -59,6 +60,56 @@ bool IsFatal(int rc) {
     default:
       return true;
   }
+}
+
+// Is there a unique index on _fork_id alone in `table` (a PRIMARY KEY is
+// one)? An sqlite result code.
+int HasUniqueId(sqlite3* db, const std::string& table, bool* unique) {
+  *unique = false;
+  sqlite3_stmt* list = nullptr;
+  int rc = sqlite3_prepare_v2(db, ("PRAGMA index_list(" + Quote(table) + ")").c_str(), -1, &list,
+                              nullptr);
+  if (rc != SQLITE_OK) return rc;
+  std::vector<std::string> indexes;
+  while ((rc = sqlite3_step(list)) == SQLITE_ROW) {
+    const char* name = reinterpret_cast<const char*>(sqlite3_column_text(list, 1));
+    if (sqlite3_column_int(list, 2) == 1 && name != nullptr) indexes.emplace_back(name);
+  }
+  sqlite3_finalize(list);
+  if (rc != SQLITE_DONE) return rc;
+  for (const std::string& ix : indexes) {
+    sqlite3_stmt* info = nullptr;
+    rc = sqlite3_prepare_v2(db, ("PRAGMA index_info(" + Quote(ix) + ")").c_str(), -1, &info,
+                            nullptr);
+    if (rc != SQLITE_OK) return rc;
+    int n = 0;
+    bool on_id = false;
+    while ((rc = sqlite3_step(info)) == SQLITE_ROW) {
+      ++n;
+      const char* col = reinterpret_cast<const char*>(sqlite3_column_text(info, 2));
+      on_id = col != nullptr && std::string_view(col) == "_fork_id";
+    }
+    sqlite3_finalize(info);
+    if (n == 1 && on_id) *unique = true;
+  }
+  return SQLITE_OK;
+}
+
+// "table", "view" or "" for `name` in `db`.
+std::string ObjectType(sqlite3* db, const std::string& name) {
+  std::string type;
+  sqlite3_stmt* q = nullptr;
+  if (sqlite3_prepare_v2(db, "SELECT type FROM sqlite_master WHERE name = ?1 COLLATE NOCASE", -1,
+                         &q, nullptr) != SQLITE_OK) {
+    return type;
+  }
+  sqlite3_bind_text(q, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+  if (sqlite3_step(q) == SQLITE_ROW) {
+    const char* t = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+    type = t ? t : "";
+  }
+  sqlite3_finalize(q);
+  return type;
 }
 
 }  // namespace
@@ -245,34 +296,10 @@ Status SqliteSink::Prepare(const uint8_t* first_payload) {
 }
 
 Status SqliteSink::EnsureUniqueId() {
-  // Is there a unique index on _fork_id alone (a PRIMARY KEY is one)?
   const std::string table = Quote(s_.table.table);
   bool unique = false;
-  sqlite3_stmt* list = nullptr;
-  int rc = sqlite3_prepare_v2(db_, ("PRAGMA index_list(" + table + ")").c_str(), -1, &list, nullptr);
+  const int rc = HasUniqueId(db_, s_.table.table, &unique);
   if (rc != SQLITE_OK) return Error("index_list", rc);
-  std::vector<std::string> indexes;
-  while ((rc = sqlite3_step(list)) == SQLITE_ROW) {
-    const char* name = reinterpret_cast<const char*>(sqlite3_column_text(list, 1));
-    if (sqlite3_column_int(list, 2) == 1 && name != nullptr) indexes.emplace_back(name);
-  }
-  sqlite3_finalize(list);
-  if (rc != SQLITE_DONE) return Error("index_list", rc);
-  for (const std::string& ix : indexes) {
-    sqlite3_stmt* info = nullptr;
-    rc = sqlite3_prepare_v2(db_, ("PRAGMA index_info(" + Quote(ix) + ")").c_str(), -1, &info,
-                            nullptr);
-    if (rc != SQLITE_OK) return Error("index_info", rc);
-    int n = 0;
-    bool on_id = false;
-    while ((rc = sqlite3_step(info)) == SQLITE_ROW) {
-      ++n;
-      const char* col = reinterpret_cast<const char*>(sqlite3_column_text(info, 2));
-      on_id = col != nullptr && std::string_view(col) == "_fork_id";
-    }
-    sqlite3_finalize(info);
-    if (n == 1 && on_id) unique = true;
-  }
   if (unique) return Status::Ok();
   const std::string index = Quote(s_.table.table + "_fork_id");
   Status st = Exec(("CREATE UNIQUE INDEX IF NOT EXISTS " + index + " ON " + table +
@@ -286,6 +313,70 @@ Status SqliteSink::EnsureUniqueId() {
                          "(keep one per _fork_id) or name another table (" + st.message() + ")");
   }
   return st;
+}
+
+bool InspectSqlite(const SinkContext& ctx, std::string* note, std::string* error) {
+  SqliteSink::Settings s;
+  s.path = ctx.config->Resolve(ctx.destination->sink.Str("path"));
+  if (!DestinationTableSpec(ctx, &s.table, error)) return false;
+  const std::string configured = s.table.table;
+  s.merge = MergeSpecFor(ctx, &s.table, &s.merge_spec);
+  sqlite3* db = nullptr;
+  const bool exists = ::access(s.path.c_str(), F_OK) == 0 &&
+                      sqlite3_open_v2(s.path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK;
+  const std::string where = "sqlite " + s.path + ", table " + configured + ": ";
+  std::string type = exists ? ObjectType(db, s.table.table) : "";
+  bool ok = true;
+  if (s.merge) {
+    const std::string view = exists ? ObjectType(db, configured) : "";
+    *note = where + "an aggregate shared by instances: partial rows in " + s.table.table +
+            ", merged by the view " + configured;
+    if (view == "table") *note += " (the single-instance table is migrated at open, kept as " +
+                                  s.merge_spec.backup + ")";
+  } else if (s.table.upsert) {
+    *note = where + "upserts on " + s.table.key;
+  } else if (type != "table") {
+    *note = where + "appends exactly once (created with _fork_id as its primary key)";
+  } else {
+    bool unique = false;
+    bool has_id = false;
+    sqlite3_stmt* q = nullptr;
+    if (sqlite3_prepare_v2(db, ("SELECT 1 FROM pragma_table_info(" + Quote(configured) +
+                                ") WHERE name = '_fork_id'").c_str(),
+                           -1, &q, nullptr) == SQLITE_OK) {
+      has_id = sqlite3_step(q) == SQLITE_ROW;
+      sqlite3_finalize(q);
+    }
+    if (!has_id) {
+      *error = where + "the table exists without a _fork_id column; add one (TEXT PRIMARY KEY) or "
+                       "name another table";
+      ok = false;
+    } else if (HasUniqueId(db, configured, &unique) == SQLITE_OK && unique) {
+      *note = where + "appends exactly once (_fork_id is unique)";
+    } else {
+      std::string dup;
+      if (sqlite3_prepare_v2(db, ("SELECT _fork_id FROM " + Quote(configured) +
+                                  " GROUP BY _fork_id HAVING count(*) > 1 LIMIT 1").c_str(),
+                             -1, &q, nullptr) == SQLITE_OK) {
+        if (sqlite3_step(q) == SQLITE_ROW) {
+          const char* id = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+          dup = id ? id : "NULL";
+        }
+        sqlite3_finalize(q);
+      }
+      if (!dup.empty()) {
+        *error = where + "the table has no unique index on _fork_id and holds rows with the same "
+                         "_fork_id ('" + dup.substr(0, 80) +
+                 "'), so appends cannot be exactly once; remove the duplicate rows or name "
+                 "another table";
+        ok = false;
+      } else {
+        *note = where + "appends exactly once (a unique index on _fork_id is added at open)";
+      }
+    }
+  }
+  if (db) sqlite3_close_v2(db);
+  return ok;
 }
 
 Status SqliteSink::EnsureMergeView(const std::vector<Column>& parts_columns) {

@@ -35,6 +35,11 @@ namespace forkd::sinks {
 
 const std::vector<OptionSpec>& SqliteSinkOptions();
 std::unique_ptr<Sink> CreateSqliteSink(const SinkContext& ctx);
+// For `forkd check`: reads the database, if it exists, without changing it.
+// *note says how the destination writes (appends exactly once by a primary
+// key or by a unique index added at open, upserts, merges an aggregate);
+// false with *error for a table it cannot write exactly once.
+bool InspectSqlite(const SinkContext& ctx, std::string* note, std::string* error);
 
 class SqliteSink : public Sink {
  public:
