@@ -28,9 +28,10 @@ export function tempConfig(yaml, prefix = 'fork-') {
 // Starts `forkd run --config <config>` and resolves once it listens (with
 // `wait: false`, at once: `ready` then settles when it listens or fails to).
 // Returns { proc, ready, stderr(), stop(signal) -> Promise<{code, signal}> }.
-export async function startForkd(config, { env = {}, timeoutMs = 10000, quiet = true, wait = true } = {}) {
+// `binary` runs another forkd build (a benchmark comparing two).
+export async function startForkd(config, { env = {}, timeoutMs = 10000, quiet = true, wait = true, binary } = {}) {
   // --exit-with-parent: a test or benchmark that dies takes its forkd along.
-  const proc = spawn(forkdBinary(), ['run', '--config', config, '--exit-with-parent'], {
+  const proc = spawn(binary ?? forkdBinary(), ['run', '--config', config, '--exit-with-parent'], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
