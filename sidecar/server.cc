@@ -232,7 +232,7 @@ bool Server::StartOrHold(const DestinationConfig& d, const Config& c,
       log::Cursor start;
       start.position = held.hold;
       s = cursors_->Save(d.name, start);
-      if (!s.ok()) s = Status::IoError("destination " + d.name + ": cursor: " + s.message());
+      if (!s.ok()) s = Status::IoError("destination " + d.name + ": " + s.message());
     }
   }
   if (s.ok()) s = StartPipeline(d, c, out);
