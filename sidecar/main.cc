@@ -224,7 +224,7 @@ int main(int argc, char** argv) {
   dlq->add_flag("--json", dlq_args.json, "list: print the stored JSON lines");
   forkd::tools::CursorsArgs cursors_args;
   CLI::App* cursors = app.add_subcommand(
-      "cursors", "Destinations' cursors: list them; drop one of a destination no longer configured");
+      "cursors", "Destinations' cursors: list them, or drop one no longer configured");
   cursors->add_option("action", cursors_args.action, "list or drop")
       ->required()
       ->check(CLI::IsMember({"list", "drop"}));

@@ -271,7 +271,9 @@ void Server::SortPipelines() {
     return config_->destinations.size();
   };
   std::stable_sort(pipelines_.begin(), pipelines_.end(),
-                   [&](const auto& a, const auto& b) { return index(a->name()) < index(b->name()); });
+                   [&](const auto& a, const auto& b) {
+                     return index(a->name()) < index(b->name());
+                   });
   std::stable_sort(failed_.begin(), failed_.end(),
                    [&](const auto& a, const auto& b) { return index(a.name) < index(b.name); });
 }
@@ -578,7 +580,9 @@ void Server::CountRemoved(bool now) {
       } else {
         it->undelivered = undelivered;
         it->count_at_us = 0;
-        if (undelivered > 0) spdlog::warn("{}", RemovedWarning(name, undelivered, it->hold.next_lsn));
+        if (undelivered > 0) {
+          spdlog::warn("{}", RemovedWarning(name, undelivered, it->hold.next_lsn));
+        }
       }
       break;
     }
