@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/config.h"
+#include "tools/cursors_cli.h"
 #include "tools/dlq_cli.h"
 #include "tools/dry_run_cli.h"
 #include "transforms/transform.h"
@@ -240,6 +241,15 @@ int main(int argc, char** argv) {
   dlq->add_option("-d,--destination", dlq_args.destination, "Destination")->required();
   dlq->add_option("--id", dlq_args.ids, "Only the dead letter with this event id (repeatable)");
   dlq->add_flag("--json", dlq_args.json, "list: print the stored JSON lines");
+  forkd::tools::CursorsArgs cursors_args;
+  CLI::App* cursors = app.add_subcommand(
+      "cursors", "Destinations' cursors: list them, or drop one no longer configured");
+  cursors->add_option("action", cursors_args.action, "list or drop")
+      ->required()
+      ->check(CLI::IsMember({"list", "drop"}));
+  cursors->add_option("destination", cursors_args.destination,
+                      "drop: the destination (no longer configured) whose cursor goes");
+  cursors->add_option("-c,--config", config_path, "Configuration file")->required();
   app.add_subcommand("version", "Print the version");
   CLI::App* reference =
       app.add_subcommand("config-reference", "Print the configuration reference (Markdown)");
@@ -259,6 +269,11 @@ int main(int argc, char** argv) {
     forkd::Config config;
     if (!Load(config_path, &config)) return kExitConfig;
     return forkd::tools::Dlq(config, dlq_args);
+  }
+  if (cursors->parsed()) {
+    forkd::Config config;
+    if (!Load(config_path, &config)) return kExitConfig;
+    return forkd::tools::Cursors(config, cursors_args);
   }
   if (reference->parsed()) {
     std::cout << ConfigReference();

@@ -10,14 +10,36 @@
 #include <cerrno>
 #include <limits>
 #include <set>
+#include <thread>
 
 #include "core/clock.h"
 #include "core/fs.h"
 #include "core/instance.h"
+#include "log/backlog.h"
 #include "sinks/common/json.h"
 #include "sinks/registry.h"
 
 namespace forkd {
+namespace {
+
+// A removed destination gets this long to deliver what it has left before
+// its pipeline stops (the reload waits for it; removed ones drain together).
+constexpr int64_t kRemovedDrainMs = 2000;
+// Ingest takes a new config before the next frame it reads, and what it took
+// under the old one is durable within a group commit; the events routed to a
+// removed destination are counted once this has passed.
+constexpr int64_t kRemovedCountDelayUs = 1000000;
+
+std::string RemovedWarning(const std::string& name, uint64_t undelivered, uint64_t from_lsn) {
+  return "destination " + name + " is no longer configured and has " +
+         std::to_string(undelivered) + " undelivered events (from lsn " +
+         std::to_string(from_lsn) +
+         "); its cursor keeps them in the log until it is configured again (it resumes "
+         "there) or `forkd cursors drop " +
+         name + "` gives them up";
+}
+
+}  // namespace
 
 Server::~Server() {
   if (admin_) admin_->Stop();
@@ -75,7 +97,12 @@ Status Server::Start() {
   dead_letters_ = std::make_unique<pipeline::DeadLetters>(config_->data_dir + "/dead_letters");
   s = dead_letters_->Init();
   if (!s.ok()) return s;
+  s = AdoptRemovedCursors();
+  if (!s.ok()) return s;
 
+  // At start-up a destination that cannot start stops forkd: nothing runs
+  // yet that an exit would interrupt, and the supervisor and the operator
+  // see the error at once. (A reload keeps it as failed instead.)
   for (const auto& d : config_->destinations) {
     std::shared_ptr<pipeline::Pipeline> p;
     s = StartPipeline(d, *config_, &p);
@@ -101,7 +128,8 @@ Status Server::Start() {
         [this] { return StatusJson(); },
         [this](const std::string& action, const std::string& dest,
                const std::vector<std::string>& ids,
-               std::string* body) { return Dlq(action, dest, ids, body); }});
+               std::string* body) { return Dlq(action, dest, ids, body); },
+        [this](const std::string& dest, std::string* body) { return DropCursor(dest, body); }});
     s = admin_->Start(config_->admin);
     if (!s.ok()) return s;
     spdlog::info("admin on http://{}/", config_->admin);
@@ -127,6 +155,140 @@ Status Server::StartPipeline(const DestinationConfig& d, const Config& c,
 std::vector<std::shared_ptr<pipeline::Pipeline>> Server::Pipelines() const {
   std::lock_guard<std::mutex> lock(pipelines_mu_);
   return pipelines_;
+}
+
+Status Server::AdoptRemovedCursors() {
+  std::vector<std::string> names;
+  Status s = cursors_->List(&names);
+  if (!s.ok()) return s;
+  std::vector<RemovedCursor> found;
+  std::map<std::string, uint64_t> from;
+  for (const auto& name : names) {
+    if (config_->Find(name) != nullptr) continue;
+    RemovedCursor r;
+    r.name = name;
+    log::Cursor c;
+    s = cursors_->Load(name, &c);
+    if (s.ok()) {
+      r.hold = c.position;
+    } else {
+      // Nothing says how far it got: all of the log stays for it.
+      r.hold = log::Position{log_->first_lsn(), 0, 0};
+      spdlog::warn("cursor of destination {} (not configured): {}; it holds the log from the "
+                   "oldest entry (lsn {})",
+                   name, s.message(), r.hold.next_lsn);
+    }
+    from[name] = r.hold.next_lsn;
+    found.push_back(std::move(r));
+  }
+  if (found.empty()) return Status::Ok();
+  std::map<std::string, uint64_t> counts;
+  s = log::CountRouted(log_.get(), from, log_->durable_next_lsn(), &counts);
+  if (!s.ok()) {
+    return Status::IoError("reading the log for destinations no longer configured: " +
+                           s.message());
+  }
+  for (auto& r : found) {
+    r.undelivered = counts[r.name];
+    if (r.undelivered == 0) {
+      s = cursors_->Remove(r.name);
+      if (!s.ok()) return s;
+      spdlog::info("cursor of destination {} deleted: it is no longer configured and every "
+                   "event routed to it was delivered",
+                   r.name);
+      continue;
+    }
+    spdlog::warn("{}", RemovedWarning(r.name, r.undelivered, r.hold.next_lsn));
+    removed_.push_back(std::move(r));
+  }
+  return Status::Ok();
+}
+
+int64_t Server::StartRetryDelayMs(int failures) {
+  constexpr int64_t kFirstMs = 1000, kMaxMs = 30000;
+  if (failures <= 1) return kFirstMs;
+  if (failures > 6) return kMaxMs;
+  return std::min(kMaxMs, kFirstMs << (failures - 1));
+}
+
+log::Position Server::HoldFor(const DestinationConfig& d) const {
+  log::Cursor c;
+  const Status s = cursors_->Load(d.name, &c);
+  if (s.ok()) return c.position;
+  // Never started: where it would have. A damaged cursor restarts from the
+  // oldest entry too.
+  if (s.IsNotFound() && !d.from_earliest) return log::Position{log_->durable_next_lsn(), 0, 0};
+  return log::Position{log_->first_lsn(), 0, 0};
+}
+
+bool Server::StartOrHold(const DestinationConfig& d, const Config& c,
+                         std::shared_ptr<pipeline::Pipeline>* out) {
+  const int64_t now = MonoMicros();
+  FailedStart held;
+  bool was_failed = false;
+  {
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    for (const auto& f : failed_) {
+      if (f.name == d.name) {
+        held = f;
+        was_failed = true;
+      }
+    }
+  }
+  Status s = Status::Ok();
+  if (was_failed && !d.from_earliest) {
+    // It never got a cursor: one at its hold makes it start where it was
+    // held, not at the log's end, so the events taken for it meanwhile are
+    // its first. (With `from: earliest` the pipeline's own backfill covers them.)
+    log::Cursor existing;
+    if (cursors_->Load(d.name, &existing).IsNotFound()) {
+      log::Cursor start;
+      start.position = held.hold;
+      s = cursors_->Save(d.name, start);
+      if (!s.ok()) s = Status::IoError("destination " + d.name + ": " + s.message());
+    }
+  }
+  if (s.ok()) s = StartPipeline(d, c, out);
+  std::lock_guard<std::mutex> lock(pipelines_mu_);
+  failed_.erase(std::remove_if(failed_.begin(), failed_.end(),
+                               [&](const FailedStart& f) { return f.name == d.name; }),
+                failed_.end());
+  if (s.ok()) {
+    if (was_failed) {
+      spdlog::info("destination {} started after {} failed attempts; it resumes at lsn {}", d.name,
+                   held.failures, (*out)->committed_next_lsn());
+    }
+    return true;
+  }
+  if (!was_failed) {
+    held.name = d.name;
+    held.hold = HoldFor(d);
+  }
+  held.error = s.message();
+  ++held.failures;
+  const int64_t delay_ms = StartRetryDelayMs(held.failures);
+  held.next_retry_us = now + delay_ms * 1000;
+  ++start_failures_[d.name];
+  spdlog::error("{}; it keeps its cursor and the log from lsn {}, and is tried again in {} s "
+                "(attempt {} failed)",
+                s.message(), held.hold.next_lsn, delay_ms / 1000.0, held.failures);
+  failed_.push_back(std::move(held));
+  return false;
+}
+
+void Server::SortPipelines() {
+  auto index = [&](const std::string& name) {
+    for (size_t i = 0; i < config_->destinations.size(); ++i) {
+      if (config_->destinations[i].name == name) return i;
+    }
+    return config_->destinations.size();
+  };
+  std::stable_sort(pipelines_.begin(), pipelines_.end(),
+                   [&](const auto& a, const auto& b) {
+                     return index(a->name()) < index(b->name());
+                   });
+  std::stable_sort(failed_.begin(), failed_.end(),
+                   [&](const auto& a, const auto& b) { return index(a.name) < index(b.name); });
 }
 
 void Server::Reload(Config next_config) {
@@ -168,14 +330,33 @@ void Server::Reload(Config next_config) {
   auto next = std::make_shared<const Config>(std::move(next_config));
 
   std::vector<std::shared_ptr<pipeline::Pipeline>> current = Pipelines();
+  std::vector<FailedStart> failed_before;
+  std::vector<RemovedCursor> removed_before;
+  {
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    failed_before = failed_;
+    removed_before = removed_;
+  }
   auto running = [&](const std::string& name) -> std::shared_ptr<pipeline::Pipeline> {
     for (const auto& p : current) {
       if (p->name() == name) return p;
     }
     return nullptr;
   };
+  auto failed_start = [&](const std::string& name) -> const FailedStart* {
+    for (const auto& f : failed_before) {
+      if (f.name == name) return &f;
+    }
+    return nullptr;
+  };
+  auto removed_cursor = [&](const std::string& name) -> const RemovedCursor* {
+    for (const auto& r : removed_before) {
+      if (r.name == name) return &r;
+    }
+    return nullptr;
+  };
   std::vector<std::shared_ptr<pipeline::Pipeline>> pipelines;
-  int kept = 0, restarted = 0, started = 0, stopped = 0;
+  int kept = 0, restarted = 0, started = 0, stopped = 0, failed = 0;
   for (const auto& d : next->destinations) {
     const DestinationConfig* before = old.Find(d.name);
     std::shared_ptr<pipeline::Pipeline> p = running(d.name);
@@ -196,14 +377,22 @@ void Server::Reload(Config next_config) {
       p->Stop(/*drain=*/false, 0);
       ++restarted;
       spdlog::info("reload: destination {} changed; restarting it from its cursor", d.name);
+    } else if (const FailedStart* f = failed_start(d.name)) {
+      ++restarted;
+      spdlog::info("reload: destination {} had failed to start ({}); trying it again now", d.name,
+                   f->error);
+    } else if (const RemovedCursor* r = removed_cursor(d.name)) {
+      ++started;
+      spdlog::info("reload: destination {} is configured again; it resumes from its cursor at lsn "
+                   "{}",
+                   d.name, r->hold.next_lsn);
     } else {
       ++started;
       spdlog::info("reload: new destination {}", d.name);
     }
     std::shared_ptr<pipeline::Pipeline> np;
-    Status s = StartPipeline(d, *next, &np);
-    if (!s.ok()) {
-      spdlog::error("reload: {}", s.message());
+    if (!StartOrHold(d, *next, &np)) {
+      ++failed;
       continue;
     }
     pipelines.push_back(std::move(np));
@@ -212,21 +401,76 @@ void Server::Reload(Config next_config) {
   for (const auto& p : current) {
     if (!next->Find(p->name())) removed.push_back(p);
   }
+  std::vector<FailedStart> failed_removed;
   {
     std::lock_guard<std::mutex> lock(pipelines_mu_);
+    for (const auto& f : failed_) {
+      if (!next->Find(f.name)) failed_removed.push_back(f);
+    }
+    failed_.erase(std::remove_if(failed_.begin(), failed_.end(),
+                                 [&](const FailedStart& f) { return !next->Find(f.name); }),
+                  failed_.end());
+    // Configured again: its cursor is a pipeline's, or a failed start's, now.
+    removed_.erase(std::remove_if(removed_.begin(), removed_.end(),
+                                  [&](const RemovedCursor& r) { return next->Find(r.name); }),
+                   removed_.end());
+    // A removed destination holds the log from its cursor from now on, so
+    // that nothing is deleted under it while it drains and is counted.
+    for (const auto& p : removed) {
+      removed_.push_back(RemovedCursor{p->name(), log::Position{p->committed_next_lsn(), 0, 0}, 0,
+                                       MonoMicros() + kRemovedCountDelayUs});
+    }
+    for (const auto& f : failed_removed) {
+      removed_.push_back(RemovedCursor{f.name, f.hold, 0, MonoMicros() + kRemovedCountDelayUs});
+    }
     pipelines_ = pipelines;
     config_ = next;
+    SortPipelines();
   }
   ingest_->SetConfig(next);
-  for (const auto& p : removed) {
-    p->Stop(/*drain=*/false, 0);
-    ++stopped;
-    spdlog::info("reload: destination {} removed; its events stay in the log until the "
-                 "other cursors pass them",
-                 p->name());
+  // Removed ones deliver what they can, together, for a moment.
+  {
+    std::vector<std::thread> stopping;
+    for (const auto& p : removed) {
+      stopping.emplace_back([p] { p->Stop(/*drain=*/true, kRemovedDrainMs); });
+    }
+    for (auto& t : stopping) t.join();
   }
-  spdlog::info("reload: done: {} kept running, {} restarted, {} new, {} stopped; {} routes", kept,
-               restarted, started, stopped, next->routes.size());
+  for (const auto& p : removed) {
+    ++stopped;
+    log::Cursor c;
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    for (auto& r : removed_) {
+      if (r.name != p->name()) continue;
+      // The cursor as drained, with its segment hint.
+      r.hold = cursors_->Load(r.name, &c).ok() ? c.position
+                                               : log::Position{p->committed_next_lsn(), 0, 0};
+    }
+    spdlog::info("reload: destination {} removed at lsn {}; its cursor keeps the log from there "
+                 "until the events routed to it are counted",
+                 p->name(), p->committed_next_lsn());
+  }
+  for (const auto& f : failed_removed) {
+    ++stopped;
+    // One that never got a cursor gets one now, so a restart keeps holding.
+    log::Cursor c;
+    if (cursors_->Load(f.name, &c).IsNotFound()) {
+      c.position = f.hold;
+      Status s = cursors_->Save(f.name, c);
+      if (!s.ok()) {
+        spdlog::error("reload: destination {} removed; its cursor (lsn {}) could not be saved "
+                      "({}): it holds the log only until forkd restarts",
+                      f.name, f.hold.next_lsn, s.message());
+      }
+    }
+    spdlog::info("reload: destination {} removed (it had failed to start); its cursor keeps the "
+                 "log from lsn {} until the events routed to it are counted",
+                 f.name, f.hold.next_lsn);
+  }
+  spdlog::info("reload: done: {} kept running, {} restarted, {} new, {} stopped; {} routes{}", kept,
+               restarted, started, stopped, next->routes.size(),
+               failed > 0 ? "; " + std::to_string(failed) + " failed to start (tried again later)"
+                          : std::string());
 }
 
 void Server::Serve() {
@@ -236,7 +480,7 @@ void Server::Serve() {
   spdlog::info("ingest stopped; draining {} destinations", pipelines.size());
   for (auto& p : pipelines) p->Stop(/*drain=*/true, /*drain_timeout_ms=*/30000);
   ingest_->Finish();
-  Tick();
+  Retain();
   const auto& st = ingest_->stats();
   spdlog::info("stopped: {} events accepted, {} duplicates dropped, {} rejected",
                st.events.load(), st.duplicates.load(), st.nacked.load());
@@ -244,6 +488,15 @@ void Server::Serve() {
     spdlog::info("destination {}: {} delivered, {} dead-lettered, lsn {} committed", p->name(),
                  p->stats().delivered.load(), p->stats().dead_lettered.load(),
                  p->committed_next_lsn());
+  }
+  std::lock_guard<std::mutex> lock(pipelines_mu_);
+  for (const auto& f : failed_) {
+    spdlog::warn("destination {}: not running ({}); its cursor holds the log from lsn {}", f.name,
+                 f.error, f.hold.next_lsn);
+  }
+  for (const auto& r : removed_) {
+    spdlog::warn("destination {}: no longer configured; its cursor holds the log from lsn {}",
+                 r.name, r.hold.next_lsn);
   }
 }
 
@@ -253,25 +506,147 @@ void Server::RequestStop() {
 }
 
 void Server::Tick() {
+  if (!started_.load()) return;
+  // Busy with a reload, a shutdown or a cursor drop: the next tick will do.
+  std::unique_lock<std::mutex> reload_lock(reload_mu_, std::try_to_lock);
+  if (!reload_lock.owns_lock()) return;
+  if (!stopping_.load()) RetryFailedStarts();
+  CountRemoved(/*now=*/false);
+  Retain();
+  if (!ingest_) return;
+  // Blocking quotas: by index in the config ingest routes with. A destination
+  // that failed to start fills its quota all the same.
+  std::vector<std::string> full;
+  auto blocks = [](const DestinationConfig& d) {
+    return !d.backlog_shed && (d.backlog_max_bytes > 0 || d.backlog_max_events > 0);
+  };
+  for (auto& p : Pipelines()) {
+    if (blocks(p->config()) && p->backlog_fill() >= 1.0) full.push_back(p->name());
+  }
+  std::shared_ptr<const Config> config;
+  std::vector<FailedStart> failed;
+  {
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    config = config_;
+    failed = failed_;
+  }
+  for (const auto& f : failed) {
+    const DestinationConfig* d = config->Find(f.name);
+    if (d && blocks(*d) && HoldFill(*d, f.hold) >= 1.0) full.push_back(f.name);
+  }
+  ingest_->SetBlocked(std::move(full));
+}
+
+void Server::RetryFailedStarts() {
+  std::shared_ptr<const Config> config;
+  std::vector<std::string> due;
+  const int64_t now = MonoMicros();
+  {
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    config = config_;
+    for (const auto& f : failed_) {
+      if (f.next_retry_us <= now) due.push_back(f.name);
+    }
+  }
+  for (const auto& name : due) {
+    const DestinationConfig* d = config->Find(name);
+    if (d == nullptr) continue;
+    std::shared_ptr<pipeline::Pipeline> p;
+    if (!StartOrHold(*d, *config, &p)) continue;
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    pipelines_.push_back(std::move(p));
+    SortPipelines();
+  }
+}
+
+void Server::CountRemoved(bool now) {
+  std::map<std::string, uint64_t> from;
+  const int64_t mono = MonoMicros();
+  {
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    for (const auto& r : removed_) {
+      if (r.count_at_us != 0 && (now || r.count_at_us <= mono)) from[r.name] = r.hold.next_lsn;
+    }
+  }
+  if (from.empty()) return;
+  std::map<std::string, uint64_t> counts;
+  Status s = log::CountRouted(log_.get(), from, log_->durable_next_lsn(), &counts);
+  if (!s.ok()) {
+    // They keep holding; counted again at the next tick.
+    spdlog::error("counting the events of removed destinations: {}", s.message());
+    return;
+  }
+  for (const auto& [name, undelivered] : counts) {
+    if (undelivered == 0) {
+      // Everything routed to it was delivered: it holds nothing, and if it is
+      // configured again it starts as a new destination.
+      s = cursors_->Remove(name);
+      if (!s.ok()) {
+        spdlog::error("destination {} (removed): its cursor could not be deleted ({}); it keeps "
+                      "holding the log",
+                      name, s.message());
+      } else {
+        spdlog::info("destination {} (removed): every event routed to it was delivered; its "
+                     "cursor is deleted",
+                     name);
+      }
+    }
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    for (auto it = removed_.begin(); it != removed_.end(); ++it) {
+      if (it->name != name) continue;
+      if (undelivered == 0 && s.ok()) {
+        removed_.erase(it);
+      } else {
+        it->undelivered = undelivered;
+        it->count_at_us = 0;
+        if (undelivered > 0) {
+          spdlog::warn("{}", RemovedWarning(name, undelivered, it->hold.next_lsn));
+        }
+      }
+      break;
+    }
+  }
+}
+
+void Server::Retain() {
   const auto pipelines = Pipelines();
-  if (!started_.load() || pipelines.empty()) return;
   uint64_t min_lsn = UINT64_MAX;
-  for (auto& p : pipelines) min_lsn = std::min(min_lsn, p->committed_next_lsn());
+  bool any = false;
+  for (auto& p : pipelines) {
+    min_lsn = std::min(min_lsn, p->committed_next_lsn());
+    any = true;
+  }
+  {
+    // Destinations that cannot run hold the log as if they could.
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    for (const auto& f : failed_) {
+      min_lsn = std::min(min_lsn, f.hold.next_lsn);
+      any = true;
+    }
+    for (const auto& r : removed_) {
+      min_lsn = std::min(min_lsn, r.hold.next_lsn);
+      any = true;
+    }
+  }
+  if (!started_.load() || !any) return;
   // Segments whose idempotency keys are not in the key journal yet stay.
   if (ingest_) min_lsn = std::min(min_lsn, ingest_->retain_from_lsn());
   const size_t n = log_->DeleteSegmentsBefore(min_lsn);
   if (n > 0) spdlog::debug("deleted {} log segments below lsn {}", n, min_lsn);
-  if (!ingest_) return;
-  // Blocking quotas: by index in the config ingest routes with.
-  std::vector<std::string> full;
-  for (auto& p : pipelines) {
-    const auto& d = p->config();
-    if (!d.backlog_shed && (d.backlog_max_bytes > 0 || d.backlog_max_events > 0) &&
-        p->backlog_fill() >= 1.0) {
-      full.push_back(d.name);
-    }
+}
+
+double Server::HoldFill(const DestinationConfig& d, const log::Position& hold) const {
+  double fill = 0;
+  if (d.backlog_max_events > 0) {
+    const uint64_t end = log_->durable_next_lsn();
+    fill = static_cast<double>(end - std::min(end, hold.next_lsn)) /
+           static_cast<double>(d.backlog_max_events);
   }
-  ingest_->SetBlocked(std::move(full));
+  if (d.backlog_max_bytes > 0) {
+    fill = std::max(fill, static_cast<double>(log_->BytesFrom(hold)) /
+                              static_cast<double>(d.backlog_max_bytes));
+  }
+  return fill;
 }
 
 }  // namespace forkd
@@ -336,7 +711,22 @@ std::string Server::MetricsText() const {
 
   const uint64_t end = log_->durable_next_lsn();
   const int64_t now = WallMicros();
-  const auto pipelines = Pipelines();
+  std::shared_ptr<const Config> config;
+  std::vector<std::shared_ptr<pipeline::Pipeline>> pipelines;
+  std::vector<FailedStart> failed;
+  std::vector<RemovedCursor> removed;
+  std::map<std::string, uint64_t> start_failures;
+  {
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    config = config_;
+    pipelines = pipelines_;
+    failed = failed_;
+    removed = removed_;
+    start_failures = start_failures_;
+  }
+  auto starts = [&](const std::string& name) {
+    return static_cast<double>(start_failures.count(name) ? start_failures.at(name) : 0);
+  };
   struct Series {
     const char* name;
     const char* type;
@@ -347,12 +737,15 @@ std::string Server::MetricsText() const {
       {"fork_destination_delivered_total", "counter", "Events flushed and committed"},
       {"fork_destination_failed_total", "counter",
        "Failures by stage: transform (records refused), open, read (the log), send (flushes), "
-       "commit (the cursor)"},
+       "commit (the cursor), start (the pipeline could not start; tried again)"},
       {"fork_destination_retries_total", "counter", "Flush retries"},
       {"fork_destination_dead_lettered_total", "counter", "Events sent to dead letters"},
       {"fork_destination_lag_events", "gauge", "Log entries the destination has not processed"},
       {"fork_destination_lag_seconds", "gauge", "Age of the last delivered event when lagging"},
       {"fork_destination_up", "gauge", "1 when the last flush succeeded"},
+      {"fork_destination_running", "gauge",
+       "1 when its pipeline runs; 0 when it failed to start (it holds the log from its cursor "
+       "and is tried again)"},
       {"fork_destination_filtered_total", "counter", "Records dropped by filter or validate steps"},
       {"fork_destination_aggregated_total", "counter", "Events folded into the aggregate"},
       {"fork_destination_rows_emitted_total", "counter", "Aggregate rows written"},
@@ -403,6 +796,7 @@ std::string Server::MetricsText() const {
         for (const auto& [stage, count] : stages) {
           Sample(&m, s.name, labels + ",stage=\"" + stage + "\"", static_cast<double>(count));
         }
+        Sample(&m, s.name, labels + ",stage=\"start\"", starts(p->name()));
         labels += ",stage=\"send\"";
         v = static_cast<double>(st.failed.load());
       }
@@ -414,6 +808,7 @@ std::string Server::MetricsText() const {
         v = lag > 0 && last > 0 ? static_cast<double>(now - last) / 1e6 : 0;
       }
       if (n == "fork_destination_up") v = p->healthy() ? 1 : 0;
+      if (n == "fork_destination_running") v = 1;
       if (n == "fork_destination_filtered_total") v = static_cast<double>(st.filtered.load());
       if (n == "fork_destination_aggregated_total") v = static_cast<double>(st.aggregated.load());
       if (n == "fork_destination_rows_emitted_total") v = static_cast<double>(st.rows_emitted.load());
@@ -431,6 +826,41 @@ std::string Server::MetricsText() const {
       if (n == "fork_destination_get_rate") v = rates.count(p->name()) ? rates[p->name()].second : 0;
       Sample(&m, s.name, labels, v);
     }
+    // Failed to start: down, holding the log from its cursor; no traffic.
+    for (const auto& f : failed) {
+      const DestinationConfig* d = config->Find(f.name);
+      if (d == nullptr) continue;
+      std::string labels = "destination=\"" + f.name + "\"";
+      const uint64_t held = end - std::min(end, f.hold.next_lsn);
+      double v = 0;
+      const std::string n = s.name;
+      if (n == "fork_destination_failed_total") {
+        for (const char* stage : {"transform", "open", "read", "commit", "send"}) {
+          Sample(&m, s.name, labels + ",stage=\"" + stage + "\"", 0);
+        }
+        labels += ",stage=\"start\"";
+        v = starts(f.name);
+      }
+      if (n == "fork_destination_lag_events" || n == "fork_destination_backlog_events") {
+        v = static_cast<double>(held);
+      }
+      if (n == "fork_destination_backlog_bytes") v = static_cast<double>(log_->BytesFrom(f.hold));
+      if (n == "fork_destination_queue_fill_ratio") v = HoldFill(*d, f.hold);
+      Sample(&m, s.name, labels, v);
+    }
+  }
+  Metric(&m, "fork_removed_destination_undelivered_events", "gauge",
+         "Events routed to a destination no longer configured that it did not deliver; its "
+         "cursor keeps them in the log until it is configured again or dropped");
+  for (const auto& r : removed) {
+    Sample(&m, "fork_removed_destination_undelivered_events", "destination=\"" + r.name + "\"",
+           static_cast<double>(r.undelivered));
+  }
+  Metric(&m, "fork_removed_destination_held_bytes", "gauge",
+         "Log bytes kept from the cursor of a destination no longer configured");
+  for (const auto& r : removed) {
+    Sample(&m, "fork_removed_destination_held_bytes", "destination=\"" + r.name + "\"",
+           static_cast<double>(log_->BytesFrom(r.hold)));
   }
   return m;
 }
@@ -510,6 +940,56 @@ int Server::Dlq(const std::string& action, const std::string& destination,
   return 200;
 }
 
+int Server::DropCursor(const std::string& destination, std::string* body) {
+  auto fail = [&](int status, const std::string& message) {
+    *body = "{\"error\":";
+    sinks::AppendJsonString(message, body);
+    body->append("}\n");
+    return status;
+  };
+  if (!started_.load() || stopping_.load()) return fail(503, "forkd is not running");
+  if (destination.empty()) return fail(400, "destination is required (?destination=NAME)");
+  std::lock_guard<std::mutex> reload_lock(reload_mu_);
+  if (config_->Find(destination) != nullptr) {
+    return fail(409, "destination '" + destination +
+                         "' is configured: remove it from the config and reload before "
+                         "dropping its cursor");
+  }
+  CountRemoved(/*now=*/true);
+  uint64_t undelivered = 0;
+  std::string known;
+  bool found = false;
+  {
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    for (const auto& r : removed_) {
+      known += (known.empty() ? "" : ", ") + r.name;
+      if (r.name == destination) {
+        found = true;
+        undelivered = r.undelivered;
+      }
+    }
+  }
+  if (!found) {
+    return fail(404, "no cursor of destination '" + destination + "' holds the log (" +
+                         (known.empty() ? "none does" : "held by: " + known) + ")");
+  }
+  Status s = cursors_->Remove(destination);
+  if (!s.ok()) return fail(500, s.message());
+  {
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    removed_.erase(std::remove_if(removed_.begin(), removed_.end(),
+                                  [&](const RemovedCursor& r) { return r.name == destination; }),
+                   removed_.end());
+  }
+  spdlog::warn("cursor of destination {} dropped: its {} undelivered events are given up and the "
+               "log no longer keeps them",
+               destination, undelivered);
+  *body = "{\"destination\":";
+  sinks::AppendJsonString(destination, body);
+  body->append(",\"dropped_events\":").append(std::to_string(undelivered)).append("}\n");
+  return 200;
+}
+
 std::string Server::StatusJson() const {
   std::string j = "{";
   if (!started_.load()) return "{\"state\":\"starting\"}";
@@ -538,29 +1018,75 @@ std::string Server::StatusJson() const {
   num("bytes", static_cast<double>(log_->total_bytes()));
   num("commits", static_cast<double>(log_->stats().commits.load()), false);
   j.append("},\"destinations\":[");
+  std::shared_ptr<const Config> config;
   std::vector<std::shared_ptr<pipeline::Pipeline>> pipelines;
+  std::vector<FailedStart> failed;
+  std::vector<RemovedCursor> removed;
+  std::map<std::string, uint64_t> start_failures;
   {
     std::lock_guard<std::mutex> lock(pipelines_mu_);
+    config = config_;
     pipelines = pipelines_;
+    failed = failed_;
+    removed = removed_;
+    start_failures = start_failures_;
   }
-  for (size_t i = 0; i < pipelines.size(); ++i) {
-    const auto& p = pipelines[i];
+  static const char* kPriority[] = {"low", "normal", "high"};
+  auto priority = [](Priority p) {
+    return p == Priority::kHigh ? kPriority[2] : p == Priority::kLow ? kPriority[0] : kPriority[1];
+  };
+  bool first = true;
+  // In config order: each one running, or failed to start.
+  for (const auto& d : config->destinations) {
+    std::shared_ptr<pipeline::Pipeline> p;
+    for (const auto& q : pipelines) {
+      if (q->name() == d.name) p = q;
+    }
+    const FailedStart* f = nullptr;
+    for (const auto& x : failed) {
+      if (x.name == d.name) f = &x;
+    }
+    if (!p && !f) continue;  // between a reload's stop and start
+    if (!first) j.push_back(',');
+    first = false;
+    j.append("{\"name\":");
+    sinks::AppendJsonString(d.name, &j);
+    j.append(",\"type\":");
+    sinks::AppendJsonString(d.type, &j);
+    const uint64_t starts = start_failures.count(d.name) ? start_failures.at(d.name) : 0;
+    if (!p) {
+      // Not running: what it holds, and why it does not run.
+      const uint64_t lag = end - std::min(end, f->hold.next_lsn);
+      j.append(",\"state\":\"failed\",\"breaker\":\"closed\",\"priority\":\"")
+          .append(priority(d.priority))
+          .append("\",");
+      num("shed", 0);
+      num("gave_up", 0);
+      num("backlog_events", static_cast<double>(lag));
+      num("backlog_bytes", static_cast<double>(log_->BytesFrom(f->hold)));
+      num("queue_fill_ratio", HoldFill(d, f->hold));
+      for (const char* k : {"received", "delivered", "failed", "retries", "dead_lettered",
+                            "filtered", "aggregated"}) {
+        num(k, 0);
+      }
+      num("lag_events", static_cast<double>(lag));
+      num("lag_seconds", 0);
+      num("committed_lsn", static_cast<double>(f->hold.next_lsn));
+      num("start_failures", static_cast<double>(starts));
+      num("retry_in_seconds",
+          static_cast<double>(std::max<int64_t>(0, f->next_retry_us - MonoMicros()) / 1000) / 1e3);
+      j.append("\"last_error\":");
+      sinks::AppendJsonString(f->error, &j);
+      j.push_back('}');
+      continue;
+    }
     const auto& st = p->stats();
     const uint64_t lag = end - std::min(end, p->delivered_next_lsn());
     const int64_t last = st.last_delivered_recv_us.load();
-    if (i) j.push_back(',');
-    j.append("{\"name\":");
-    sinks::AppendJsonString(p->name(), &j);
-    j.append(",\"type\":");
-    sinks::AppendJsonString(p->type(), &j);
     j.append(",\"state\":\"").append(p->healthy() ? "ok" : "failing").append("\",");
     static const char* kBreaker[] = {"closed", "open", "half-open"};
     j.append("\"breaker\":\"").append(kBreaker[static_cast<int>(p->breaker_state())]).append("\",");
-    j.append("\"priority\":\"")
-        .append(p->config().priority == Priority::kHigh  ? "high"
-                : p->config().priority == Priority::kLow ? "low"
-                                                         : "normal")
-        .append("\",");
+    j.append("\"priority\":\"").append(priority(p->config().priority)).append("\",");
     num("shed", static_cast<double>(st.shed.load()));
     num("gave_up", static_cast<double>(st.gave_up.load()));
     num("backlog_events", static_cast<double>(p->held_events()));
@@ -576,8 +1102,22 @@ std::string Server::StatusJson() const {
     num("lag_events", static_cast<double>(lag));
     num("lag_seconds", lag > 0 && last > 0 ? static_cast<double>(now - last) / 1e6 : 0);
     num("committed_lsn", static_cast<double>(p->committed_next_lsn()));
+    num("start_failures", static_cast<double>(starts));
     j.append("\"last_error\":");
     sinks::AppendJsonString(p->last_error(), &j);
+    j.push_back('}');
+  }
+  // Cursors of destinations no longer configured: the log they keep.
+  j.append("],\"removed_destinations\":[");
+  for (size_t i = 0; i < removed.size(); ++i) {
+    const auto& r = removed[i];
+    if (i) j.push_back(',');
+    j.append("{\"name\":");
+    sinks::AppendJsonString(r.name, &j);
+    j.append(",\"state\":\"").append(r.count_at_us != 0 ? "counting" : "held").append("\",");
+    num("undelivered_events", static_cast<double>(r.undelivered));
+    num("held_bytes", static_cast<double>(log_->BytesFrom(r.hold)));
+    num("committed_lsn", static_cast<double>(r.hold.next_lsn), false);
     j.push_back('}');
   }
   j.append("]}");

@@ -32,17 +32,23 @@ class Server {
   void Serve();
   // Thread-safe, async-signal-unsafe: call from the signal thread.
   void RequestStop();
-  // Housekeeping, several times a second: deletes segments every cursor has
-  // passed, and tells ingest which destinations are past a blocking backlog
-  // quota.
+  // Housekeeping, several times a second, on the signal thread: retries the
+  // destinations whose pipeline failed to start, deletes the segments every
+  // cursor has passed (those of failed and removed destinations included),
+  // and tells ingest which destinations are past a blocking backlog quota.
   void Tick();
 
   const Config& config() const { return *config_; }
   // Switches to `next` (already validated): destinations that did not change
   // keep running, changed ones restart from their cursor, removed ones stop,
-  // new ones start. Settings that need a restart (data_dir, listen, wal,
-  // limits, dedupe, admin) keep their old values, with a warning. Call from
-  // the thread that called Serve()'s caller (the signal thread).
+  // new ones start. A destination whose pipeline fails to start stays in the
+  // set as failed: it keeps its cursor and the log from it, and Tick()
+  // retries it. A removed destination delivers what it can for a moment;
+  // if events routed to it are left undelivered, its cursor stays and holds
+  // them in the log until it is configured again or DropCursor() releases
+  // them. Settings that need a restart (data_dir, listen, wal, limits,
+  // dedupe, admin) keep their old values, with a warning. Call from the
+  // thread that called Serve()'s caller (the signal thread).
   void Reload(Config next);
   // For the admin server: Prometheus text and the /api/status JSON.
   std::string MetricsText() const;
@@ -53,6 +59,15 @@ class Server {
   // *body to a JSON answer.
   int Dlq(const std::string& action, const std::string& destination,
           const std::vector<std::string>& ids, std::string* body);
+  // For the admin API: deletes the cursor of a destination that is no longer
+  // configured, so the log it held can go; its undelivered events are given
+  // up. Refused (409) for a configured destination. Returns an HTTP status
+  // and sets *body to a JSON answer. Any thread.
+  int DropCursor(const std::string& destination, std::string* body);
+
+  // After `failures` failed starts in a row: milliseconds until the next
+  // attempt (1 s, doubling, at most 30 s).
+  static int64_t StartRetryDelayMs(int failures);
 
  private:
   std::shared_ptr<const Config> config_;
@@ -60,13 +75,59 @@ class Server {
                                      std::shared_ptr<pipeline::Pipeline>* out);
   // Snapshot of the running pipelines, for any thread.
   std::vector<std::shared_ptr<pipeline::Pipeline>> Pipelines() const;
+
+  // A configured destination whose pipeline did not start (at a reload, or
+  // at every retry since). It keeps its place: the log from `hold` stays,
+  // events routed to it are taken and wait there, and Tick() retries it.
+  struct FailedStart {
+    std::string name;
+    log::Position hold;
+    std::string error;
+    int failures = 0;
+    int64_t next_retry_us = 0;  // MonoMicros
+  };
+  // A destination no longer configured whose cursor file is still there: the
+  // log from `hold` stays until it is configured again or its cursor is
+  // dropped. Until `count_at_us` passes the events routed to it are not
+  // counted yet (ingest takes a new config before its next frame, so a
+  // reload's last events may still be on their way); then, with none
+  // undelivered, its cursor is deleted and it holds nothing.
+  struct RemovedCursor {
+    std::string name;
+    log::Position hold;
+    uint64_t undelivered = 0;
+    int64_t count_at_us = 0;  // MonoMicros; 0: counted
+  };
+
+  // Starts `d`, or records it as failed (its hold chosen from its cursor).
+  // Returns whether it runs. Call with reload_mu_ held.
+  bool StartOrHold(const DestinationConfig& d, const Config& c,
+                   std::shared_ptr<pipeline::Pipeline>* out);
+  // Where a destination that cannot run holds the log: its cursor, or for one
+  // that never had a cursor, the point it would have started from.
+  log::Position HoldFor(const DestinationConfig& d) const;
+  // Tick's parts; each with reload_mu_ held.
+  void RetryFailedStarts();
+  void CountRemoved(bool now);
+  void Retain();
+  // Cursor files of destinations not in the config, at start-up.
+  [[nodiscard]] Status AdoptRemovedCursors();
+  // Puts pipelines_ in config order. With pipelines_mu_ held.
+  void SortPipelines();
+  // The log bytes and the fill of a backlog quota held from `hold`.
+  double HoldFill(const DestinationConfig& d, const log::Position& hold) const;
   int lock_fd_ = -1;
   std::unique_ptr<log::Log> log_;
   std::unique_ptr<log::CursorStore> cursors_;
   std::unique_ptr<pipeline::DeadLetters> dead_letters_;
   pipeline::PriorityGate priority_gate_;
+  // Guards the destinations' state below; held only briefly, by any thread.
   mutable std::mutex pipelines_mu_;
   std::vector<std::shared_ptr<pipeline::Pipeline>> pipelines_;  // guarded; config order
+  std::vector<FailedStart> failed_;                              // guarded; config order
+  std::vector<RemovedCursor> removed_;                           // guarded; by name
+  std::map<std::string, uint64_t> start_failures_;               // guarded; since start-up
+  // Serializes Reload, Tick's retries and retention, and DropCursor.
   std::mutex reload_mu_;
   std::unique_ptr<ingest::Ingest> ingest_;
   std::unique_ptr<admin::AdminServer> admin_;

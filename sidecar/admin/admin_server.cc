@@ -13,6 +13,7 @@ td,th{padding:4px 12px;border-bottom:1px solid #ddd;text-align:right}th:first-ch
 <body><h1>forkd</h1><p id="summary">loading…</p>
 <table id="dests"><thead><tr><th>destination</th><th>type</th><th>state</th><th>received</th>
 <th>delivered</th><th>lag (events)</th><th>lag (s)</th><th>retries</th><th>breaker</th><th>backlog</th><th>dead letters</th><th>shed</th><th>last error</th></tr></thead><tbody></tbody></table>
+<p id="removed"></p>
 <script>
 async function refresh(){
   try{
@@ -25,6 +26,8 @@ async function refresh(){
       for(const v of [d.name,d.type,d.state,d.received,d.delivered,d.lag_events,d.lag_seconds,d.retries,d.breaker,Math.round(d.queue_fill_ratio*100)+'%',d.dead_lettered,d.shed,d.last_error||'']){
         const td=document.createElement('td');td.textContent=v;tr.appendChild(td);}
       tr.children[2].className=d.state==='ok'?'ok':'bad';tb.appendChild(tr);}
+    document.getElementById('removed').textContent=(s.removed_destinations||[]).map(r=>
+      `${r.name} (no longer configured): ${r.undelivered_events} undelivered events, ${r.held_bytes} log bytes held`).join(' · ');
   }catch(e){document.getElementById('summary').textContent='forkd is not answering';}
 }
 refresh();setInterval(refresh,1000);
@@ -70,8 +73,8 @@ Status AdminServer::Start(const std::string& address) {
   auto refuse = [](const httplib::Request&, httplib::Response& res) {
     res.status = 405;
     res.set_header("Allow", "GET");
-    res.set_content("method not allowed: only POST /api/dlq/replay and /api/dlq/drop change "
-                    "anything\n",
+    res.set_content("method not allowed: only POST /api/dlq/replay, /api/dlq/drop and "
+                    "/api/cursors/drop change anything\n",
                     "text/plain");
   };
   server_->Post(R"(/api/dlq/(replay|drop))", [this](const httplib::Request& req,
@@ -82,6 +85,11 @@ Status AdminServer::Start(const std::string& address) {
     std::string body;
     res.status = h_.dlq ? h_.dlq(req.matches[1], req.get_param_value("destination"), ids, &body)
                         : 404;
+    res.set_content(body, "application/json");
+  });
+  server_->Post("/api/cursors/drop", [this](const httplib::Request& req, httplib::Response& res) {
+    std::string body;
+    res.status = h_.cursor_drop ? h_.cursor_drop(req.get_param_value("destination"), &body) : 404;
     res.set_content(body, "application/json");
   });
   server_->Post(".*", refuse);

@@ -7,6 +7,9 @@
 //   POST /api/dlq/replay?destination=D[&id=ID...]   dead letters back into
 //                     the log for D (all, or those ids); JSON answer
 //   POST /api/dlq/drop?destination=D[&id=ID...]     deletes them
+//   POST /api/cursors/drop?destination=D   deletes the cursor of D, a
+//                     destination no longer configured, so the log it held
+//                     can go (its undelivered events are given up)
 // Threads: its own listener thread and pool; it only reads atomics and
 // thread-safe accessors of the engine.
 #pragma once
@@ -33,6 +36,8 @@ struct Handlers {
   std::function<int(const std::string& action, const std::string& destination,
                     const std::vector<std::string>& ids, std::string* body)>
       dlq;
+  // Drops a removed destination's cursor; returns the HTTP status, *body the JSON.
+  std::function<int(const std::string& destination, std::string* body)> cursor_drop;
 };
 
 class AdminServer {

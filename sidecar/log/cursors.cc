@@ -1,5 +1,13 @@
 #include "log/cursors.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <string_view>
+
 #include "core/crc32c.h"
 #include "core/fs.h"
 
@@ -8,12 +16,47 @@ namespace {
 constexpr char kMagic[4] = {'F', 'K', 'C', 'R'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kFixed = 4 + 4 + 8 + 8 + 8 + 4;
+constexpr std::string_view kSuffix = ".cursor";
 }  // namespace
 
 Status CursorStore::Init() { return fs::MakeDirs(dir_, 0700); }
 
 std::string CursorStore::PathFor(const std::string& destination) const {
   return dir_ + "/" + destination + ".cursor";
+}
+
+Status CursorStore::List(std::vector<std::string>* destinations) const {
+  destinations->clear();
+  DIR* d = ::opendir(dir_.c_str());
+  if (d == nullptr) {
+    if (errno == ENOENT) return Status::NotFound(dir_ + " does not exist");
+    return ErrnoStatus("list cursors in", dir_, errno);
+  }
+  while (const dirent* e = ::readdir(d)) {
+    const std::string_view name(e->d_name);
+    if (name.size() > kSuffix.size() && name.substr(name.size() - kSuffix.size()) == kSuffix) {
+      destinations->emplace_back(name.substr(0, name.size() - kSuffix.size()));
+    }
+  }
+  ::closedir(d);
+  std::sort(destinations->begin(), destinations->end());
+  return Status::Ok();
+}
+
+Status CursorStore::Remove(const std::string& destination) const {
+  // The cursor last: a crash in between leaves it in place, still holding
+  // the log, and the removal can be repeated.
+  for (const std::string& path : {dir_ + "/" + destination + ".backfill", PathFor(destination)}) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("delete", path, errno);
+  }
+  // The deletion is durable before anyone is told the log is released.
+  const int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return ErrnoStatus("open directory", dir_, errno);
+  const int rc = fs::Fsync(dfd);
+  const int err = errno;
+  ::close(dfd);
+  if (rc != 0) return ErrnoStatus("sync directory", dir_, err);
+  return Status::Ok();
 }
 
 std::string CursorStore::Encode(const Cursor& c) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "log/log.h"
@@ -28,6 +29,13 @@ class CursorStore {
   [[nodiscard]] Status Load(const std::string& destination, Cursor* out) const;
   [[nodiscard]] Status Save(const std::string& destination, const Cursor& c) const;
   std::string PathFor(const std::string& destination) const;
+  // The destinations that have a cursor file, sorted (NotFound without the
+  // directory). A cursor outlives its destination's removal from the config:
+  // retention reads it from here.
+  [[nodiscard]] Status List(std::vector<std::string>* destinations) const;
+  // Deletes the destination's cursor and backfill files (those present), so
+  // it no longer holds any log; if it is configured again it starts as new.
+  [[nodiscard]] Status Remove(const std::string& destination) const;
 
   // A new destination with `from: earliest` also receives the events logged
   // before it existed that today's routes send it (a backfill). The lsn where

@@ -183,6 +183,38 @@ TEST_CASE("a backfill's end is kept beside the cursor; anything unreadable is no
   }
 }
 
+TEST_CASE("List names the destinations with a cursor; Remove deletes cursor and backfill", "[cursors]") {
+  TempDir dir;
+  CursorStore store(dir.Join("cursors"));
+  std::vector<std::string> names = {"stale"};
+  CHECK(store.List(&names).IsNotFound());
+  REQUIRE(store.Init().ok());
+  REQUIRE(store.List(&names).ok());
+  CHECK(names.empty());
+
+  REQUIRE(store.Save("orders", MakeCursor(5, 1, 40, "")).ok());
+  REQUIRE(store.Save("audit", MakeCursor(9, 1, 80, "")).ok());
+  REQUIRE(store.SaveBackfill("orders", 3).ok());
+  // Neither a temp file left by a crash nor a backfill file is a cursor.
+  test::WriteFileOrDie(dir.Join("cursors/logs.cursor.tmp"), "half");
+  test::WriteFileOrDie(dir.Join("cursors/.cursor"), "");
+  REQUIRE(store.List(&names).ok());
+  CHECK(names == std::vector<std::string>{"audit", "orders"});
+
+  REQUIRE(store.Remove("orders").ok());
+  Cursor out;
+  CHECK(store.Load("orders", &out).IsNotFound());
+  CHECK(store.LoadBackfill("orders") == 0);
+  CHECK_FALSE(test::FileExists(dir.Join("cursors/orders.backfill")));
+  REQUIRE(store.List(&names).ok());
+  CHECK(names == std::vector<std::string>{"audit"});
+  // Removing what is not there is not an error; the others stay.
+  REQUIRE(store.Remove("orders").ok());
+  REQUIRE(store.Remove("never").ok());
+  REQUIRE(store.Load("audit", &out).ok());
+  CheckSame(out, MakeCursor(9, 1, 80, ""));
+}
+
 TEST_CASE("a saved cursor's position resumes a log reader where it stopped", "[cursors][log]") {
   TempDir dir;
   LogOptions o;

@@ -1,0 +1,138 @@
+#include "tools/cursors_cli.h"
+
+#include <fcntl.h>
+#include <httplib.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <iostream>
+#include <vector>
+
+#include "log/cursors.h"
+
+namespace forkd::tools {
+namespace {
+
+// Whether a forkd runs with this data_dir: it holds <data_dir>/LOCK. When
+// none does, *lock_fd keeps the lock taken (so none starts meanwhile).
+bool ForkdRunning(const Config& config, int* lock_fd) {
+  *lock_fd = -1;
+  const std::string path = config.data_dir + "/LOCK";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;  // no forkd ever ran here
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return true;
+  }
+  *lock_fd = fd;
+  return false;
+}
+
+int List(const Config& config) {
+  log::CursorStore store(config.data_dir + "/cursors");
+  std::vector<std::string> names;
+  Status s = store.List(&names);
+  if (!s.ok()) {
+    if (s.IsNotFound()) {
+      std::cout << "no cursors in " << config.data_dir << "/cursors\n";
+      return 0;
+    }
+    std::cerr << "forkd cursors list: " << s.message() << "\n";
+    return 1;
+  }
+  size_t removed = 0;
+  for (const auto& name : names) {
+    log::Cursor c;
+    s = store.Load(name, &c);
+    std::string row = name;
+    row.resize(std::max<size_t>(row.size() + 2, 24), ' ');
+    row += s.ok() ? "lsn " + std::to_string(c.position.next_lsn) : "damaged (" + s.message() + ")";
+    row.resize(std::max<size_t>(row.size() + 2, 40), ' ');
+    if (config.Find(name) != nullptr) {
+      row += "configured";
+    } else {
+      ++removed;
+      row += "not configured: holds the log until configured again or dropped";
+    }
+    std::cout << row << "\n";
+  }
+  std::cout << names.size() << " cursors";
+  if (removed > 0) {
+    std::cout << ", " << removed
+              << " of destinations no longer configured (their undelivered events: "
+                 "/api/status, removed_destinations)";
+  }
+  std::cout << "\n";
+  return 0;
+}
+
+int Drop(const Config& config, const std::string& name) {
+  if (config.Find(name) != nullptr) {
+    std::cerr << "forkd cursors drop: destination '" << name << "' is configured in "
+              << config.path << ": remove it from the config (and reload) first\n";
+    return 2;
+  }
+  int lock_fd = -1;
+  if (!ForkdRunning(config, &lock_fd)) {
+    // No forkd: the files are ours to change.
+    log::CursorStore store(config.data_dir + "/cursors");
+    log::Cursor c;
+    Status s = store.Load(name, &c);
+    if (s.IsNotFound()) {
+      if (lock_fd >= 0) ::close(lock_fd);
+      std::cerr << "forkd cursors drop: no cursor of '" << name << "' in " << config.data_dir
+                << "/cursors\n";
+      return 2;
+    }
+    s = store.Remove(name);
+    if (lock_fd >= 0) ::close(lock_fd);
+    if (!s.ok()) {
+      std::cerr << "forkd cursors drop: " << s.message() << "\n";
+      return 1;
+    }
+    std::cout << "dropped the cursor of " << name
+              << ": its undelivered events are given up; forkd deletes the log it held when "
+                 "it next runs\n";
+    return 0;
+  }
+  if (config.admin.empty()) {
+    std::cerr << "forkd cursors drop: a forkd runs with data_dir " << config.data_dir
+              << "; dropping a cursor then goes through its admin API: set `admin: "
+                 "127.0.0.1:PORT` in "
+              << config.path << " (or stop it)\n";
+    return 1;
+  }
+  const size_t colon = config.admin.rfind(':');
+  httplib::Client client(config.admin.substr(0, colon), std::atoi(config.admin.c_str() + colon + 1));
+  client.set_connection_timeout(2, 0);
+  client.set_read_timeout(30, 0);
+  const std::string path =
+      httplib::append_query_params("/api/cursors/drop", httplib::Params{{"destination", name}});
+  auto res = client.Post(path);
+  if (!res) {
+    std::cerr << "forkd cursors drop: forkd is not answering on " << config.admin << " ("
+              << httplib::to_string(res.error()) << ")\n";
+    return 1;
+  }
+  std::cout << res->body;
+  if (res->status != 200) {
+    std::cerr << "forkd cursors drop: HTTP " << res->status << "\n";
+    return res->status == 404 || res->status == 409 ? 2 : 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int Cursors(const Config& config, const CursorsArgs& args) {
+  if (args.action == "list") return List(config);
+  if (args.destination.empty()) {
+    std::cerr << "forkd cursors drop: which destination? (forkd cursors drop NAME --config F)\n";
+    return 2;
+  }
+  return Drop(config, args.destination);
+}
+
+}  // namespace forkd::tools
