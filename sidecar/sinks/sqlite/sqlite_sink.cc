@@ -407,6 +407,12 @@ Status SqliteSink::EnsureMergeView(const std::vector<Column>& parts_columns) {
     sqlite3_finalize(q);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return fail(Error("sqlite_master", rc));
   }
+  // Reads of a few windows go through the view to the parts rows of
+  // those windows only: the filter on window_start reaches this index.
+  st = Exec(("CREATE INDEX IF NOT EXISTS " + Quote(m.parts + "_window") + " ON " + Quote(m.parts) +
+             " (\"window_start\")")
+                .c_str());
+  if (!st.ok()) return fail(st);
   if (type == "view") return Exec("COMMIT");
   if (type == "table") {
     // Written by the single-instance layout: its rows become this
