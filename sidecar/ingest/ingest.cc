@@ -648,41 +648,57 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
     // The routes chose or added destinations: the ack's trailer names them.
     const bool tell_routed = rewritten || (!ev.has_dests && mask != 0);
     uint64_t fresh = mask;  // the destinations the event is stored for
+    const bool want_delivered = (e.flags & wire::kFlagWantDelivered) != 0;
+    uint64_t part = 0;
     if (ev.has_key && !keys_.empty()) {
       // A key dedupes per destination: only those that have not had it yet
       // get the event.
       ExpireKeys(now_us);
-      uint64_t earlier = 0;  // the newest earlier event among the targets
+      earlier_.clear();
       for (const auto& t : decision_.targets) {
         const uint64_t lsn = LookupKey(config_->destinations[t.dest].name, ev.key);
-        if (lsn != 0) {
-          fresh &= ~(1ull << t.dest);
-          earlier = std::max(earlier, lsn);
-        }
-      }
-      if (earlier != 0) stats_.repeated_keys.fetch_add(1, std::memory_order_relaxed);
-      if (earlier != 0 && fresh == 0) {
-        // Every destination had this key: acknowledged, not delivered twice.
-        c.taken.Add(e.seq);
-        if (tell_routed) c.routed[e.seq] = mask;
-        if (earlier < log_->durable_next_lsn()) {
-          c.durable.Add(e.seq);
-          if (c.ack_out.empty()) touched_.push_back(ci);
-          AppendRange(&c.ack_out, e.seq);
+        if (lsn == 0) continue;
+        fresh &= ~(1ull << t.dest);
+        auto it = std::find_if(earlier_.begin(), earlier_.end(),
+                               [&](const auto& x) { return x.first == lsn; });
+        if (it == earlier_.end()) {
+          earlier_.emplace_back(lsn, 1ull << t.dest);
         } else {
-          deferred_acks_.push_back(PendingAck{ci, e.seq, earlier, 0});
+          it->second |= 1ull << t.dest;
         }
-        if ((e.flags & wire::kFlagWantDelivered) != 0) {
-          // 'delivered' once the earlier events with this key are.
-          waiters_[mask].push_back(Waiter{earlier, ci, e.seq});
-          ++waiter_count_;
-        }
-        continue;
       }
-      if (fresh != mask) {
+      if (!earlier_.empty()) {
+        stats_.repeated_keys.fetch_add(1, std::memory_order_relaxed);
+        // 'delivered' once each destination has the event stored for it:
+        // the earlier ones, and this one for the fresh destinations.
+        const size_t parts = earlier_.size() + (fresh != 0 ? 1 : 0);
+        if (want_delivered && parts > 1) {
+          part = next_part_++;
+          parts_left_[part] = static_cast<uint32_t>(parts);
+        }
+        uint64_t newest = 0;
+        for (const auto& [lsn, m] : earlier_) {
+          newest = std::max(newest, lsn);
+          if (want_delivered) {
+            waiters_[m].push_back(Waiter{lsn, ci, e.seq, part});
+            ++waiter_count_;
+          }
+        }
+        if (fresh == 0) {
+          // Every destination had this key: acknowledged, not delivered twice.
+          c.taken.Add(e.seq);
+          if (tell_routed) c.routed[e.seq] = mask;
+          if (newest < log_->durable_next_lsn()) {
+            c.durable.Add(e.seq);
+            if (c.ack_out.empty()) touched_.push_back(ci);
+            AppendRange(&c.ack_out, e.seq);
+          } else {
+            deferred_acks_.push_back(PendingAck{ci, e.seq, newest, 0, part});
+          }
+          continue;
+        }
         // Stored for the new destinations only. Its ack follows the earlier
-        // events' (they are before it in the log), and its 'delivered' waits
-        // for every destination in `mask` to pass its lsn, which covers them.
+        // events' (they are before it in the log).
         StoreFor(ev, e, fresh);
         rewritten = true;
       }
@@ -701,8 +717,7 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
       }
     }
     if (pending_acks_.empty()) pending_since_us_ = MonoMicros();
-    const bool want_delivered = (e.flags & wire::kFlagWantDelivered) != 0;
-    pending_acks_.push_back(PendingAck{ci, e.seq, lsn, want_delivered ? mask : 0});
+    pending_acks_.push_back(PendingAck{ci, e.seq, lsn, want_delivered ? fresh : 0, part});
     c.taken.Add(e.seq);
     stats_.events.fetch_add(1, std::memory_order_relaxed);
     stats_.bytes.fetch_add(e.size, std::memory_order_relaxed);
@@ -750,7 +765,7 @@ void Ingest::HandleCompletion() {
         if (c.ack_out.empty()) touched_.push_back(a.client);
         AppendRange(&c.ack_out, a.seq);
         if (a.dest_mask != 0) {
-          waiters_[a.dest_mask].push_back(Waiter{a.lsn, a.client, a.seq});
+          waiters_[a.dest_mask].push_back(Waiter{a.lsn, a.client, a.seq, a.part});
           ++waiter_count_;
         }
       }
@@ -777,6 +792,7 @@ void Ingest::HandleCompletion() {
                     in_flight_acks_.size() + pending_acks_.size());
       auto fail = [&](std::vector<PendingAck>& acks) {
         for (const PendingAck& a : acks) {
+          if (a.part != 0) parts_left_.erase(a.part);
           clients_[a.client].taken.Remove(a.seq, a.seq);
           Nack(a.client, a.seq, a.seq, wire::kCodeRejected, done.status.message());
         }
@@ -808,6 +824,7 @@ void Ingest::HandleCompletion() {
       std::vector<PendingAck> still;
       for (const PendingAck& a : deferred_acks_) {
         if (a.lsn >= done.first_lsn) {
+          if (a.part != 0) parts_left_.erase(a.part);
           clients_[a.client].taken.Remove(a.seq, a.seq);
           Nack(a.client, a.seq, a.seq, wire::kCodeRejected, done.status.message());
         } else {
@@ -849,15 +866,25 @@ void Ingest::CheckDelivered() {
     }
     while (!queue.empty() && queue.front().lsn < min_lsn) {
       const Waiter& w = queue.front();
-      Client& c = clients_[w.client];
-      if (c.delivered_out.empty()) touched.push_back(w.client);
-      AppendRange(&c.delivered_out, w.seq);
+      if (w.part == 0 || PartDue(w.part)) {
+        Client& c = clients_[w.client];
+        if (c.delivered_out.empty()) touched.push_back(w.client);
+        AppendRange(&c.delivered_out, w.seq);
+        stats_.delivered.fetch_add(1, std::memory_order_relaxed);
+      }
       queue.pop_front();
       --waiter_count_;
-      stats_.delivered.fetch_add(1, std::memory_order_relaxed);
     }
   }
   for (uint32_t ci : touched) SendRanges(ci, &clients_[ci].delivered_out, true);
+}
+
+bool Ingest::PartDue(uint64_t part) {
+  auto it = parts_left_.find(part);
+  if (it == parts_left_.end()) return false;  // its event was nacked
+  if (--it->second > 0) return false;
+  parts_left_.erase(it);
+  return true;
 }
 
 void Ingest::SyncJournal(bool force) {

@@ -121,11 +121,16 @@ class Ingest {
     uint64_t seq;
     uint64_t lsn;
     uint64_t dest_mask;  // non-zero: the client waits for 'delivered'
+    uint64_t part = 0;   // non-zero: its waiter is one of several (parts_left_)
   };
+  // Due when every destination in its mask has delivered past `lsn`. The
+  // event at `lsn` must be stored for all of them: a destination's delivered
+  // position is only sure to move past entries that are its own.
   struct Waiter {
     uint64_t lsn;
     uint32_t client;
     uint64_t seq;
+    uint64_t part = 0;  // non-zero: one of several waiters for this seq (parts_left_)
   };
   struct KeyEntry {
     uint64_t lsn;
@@ -208,6 +213,14 @@ class Ingest {
   int64_t pending_since_us_ = 0;
   std::map<uint64_t, std::deque<Waiter>> waiters_;  // by destination set
   size_t waiter_count_ = 0;
+  // 'delivered' of an event whose key some destinations had already waits
+  // for the earlier events (one waiter per lsn) and for itself: sent when
+  // the last of its parts is due. Part id -> parts not yet due.
+  std::unordered_map<uint64_t, uint32_t> parts_left_;
+  uint64_t next_part_ = 1;
+  std::vector<std::pair<uint64_t, uint64_t>> earlier_;  // (lsn, destination mask), reused
+  // Counts one part of `part` as due; true when it was the last.
+  bool PartDue(uint64_t part);
 
   // Acks owed for repeats of events not yet durable: sent once lsn is.
   std::vector<PendingAck> deferred_acks_;

@@ -1,5 +1,6 @@
 // Duplicate detection: an idempotencyKey repeated within the window is
-// acknowledged but delivered once, and a client resending after a forkd crash
+// acknowledged but delivered once to each destination (the same key to
+// another destination reaches it), and a client resending after a forkd crash
 // does not double its events — both also across a SIGKILL and restart.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -96,13 +97,14 @@ test('a client resending after forkd was killed does not double its events', asy
   }
 });
 
-test('keys outlive the log segments that held them, across a crash', async () => {
+test('keys outlive the log segments that held them, across a crash, each with its destination', async () => {
   // A scan of the log's tail finds nothing here: the key journal must.
   const { dir, config } = tempConfig(`
 wal: { segment_bytes: 64KiB }
 dedupe: { window: 1h, recover_bytes: 0 }
 destinations:
   logs: { type: file, path: ./out.jsonl, batch: { max_wait: 5ms } }
+  other: { type: file, path: ./other.jsonl, batch: { max_wait: 5ms } }
 `);
   try {
     let forkd = await startForkd(config);
@@ -111,7 +113,7 @@ destinations:
     // Enough traffic to roll and delete the segment that held it.
     const filler = { pad: 'p'.repeat(1000) };
     for (let round = 0; round < 4; round++) {
-      await Promise.all(Array.from({ length: 100 }, () => c.routeData(filler, 'logs', { ack: 'delivered' })));
+      await Promise.all(Array.from({ length: 100 }, () => c.routeData(filler, ['logs', 'other'], { ack: 'delivered' })));
     }
     await new Promise((r) => setTimeout(r, 2500)); // a journal sync and a deletion tick
     const { readdirSync } = await import('node:fs');
@@ -124,11 +126,86 @@ destinations:
     c = createClient({ endpoint: endpointFor(dir) });
     const again = await c.routeData({ second: true }, 'logs', { idempotencyKey: 'old-key', ack: 'delivered' });
     assert.equal(again.id, 'old-key');
+    // The journal says which destination had the key: another one gets it.
+    await c.routeData({ third: true }, ['logs', 'other'], { idempotencyKey: 'old-key', ack: 'delivered' });
     await c.close();
     assert.equal((await forkd.stop()).code, 0);
     const recs = readJsonl(path.join(dir, 'out.jsonl')).filter((r) => r._fork_id === 'old-key');
     assert.deepEqual(recs, [{ _fork_id: 'old-key', first: true }]);
+    assert.deepEqual(readJsonl(path.join(dir, 'other.jsonl')).filter((r) => r._fork_id === 'old-key'),
+      [{ _fork_id: 'old-key', third: true }]);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a key dedupes per destination: each destination gets it once, also across a SIGKILL', async () => {
+  // After the first crash the keys are in the journal (synced), after the
+  // second perhaps only in the log's tail; both say which destinations had
+  // each key. The test above takes the log's tail out of the picture.
+  const { dir, config } = tempConfig(`
+dedupe: { window: 1h, recover_bytes: 0 }
+destinations:
+  a: { type: file, path: ./a.jsonl, batch: { max_wait: 5ms } }
+  b: { type: file, path: ./b.jsonl, batch: { max_wait: 5ms } }
+  c: { type: file, path: ./c.jsonl, batch: { max_wait: 5ms } }
+routes:
+  - { when: 'step == 1', to: [a, b] }
+  - { when: 'step == 2', to: [b, c] }
+`);
+  let forkd;
+  try {
+    forkd = await startForkd(config);
+    let c = createClient({ endpoint: endpointFor(dir) });
+    // The same key to two destinations reaches both.
+    assert.deepEqual(await c.routeData({ k: 1, n: 1 }, 'a', { idempotencyKey: 'k1' }),
+      { id: 'k1', ack: 'accepted', destinations: ['a'] });
+    await c.routeData({ k: 1, n: 2 }, 'b', { idempotencyKey: 'k1' });
+    // Twice to one destination: acknowledged, and with 'delivered' the
+    // repeat resolves once the first is delivered.
+    const again = await c.routeData({ k: 1, n: 3 }, 'a', { idempotencyKey: 'k1', ack: 'delivered' });
+    assert.deepEqual(again, { id: 'k1', ack: 'delivered', destinations: ['a'] });
+    // [a, b] and then [b, c]: only c is new; the receipt names what was asked.
+    await c.routeData({ k: 2, n: 1 }, ['a', 'b'], { idempotencyKey: 'k2' });
+    const k2 = await c.routeData({ k: 2, n: 2 }, ['b', 'c'], { idempotencyKey: 'k2', ack: 'delivered' });
+    assert.deepEqual(k2, { id: 'k2', ack: 'delivered', destinations: ['b', 'c'] });
+    // No destination named: per destination the routes chose.
+    assert.deepEqual((await c.routeData({ k: 6, step: 1 }, undefined, { idempotencyKey: 'k6' })).destinations,
+      ['a', 'b']);
+    assert.deepEqual((await c.routeData({ k: 6, step: 2 }, undefined, { idempotencyKey: 'k6' })).destinations,
+      ['b', 'c']);
+    // Repeats sent before the first is durable resolve too.
+    const burst = await Promise.all(Array.from({ length: 10 }, (_, i) =>
+      c.routeData({ k: 3, i }, 'a', { idempotencyKey: 'k3', ack: i % 2 ? 'delivered' : 'accepted' })));
+    assert.ok(burst.every((r) => r.id === 'k3'));
+    await new Promise((r) => setTimeout(r, 1500)); // a key journal sync
+    await c.close();
+    await forkd.stop('SIGKILL');
+
+    forkd = await startForkd(config);
+    c = createClient({ endpoint: endpointFor(dir) });
+    await c.routeData({ k: 1, n: 4 }, 'a', { idempotencyKey: 'k1', ack: 'delivered' });  // deduped
+    await c.routeData({ k: 3, after: 'crash' }, ['a', 'b'], { idempotencyKey: 'k3' });  // b is new
+    await c.routeData({ k: 5, n: 1 }, 'a', { idempotencyKey: 'k5' });
+    await c.close();
+    await forkd.stop('SIGKILL');  // k5 is in the log's tail, perhaps not yet in the journal
+
+    forkd = await startForkd(config);
+    c = createClient({ endpoint: endpointFor(dir) });
+    await c.routeData({ k: 5, n: 2 }, 'a', { idempotencyKey: 'k5' });  // deduped
+    await c.routeData({ k: 5, n: 3 }, ['a', 'b'], { idempotencyKey: 'k5', ack: 'delivered' });  // b is new
+    await c.routeData({ k: 2, n: 3 }, ['a', 'b', 'c'], { idempotencyKey: 'k2' });  // deduped
+    await c.close();
+    assert.equal((await forkd.stop()).code, 0);
+
+    // Each destination's file, drained: which events it got, each once.
+    const got = (name) => readJsonl(path.join(dir, `${name}.jsonl`))
+      .map((r) => `${r._fork_id}:${r.n ?? r.step ?? r.after ?? r.i}`).sort();
+    assert.deepEqual(got('a'), ['k1:1', 'k2:1', 'k3:0', 'k5:1', 'k6:1']);
+    assert.deepEqual(got('b'), ['k1:2', 'k2:1', 'k3:crash', 'k5:3', 'k6:1']);
+    assert.deepEqual(got('c'), ['k2:2', 'k6:2']);
+  } finally {
+    if (forkd) await forkd.stop('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
 });
