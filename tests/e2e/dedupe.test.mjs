@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pack } from 'msgpackr';
 import { createClient } from '../../js/index.mjs';
@@ -204,6 +204,69 @@ routes:
     assert.deepEqual(got('a'), ['k1:1', 'k2:1', 'k3:0', 'k5:1', 'k6:1']);
     assert.deepEqual(got('b'), ['k1:2', 'k2:1', 'k3:crash', 'k5:3', 'k6:1']);
     assert.deepEqual(got('c'), ['k2:2', 'k6:2']);
+  } finally {
+    if (forkd) await forkd.stop('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// CRC32C (Castagnoli), masked as forkd's on-disk records store it.
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+  return c >>> 0;
+});
+function maskedCrc32c(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  c = (c ^ 0xffffffff) >>> 0;
+  return ((((c >>> 15) | (c << 17)) >>> 0) + 0xa282ead8) >>> 0;
+}
+
+// A key journal record of version 1: crc lsn recv_us len:u16 key.
+function v1Record(key, lsn, recvUs) {
+  const k = Buffer.from(key);
+  const r = Buffer.alloc(22 + k.length);
+  r.writeBigUInt64LE(BigInt(lsn), 4);
+  r.writeBigInt64LE(BigInt(recvUs), 12);
+  r.writeUInt16LE(k.length, 20);
+  k.copy(r, 22);
+  r.writeUInt32LE(maskedCrc32c(r.subarray(4)), 0);
+  return r;
+}
+
+test('a key journal of the earlier format is read: its keys hold for every destination', async () => {
+  const { dir, config } = tempConfig(`
+dedupe: { window: 1h }
+destinations:
+  a: { type: file, path: ./a.jsonl, batch: { max_wait: 5ms } }
+  b: { type: file, path: ./b.jsonl, batch: { max_wait: 5ms } }
+`);
+  let forkd;
+  try {
+    forkd = await startForkd(config);
+    let c = createClient({ endpoint: endpointFor(dir) });
+    await c.routeData({ first: true }, 'a', { idempotencyKey: 'legacy' });  // lsn 1
+    await c.close();
+    assert.equal((await forkd.stop()).code, 0);
+    // What a forkd of the earlier format leaves: the key without its
+    // destination, and a sync marker (len 0) past the log's one entry.
+    const journal = path.join(dir, '.fork/dedupe/keys.journal');
+    writeFileSync(journal, Buffer.concat([v1Record('legacy', 1, Date.now() * 1000), v1Record('', 2, 0)]));
+
+    forkd = await startForkd(config);
+    // The journal's key for every destination, the log's for a.
+    assert.match(forkd.stderr(), /remembered 1 clients and 2 \(idempotency key, destination\) pairs/);
+    assert.equal(readFileSync(journal).subarray(0, 8).toString('latin1'), 'FORKKEY\x02');
+    c = createClient({ endpoint: endpointFor(dir) });
+    const r = await c.routeData({ again: true }, ['a', 'b'], { idempotencyKey: 'legacy', ack: 'delivered' });
+    assert.deepEqual(r, { id: 'legacy', ack: 'delivered', destinations: ['a', 'b'] });
+    await c.routeData({ fresh: true }, ['a', 'b'], { idempotencyKey: 'new' });
+    await c.close();
+    assert.equal((await forkd.stop()).code, 0);
+    const ids = (name) => readJsonl(path.join(dir, `${name}.jsonl`)).map((x) => x._fork_id);
+    assert.deepEqual(ids('a'), ['legacy', 'new']);
+    assert.deepEqual(ids('b'), ['new']);
   } finally {
     if (forkd) await forkd.stop('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
