@@ -111,9 +111,12 @@ destinations:
     let c = createClient({ endpoint: endpointFor(dir) });
     await c.routeData({ first: true }, 'logs', { idempotencyKey: 'old-key', ack: 'delivered' });
     // Enough traffic to roll and delete the segment that held it.
+    // Both destinations get it: one that has nothing of its own does not
+    // move its cursor, and would keep the segment.
     const filler = { pad: 'p'.repeat(1000) };
+    const both = ['logs', 'other'];
     for (let round = 0; round < 4; round++) {
-      await Promise.all(Array.from({ length: 100 }, () => c.routeData(filler, ['logs', 'other'], { ack: 'delivered' })));
+      await Promise.all(Array.from({ length: 100 }, () => c.routeData(filler, both, { ack: 'delivered' })));
     }
     await new Promise((r) => setTimeout(r, 2500)); // a journal sync and a deletion tick
     const { readdirSync } = await import('node:fs');
