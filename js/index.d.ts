@@ -77,7 +77,7 @@ export interface RouteOptions {
   aggregate?: AggregateOptions;
   /** Partition / grouping key for the event (rollouts hash it). */
   key?: string;
-  /** The event id, so retries are deduplicated (at most 256 bytes of UTF-8). */
+  /** The event id, so retries are deduplicated, per destination (at most 256 bytes of UTF-8). */
   idempotencyKey?: string;
   /** Default 'accepted': durable in forkd's log. */
   ack?: AckLevel;

@@ -242,10 +242,12 @@ const std::vector<OptionSpec>& LimitsOptions() {
 const std::vector<OptionSpec>& DedupeOptions() {
   static const std::vector<OptionSpec> specs = {
       {"window", OptType::kDuration, "24h",
-       "How long a repeated idempotencyKey is acknowledged without being delivered again",
+       "How long an idempotencyKey repeated to a destination is acknowledged without being "
+       "delivered to it again",
        false, {}, 0, 30ll * 86400 * 1000},
       {"max_keys", OptType::kInt, "1000000",
-       "Most idempotency keys remembered; the oldest are forgotten first", false, {}, 0,
+       "Most (idempotencyKey, destination) pairs remembered; the oldest are forgotten first",
+       false, {}, 0,
        100000000},
       {"recover_bytes", OptType::kSize, "128MiB",
        "At start, the newest log bytes scanned to remember client sequence numbers and keys",

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "core/clock.h"
 #include "transforms/aggregate.h"
@@ -34,6 +35,12 @@ void AppendRange(std::vector<wire::SeqRange>* v, uint64_t seq) {
   } else {
     v->push_back({seq, seq});
   }
+}
+
+// Splits a key of Ingest::keys_ into (destination, idempotency key).
+std::pair<std::string_view, std::string_view> SplitPair(std::string_view pair) {
+  const size_t nul = pair.find('\0');
+  return {pair.substr(0, nul), pair.substr(nul + 1)};
 }
 
 }  // namespace
@@ -258,36 +265,59 @@ Ingest::~Ingest() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
-void Ingest::RememberKey(std::string_view key, uint64_t lsn, int64_t recv_us) {
+const std::string& Ingest::PairKey(std::string_view dest, std::string_view key) {
+  key_scratch_.assign(dest);
+  key_scratch_.push_back('\0');
+  key_scratch_.append(key);
+  return key_scratch_;
+}
+
+void Ingest::EraseKey(std::unordered_map<std::string, KeyEntry>::iterator it) {
+  if (it->first.front() == '\0') --all_dest_keys_;
+  keys_.erase(it);
+}
+
+void Ingest::RememberKey(std::string_view dest, std::string_view key, uint64_t lsn,
+                         int64_t recv_us) {
   if (config_->dedupe_max_keys <= 0) return;
-  auto [it, inserted] = keys_.try_emplace(std::string(key), KeyEntry{lsn, recv_us});
+  auto [it, inserted] = keys_.try_emplace(PairKey(dest, key), KeyEntry{lsn, recv_us});
   if (!inserted) {
     it->second = KeyEntry{lsn, recv_us};
     return;
   }
+  if (dest.empty()) ++all_dest_keys_;
   key_order_.emplace_back(recv_us, it->first);
   while (key_order_.size() > static_cast<size_t>(config_->dedupe_max_keys)) {
     auto found = keys_.find(key_order_.front().second);
     if (found != keys_.end() && found->second.recv_us == key_order_.front().first) {
-      keys_.erase(found);
+      EraseKey(found);
     }
     key_order_.pop_front();
   }
 }
 
-uint64_t Ingest::LookupKey(std::string_view key, int64_t now_us) {
-  // Forget keys older than the window first; the deque is in time order.
+void Ingest::ExpireKeys(int64_t now_us) {
+  // The deque is in time order.
   const int64_t horizon = now_us - config_->dedupe_window_ms * 1000;
   while (!key_order_.empty() && key_order_.front().first < horizon) {
     auto found = keys_.find(key_order_.front().second);
     if (found != keys_.end() && found->second.recv_us == key_order_.front().first) {
-      keys_.erase(found);
+      EraseKey(found);
     }
     key_order_.pop_front();
   }
+}
+
+uint64_t Ingest::LookupKey(std::string_view dest, std::string_view key) {
   if (keys_.empty()) return 0;
-  auto it = keys_.find(std::string(key));
-  return it == keys_.end() ? 0 : it->second.lsn;
+  uint64_t lsn = 0;
+  auto it = keys_.find(PairKey(dest, key));
+  if (it != keys_.end()) lsn = it->second.lsn;
+  if (all_dest_keys_ > 0) {
+    it = keys_.find(PairKey({}, key));
+    if (it != keys_.end()) lsn = std::max(lsn, it->second.lsn);
+  }
+  return lsn;
 }
 
 Status Ingest::Recover() {
@@ -300,9 +330,9 @@ Status Ingest::Recover() {
     uint64_t journal_next = 0;
     s_journal_keys_ = 0;
     Status js = journal_->Open(
-        [&](std::string_view key, uint64_t lsn, int64_t recv_us) {
+        [&](std::string_view key, std::string_view dest, uint64_t lsn, int64_t recv_us) {
           if (recv_us >= horizon) {
-            RememberKey(key, lsn, recv_us);
+            RememberKey(dest, key, lsn, recv_us);
             ++s_journal_keys_;
           }
         },
@@ -325,23 +355,43 @@ Status Ingest::Recover() {
     clients_[ci].durable.Add(e.header.seq);
     wire::Reader rd(e.event, e.event_size);
     rd.Next();  // [dests, key, options, payload]
+    const uint8_t* dests = rd.pos();
     rd.Skip();
     const wire::Value k = rd.Next();
-    if (k.kind == wire::Kind::kStr) RememberKey(k.str(), e.header.lsn, e.header.recv_us);
+    if (k.kind == wire::Kind::kStr) {
+      // The stored list is the one the event went to (routes applied, and
+      // destinations that had the key already left out).
+      wire::Reader dr(dests, static_cast<size_t>(e.event + e.event_size - dests));
+      const wire::Value d = dr.Next();
+      for (uint32_t i = 0; d.kind == wire::Kind::kArray && i < d.len; ++i) {
+        wire::Value name = dr.Next();
+        if (name.kind == wire::Kind::kArray) {  // [name, template...]
+          const uint32_t n = name.len;
+          name = dr.Next();
+          for (uint32_t t = 1; t < n; ++t) dr.Skip();
+        }
+        if (name.kind == wire::Kind::kStr) {
+          RememberKey(name.str(), k.str(), e.header.lsn, e.header.recv_us);
+        }
+      }
+    }
     ++entries;
   }
   if (!s.ok()) return s;
   stats_.clients.store(clients_.size());
-  spdlog::info("dedupe: remembered {} clients and {} idempotency keys from {} recent entries "
-               "in {} ms",
+  spdlog::info("dedupe: remembered {} clients and {} (idempotency key, destination) pairs from "
+               "{} recent entries in {} ms",
                clients_.size(), keys_.size(), entries, (MonoMicros() - t0) / 1000);
   if (journal_) {
     // Start each run with a journal of only the live keys.
     Status js = journal_->Rewrite(
-        [&](const std::function<void(std::string_view, uint64_t, int64_t)>& emit) {
-          for (const auto& [recv_us, key] : key_order_) {
-            auto it = keys_.find(key);
-            if (it != keys_.end() && it->second.recv_us == recv_us) emit(key, it->second.lsn, recv_us);
+        [&](const KeyJournal::Each& emit) {
+          for (const auto& [recv_us, pair] : key_order_) {
+            auto it = keys_.find(pair);
+            if (it != keys_.end() && it->second.recv_us == recv_us) {
+              const auto [dest, key] = SplitPair(pair);
+              emit(key, dest, it->second.lsn, recv_us);
+            }
           }
         },
         completed_next_lsn_);
@@ -514,16 +564,25 @@ const char* Ingest::Resolve(const wire::EventView& ev, const wire::RouteEntry& e
   }
   *rewritten = false;
   if (!decision_.routed) return nullptr;
-  // Store the routed destinations with the event: [dests', key, options, payload].
+  StoreFor(ev, e, *mask);
+  *rewritten = true;
+  return nullptr;
+}
+
+void Ingest::StoreFor(const wire::EventView& ev, const wire::RouteEntry& e, uint64_t keep) {
+  const auto& dests = config_->destinations;
   event_buf_.clear();
   wire::Writer w(&event_buf_);
   w.ArrayHeader(4);
   // A leading nil says the routes chose the set (the caller named none), so
   // a destination added later with `from: earliest` can ask today's routes.
   const bool by_routes = named_.empty();
-  w.ArrayHeader(static_cast<uint32_t>(decision_.targets.size() + (by_routes ? 1 : 0)));
+  uint32_t kept = 0;
+  for (const auto& t : decision_.targets) kept += (keep >> t.dest) & 1;
+  w.ArrayHeader(kept + (by_routes ? 1 : 0));
   if (by_routes) w.Nil();
   for (const auto& t : decision_.targets) {
+    if (((keep >> t.dest) & 1) == 0) continue;
     if (t.transforms.empty()) {
       w.Str(dests[t.dest].name);
     } else {
@@ -534,8 +593,6 @@ const char* Ingest::Resolve(const wire::EventView& ev, const wire::RouteEntry& e
   }
   const uint8_t* rest = ev.dests + ev.dests_size;
   w.Raw(rest, static_cast<size_t>(e.event + e.size - rest));
-  *rewritten = true;
-  return nullptr;
 }
 
 void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
@@ -588,42 +645,83 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
       Nack(ci, e.seq, e.seq, code, error);
       continue;
     }
-    if (ev.has_key) {
-      const uint64_t earlier = LookupKey(ev.key, now_us);
-      if (earlier != 0) {
-        // The same idempotencyKey again: acknowledged, not delivered twice.
-        stats_.repeated_keys.fetch_add(1, std::memory_order_relaxed);
-        c.taken.Add(e.seq);
-        if (earlier < log_->durable_next_lsn()) {
-          c.durable.Add(e.seq);
-          if (c.ack_out.empty()) touched_.push_back(ci);
-          AppendRange(&c.ack_out, e.seq);
+    // The routes chose or added destinations: the ack's trailer names them.
+    const bool tell_routed = rewritten || (!ev.has_dests && mask != 0);
+    uint64_t fresh = mask;  // the destinations the event is stored for
+    const bool want_delivered = (e.flags & wire::kFlagWantDelivered) != 0;
+    uint64_t part = 0;
+    if (ev.has_key && !keys_.empty()) {
+      // A key dedupes per destination: only those that have not had it yet
+      // get the event.
+      ExpireKeys(now_us);
+      earlier_.clear();
+      for (const auto& t : decision_.targets) {
+        const uint64_t lsn = LookupKey(config_->destinations[t.dest].name, ev.key);
+        if (lsn == 0) continue;
+        fresh &= ~(1ull << t.dest);
+        auto it = std::find_if(earlier_.begin(), earlier_.end(),
+                               [&](const auto& x) { return x.first == lsn; });
+        if (it == earlier_.end()) {
+          earlier_.emplace_back(lsn, 1ull << t.dest);
         } else {
-          deferred_acks_.push_back(PendingAck{ci, e.seq, earlier, 0});
+          it->second |= 1ull << t.dest;
         }
-        if ((e.flags & wire::kFlagWantDelivered) != 0 && mask != 0) {
-          // 'delivered' once the first event with this key is.
-          waiters_[mask].push_back(Waiter{earlier, ci, e.seq});
-          ++waiter_count_;
+      }
+      if (!earlier_.empty()) {
+        stats_.repeated_keys.fetch_add(1, std::memory_order_relaxed);
+        // 'delivered' once each destination has the event stored for it:
+        // the earlier ones, and this one for the fresh destinations.
+        const size_t parts = earlier_.size() + (fresh != 0 ? 1 : 0);
+        if (want_delivered && parts > 1) {
+          part = next_part_++;
+          parts_left_[part] = static_cast<uint32_t>(parts);
         }
-        continue;
+        uint64_t newest = 0;
+        for (const auto& [lsn, m] : earlier_) {
+          newest = std::max(newest, lsn);
+          if (want_delivered) {
+            waiters_[m].push_back(Waiter{lsn, ci, e.seq, part});
+            ++waiter_count_;
+          }
+        }
+        if (fresh == 0) {
+          // Every destination had this key: acknowledged, not delivered twice.
+          c.taken.Add(e.seq);
+          if (tell_routed) c.routed[e.seq] = mask;
+          if (newest < log_->durable_next_lsn()) {
+            c.durable.Add(e.seq);
+            if (c.ack_out.empty()) touched_.push_back(ci);
+            AppendRange(&c.ack_out, e.seq);
+          } else {
+            deferred_acks_.push_back(PendingAck{ci, e.seq, newest, 0, part});
+          }
+          continue;
+        }
+        // Stored for the new destinations only. Its ack follows the earlier
+        // events' (they are before it in the log).
+        StoreFor(ev, e, fresh);
+        rewritten = true;
       }
     }
     const uint64_t lsn =
         rewritten ? log_->Append(now_us, client_id, e.seq, event_buf_.data(), event_buf_.size())
                   : log_->Append(now_us, client_id, e.seq, e.event, e.size);
-    if (rewritten || (!ev.has_dests && mask != 0)) c.routed[e.seq] = mask;
+    if (tell_routed) c.routed[e.seq] = mask;
     if (ev.has_key) {
-      RememberKey(ev.key, lsn, now_us);
-      if (journal_) journal_pending_.push_back(JournalEntry{std::string(ev.key), lsn, now_us});
+      for (uint64_t m = fresh; m != 0; m &= m - 1) {
+        const std::string& name = config_->destinations[__builtin_ctzll(m)].name;
+        RememberKey(name, ev.key, lsn, now_us);
+        if (journal_) {
+          journal_pending_.push_back(JournalEntry{PairKey(name, ev.key), lsn, now_us});
+        }
+      }
     }
     if (pending_acks_.empty()) pending_since_us_ = MonoMicros();
-    const bool want_delivered = (e.flags & wire::kFlagWantDelivered) != 0;
-    pending_acks_.push_back(PendingAck{ci, e.seq, lsn, want_delivered ? mask : 0});
+    pending_acks_.push_back(PendingAck{ci, e.seq, lsn, want_delivered ? fresh : 0, part});
     c.taken.Add(e.seq);
     stats_.events.fetch_add(1, std::memory_order_relaxed);
     stats_.bytes.fetch_add(e.size, std::memory_order_relaxed);
-    for (uint64_t m = mask; m != 0; m &= m - 1) {
+    for (uint64_t m = fresh; m != 0; m &= m - 1) {
       routed_to_[__builtin_ctzll(m)].fetch_add(1, std::memory_order_relaxed);
     }
   }
@@ -667,7 +765,7 @@ void Ingest::HandleCompletion() {
         if (c.ack_out.empty()) touched_.push_back(a.client);
         AppendRange(&c.ack_out, a.seq);
         if (a.dest_mask != 0) {
-          waiters_[a.dest_mask].push_back(Waiter{a.lsn, a.client, a.seq});
+          waiters_[a.dest_mask].push_back(Waiter{a.lsn, a.client, a.seq, a.part});
           ++waiter_count_;
         }
       }
@@ -683,7 +781,8 @@ void Ingest::HandleCompletion() {
       }
       while (!journal_pending_.empty() && journal_pending_.front().lsn <= done.last_lsn) {
         const JournalEntry& j = journal_pending_.front();
-        journal_->Add(j.key, j.lsn, j.recv_us);
+        const auto [dest, key] = SplitPair(j.pair);
+        journal_->Add(key, dest, j.lsn, j.recv_us);
         journal_pending_.pop_front();
       }
     } else {
@@ -693,6 +792,7 @@ void Ingest::HandleCompletion() {
                     in_flight_acks_.size() + pending_acks_.size());
       auto fail = [&](std::vector<PendingAck>& acks) {
         for (const PendingAck& a : acks) {
+          if (a.part != 0) parts_left_.erase(a.part);
           clients_[a.client].taken.Remove(a.seq, a.seq);
           Nack(a.client, a.seq, a.seq, wire::kCodeRejected, done.status.message());
         }
@@ -715,7 +815,7 @@ void Ingest::HandleCompletion() {
       while (!key_order_.empty()) {
         auto it = keys_.find(key_order_.back().second);
         if (it != keys_.end() && it->second.lsn < done.first_lsn) break;
-        if (it != keys_.end()) keys_.erase(it);
+        if (it != keys_.end()) EraseKey(it);
         key_order_.pop_back();
       }
       while (!journal_pending_.empty() && journal_pending_.back().lsn >= done.first_lsn) {
@@ -724,6 +824,7 @@ void Ingest::HandleCompletion() {
       std::vector<PendingAck> still;
       for (const PendingAck& a : deferred_acks_) {
         if (a.lsn >= done.first_lsn) {
+          if (a.part != 0) parts_left_.erase(a.part);
           clients_[a.client].taken.Remove(a.seq, a.seq);
           Nack(a.client, a.seq, a.seq, wire::kCodeRejected, done.status.message());
         } else {
@@ -765,15 +866,25 @@ void Ingest::CheckDelivered() {
     }
     while (!queue.empty() && queue.front().lsn < min_lsn) {
       const Waiter& w = queue.front();
-      Client& c = clients_[w.client];
-      if (c.delivered_out.empty()) touched.push_back(w.client);
-      AppendRange(&c.delivered_out, w.seq);
+      if (w.part == 0 || PartDue(w.part)) {
+        Client& c = clients_[w.client];
+        if (c.delivered_out.empty()) touched.push_back(w.client);
+        AppendRange(&c.delivered_out, w.seq);
+        stats_.delivered.fetch_add(1, std::memory_order_relaxed);
+      }
       queue.pop_front();
       --waiter_count_;
-      stats_.delivered.fetch_add(1, std::memory_order_relaxed);
     }
   }
   for (uint32_t ci : touched) SendRanges(ci, &clients_[ci].delivered_out, true);
+}
+
+bool Ingest::PartDue(uint64_t part) {
+  auto it = parts_left_.find(part);
+  if (it == parts_left_.end()) return false;  // its event was nacked
+  if (--it->second > 0) return false;
+  parts_left_.erase(it);
+  return true;
 }
 
 void Ingest::SyncJournal(bool force) {
@@ -792,12 +903,13 @@ void Ingest::SyncJournal(bool force) {
   // Keep the journal near the number of live keys.
   if (journal_->records() > 2 * keys_.size() + 10000) {
     Status rs = journal_->Rewrite(
-        [&](const std::function<void(std::string_view, uint64_t, int64_t)>& emit) {
-          for (const auto& [recv_us, key] : key_order_) {
-            auto it = keys_.find(key);
+        [&](const KeyJournal::Each& emit) {
+          for (const auto& [recv_us, pair] : key_order_) {
+            auto it = keys_.find(pair);
             if (it != keys_.end() && it->second.recv_us == recv_us &&
                 it->second.lsn < completed_next_lsn_) {
-              emit(key, it->second.lsn, recv_us);
+              const auto [dest, key] = SplitPair(pair);
+              emit(key, dest, it->second.lsn, recv_us);
             }
           }
         },

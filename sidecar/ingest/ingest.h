@@ -40,7 +40,7 @@ struct IngestStats {
   std::atomic<uint64_t> delivered{0};     // 'delivered' notifications sent
   std::atomic<uint64_t> bad_frames{0};
   std::atomic<uint64_t> clients{0};
-  std::atomic<uint64_t> repeated_keys{0};  // idempotencyKeys seen before
+  std::atomic<uint64_t> repeated_keys{0};  // events whose key a destination had already
 };
 
 // Sorted, disjoint inclusive ranges of sequence numbers; usually one range.
@@ -66,7 +66,8 @@ class Ingest {
   Ingest& operator=(const Ingest&) = delete;
 
   // Rebuilds what duplicate detection needs — each client's sequence numbers
-  // and the idempotency keys — from the newest `dedupe.recover_bytes` of the
+  // and the idempotency keys with the destinations their events were stored
+  // for — from the key journal and the newest `dedupe.recover_bytes` of the
   // log, so a client resending after a forkd crash does not double events.
   // Call before Bind().
   [[nodiscard]] Status Recover();
@@ -120,11 +121,20 @@ class Ingest {
     uint64_t seq;
     uint64_t lsn;
     uint64_t dest_mask;  // non-zero: the client waits for 'delivered'
+    uint64_t part = 0;   // non-zero: its waiter is one of several (parts_left_)
   };
+  // Due when every destination in its mask has delivered past `lsn`. The
+  // event at `lsn` must be stored for all of them: a destination's delivered
+  // position is only sure to move past entries that are its own.
   struct Waiter {
     uint64_t lsn;
     uint32_t client;
     uint64_t seq;
+    uint64_t part = 0;  // non-zero: one of several waiters for this seq (parts_left_)
+  };
+  struct KeyEntry {
+    uint64_t lsn;
+    int64_t recv_us;
   };
 
   void ApplyConfig();
@@ -134,6 +144,9 @@ class Ingest {
   // *event with the event to store.
   const char* Resolve(const wire::EventView& ev, const wire::RouteEntry& e, uint32_t client,
                       uint64_t* mask, bool* rewritten, std::string* error);
+  // Writes into event_buf_ the event to store for the targets of decision_
+  // in `keep` (a destination mask): [dests', key, options, payload].
+  void StoreFor(const wire::EventView& ev, const wire::RouteEntry& e, uint64_t keep);
   void HandleMessage(const uint8_t* id, size_t id_size, const uint8_t* data, size_t size);
   void HandleHello(uint32_t client, const uint8_t* data, size_t size);
   void HandleRoute(uint32_t client, const uint8_t* data, size_t size);
@@ -145,10 +158,17 @@ class Ingest {
   void Send(const std::string& identity, const wire::Buffer& frame);
   void SendRanges(uint32_t client, std::vector<wire::SeqRange>* ranges, bool delivered);
   uint32_t ClientFor(const uint8_t* id, size_t size);
-  // Remembers an idempotency key (evicting past the window or max_keys).
-  void RememberKey(std::string_view key, uint64_t lsn, int64_t recv_us);
-  // The lsn of an earlier event with this key inside the window, or 0.
-  uint64_t LookupKey(std::string_view key, int64_t now_us);
+  // Remembers that the event with this key at `lsn` was stored for `dest`
+  // ("": every destination), evicting past max_keys.
+  void RememberKey(std::string_view dest, std::string_view key, uint64_t lsn, int64_t recv_us);
+  // Forgets the keys older than the window.
+  void ExpireKeys(int64_t now_us);
+  // The lsn of an earlier event with this key stored for `dest`, or 0.
+  // Call ExpireKeys first.
+  uint64_t LookupKey(std::string_view dest, std::string_view key);
+  // The key of keys_ for (dest, key), in key_scratch_.
+  const std::string& PairKey(std::string_view dest, std::string_view key);
+  void EraseKey(std::unordered_map<std::string, KeyEntry>::iterator it);
   int64_t PollTimeoutMs() const;
 
   std::shared_ptr<const Config> config_;
@@ -193,17 +213,28 @@ class Ingest {
   int64_t pending_since_us_ = 0;
   std::map<uint64_t, std::deque<Waiter>> waiters_;  // by destination set
   size_t waiter_count_ = 0;
+  // 'delivered' of an event whose key some destinations had already waits
+  // for the earlier events (one waiter per lsn) and for itself: sent when
+  // the last of its parts is due. Part id -> parts not yet due.
+  std::unordered_map<uint64_t, uint32_t> parts_left_;
+  uint64_t next_part_ = 1;
+  std::vector<std::pair<uint64_t, uint64_t>> earlier_;  // (lsn, destination mask), reused
+  // Counts one part of `part` as due; true when it was the last.
+  bool PartDue(uint64_t part);
 
   // Acks owed for repeats of events not yet durable: sent once lsn is.
   std::vector<PendingAck> deferred_acks_;
-  struct KeyEntry {
-    uint64_t lsn;
-    int64_t recv_us;
-  };
+  // Idempotency keys per (key, destination): the map's key is the
+  // destination's name, a NUL and the idempotency key (names hold no NUL).
+  // An empty name stands for every destination: keys read from a version 1
+  // key journal, which did not record destinations. dedupe.max_keys bounds
+  // the number of entries, i.e. of (key, destination) pairs.
   std::unordered_map<std::string, KeyEntry> keys_;
-  std::deque<std::pair<int64_t, std::string>> key_order_;  // (recv_us, key), oldest first
+  std::deque<std::pair<int64_t, std::string>> key_order_;  // (recv_us, pair), oldest first
+  size_t all_dest_keys_ = 0;  // entries of keys_ with the empty name
+  std::string key_scratch_;   // PairKey's result, reused so a lookup does not allocate
   struct JournalEntry {
-    std::string key;
+    std::string pair;  // as in keys_
     uint64_t lsn;
     int64_t recv_us;
   };

@@ -22,11 +22,12 @@ export default async function handler(req, res) {
   const { purchase, error } = parsePurchase(req.body);
   if (error) return res.status(400).json({ ok: false, error });
 
-  // An optional Idempotency-Key header makes a retry safe everywhere: each
-  // destination's event gets its own key, and forkd acknowledges a key it
-  // has seen (within 24 h) without delivering it again.
+  // An optional Idempotency-Key header makes a retry safe everywhere: forkd
+  // dedupes a key per destination, so the one key serves all three events,
+  // and a key a destination has had (within 24 h) is acknowledged without
+  // being delivered to it again.
   const key = req.headers['idempotency-key'];
-  const once = (destination) => (typeof key === 'string' && key ? { idempotencyKey: `${key}:${destination}` } : {});
+  const once = typeof key === 'string' && key ? { idempotencyKey: key } : {};
 
   // Three independent events, sent at once:
   //   production  the order row (stamped with `timestamp`: when forkd took it)
@@ -34,9 +35,9 @@ export default async function handler(req, res) {
   //   logs        one JSON line
   const destinations = ['production', 'analytics', 'logs'];
   const results = await Promise.allSettled([
-    routeData(purchase, 'production', { timestamp: true, ...once('production') }),
-    routeData(purchase, 'analytics', { aggregate: 'daily', ...once('analytics') }),
-    routeData(purchase, 'logs', once('logs')),
+    routeData(purchase, 'production', { timestamp: true, ...once }),
+    routeData(purchase, 'analytics', { aggregate: 'daily', ...once }),
+    routeData(purchase, 'logs', once),
   ]);
 
   const failed = results.find((r) => r.status === 'rejected');

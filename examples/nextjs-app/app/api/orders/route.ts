@@ -25,17 +25,18 @@ export async function POST(request: Request): Promise<NextResponse> {
   if (parsed.error !== undefined) return NextResponse.json({ ok: false, error: parsed.error }, { status: 400 });
   const { purchase } = parsed;
 
-  // An optional Idempotency-Key header makes a retry safe: forkd acknowledges
-  // a key it has seen (within 24 h) without delivering the event again.
+  // An optional Idempotency-Key header makes a retry safe: forkd dedupes a
+  // key per destination, so the one key serves all three events, and a key a
+  // destination has had (within 24 h) is not delivered to it again.
   const key = request.headers.get('idempotency-key');
-  const once = (d: Destination) => (key ? { idempotencyKey: `${key}:${d}` } : {});
+  const once = key ? { idempotencyKey: key } : {};
 
   // Three independent events; each resolves once forkd has it in its log.
   const destinations: Destination[] = ['production', 'analytics', 'logs'];
   const results = await Promise.allSettled([
-    routeData(purchase, 'production', { timestamp: true, ...once('production') }),
-    routeData(purchase, 'analytics', { aggregate: 'daily', ...once('analytics') }),
-    routeData(purchase, 'logs', once('logs')),
+    routeData(purchase, 'production', { timestamp: true, ...once }),
+    routeData(purchase, 'analytics', { aggregate: 'daily', ...once }),
+    routeData(purchase, 'logs', once),
   ]);
 
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
