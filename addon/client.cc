@@ -27,6 +27,29 @@ napi_value NewString(napi_env env, std::string_view s) {
   return v;
 }
 
+// receipt.outcomes (and a rejection's err.outcomes): every destination in
+// `dests` (a JS array of names) delivered the event, except those `detail`
+// names.
+napi_value OutcomesObject(napi_env env, napi_value dests, const CompletionDetail* detail) {
+  napi_value outcomes;
+  napi_create_object(env, &outcomes);
+  uint32_t n = 0;
+  napi_get_array_length(env, dests, &n);
+  napi_value delivered = NewString(env, wire::OutcomeName(wire::OutcomeKind::kDelivered));
+  for (uint32_t i = 0; i < n; ++i) {
+    napi_value name;
+    napi_get_element(env, dests, i, &name);
+    napi_set_property(env, outcomes, name, delivered);
+  }
+  if (detail != nullptr) {
+    for (const wire::DestinationOutcome& o : detail->outcomes) {
+      napi_set_property(env, outcomes, NewString(env, o.destination),
+                        NewString(env, wire::OutcomeName(o.kind)));
+    }
+  }
+  return outcomes;
+}
+
 }  // namespace
 
 struct Client::TsfnState {
@@ -177,7 +200,8 @@ Napi::Value Client::Route(const Napi::CallbackInfo& info) {
   if (pending_count_++ == 0) SetBusy(env, true);
   if (ack == AckLevel::kNone) {
     // Queued is all 'none' asks for; the event is still tracked until acked.
-    napi_resolve_deferred(env, deferred, MakeReceipt(env, seq, p, AckLevel::kNone, nullptr));
+    napi_resolve_deferred(env, deferred,
+                          MakeReceipt(env, seq, p, AckLevel::kNone, nullptr, false));
     p.deferred = nullptr;
   }
   return Napi::Value(env, promise);
@@ -200,13 +224,10 @@ std::string Client::EventId(uint64_t seq, const Pending& p) const {
   return id;
 }
 
-napi_value Client::MakeReceipt(napi_env env, uint64_t seq, const Pending& p, AckLevel reached,
-                               const std::vector<std::string>* routed) {
-  napi_value receipt, dests;
-  napi_create_object(env, &receipt);
-  const std::string id = EventId(seq, p);
-  napi_set_named_property(env, receipt, "id", NewString(env, id));
-  napi_set_named_property(env, receipt, "ack", NewString(env, AckName(reached)));
+napi_value Client::Destinations(napi_env env, const Pending& p, const CompletionDetail* detail) {
+  napi_value dests;
+  const std::vector<std::string>* routed =
+      detail != nullptr && detail->has_routed ? &detail->routed : nullptr;
   wire::Reader r(reinterpret_cast<const uint8_t*>(p.meta.data()), p.meta.size());
   wire::Value d = r.Next();
   if (routed != nullptr) {
@@ -224,7 +245,19 @@ napi_value Client::MakeReceipt(napi_env env, uint64_t seq, const Pending& p, Ack
   } else {
     napi_create_array(env, &dests);
   }
+  return dests;
+}
+
+napi_value Client::MakeReceipt(napi_env env, uint64_t seq, const Pending& p, AckLevel reached,
+                               const CompletionDetail* detail, bool outcomes) {
+  napi_value receipt;
+  napi_create_object(env, &receipt);
+  const std::string id = EventId(seq, p);
+  napi_set_named_property(env, receipt, "id", NewString(env, id));
+  napi_set_named_property(env, receipt, "ack", NewString(env, AckName(reached)));
+  napi_value dests = Destinations(env, p, detail);
   napi_set_named_property(env, receipt, "destinations", dests);
+  if (outcomes) napi_set_named_property(env, receipt, "outcomes", OutcomesObject(env, dests, detail));
   return receipt;
 }
 
@@ -261,6 +294,20 @@ napi_value Client::MakeSettleError(napi_env env, uint64_t seq, const Pending& p,
   napi_value fields;
   napi_create_object(env, &fields);
   napi_set_named_property(env, fields, "id", NewString(env, EventId(seq, p)));
+  if (c.outcomes && c.detail >= 0) {
+    // A destination did not store the event: name the first, say why, and
+    // what became of it everywhere.
+    const CompletionDetail& detail = batch.details[static_cast<size_t>(c.detail)];
+    for (const wire::DestinationOutcome& o : detail.outcomes) {
+      if (o.kind == wire::OutcomeKind::kFiltered) continue;
+      napi_set_named_property(env, fields, "destination", NewString(env, o.destination));
+      napi_set_named_property(env, fields, "reason",
+                              NewString(env, o.reason.empty() ? wire::OutcomeName(o.kind) : o.reason));
+      break;
+    }
+    napi_set_named_property(env, fields, "outcomes",
+                            OutcomesObject(env, Destinations(env, p, &detail), &detail));
+  }
   // Name the destination an unknown-destination rejection is about.
   wire::Reader r(reinterpret_cast<const uint8_t*>(p.meta.data()), p.meta.size());
   wire::Value d = r.Next();
@@ -296,11 +343,12 @@ void Client::DrainCompletions(napi_env env) {
     --pending_count_;
     if (p.deferred == nullptr) continue;  // ack 'none': resolved when queued
     if (c.outcome == Outcome::kAccepted || c.outcome == Outcome::kDelivered) {
-      const std::vector<std::string>* routed =
-          c.detail >= 0 ? &batch_.details[static_cast<size_t>(c.detail)].routed : nullptr;
+      const CompletionDetail* detail =
+          c.detail >= 0 ? &batch_.details[static_cast<size_t>(c.detail)] : nullptr;
       const AckLevel reached =
           c.outcome == Outcome::kDelivered ? AckLevel::kDelivered : AckLevel::kAccepted;
-      napi_resolve_deferred(env, p.deferred, MakeReceipt(env, c.seq, p, reached, routed));
+      napi_resolve_deferred(env, p.deferred,
+                            MakeReceipt(env, c.seq, p, reached, detail, c.outcomes));
     } else {
       napi_reject_deferred(env, p.deferred, MakeSettleError(env, c.seq, p, c, batch_));
     }

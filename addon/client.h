@@ -62,8 +62,13 @@ class Client : public Napi::ObjectWrap<Client> {
   };
 
   napi_value Rejected(napi_env env, napi_value error);
+  // The event's destinations as a JS array: forkd's routed list when the
+  // detail has one, else the caller's.
+  napi_value Destinations(napi_env env, const Pending& p, const CompletionDetail* detail);
+  // `detail` may be null; with `outcomes`, the receipt says per destination
+  // what became of the event.
   napi_value MakeReceipt(napi_env env, uint64_t seq, const Pending& p, AckLevel reached,
-                         const std::vector<std::string>* routed);
+                         const CompletionDetail* detail, bool outcomes);
   napi_value MakeSettleError(napi_env env, uint64_t seq, const Pending& p, const Completion& c,
                              const CompletionBatch& batch);
   void DrainCompletions(napi_env env);

@@ -283,6 +283,7 @@ void Link::SendHello() {
   wire::Hello hello;
   std::memcpy(hello.client_id, options_.client_id, wire::kClientIdSize);
   hello.agent = options_.agent;
+  hello.outcomes = true;
   wire::EncodeHello(hello, &scratch_);
   if (zmq_send(sock_, scratch_.data(), scratch_.size(), ZMQ_DONTWAIT) >= 0) {
     hello_pending_ = false;
@@ -316,6 +317,7 @@ void Link::HandleFrame(const uint8_t* data, size_t size) {
                        std::memory_order_relaxed);
       state_ = State::kReady;
       blocked_ = false;
+      forkd_outcomes_ = welcome.outcomes;
       if (ever_ready_) reconnects_.fetch_add(1, std::memory_order_relaxed);
       ever_ready_ = true;
       connected_.store(true, std::memory_order_relaxed);
@@ -333,8 +335,8 @@ void Link::HandleFrame(const uint8_t* data, size_t size) {
       break;
     }
     case wire::FrameType::kDelivered: {
-      std::vector<wire::SeqRange> ranges;
-      if (wire::DecodeDelivered(data, size, &ranges, &error)) ApplyDelivered(ranges);
+      wire::Delivered delivered;
+      if (wire::DecodeDelivered(data, size, &delivered, &error)) ApplyDelivered(delivered);
       break;
     }
     default:
@@ -430,17 +432,21 @@ void Link::Resolve(Slot& s) {
   in_flight_bytes_.fetch_sub(s.size, std::memory_order_relaxed);
 }
 
-void Link::Settle(uint64_t seq, Slot& s, Outcome outcome, int32_t detail) {
+void Link::Settle(uint64_t seq, Slot& s, Outcome outcome, int32_t detail, bool outcomes) {
   if (s.unresolved()) Resolve(s);
   s.state = SlotState::kSettled;
   in_flight_.fetch_sub(1, std::memory_order_relaxed);
-  if (detail < 0 && s.routed != nullptr) {
-    detail = static_cast<int32_t>(local_.details.size());
-    CompletionDetail& d = local_.details.emplace_back();
+  if (s.routed != nullptr) {
+    if (detail < 0) {
+      detail = static_cast<int32_t>(local_.details.size());
+      local_.details.emplace_back();
+    }
+    CompletionDetail& d = local_.details[static_cast<size_t>(detail)];
     d.routed = std::move(*s.routed);
+    d.has_routed = true;
   }
   s.routed.reset();
-  local_.items.push_back(Completion{seq, outcome, detail});
+  local_.items.push_back(Completion{seq, outcome, outcomes, detail});
 }
 
 void Link::ApplyAck(wire::Ack& ack) {
@@ -469,19 +475,48 @@ void Link::ApplyAck(wire::Ack& ack) {
   acked_.fetch_add(n, std::memory_order_relaxed);
 }
 
-void Link::ApplyDelivered(const std::vector<wire::SeqRange>& ranges) {
+void Link::ApplyDelivered(wire::Delivered& delivered) {
   if (slots_.empty()) return;
   const uint64_t end = slots_base_ + slots_.size() - 1;
-  uint64_t n = 0;
-  for (const wire::SeqRange& r : ranges) {
+  // The trailer is in seq order (the decoder checked): found by binary search.
+  auto& listed = delivered.outcomes;
+  auto find = [&](uint64_t seq) -> wire::EventOutcomes* {
+    auto it = std::lower_bound(listed.begin(), listed.end(), seq,
+                               [](const wire::EventOutcomes& e, uint64_t s) { return e.seq < s; });
+    return it != listed.end() && it->seq == seq ? &*it : nullptr;
+  };
+  uint64_t n = 0, refused = 0;
+  for (const wire::SeqRange& r : delivered.ranges) {
     for (uint64_t seq = std::max(r.first, slots_base_); seq <= std::min(r.last, end); ++seq) {
       Slot& s = slots_[seq - slots_base_];
       if (s.state == SlotState::kSettled) continue;
-      ++n;
-      Settle(seq, s, Outcome::kDelivered, -1);
+      wire::EventOutcomes* e = listed.empty() ? nullptr : find(seq);
+      if (e == nullptr) {
+        ++n;
+        Settle(seq, s, Outcome::kDelivered, -1, forkd_outcomes_);
+        continue;
+      }
+      const auto detail = static_cast<int32_t>(local_.details.size());
+      CompletionDetail& d = local_.details.emplace_back();
+      // A destination that dead-lettered or shed the event makes the call
+      // fail; filtered ones do not.
+      for (const wire::DestinationOutcome& o : e->outcomes) {
+        if (o.kind == wire::OutcomeKind::kFiltered) continue;
+        d.message += (d.message.empty() ? "" : "; ") + wire::DescribeOutcome(o);
+      }
+      d.outcomes = std::move(e->outcomes);
+      if (d.message.empty()) {
+        ++n;
+        Settle(seq, s, Outcome::kDelivered, detail, true);
+      } else {
+        d.code = wire::kCodeRejected;
+        ++refused;
+        Settle(seq, s, Outcome::kRejected, detail, true);
+      }
     }
   }
   delivered_.fetch_add(n, std::memory_order_relaxed);
+  if (refused) nacked_.fetch_add(refused, std::memory_order_relaxed);
 }
 
 void Link::ApplyNack(wire::Nack& nack) {

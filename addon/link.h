@@ -54,8 +54,8 @@ struct LinkStats {
 // How one event ended, as the I/O thread saw it.
 enum class Outcome : uint8_t {
   kAccepted,          // durable in forkd's log
-  kDelivered,         // committed by every target destination
-  kRejected,          // kNack: see the detail's code and message
+  kDelivered,         // every target destination is done: stored, or filtered (see outcomes)
+  kRejected,          // kNack, or a destination did not store it: see the detail
   kTimedOut,          // sent, no acknowledgement before the deadline
   kDeliveryTimedOut,  // acknowledged, not delivered before the deadline
   kUnavailable,       // never sent: forkd was not reachable before the deadline
@@ -64,6 +64,9 @@ enum class Outcome : uint8_t {
 struct Completion {
   uint64_t seq = 0;
   Outcome outcome = Outcome::kAccepted;
+  // Settled by a delivered frame from a forkd that reports outcomes: the
+  // destinations the detail does not name delivered the event.
+  bool outcomes = false;
   int32_t detail = -1;  // index into CompletionBatch::details, or -1
 };
 
@@ -71,6 +74,8 @@ struct CompletionDetail {
   std::string code;  // kRejected only
   std::string message;
   std::vector<std::string> routed;  // names the config's routes chose (Ack trailer)
+  bool has_routed = false;          // `routed` came from an Ack trailer
+  std::vector<wire::DestinationOutcome> outcomes;  // the destinations that did not store it
 };
 
 struct CompletionBatch {
@@ -172,7 +177,7 @@ class Link {
   bool SendBytes(const uint8_t* data, size_t size);
   void SendHello();
   void ApplyAck(wire::Ack& ack);
-  void ApplyDelivered(const std::vector<wire::SeqRange>& ranges);
+  void ApplyDelivered(wire::Delivered& delivered);
   void ApplyNack(wire::Nack& nack);
   void ExpireDeadlines(int64_t now);
   int NextTimeoutMs(int64_t now);
@@ -181,7 +186,7 @@ class Link {
   Slot* Find(uint64_t seq);
   bool Settled(uint64_t seq);
   void Resolve(Slot& s);
-  void Settle(uint64_t seq, Slot& s, Outcome outcome, int32_t detail);
+  void Settle(uint64_t seq, Slot& s, Outcome outcome, int32_t detail, bool outcomes = false);
   void Recycle(Frame frame);
 
   const LinkOptions options_;
@@ -217,6 +222,7 @@ class Link {
   // I/O thread state.
   State state_ = State::kDisconnected;
   bool ever_ready_ = false;
+  bool forkd_outcomes_ = false;  // the last welcome said delivered frames carry outcomes
   bool hello_pending_ = false;  // the handshake completed, kHello not sent yet
   bool blocked_ = false;        // the last send would have blocked: wait for POLLOUT
   std::deque<Slot> slots_;      // slots_[i] has sequence number slots_base_ + i

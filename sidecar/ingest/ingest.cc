@@ -17,6 +17,9 @@ namespace {
 
 constexpr int kMaxMessagesPerRound = 4096;
 constexpr size_t kCommitBytes = 4u << 20;  // commit without waiting past this
+// Events with outcomes in one delivered frame: keeps its trailer well inside
+// the decoder's limits.
+constexpr size_t kOutcomesPerFrame = 1024;
 
 std::string Hex(const uint8_t* p, size_t n) {
   static const char kHex[] = "0123456789abcdef";
@@ -90,12 +93,38 @@ void SeqSet::Remove(uint64_t first, uint64_t last) {
 }
 
 Ingest::Ingest(std::shared_ptr<const Config> config, log::Log* log,
-               std::function<uint64_t(std::string_view)> delivered_next_lsn)
-    : config_(std::move(config)), log_(log), delivered_next_lsn_(std::move(delivered_next_lsn)) {
+               std::function<uint64_t(std::string_view)> delivered_next_lsn,
+               pipeline::Outcomes* outcomes)
+    : config_(std::move(config)),
+      log_(log),
+      delivered_next_lsn_(std::move(delivered_next_lsn)),
+      outcomes_(outcomes) {
   limits_ = config_->limits;
   std::vector<std::string> names;
   for (const auto& d : config_->destinations) names.push_back(d.name);
   router_ = std::make_unique<pipeline::Router>(config_->routes, names, config_->unmatched);
+  IndexWatches();
+}
+
+void Ingest::IndexWatches() {
+  watches_.clear();
+  if (outcomes_ == nullptr) return;
+  for (size_t i = 0; i < config_->destinations.size() && i < 64; ++i) {
+    watches_.push_back(outcomes_->For(config_->destinations[i].name));
+  }
+}
+
+void Ingest::WatchOutcomes(uint64_t mask, uint64_t lsn, bool unwatch) {
+  if (watches_.empty()) return;
+  for (uint64_t m = mask; m != 0; m &= m - 1) {
+    const auto i = static_cast<size_t>(__builtin_ctzll(m));
+    if (i >= watches_.size()) continue;
+    if (unwatch) {
+      watches_[i]->Unwatch(lsn);
+    } else {
+      watches_[i]->Watch(lsn);
+    }
+  }
 }
 
 void Ingest::SetConfig(std::shared_ptr<const Config> config) {
@@ -248,6 +277,7 @@ void Ingest::ApplyConfig() {
     config_ = std::move(next);
     router_ = std::move(router);
   }
+  IndexWatches();
   spdlog::info("ingest: now routing to {} destinations with {} routes",
                config_->destinations.size(), config_->routes.size());
 }
@@ -410,7 +440,17 @@ void Ingest::SendRanges(uint32_t client, std::vector<wire::SeqRange>* ranges, bo
   if (ranges->empty()) return;
   out_.clear();
   if (delivered) {
-    wire::EncodeDelivered(*ranges, &out_);
+    wire::Delivered d;
+    d.ranges.swap(*ranges);
+    d.outcomes.swap(clients_[client].outcomes_out);
+    std::sort(d.outcomes.begin(), d.outcomes.end(),
+              [](const wire::EventOutcomes& a, const wire::EventOutcomes& b) { return a.seq < b.seq; });
+    wire::EncodeDelivered(d, &out_);
+    // The vectors go back, emptied, to be reused.
+    d.ranges.clear();
+    d.outcomes.clear();
+    ranges->swap(d.ranges);
+    clients_[client].outcomes_out.swap(d.outcomes);
   } else {
     Client& c = clients_[client];
     std::vector<wire::Routed> routed;
@@ -443,7 +483,9 @@ void Ingest::HandleHello(uint32_t client, const uint8_t* data, size_t size) {
   }
   spdlog::info("client {} connected ({})", Hex(hello.client_id, wire::kClientIdSize),
                hello.agent.empty() ? "unknown agent" : hello.agent);
+  clients_[client].outcomes = hello.outcomes && outcomes_ != nullptr;
   wire::Welcome w;
+  w.outcomes = outcomes_ != nullptr;
   w.server = "forkd/" FORKD_VERSION;
   w.max_frame = static_cast<uint32_t>(config_->max_frame);
   w.max_event = static_cast<uint32_t>(config_->max_event);
@@ -602,9 +644,12 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
           deferred_acks_.push_back(PendingAck{ci, e.seq, earlier, 0});
         }
         if ((e.flags & wire::kFlagWantDelivered) != 0 && mask != 0) {
-          // 'delivered' once the first event with this key is.
+          // 'delivered' once the first event with this key is, with its
+          // outcomes: those its pipelines record from now on (a first event
+          // nobody waited on may be past them already, and reads as delivered).
           waiters_[mask].push_back(Waiter{earlier, ci, e.seq});
           ++waiter_count_;
+          WatchOutcomes(mask, earlier);
         }
         continue;
       }
@@ -619,6 +664,8 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
     }
     if (pending_acks_.empty()) pending_since_us_ = MonoMicros();
     const bool want_delivered = (e.flags & wire::kFlagWantDelivered) != 0;
+    // Watched now, before the event is durable and any pipeline can read it.
+    if (want_delivered) WatchOutcomes(mask, lsn);
     pending_acks_.push_back(PendingAck{ci, e.seq, lsn, want_delivered ? mask : 0});
     c.taken.Add(e.seq);
     stats_.events.fetch_add(1, std::memory_order_relaxed);
@@ -693,6 +740,7 @@ void Ingest::HandleCompletion() {
                     in_flight_acks_.size() + pending_acks_.size());
       auto fail = [&](std::vector<PendingAck>& acks) {
         for (const PendingAck& a : acks) {
+          WatchOutcomes(a.dest_mask, a.lsn, /*unwatch=*/true);  // the lsn will be reused
           clients_[a.client].taken.Remove(a.seq, a.seq);
           Nack(a.client, a.seq, a.seq, wire::kCodeRejected, done.status.message());
         }
@@ -764,13 +812,44 @@ void Ingest::CheckDelivered() {
       }
     }
     while (!queue.empty() && queue.front().lsn < min_lsn) {
-      const Waiter& w = queue.front();
-      Client& c = clients_[w.client];
-      if (c.delivered_out.empty()) touched.push_back(w.client);
-      AppendRange(&c.delivered_out, w.seq);
+      const Waiter w = queue.front();
       queue.pop_front();
       --waiter_count_;
+      // What each destination recorded for it; nothing means delivered.
+      noted_outcomes_.clear();
+      bool stored = true;  // no destination dead-lettered or shed it
+      for (uint64_t m = watches_.empty() ? 0 : mask; m != 0; m &= m - 1) {
+        const auto i = static_cast<size_t>(__builtin_ctzll(m));
+        if (i >= watches_.size()) continue;
+        pipeline::OutcomeWatch::Outcome o = watches_[i]->Take(w.lsn);
+        if (o.kind == wire::OutcomeKind::kDelivered) continue;
+        stored = stored && o.kind == wire::OutcomeKind::kFiltered;
+        noted_outcomes_.push_back(
+            wire::DestinationOutcome{config_->destinations[i].name, o.kind, std::move(o.reason)});
+      }
+      Client& c = clients_[w.client];
+      if (!noted_outcomes_.empty() && !c.outcomes) {
+        // A client that reads no outcomes: a filter is no error to it, as
+        // before; a record not stored is, with the same words.
+        if (stored) noted_outcomes_.clear();
+        std::string message;
+        for (const auto& o : noted_outcomes_) {
+          message += (message.empty() ? "" : "; ") + wire::DescribeOutcome(o);
+        }
+        if (!message.empty()) {
+          Nack(w.client, w.seq, w.seq, wire::kCodeRejected, message);
+          continue;
+        }
+      }
       stats_.delivered.fetch_add(1, std::memory_order_relaxed);
+      if (c.delivered_out.empty()) touched.push_back(w.client);
+      AppendRange(&c.delivered_out, w.seq);
+      if (!noted_outcomes_.empty()) {
+        c.outcomes_out.push_back(wire::EventOutcomes{w.seq, noted_outcomes_});
+        if (c.outcomes_out.size() >= kOutcomesPerFrame) {
+          SendRanges(w.client, &c.delivered_out, true);
+        }
+      }
     }
   }
   for (uint32_t ci : touched) SendRanges(ci, &clients_[ci].delivered_out, true);

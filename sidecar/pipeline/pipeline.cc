@@ -41,7 +41,7 @@ void SplitState(const std::string& state, std::string* sink, std::string* agg) {
 
 Pipeline::Pipeline(const DestinationConfig& dest, const Config& config,
                    std::unique_ptr<sinks::Sink> sink, log::Log* log, log::CursorStore* cursors,
-                   DeadLetters* dead_letters, PriorityGate* gate)
+                   DeadLetters* dead_letters, PriorityGate* gate, OutcomeWatch* outcomes)
     : dest_(dest),
       name_(dest.name),
       templates_(config.templates),
@@ -50,6 +50,7 @@ Pipeline::Pipeline(const DestinationConfig& dest, const Config& config,
       cursors_(cursors),
       dead_letters_(dead_letters),
       gate_(gate),
+      outcomes_(outcomes),
       breaker_(dest.breaker_failures, dest.breaker_cooldown_ms),
       bucket_(dest.rate_limit, dest.rate_burst, MonoMicros()),
       shaper_(dest_.chain, templates_),
@@ -295,6 +296,24 @@ bool Pipeline::WritePendingDeadLetters() {
   return true;
 }
 
+void Pipeline::Note(uint64_t first, uint64_t last, wire::OutcomeKind kind,
+                    const std::string& reason) {
+  if (outcomes_ == nullptr || !outcomes_->active()) return;
+  noted_.push_back(NotedOutcome{first, last, kind, reason});
+}
+
+void Pipeline::Advance(uint64_t next_lsn) {
+  if (!noted_.empty()) {
+    // Notes are in log order, except that a shed range may follow notes
+    // inside it; all of them are below the reader's position.
+    size_t n = 0;
+    while (n < noted_.size() && noted_[n].first < next_lsn) ++n;
+    outcomes_->Record(noted_.data(), n);
+    noted_.erase(noted_.begin(), noted_.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+  delivered_next_lsn_.store(next_lsn, std::memory_order_release);
+}
+
 Pipeline::Shaped Pipeline::Shape(const log::Entry& e, const Selected& sel, sinks::Record* r) {
   Shaper::EventParts parts;
   parts.options = sel.options;
@@ -320,6 +339,7 @@ Pipeline::Shaped Pipeline::Shape(const log::Entry& e, const Selected& sel, sinks
       return Shaped::kSkip;
     case Shaper::Result::kDropped:
       stats_.filtered.fetch_add(1, std::memory_order_relaxed);
+      Note(e.header.lsn, e.header.lsn, wire::OutcomeKind::kFiltered, std::string());
       return Shaped::kSkip;
     case Shaper::Result::kDeadLetter: {
       stats_.failed_transform.fetch_add(1, std::memory_order_relaxed);
@@ -332,6 +352,7 @@ Pipeline::Shaped Pipeline::Shape(const log::Entry& e, const Selected& sel, sinks
       l.payload = parts.payload;
       l.payload_size = parts.payload_size;
       DeadLetterNow(l);
+      Note(e.header.lsn, e.header.lsn, wire::OutcomeKind::kDeadLetter, reason);
       return Shaped::kSkip;
     }
   }
@@ -549,8 +570,12 @@ void Pipeline::Run() {
             }
           }
           if (!RotateWithRetry(rec)) return;
-          if (Commit(before).ok()) last_commit_us = MonoMicros();
-          delivered_next_lsn_.store(before.next_lsn, std::memory_order_release);
+          if (Commit(before).ok()) {
+            last_commit_us = MonoMicros();
+            Advance(before.next_lsn);
+          } else {
+            uncommitted_ = true;  // retried below; 'delivered' waits for it
+          }
           start = before;
           n = 0;
         }
@@ -578,6 +603,8 @@ void Pipeline::Run() {
                    Commit(reader_->position()).ok()) {
           last_commit_us = MonoMicros();
           uncommitted_ = false;
+          // After a commit that failed: what it held back is delivered now.
+          if (!aggregator_ || !aggregator_->dirty()) Advance(reader_->position().next_lsn);
         }
       }
       const bool rows_due = aggregator_ && aggregator_->dirty();
@@ -609,8 +636,11 @@ void Pipeline::Run() {
     const int64_t now = MonoMicros();
     // A store that absorbs redelivery needs no cursor commit per batch: at
     // most one a second (a crash then redelivers up to a second's worth).
+    // The records are in the store then, so 'delivered' need not wait for
+    // the commit.
     const bool defer = n > 0 && sink_->idempotent() && !emitted && pending_dl_.empty() &&
                        !stop_.load() && now - last_commit_us < kIdempotentCommitUs;
+    bool committed = true;  // or nothing needed committing
     if (defer) {
       uncommitted_ = true;
     } else if ((consumed > 0 || emitted || uncommitted_) &&
@@ -619,12 +649,16 @@ void Pipeline::Run() {
       if (Commit(pos).ok()) {
         last_commit_us = now;
         uncommitted_ = false;
+      } else {
+        // Not delivered until a commit succeeds: its dead letters may not be
+        // written, and a store that is not idempotent would get the batch
+        // again after a restart.
+        committed = false;
+        uncommitted_ = true;
       }
     }
     // An event folded into the aggregate is delivered once its row is.
-    if (!aggregator_ || !aggregator_->dirty()) {
-      delivered_next_lsn_.store(pos.next_lsn, std::memory_order_release);
-    }
+    if (committed && (!aggregator_ || !aggregator_->dirty())) Advance(pos.next_lsn);
     // Draining ends only at the log's final end: `caught_up` may predate
     // events that became durable while this batch was flushing.
     if (stop_.load() && pos.next_lsn >= log_->durable_next_lsn()) {

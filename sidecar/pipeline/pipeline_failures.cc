@@ -153,6 +153,7 @@ void Pipeline::Shed(const log::Position& from) {
     if (!SleepInterruptible(1000)) return;
   }
   stats_.shed.fetch_add(events, std::memory_order_relaxed);
+  if (to > from.next_lsn) Note(from.next_lsn, to - 1, wire::OutcomeKind::kShed, reason);
   spdlog::error("destination {}: {}; skipped {} events (lsn {} to {}), recorded in dead letters",
                 name_, reason, events, from.next_lsn, to - 1);
   const log::Position target{to, 0, 0};
@@ -162,7 +163,9 @@ void Pipeline::Shed(const log::Position& from) {
     return;
   }
   if (Commit(reader_->position()).ok()) {
-    delivered_next_lsn_.store(to, std::memory_order_release);
+    Advance(to);
+  } else {
+    uncommitted_ = true;  // the write loop retries the commit, then advances
   }
 }
 
@@ -187,10 +190,13 @@ void Pipeline::DeadLetterRange(const log::Position& from, uint64_t end_lsn, cons
     l.payload_size = r.payload_size;
     const size_t pending = pending_dl_.size();
     const uint64_t pending_count = pending_dl_count_;
+    const size_t noted = noted_.size();
     const Shaped shaped = Shape(e, sel, &r);
     pending_dl_.resize(pending);
     pending_dl_count_ = pending_count;
+    noted_.resize(noted);
     if (shaped != Shaped::kWrite) continue;
+    Note(e.header.lsn, e.header.lsn, wire::OutcomeKind::kDeadLetter, d.error);
     l.reason = d.error;
     l.attempts = d.attempts;
     l.first_error = d.first_error;
@@ -272,9 +278,11 @@ Pipeline::Flushed Pipeline::Bisect(const log::Position& start, const log::Positi
       h.original.assign(reinterpret_cast<const char*>(sel.options), h.options_size + r.payload_size);
       const size_t pending = pending_dl_.size();
       const uint64_t pending_count = pending_dl_count_;
+      const size_t noted = noted_.size();
       const Shaped shaped = Shape(e, sel, &r);
       pending_dl_.resize(pending);
       pending_dl_count_ = pending_count;
+      noted_.resize(noted);
       if (shaped != Shaped::kWrite) continue;
       h.shaped.assign(reinterpret_cast<const char*>(r.payload), r.payload_size);
       batch.push_back(std::move(h));
@@ -298,6 +306,7 @@ Pipeline::Flushed Pipeline::Bisect(const log::Position& start, const log::Positi
     l.payload = o + h.options_size;
     l.payload_size = h.original.size() - h.options_size;
     DeadLetterNow(l);
+    Note(h.header.lsn, h.header.lsn, wire::OutcomeKind::kDeadLetter, d.error);
   };
   // Ranges still to deliver, in log order: a stack with the next on top.
   // The whole batch was refused already, so it starts with its halves.
