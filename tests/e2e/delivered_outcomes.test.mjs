@@ -8,7 +8,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { pack, unpack } from 'msgpackr';
 import { Dealer } from 'zeromq';
@@ -144,6 +145,32 @@ test('a shed quota: FORK_REJECTED with the reason shed, for every call the desti
   }
   const sheds = letters('web').filter((l) => l.shed);
   assert.ok(sheds.reduce((n, l) => n + l.shed.events, 0) >= 10, `the shed range is recorded: ${JSON.stringify(sheds)}`);
+});
+
+test("a cursor commit that fails holds 'delivered' back until a commit succeeds", { timeout: 30000 }, async () => {
+  // The cursor is written to <name>.cursor.tmp, then renamed: a directory in
+  // that place makes every commit fail, whoever runs the test.
+  const tmp = path.join(dir, '.fork', 'cursors', 'production.cursor.tmp');
+  mkdirSync(tmp);
+  let settled = false;
+  const call = client.routeData({ total: 3 }, 'production', { ack: 'delivered', timeoutMs: 20000 });
+  call.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  try {
+    const t0 = Date.now();
+    while (!read('production').some((x) => x.total === 3)) {
+      assert.ok(Date.now() - t0 < 10000, 'the record reaches the file');
+      await sleep(20);
+    }
+    await sleep(1500);
+    assert.equal(settled, false, "flushed but not committed: 'delivered' waits");
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  const r = await call;
+  assert.deepEqual(r.outcomes, { production: 'delivered' }, 'settled once the retried commit succeeds');
 });
 
 // An addon that does not read outcomes: hello without `outcomes`. It cannot
