@@ -257,7 +257,9 @@ napi_value Client::MakeReceipt(napi_env env, uint64_t seq, const Pending& p, Ack
   napi_set_named_property(env, receipt, "ack", NewString(env, AckName(reached)));
   napi_value dests = Destinations(env, p, detail);
   napi_set_named_property(env, receipt, "destinations", dests);
-  if (outcomes) napi_set_named_property(env, receipt, "outcomes", OutcomesObject(env, dests, detail));
+  if (outcomes) {
+    napi_set_named_property(env, receipt, "outcomes", OutcomesObject(env, dests, detail));
+  }
   return receipt;
 }
 
@@ -301,8 +303,8 @@ napi_value Client::MakeSettleError(napi_env env, uint64_t seq, const Pending& p,
     for (const wire::DestinationOutcome& o : detail.outcomes) {
       if (o.kind == wire::OutcomeKind::kFiltered) continue;
       napi_set_named_property(env, fields, "destination", NewString(env, o.destination));
-      napi_set_named_property(env, fields, "reason",
-                              NewString(env, o.reason.empty() ? wire::OutcomeName(o.kind) : o.reason));
+      const std::string reason = o.reason.empty() ? wire::OutcomeName(o.kind) : o.reason;
+      napi_set_named_property(env, fields, "reason", NewString(env, reason));
       break;
     }
     napi_set_named_property(env, fields, "outcomes",

@@ -17,9 +17,10 @@ namespace {
 
 constexpr int kMaxMessagesPerRound = 4096;
 constexpr size_t kCommitBytes = 4u << 20;  // commit without waiting past this
-// Events with outcomes in one delivered frame: keeps its trailer well inside
-// the decoder's limits.
+// A delivered frame's trailer is sent once it lists this many events or
+// bytes: well inside the decoder's limits and a client's largest message.
 constexpr size_t kOutcomesPerFrame = 1024;
+constexpr size_t kOutcomesBytesPerFrame = 1u << 20;
 
 std::string Hex(const uint8_t* p, size_t n) {
   static const char kHex[] = "0123456789abcdef";
@@ -252,6 +253,17 @@ void Ingest::ApplyConfig() {
     }
     return out;
   };
+  // The watches of a destination that is gone will not be taken: forget them.
+  auto unwatch_removed = [&](uint64_t mask, uint64_t lsn) {
+    for (size_t i = 0; i < remap.size() && i < watches_.size(); ++i) {
+      if ((mask & (1ull << i)) && remap[i] < 0) watches_[i]->Unwatch(lsn);
+    }
+  };
+  for (const auto& [mask, q] : waiters_) {
+    for (const Waiter& w : q) unwatch_removed(mask, w.lsn);
+  }
+  for (const auto& a : pending_acks_) unwatch_removed(a.dest_mask, a.lsn);
+  for (const auto& a : in_flight_acks_) unwatch_removed(a.dest_mask, a.lsn);
   std::map<uint64_t, std::deque<Waiter>> waiters;
   for (auto& [mask, q] : waiters_) {
     auto& dst = waiters[map_mask(mask)];
@@ -444,13 +456,16 @@ void Ingest::SendRanges(uint32_t client, std::vector<wire::SeqRange>* ranges, bo
     d.ranges.swap(*ranges);
     d.outcomes.swap(clients_[client].outcomes_out);
     std::sort(d.outcomes.begin(), d.outcomes.end(),
-              [](const wire::EventOutcomes& a, const wire::EventOutcomes& b) { return a.seq < b.seq; });
+              [](const wire::EventOutcomes& a, const wire::EventOutcomes& b) {
+                return a.seq < b.seq;  // the trailer's order
+              });
     wire::EncodeDelivered(d, &out_);
     // The vectors go back, emptied, to be reused.
     d.ranges.clear();
     d.outcomes.clear();
     ranges->swap(d.ranges);
     clients_[client].outcomes_out.swap(d.outcomes);
+    clients_[client].outcomes_bytes = 0;
   } else {
     Client& c = clients_[client];
     std::vector<wire::Routed> routed;
@@ -817,13 +832,11 @@ void Ingest::CheckDelivered() {
       --waiter_count_;
       // What each destination recorded for it; nothing means delivered.
       noted_outcomes_.clear();
-      bool stored = true;  // no destination dead-lettered or shed it
       for (uint64_t m = watches_.empty() ? 0 : mask; m != 0; m &= m - 1) {
         const auto i = static_cast<size_t>(__builtin_ctzll(m));
         if (i >= watches_.size()) continue;
         pipeline::OutcomeWatch::Outcome o = watches_[i]->Take(w.lsn);
         if (o.kind == wire::OutcomeKind::kDelivered) continue;
-        stored = stored && o.kind == wire::OutcomeKind::kFiltered;
         noted_outcomes_.push_back(
             wire::DestinationOutcome{config_->destinations[i].name, o.kind, std::move(o.reason)});
       }
@@ -831,11 +844,12 @@ void Ingest::CheckDelivered() {
       if (!noted_outcomes_.empty() && !c.outcomes) {
         // A client that reads no outcomes: a filter is no error to it, as
         // before; a record not stored is, with the same words.
-        if (stored) noted_outcomes_.clear();
         std::string message;
         for (const auto& o : noted_outcomes_) {
+          if (o.kind == wire::OutcomeKind::kFiltered) continue;
           message += (message.empty() ? "" : "; ") + wire::DescribeOutcome(o);
         }
+        noted_outcomes_.clear();
         if (!message.empty()) {
           Nack(w.client, w.seq, w.seq, wire::kCodeRejected, message);
           continue;
@@ -845,8 +859,12 @@ void Ingest::CheckDelivered() {
       if (c.delivered_out.empty()) touched.push_back(w.client);
       AppendRange(&c.delivered_out, w.seq);
       if (!noted_outcomes_.empty()) {
+        for (const auto& o : noted_outcomes_) {
+          c.outcomes_bytes += 16 + o.destination.size() + o.reason.size();
+        }
         c.outcomes_out.push_back(wire::EventOutcomes{w.seq, noted_outcomes_});
-        if (c.outcomes_out.size() >= kOutcomesPerFrame) {
+        if (c.outcomes_out.size() >= kOutcomesPerFrame ||
+            c.outcomes_bytes >= kOutcomesBytesPerFrame) {
           SendRanges(w.client, &c.delivered_out, true);
         }
       }

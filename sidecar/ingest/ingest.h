@@ -119,6 +119,7 @@ class Ingest {
     std::vector<wire::SeqRange> ack_out;  // being collected for one ack frame
     std::vector<wire::SeqRange> delivered_out;
     std::vector<wire::EventOutcomes> outcomes_out;  // the trailer of delivered_out's frame
+    size_t outcomes_bytes = 0;                      // about what outcomes_out encodes to
     bool outcomes = false;  // reads outcomes trailers (its hello said so)
     std::map<uint64_t, uint64_t> routed;  // seq -> destination mask, for the ack's trailer
   };

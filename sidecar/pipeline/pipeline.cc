@@ -304,8 +304,8 @@ void Pipeline::Note(uint64_t first, uint64_t last, wire::OutcomeKind kind,
 
 void Pipeline::Advance(uint64_t next_lsn) {
   if (!noted_.empty()) {
-    // Notes are in log order, except that a shed range may follow notes
-    // inside it; all of them are below the reader's position.
+    // The notes below next_lsn are done with (in practice all of them: they
+    // are below the reader's position, which next_lsn is).
     size_t n = 0;
     while (n < noted_.size() && noted_[n].first < next_lsn) ++n;
     outcomes_->Record(noted_.data(), n);
@@ -662,7 +662,10 @@ void Pipeline::Run() {
     // Draining ends only at the log's final end: `caught_up` may predate
     // events that became durable while this batch was flushing.
     if (stop_.load() && pos.next_lsn >= log_->durable_next_lsn()) {
-      if (committed_next_lsn() < pos.next_lsn) (void)Commit(pos);
+      if (committed_next_lsn() < pos.next_lsn && Commit(pos).ok() &&
+          (!aggregator_ || !aggregator_->dirty())) {
+        Advance(pos.next_lsn);  // what a failed commit held back
+      }
       return;
     }
   }

@@ -78,7 +78,8 @@ TEST_CASE("outcome names and descriptions", "[wire][codec][outcomes]") {
   CHECK(std::string(OutcomeName(OutcomeKind::kDeadLetter)) == "dead_letter");
   CHECK(std::string(OutcomeName(OutcomeKind::kShed)) == "shed");
   CHECK(DescribeOutcome({"audit", OutcomeKind::kDeadLetter, "validate: amount: not a number"}) ==
-        "destination 'audit' did not store the event (dead_letter): validate: amount: not a number");
+        "destination 'audit' did not store the event (dead_letter): "
+        "validate: amount: not a number");
   CHECK(DescribeOutcome({"logs", OutcomeKind::kShed, ""}) ==
         "destination 'logs' did not store the event (shed)");
 }
