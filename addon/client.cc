@@ -1,14 +1,5 @@
 #include "client.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <time.h>
-#include <unistd.h>
-#include <zmq.h>
-#ifdef __linux__
-#include <sys/eventfd.h>
-#endif
-
 #include <algorithm>
 #include <charconv>
 #include <cstring>
@@ -18,13 +9,6 @@
 
 namespace fork_router {
 namespace {
-
-constexpr int kReconnectIvlMs = 100;
-constexpr int kReconnectIvlMaxMs = 1000;
-constexpr int64_t kMaxIncomingMessage = 16 << 20;  // acks and welcomes are small
-constexpr size_t kPoolMax = 8;                      // emptied frames kept for reuse
-constexpr size_t kPoolFrameMax = 2u << 20;          // larger frame buffers are freed
-constexpr const char* kMonitorEndpoint = "inproc://fork-router.monitor";
 
 const char* AckName(AckLevel a) {
   switch (a) {
@@ -43,582 +27,30 @@ napi_value NewString(napi_env env, std::string_view s) {
   return v;
 }
 
+// receipt.outcomes (and a rejection's err.outcomes): every destination in
+// `dests` (a JS array of names) delivered the event, except those `detail`
+// names.
+napi_value OutcomesObject(napi_env env, napi_value dests, const CompletionDetail* detail) {
+  napi_value outcomes;
+  napi_create_object(env, &outcomes);
+  uint32_t n = 0;
+  napi_get_array_length(env, dests, &n);
+  napi_value delivered = NewString(env, wire::OutcomeName(wire::OutcomeKind::kDelivered));
+  for (uint32_t i = 0; i < n; ++i) {
+    napi_value name;
+    napi_get_element(env, dests, i, &name);
+    napi_set_property(env, outcomes, name, delivered);
+  }
+  if (detail != nullptr) {
+    for (const wire::DestinationOutcome& o : detail->outcomes) {
+      napi_set_property(env, outcomes, NewString(env, o.destination),
+                        NewString(env, wire::OutcomeName(o.kind)));
+    }
+  }
+  return outcomes;
+}
+
 }  // namespace
-
-void Frame::Reset() {
-  bytes.Resize(wire::kRouteHeaderSize);
-  first_seq = 0;
-  count = 0;
-  deadlines.clear();
-}
-
-// ---------------------------------------------------------------------------
-// Link
-
-Link::Link(LinkOptions options) : options_(std::move(options)) { open_.Reset(); }
-
-Link::~Link() { Stop(); }
-
-int64_t Link::NowMs() {
-  timespec ts;
-#ifdef CLOCK_MONOTONIC_COARSE
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-#else
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-#endif
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-bool Link::Start(Notify notify, std::string* error) {
-  notify_ = std::move(notify);
-  auto fail = [&](const std::string& what) {
-    *error = what + ": " + zmq_strerror(zmq_errno());
-    Stop();
-    return false;
-  };
-  ctx_ = zmq_ctx_new();
-  if (ctx_ == nullptr) return fail("cannot create a ZeroMQ context");
-  zmq_ctx_set(ctx_, ZMQ_BLOCKY, 0);
-  sock_ = zmq_socket(ctx_, ZMQ_DEALER);
-  if (sock_ == nullptr) return fail("cannot create a ZeroMQ socket");
-  const int one = 1, zero = 0, ivl = kReconnectIvlMs, ivl_max = kReconnectIvlMaxMs;
-  const int64_t max_msg = kMaxIncomingMessage;
-  zmq_setsockopt(sock_, ZMQ_ROUTING_ID, options_.client_id, wire::kClientIdSize);
-  zmq_setsockopt(sock_, ZMQ_IMMEDIATE, &one, sizeof one);  // queue only to live connections
-  zmq_setsockopt(sock_, ZMQ_LINGER, &zero, sizeof zero);
-  zmq_setsockopt(sock_, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
-  zmq_setsockopt(sock_, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
-  zmq_setsockopt(sock_, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
-  // Reconnects are seen through the socket monitor: a completed handshake
-  // means a (new) forkd session, so hello again and resend what is unacked.
-  if (zmq_socket_monitor(sock_, kMonitorEndpoint,
-                         ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0) {
-    return fail("cannot monitor the ZeroMQ socket");
-  }
-  monitor_ = zmq_socket(ctx_, ZMQ_PAIR);
-  if (monitor_ == nullptr) return fail("cannot create the monitor socket");
-  zmq_setsockopt(monitor_, ZMQ_LINGER, &zero, sizeof zero);
-  if (zmq_connect(monitor_, kMonitorEndpoint) != 0) return fail("cannot connect the monitor");
-  if (zmq_connect(sock_, options_.endpoint.c_str()) != 0) {
-    return fail("cannot connect to " + options_.endpoint);
-  }
-#ifdef __linux__
-  wake_fd_ = wake_wfd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd_ < 0) return fail("cannot create an eventfd");
-#else
-  int fds[2];
-  if (pipe(fds) != 0) return fail("cannot create a pipe");
-  for (int fd : fds) {
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-  }
-  wake_fd_ = fds[0];
-  wake_wfd_ = fds[1];
-#endif
-  thread_ = std::thread([this] { Run(); });
-  return true;
-}
-
-void Link::Stop() {
-  if (thread_.joinable()) {
-    stop_.store(true, std::memory_order_release);
-    const uint64_t one = 1;
-    ssize_t ignored = write(wake_wfd_, &one, sizeof one);
-    (void)ignored;
-    thread_.join();
-  }
-  // Sockets the thread did not get to close (Start failed half-way).
-  if (monitor_ != nullptr) zmq_close(monitor_);
-  if (sock_ != nullptr) zmq_close(sock_);
-  monitor_ = sock_ = nullptr;
-  if (ctx_ != nullptr) zmq_ctx_term(ctx_);  // immediate: every socket had linger 0
-  ctx_ = nullptr;
-  if (wake_wfd_ >= 0 && wake_wfd_ != wake_fd_) close(wake_wfd_);
-  if (wake_fd_ >= 0) close(wake_fd_);
-  wake_fd_ = wake_wfd_ = -1;
-  connected_.store(false, std::memory_order_relaxed);
-}
-
-uint64_t Link::Enqueue(const uint8_t* event, uint32_t size, uint8_t flags, int64_t deadline_ms) {
-  in_flight_.fetch_add(1, std::memory_order_relaxed);
-  in_flight_bytes_.fetch_add(size, std::memory_order_relaxed);
-  const uint64_t seq = next_seq_++;
-  bool wake = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (open_.count == 0) open_.first_seq = seq;
-    wire::AppendRouteEntry(&open_.bytes, flags, event, size);
-    open_.deadlines.push_back(deadline_ms);
-    ++open_.count;
-    if (open_.bytes.size() >= kSealBytes) {
-      sealed_.push_back(std::move(open_));
-      open_ = TakePooledFrame();
-      wake = true;
-    }
-  }
-  dirty_ = !wake;
-  if (wake && !wake_pending_.exchange(true, std::memory_order_acq_rel)) {
-    const uint64_t one = 1;
-    ssize_t ignored = write(wake_wfd_, &one, sizeof one);
-    (void)ignored;
-  }
-  return seq;
-}
-
-void Link::Kick() {
-  if (!dirty_) return;
-  dirty_ = false;
-  if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) {
-    const uint64_t one = 1;
-    ssize_t ignored = write(wake_wfd_, &one, sizeof one);
-    (void)ignored;
-  }
-}
-
-void Link::TakeCompletions(CompletionBatch* out) {
-  out->clear();
-  std::lock_guard<std::mutex> lock(mu_);
-  std::swap(*out, completions_);
-  notify_pending_ = false;
-}
-
-LinkStats Link::Stats() const {
-  LinkStats s;
-  s.sent = sent_.load(std::memory_order_relaxed);
-  s.acked = acked_.load(std::memory_order_relaxed);
-  s.delivered = delivered_.load(std::memory_order_relaxed);
-  s.nacked = nacked_.load(std::memory_order_relaxed);
-  s.timed_out = timed_out_.load(std::memory_order_relaxed);
-  s.in_flight = in_flight_.load(std::memory_order_relaxed);
-  s.in_flight_bytes = in_flight_bytes_.load(std::memory_order_relaxed);
-  s.reconnects = reconnects_.load(std::memory_order_relaxed);
-  s.resent = resent_.load(std::memory_order_relaxed);
-  s.connected = connected_.load(std::memory_order_relaxed);
-  return s;
-}
-
-// [I/O] Everything below runs on the I/O thread.
-
-void Link::Run() {
-  zmq_pollitem_t items[3];
-  while (!stop_.load(std::memory_order_acquire)) {
-    const bool want_out = hello_pending_ || (state_ == State::kReady && blocked_);
-    items[0] = {sock_, 0, static_cast<short>(ZMQ_POLLIN | (want_out ? ZMQ_POLLOUT : 0)), 0};
-    items[1] = {monitor_, 0, ZMQ_POLLIN, 0};
-    items[2] = {nullptr, wake_fd_, ZMQ_POLLIN, 0};
-    const int rc = zmq_poll(items, 3, NextTimeoutMs(NowMs()));
-    if (rc < 0) {
-      if (zmq_errno() == ETERM) break;
-      continue;  // EINTR
-    }
-    if (items[2].revents & ZMQ_POLLIN) {
-      uint64_t buf[8];
-      while (read(wake_fd_, buf, sizeof buf) > 0) {
-      }
-      wake_pending_.store(false, std::memory_order_release);
-      TakeOutbox();
-    }
-    if (items[1].revents & ZMQ_POLLIN) HandleMonitor();
-    if (items[0].revents & ZMQ_POLLOUT) blocked_ = false;
-    if (items[0].revents & ZMQ_POLLIN) HandleIncoming();
-    if (hello_pending_) SendHello();
-    SendPending();
-    ExpireDeadlines(NowMs());
-    Collect();
-    Publish();
-  }
-  Publish();
-  zmq_socket_monitor(sock_, nullptr, 0);
-  zmq_close(monitor_);
-  zmq_close(sock_);
-  monitor_ = sock_ = nullptr;
-}
-
-void Link::TakeOutbox() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    taking_.swap(sealed_);
-    if (open_.count > 0) {
-      taking_.push_back(std::move(open_));
-      open_ = TakePooledFrame();
-    }
-  }
-  for (Frame& f : taking_) Register(std::move(f));
-  taking_.clear();
-}
-
-void Link::Register(Frame frame) {
-  wire::WriteRouteHeader(frame.bytes.data(), frame.first_seq, frame.count);
-  const uint64_t frame_no = frames_base_ + frames_.size();
-  const uint8_t* p = frame.bytes.data() + wire::kRouteHeaderSize;
-  for (uint32_t i = 0; i < frame.count; ++i) {
-    Slot& s = slots_.emplace_back();
-    s.deadline = frame.deadlines[i];
-    s.frame_no = frame_no;
-    s.flags = p[0];
-    s.size = wire::GetU32(p + 1);
-    p += wire::kRouteEntryHeaderSize + s.size;
-    const uint64_t seq = frame.first_seq + i;
-    if (deadline_fifo_.empty() || deadline_fifo_.back().first <= s.deadline) {
-      deadline_fifo_.emplace_back(s.deadline, seq);
-    } else {
-      deadline_heap_.emplace(s.deadline, seq);
-    }
-  }
-  const uint32_t count = frame.count;
-  frames_.push_back(StoredFrame{std::move(frame), count});
-}
-
-void Link::HandleMonitor() {
-  while (true) {
-    zmq_msg_t msg;
-    zmq_msg_init(&msg);
-    if (zmq_msg_recv(&msg, monitor_, ZMQ_DONTWAIT) < 0) {
-      zmq_msg_close(&msg);
-      return;
-    }
-    uint16_t event = 0;
-    if (zmq_msg_size(&msg) >= 6) std::memcpy(&event, zmq_msg_data(&msg), 2);
-    const bool more = zmq_msg_more(&msg);
-    zmq_msg_close(&msg);
-    if (more) {  // the second part names the endpoint; parts arrive together
-      zmq_msg_t addr;
-      zmq_msg_init(&addr);
-      zmq_msg_recv(&addr, monitor_, 0);
-      zmq_msg_close(&addr);
-    }
-    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
-      state_ = State::kHelloSent;
-      hello_pending_ = true;
-      blocked_ = false;
-    } else if (event == ZMQ_EVENT_DISCONNECTED) {
-      // Whatever ZeroMQ still queued for the old connection is gone; it is
-      // all resent after the next welcome (forkd dedupes by client id + seq).
-      state_ = State::kDisconnected;
-      hello_pending_ = false;
-      blocked_ = false;
-      connected_.store(false, std::memory_order_relaxed);
-    }
-  }
-}
-
-void Link::SendHello() {
-  scratch_.clear();
-  wire::Hello hello;
-  std::memcpy(hello.client_id, options_.client_id, wire::kClientIdSize);
-  hello.agent = options_.agent;
-  wire::EncodeHello(hello, &scratch_);
-  if (zmq_send(sock_, scratch_.data(), scratch_.size(), ZMQ_DONTWAIT) >= 0) {
-    hello_pending_ = false;
-  }
-}
-
-void Link::HandleIncoming() {
-  while (true) {
-    zmq_msg_t msg;
-    zmq_msg_init(&msg);
-    if (zmq_msg_recv(&msg, sock_, ZMQ_DONTWAIT) < 0) {
-      zmq_msg_close(&msg);
-      return;
-    }
-    HandleFrame(static_cast<const uint8_t*>(zmq_msg_data(&msg)), zmq_msg_size(&msg));
-    zmq_msg_close(&msg);
-  }
-}
-
-void Link::HandleFrame(const uint8_t* data, size_t size) {
-  // Frames that do not decode are dropped: the events they would have
-  // settled time out, which is the honest outcome.
-  wire::FrameType type;
-  std::string error;
-  if (!wire::PeekHeader(data, size, &type, &error)) return;
-  switch (type) {
-    case wire::FrameType::kWelcome: {
-      wire::Welcome welcome;
-      if (!wire::DecodeWelcome(data, size, &welcome, &error)) return;
-      max_event_.store(welcome.max_event != 0 ? welcome.max_event : wire::kDefaultMaxEvent,
-                       std::memory_order_relaxed);
-      state_ = State::kReady;
-      blocked_ = false;
-      if (ever_ready_) reconnects_.fetch_add(1, std::memory_order_relaxed);
-      ever_ready_ = true;
-      connected_.store(true, std::memory_order_relaxed);
-      send_cursor_ = frames_base_;  // (re)send everything not yet acknowledged
-      break;
-    }
-    case wire::FrameType::kAck: {
-      wire::Ack ack;
-      if (wire::DecodeAck(data, size, &ack, &error)) ApplyAck(ack);
-      break;
-    }
-    case wire::FrameType::kNack: {
-      wire::Nack nack;
-      if (wire::DecodeNack(data, size, &nack, &error)) ApplyNack(nack);
-      break;
-    }
-    case wire::FrameType::kDelivered: {
-      std::vector<wire::SeqRange> ranges;
-      if (wire::DecodeDelivered(data, size, &ranges, &error)) ApplyDelivered(ranges);
-      break;
-    }
-    default:
-      break;
-  }
-}
-
-void Link::SendPending() {
-  if (state_ != State::kReady || blocked_) return;
-  while (send_cursor_ < frames_base_ + frames_.size()) {
-    StoredFrame& sf = frames_[send_cursor_ - frames_base_];
-    if (sf.unresolved > 0 && !SendFrame(sf)) {
-      blocked_ = true;  // wait for POLLOUT (or the next handshake)
-      return;
-    }
-    ++send_cursor_;
-  }
-}
-
-bool Link::SendBytes(const uint8_t* data, size_t size) {
-  return zmq_send(sock_, data, size, ZMQ_DONTWAIT) >= 0;
-}
-
-bool Link::SendFrame(StoredFrame& sf) {
-  const Frame& f = sf.frame;
-  uint64_t first_time = 0, again = 0;
-  auto mark = [&](uint64_t first, uint32_t n) {
-    for (uint64_t seq = first; seq < first + n; ++seq) {
-      Slot* s = Find(seq);
-      if (s == nullptr) continue;
-      if (s->state == SlotState::kQueued) {
-        s->state = SlotState::kSent;
-        ++first_time;
-      } else if (s->state == SlotState::kSent) {
-        ++again;
-      }
-    }
-  };
-  bool ok = true;
-  if (sf.unresolved == f.count) {
-    ok = SendBytes(f.bytes.data(), f.bytes.size());
-    if (ok) mark(f.first_seq, f.count);
-  } else {
-    // Some events are settled (acked, rejected or timed out): send the others
-    // as runs of consecutive sequence numbers, which is what kRoute carries.
-    const uint8_t* p = f.bytes.data() + wire::kRouteHeaderSize;
-    uint64_t run_first = 0;
-    uint32_t run_count = 0;
-    auto flush = [&]() {
-      if (run_count == 0) return true;
-      wire::WriteRouteHeader(scratch_.data(), run_first, run_count);
-      if (!SendBytes(scratch_.data(), scratch_.size())) return false;
-      mark(run_first, run_count);
-      run_count = 0;
-      return true;
-    };
-    for (uint32_t i = 0; i < f.count && ok; ++i) {
-      const uint64_t seq = f.first_seq + i;
-      const size_t entry = wire::kRouteEntryHeaderSize + wire::GetU32(p + 1);
-      Slot* s = Find(seq);
-      if (s != nullptr && s->unresolved()) {
-        if (run_count == 0) {
-          run_first = seq;
-          scratch_.Resize(wire::kRouteHeaderSize);
-        }
-        scratch_.Append(p, entry);
-        ++run_count;
-      } else {
-        ok = flush();
-      }
-      p += entry;
-    }
-    if (ok) ok = flush();
-  }
-  if (first_time) sent_.fetch_add(first_time, std::memory_order_relaxed);
-  if (again) resent_.fetch_add(again, std::memory_order_relaxed);
-  return ok;
-}
-
-Link::Slot* Link::Find(uint64_t seq) {
-  if (seq < slots_base_ || seq - slots_base_ >= slots_.size()) return nullptr;
-  return &slots_[seq - slots_base_];
-}
-
-bool Link::Settled(uint64_t seq) {
-  Slot* s = Find(seq);
-  return s == nullptr || s->state == SlotState::kSettled;
-}
-
-void Link::Resolve(Slot& s) {
-  StoredFrame& sf = frames_[s.frame_no - frames_base_];
-  --sf.unresolved;
-  in_flight_bytes_.fetch_sub(s.size, std::memory_order_relaxed);
-}
-
-void Link::Settle(uint64_t seq, Slot& s, Outcome outcome, int32_t detail) {
-  if (s.unresolved()) Resolve(s);
-  s.state = SlotState::kSettled;
-  in_flight_.fetch_sub(1, std::memory_order_relaxed);
-  if (detail < 0 && s.routed != nullptr) {
-    detail = static_cast<int32_t>(local_.details.size());
-    CompletionDetail& d = local_.details.emplace_back();
-    d.routed = std::move(*s.routed);
-  }
-  s.routed.reset();
-  local_.items.push_back(Completion{seq, outcome, detail});
-}
-
-void Link::ApplyAck(wire::Ack& ack) {
-  for (wire::Routed& r : ack.routed) {
-    Slot* s = Find(r.seq);
-    if (s != nullptr && s->state != SlotState::kSettled) {
-      s->routed = std::make_unique<std::vector<std::string>>(std::move(r.destinations));
-    }
-  }
-  if (slots_.empty()) return;
-  const uint64_t end = slots_base_ + slots_.size() - 1;
-  uint64_t n = 0;
-  for (const wire::SeqRange& r : ack.ranges) {
-    for (uint64_t seq = std::max(r.first, slots_base_); seq <= std::min(r.last, end); ++seq) {
-      Slot& s = slots_[seq - slots_base_];
-      if (!s.unresolved()) continue;
-      ++n;
-      if (s.flags & wire::kFlagWantDelivered) {
-        Resolve(s);
-        s.state = SlotState::kAcked;
-      } else {
-        Settle(seq, s, Outcome::kAccepted, -1);
-      }
-    }
-  }
-  acked_.fetch_add(n, std::memory_order_relaxed);
-}
-
-void Link::ApplyDelivered(const std::vector<wire::SeqRange>& ranges) {
-  if (slots_.empty()) return;
-  const uint64_t end = slots_base_ + slots_.size() - 1;
-  uint64_t n = 0;
-  for (const wire::SeqRange& r : ranges) {
-    for (uint64_t seq = std::max(r.first, slots_base_); seq <= std::min(r.last, end); ++seq) {
-      Slot& s = slots_[seq - slots_base_];
-      if (s.state == SlotState::kSettled) continue;
-      ++n;
-      Settle(seq, s, Outcome::kDelivered, -1);
-    }
-  }
-  delivered_.fetch_add(n, std::memory_order_relaxed);
-}
-
-void Link::ApplyNack(wire::Nack& nack) {
-  if (slots_.empty()) return;
-  const uint64_t end = slots_base_ + slots_.size() - 1;
-  const auto detail = static_cast<int32_t>(local_.details.size());
-  CompletionDetail& d = local_.details.emplace_back();
-  d.code = std::move(nack.code);
-  d.message = std::move(nack.message);
-  uint64_t n = 0;
-  for (uint64_t seq = std::max(nack.range.first, slots_base_); seq <= std::min(nack.range.last, end);
-       ++seq) {
-    Slot& s = slots_[seq - slots_base_];
-    if (s.state == SlotState::kSettled) continue;
-    ++n;
-    Settle(seq, s, Outcome::kRejected, detail);
-  }
-  nacked_.fetch_add(n, std::memory_order_relaxed);
-}
-
-void Link::ExpireDeadlines(int64_t now) {
-  uint64_t n = 0;
-  auto expire = [&](uint64_t seq) {
-    Slot* s = Find(seq);
-    if (s == nullptr || s->state == SlotState::kSettled) return;
-    Outcome o;
-    if (s->state == SlotState::kAcked) {
-      o = Outcome::kDeliveryTimedOut;
-    } else if (s->state == SlotState::kSent || state_ == State::kReady) {
-      o = Outcome::kTimedOut;
-    } else {
-      o = Outcome::kUnavailable;  // never handed to forkd, and no connection now
-    }
-    ++n;
-    Settle(seq, *s, o, -1);
-  };
-  while (!deadline_fifo_.empty() && deadline_fifo_.front().first <= now) {
-    expire(deadline_fifo_.front().second);
-    deadline_fifo_.pop_front();
-  }
-  while (!deadline_heap_.empty() && deadline_heap_.top().first <= now) {
-    expire(deadline_heap_.top().second);
-    deadline_heap_.pop();
-  }
-  if (n) timed_out_.fetch_add(n, std::memory_order_relaxed);
-}
-
-int Link::NextTimeoutMs(int64_t now) {
-  int64_t next = INT64_MAX;
-  if (!deadline_fifo_.empty()) next = deadline_fifo_.front().first;
-  if (!deadline_heap_.empty()) next = std::min(next, deadline_heap_.top().first);
-  if (next == INT64_MAX) return -1;
-  // +1: the clock is coarse; waking a little late beats spinning early.
-  return static_cast<int>(std::clamp<int64_t>(next - now + 1, 0, 60000));
-}
-
-void Link::Collect() {
-  while (!slots_.empty() && slots_.front().state == SlotState::kSettled) {
-    slots_.pop_front();
-    ++slots_base_;
-  }
-  while (!frames_.empty() && frames_.front().unresolved == 0) {
-    Recycle(std::move(frames_.front().frame));
-    frames_.pop_front();
-    ++frames_base_;
-  }
-  send_cursor_ = std::max(send_cursor_, frames_base_);
-  while (!deadline_fifo_.empty() && Settled(deadline_fifo_.front().second)) {
-    deadline_fifo_.pop_front();
-  }
-  while (!deadline_heap_.empty() && Settled(deadline_heap_.top().second)) deadline_heap_.pop();
-}
-
-Frame Link::TakePooledFrame() {
-  Frame f;
-  if (!pool_.empty()) {
-    f = std::move(pool_.back());
-    pool_.pop_back();
-  }
-  f.Reset();
-  return f;
-}
-
-void Link::Recycle(Frame frame) {
-  if (frame.bytes.capacity() > kPoolFrameMax) return;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (pool_.size() < kPoolMax) pool_.push_back(std::move(frame));
-}
-
-void Link::Publish() {
-  if (local_.empty()) return;
-  bool notify = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (completions_.empty()) {
-      std::swap(completions_, local_);
-    } else {
-      const auto offset = static_cast<int32_t>(completions_.details.size());
-      for (Completion c : local_.items) {
-        if (c.detail >= 0) c.detail += offset;
-        completions_.items.push_back(c);
-      }
-      for (CompletionDetail& d : local_.details) completions_.details.push_back(std::move(d));
-    }
-    notify = !notify_pending_;
-    notify_pending_ = true;
-  }
-  local_.clear();
-  if (notify && notify_) notify_();
-}
-
-// ---------------------------------------------------------------------------
-// Client
 
 struct Client::TsfnState {
   Client* owner;
@@ -768,7 +200,8 @@ Napi::Value Client::Route(const Napi::CallbackInfo& info) {
   if (pending_count_++ == 0) SetBusy(env, true);
   if (ack == AckLevel::kNone) {
     // Queued is all 'none' asks for; the event is still tracked until acked.
-    napi_resolve_deferred(env, deferred, MakeReceipt(env, seq, p, AckLevel::kNone, nullptr));
+    napi_resolve_deferred(env, deferred,
+                          MakeReceipt(env, seq, p, AckLevel::kNone, nullptr, false));
     p.deferred = nullptr;
   }
   return Napi::Value(env, promise);
@@ -791,13 +224,10 @@ std::string Client::EventId(uint64_t seq, const Pending& p) const {
   return id;
 }
 
-napi_value Client::MakeReceipt(napi_env env, uint64_t seq, const Pending& p, AckLevel reached,
-                               const std::vector<std::string>* routed) {
-  napi_value receipt, dests;
-  napi_create_object(env, &receipt);
-  const std::string id = EventId(seq, p);
-  napi_set_named_property(env, receipt, "id", NewString(env, id));
-  napi_set_named_property(env, receipt, "ack", NewString(env, AckName(reached)));
+napi_value Client::Destinations(napi_env env, const Pending& p, const CompletionDetail* detail) {
+  napi_value dests;
+  const std::vector<std::string>* routed =
+      detail != nullptr && detail->has_routed ? &detail->routed : nullptr;
   wire::Reader r(reinterpret_cast<const uint8_t*>(p.meta.data()), p.meta.size());
   wire::Value d = r.Next();
   if (routed != nullptr) {
@@ -815,7 +245,21 @@ napi_value Client::MakeReceipt(napi_env env, uint64_t seq, const Pending& p, Ack
   } else {
     napi_create_array(env, &dests);
   }
+  return dests;
+}
+
+napi_value Client::MakeReceipt(napi_env env, uint64_t seq, const Pending& p, AckLevel reached,
+                               const CompletionDetail* detail, bool outcomes) {
+  napi_value receipt;
+  napi_create_object(env, &receipt);
+  const std::string id = EventId(seq, p);
+  napi_set_named_property(env, receipt, "id", NewString(env, id));
+  napi_set_named_property(env, receipt, "ack", NewString(env, AckName(reached)));
+  napi_value dests = Destinations(env, p, detail);
   napi_set_named_property(env, receipt, "destinations", dests);
+  if (outcomes) {
+    napi_set_named_property(env, receipt, "outcomes", OutcomesObject(env, dests, detail));
+  }
   return receipt;
 }
 
@@ -852,6 +296,20 @@ napi_value Client::MakeSettleError(napi_env env, uint64_t seq, const Pending& p,
   napi_value fields;
   napi_create_object(env, &fields);
   napi_set_named_property(env, fields, "id", NewString(env, EventId(seq, p)));
+  if (c.outcomes && c.detail >= 0) {
+    // A destination did not store the event: name the first, say why, and
+    // what became of it everywhere.
+    const CompletionDetail& detail = batch.details[static_cast<size_t>(c.detail)];
+    for (const wire::DestinationOutcome& o : detail.outcomes) {
+      if (o.kind == wire::OutcomeKind::kFiltered) continue;
+      napi_set_named_property(env, fields, "destination", NewString(env, o.destination));
+      const std::string reason = o.reason.empty() ? wire::OutcomeName(o.kind) : o.reason;
+      napi_set_named_property(env, fields, "reason", NewString(env, reason));
+      break;
+    }
+    napi_set_named_property(env, fields, "outcomes",
+                            OutcomesObject(env, Destinations(env, p, &detail), &detail));
+  }
   // Name the destination an unknown-destination rejection is about.
   wire::Reader r(reinterpret_cast<const uint8_t*>(p.meta.data()), p.meta.size());
   wire::Value d = r.Next();
@@ -887,11 +345,12 @@ void Client::DrainCompletions(napi_env env) {
     --pending_count_;
     if (p.deferred == nullptr) continue;  // ack 'none': resolved when queued
     if (c.outcome == Outcome::kAccepted || c.outcome == Outcome::kDelivered) {
-      const std::vector<std::string>* routed =
-          c.detail >= 0 ? &batch_.details[static_cast<size_t>(c.detail)].routed : nullptr;
+      const CompletionDetail* detail =
+          c.detail >= 0 ? &batch_.details[static_cast<size_t>(c.detail)] : nullptr;
       const AckLevel reached =
           c.outcome == Outcome::kDelivered ? AckLevel::kDelivered : AckLevel::kAccepted;
-      napi_resolve_deferred(env, p.deferred, MakeReceipt(env, c.seq, p, reached, routed));
+      napi_resolve_deferred(env, p.deferred,
+                            MakeReceipt(env, c.seq, p, reached, detail, c.outcomes));
     } else {
       napi_reject_deferred(env, p.deferred, MakeSettleError(env, c.seq, p, c, batch_));
     }

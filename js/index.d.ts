@@ -25,6 +25,10 @@ export declare class ForkError extends Error {
   readonly option?: string;
   /** Destination errors: the offending destination name. */
   readonly destination?: unknown;
+  /** `ack: 'delivered'` calls a destination did not store: why (the dead letter's reason, or the shed). */
+  readonly reason?: string;
+  /** `ack: 'delivered'` calls a destination did not store: what became of the event at each destination. */
+  readonly outcomes?: Record<string, Outcome>;
   /** The event id, once the event was queued. */
   readonly id?: string;
 }
@@ -87,6 +91,12 @@ export interface RouteOptions {
   transform?: string | readonly string[];
 }
 
+/**
+ * What became of an event at one destination: in its store, dropped by a
+ * filter, in its dead letters, or skipped past its backlog quota.
+ */
+export type Outcome = 'delivered' | 'filtered' | 'dead_letter' | 'shed';
+
 export interface Receipt {
   /** The idempotencyKey if given, else `<32 hex digits of client id>-<sequence>`. */
   id: string;
@@ -94,6 +104,12 @@ export interface Receipt {
   ack: AckLevel;
   /** The destinations named by the caller, or those the config's routes chose. */
   destinations: string[];
+  /**
+   * With `ack: 'delivered'`: per destination, what became of the event
+   * ('delivered' or 'filtered'; a call some destination did not store rejects
+   * with FORK_REJECTED, whose `outcomes` says the same).
+   */
+  outcomes?: Record<string, Outcome>;
 }
 
 export interface ClientOptions {

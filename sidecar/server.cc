@@ -110,14 +110,17 @@ Status Server::Start() {
     pipelines_.push_back(std::move(p));
   }
 
-  ingest_ = std::make_unique<ingest::Ingest>(config_, log_.get(), [this](std::string_view name) {
-    std::lock_guard<std::mutex> lock(pipelines_mu_);
-    for (const auto& p : pipelines_) {
-      if (p->name() == name) return p->delivered_next_lsn();
-    }
-    // Restarting during a reload: not yet. Removed by one: nothing to wait for.
-    return config_->Find(name) ? 0 : std::numeric_limits<uint64_t>::max();
-  });
+  ingest_ = std::make_unique<ingest::Ingest>(
+      config_, log_.get(),
+      [this](std::string_view name) {
+        std::lock_guard<std::mutex> lock(pipelines_mu_);
+        for (const auto& p : pipelines_) {
+          if (p->name() == name) return p->delivered_next_lsn();
+        }
+        // Restarting during a reload: not yet. Removed by one: nothing to wait for.
+        return config_->Find(name) ? 0 : std::numeric_limits<uint64_t>::max();
+      },
+      &outcomes_);
   s = ingest_->Recover();
   if (!s.ok()) return s;
   s = ingest_->Bind();
@@ -145,7 +148,7 @@ Status Server::StartPipeline(const DestinationConfig& d, const Config& c,
   sinks::SinkContext ctx{&c, &d};
   auto p = std::make_shared<pipeline::Pipeline>(d, c, type->create(ctx), log_.get(),
                                                 cursors_.get(), dead_letters_.get(),
-                                                &priority_gate_);
+                                                &priority_gate_, outcomes_.For(d.name));
   Status s = p->Start();
   if (!s.ok()) return Status::IoError("destination " + d.name + ": " + s.message());
   *out = std::move(p);

@@ -16,6 +16,7 @@
 #include "log/cursors.h"
 #include "log/log.h"
 #include "pipeline/dead_letters.h"
+#include "pipeline/outcomes.h"
 #include "pipeline/pipeline.h"
 
 namespace forkd {
@@ -121,6 +122,7 @@ class Server {
   std::unique_ptr<log::CursorStore> cursors_;
   std::unique_ptr<pipeline::DeadLetters> dead_letters_;
   pipeline::PriorityGate priority_gate_;
+  pipeline::Outcomes outcomes_;  // outlives the pipelines and ingest
   // Guards the destinations' state below; held only briefly, by any thread.
   mutable std::mutex pipelines_mu_;
   std::vector<std::shared_ptr<pipeline::Pipeline>> pipelines_;  // guarded; config order

@@ -18,6 +18,10 @@ namespace {
 
 constexpr int kMaxMessagesPerRound = 4096;
 constexpr size_t kCommitBytes = 4u << 20;  // commit without waiting past this
+// A delivered frame's trailer is sent once it lists this many events or
+// bytes: well inside the decoder's limits and a client's largest message.
+constexpr size_t kOutcomesPerFrame = 1024;
+constexpr size_t kOutcomesBytesPerFrame = 1u << 20;
 
 std::string Hex(const uint8_t* p, size_t n) {
   static const char kHex[] = "0123456789abcdef";
@@ -97,12 +101,38 @@ void SeqSet::Remove(uint64_t first, uint64_t last) {
 }
 
 Ingest::Ingest(std::shared_ptr<const Config> config, log::Log* log,
-               std::function<uint64_t(std::string_view)> delivered_next_lsn)
-    : config_(std::move(config)), log_(log), delivered_next_lsn_(std::move(delivered_next_lsn)) {
+               std::function<uint64_t(std::string_view)> delivered_next_lsn,
+               pipeline::Outcomes* outcomes)
+    : config_(std::move(config)),
+      log_(log),
+      delivered_next_lsn_(std::move(delivered_next_lsn)),
+      outcomes_(outcomes) {
   limits_ = config_->limits;
   std::vector<std::string> names;
   for (const auto& d : config_->destinations) names.push_back(d.name);
   router_ = std::make_unique<pipeline::Router>(config_->routes, names, config_->unmatched);
+  IndexWatches();
+}
+
+void Ingest::IndexWatches() {
+  watches_.clear();
+  if (outcomes_ == nullptr) return;
+  for (size_t i = 0; i < config_->destinations.size() && i < 64; ++i) {
+    watches_.push_back(outcomes_->For(config_->destinations[i].name));
+  }
+}
+
+void Ingest::WatchOutcomes(uint64_t mask, uint64_t lsn, bool unwatch) {
+  if (watches_.empty()) return;
+  for (uint64_t m = mask; m != 0; m &= m - 1) {
+    const auto i = static_cast<size_t>(__builtin_ctzll(m));
+    if (i >= watches_.size()) continue;
+    if (unwatch) {
+      watches_[i]->Unwatch(lsn);
+    } else {
+      watches_[i]->Watch(lsn);
+    }
+  }
 }
 
 void Ingest::SetConfig(std::shared_ptr<const Config> config) {
@@ -230,6 +260,17 @@ void Ingest::ApplyConfig() {
     }
     return out;
   };
+  // The watches of a destination that is gone will not be taken: forget them.
+  auto unwatch_removed = [&](uint64_t mask, uint64_t lsn) {
+    for (size_t i = 0; i < remap.size() && i < watches_.size(); ++i) {
+      if ((mask & (1ull << i)) && remap[i] < 0) watches_[i]->Unwatch(lsn);
+    }
+  };
+  for (const auto& [mask, q] : waiters_) {
+    for (const Waiter& w : q) unwatch_removed(mask, w.lsn);
+  }
+  for (const auto& a : pending_acks_) unwatch_removed(a.dest_mask, a.lsn);
+  for (const auto& a : in_flight_acks_) unwatch_removed(a.dest_mask, a.lsn);
   std::map<uint64_t, std::deque<Waiter>> waiters;
   for (auto& [mask, q] : waiters_) {
     auto& dst = waiters[map_mask(mask)];
@@ -255,6 +296,7 @@ void Ingest::ApplyConfig() {
     config_ = std::move(next);
     router_ = std::move(router);
   }
+  IndexWatches();
   spdlog::info("ingest: now routing to {} destinations with {} routes",
                config_->destinations.size(), config_->routes.size());
 }
@@ -460,7 +502,20 @@ void Ingest::SendRanges(uint32_t client, std::vector<wire::SeqRange>* ranges, bo
   if (ranges->empty()) return;
   out_.clear();
   if (delivered) {
-    wire::EncodeDelivered(*ranges, &out_);
+    wire::Delivered d;
+    d.ranges.swap(*ranges);
+    d.outcomes.swap(clients_[client].outcomes_out);
+    std::sort(d.outcomes.begin(), d.outcomes.end(),
+              [](const wire::EventOutcomes& a, const wire::EventOutcomes& b) {
+                return a.seq < b.seq;  // the trailer's order
+              });
+    wire::EncodeDelivered(d, &out_);
+    // The vectors go back, emptied, to be reused.
+    d.ranges.clear();
+    d.outcomes.clear();
+    ranges->swap(d.ranges);
+    clients_[client].outcomes_out.swap(d.outcomes);
+    clients_[client].outcomes_bytes = 0;
   } else {
     Client& c = clients_[client];
     std::vector<wire::Routed> routed;
@@ -493,7 +548,9 @@ void Ingest::HandleHello(uint32_t client, const uint8_t* data, size_t size) {
   }
   spdlog::info("client {} connected ({})", Hex(hello.client_id, wire::kClientIdSize),
                hello.agent.empty() ? "unknown agent" : hello.agent);
+  clients_[client].outcomes = hello.outcomes && outcomes_ != nullptr;
   wire::Welcome w;
+  w.outcomes = outcomes_ != nullptr;
   w.server = "forkd/" FORKD_VERSION;
   w.max_frame = static_cast<uint32_t>(config_->max_frame);
   w.max_event = static_cast<uint32_t>(config_->max_event);
@@ -682,6 +739,7 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
           if (want_delivered) {
             waiters_[m].push_back(Waiter{lsn, ci, e.seq, part});
             ++waiter_count_;
+            WatchOutcomes(m, lsn);  // its outcomes, those recorded from now on
           }
         }
         if (fresh == 0) {
@@ -717,6 +775,8 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
       }
     }
     if (pending_acks_.empty()) pending_since_us_ = MonoMicros();
+    // Watched now, before the event is durable and any pipeline can read it.
+    if (want_delivered && fresh != 0) WatchOutcomes(fresh, lsn);
     pending_acks_.push_back(PendingAck{ci, e.seq, lsn, want_delivered ? fresh : 0, part});
     c.taken.Add(e.seq);
     stats_.events.fetch_add(1, std::memory_order_relaxed);
@@ -792,7 +852,8 @@ void Ingest::HandleCompletion() {
                     in_flight_acks_.size() + pending_acks_.size());
       auto fail = [&](std::vector<PendingAck>& acks) {
         for (const PendingAck& a : acks) {
-          if (a.part != 0) parts_left_.erase(a.part);
+          if (a.part != 0) ForgetPart(a.part);
+          WatchOutcomes(a.dest_mask, a.lsn, /*unwatch=*/true);  // the lsn will be reused
           clients_[a.client].taken.Remove(a.seq, a.seq);
           Nack(a.client, a.seq, a.seq, wire::kCodeRejected, done.status.message());
         }
@@ -824,7 +885,7 @@ void Ingest::HandleCompletion() {
       std::vector<PendingAck> still;
       for (const PendingAck& a : deferred_acks_) {
         if (a.lsn >= done.first_lsn) {
-          if (a.part != 0) parts_left_.erase(a.part);
+          if (a.part != 0) ForgetPart(a.part);
           clients_[a.client].taken.Remove(a.seq, a.seq);
           Nack(a.client, a.seq, a.seq, wire::kCodeRejected, done.status.message());
         } else {
@@ -865,23 +926,73 @@ void Ingest::CheckDelivered() {
       }
     }
     while (!queue.empty() && queue.front().lsn < min_lsn) {
-      const Waiter& w = queue.front();
-      if (w.part == 0 || PartDue(w.part)) {
-        Client& c = clients_[w.client];
-        if (c.delivered_out.empty()) touched.push_back(w.client);
-        AppendRange(&c.delivered_out, w.seq);
-        stats_.delivered.fetch_add(1, std::memory_order_relaxed);
-      }
+      const Waiter w = queue.front();
       queue.pop_front();
       --waiter_count_;
+      // What each destination recorded for it; nothing means delivered.
+      noted_outcomes_.clear();
+      for (uint64_t m = watches_.empty() ? 0 : mask; m != 0; m &= m - 1) {
+        const auto i = static_cast<size_t>(__builtin_ctzll(m));
+        if (i >= watches_.size()) continue;
+        pipeline::OutcomeWatch::Outcome o = watches_[i]->Take(w.lsn);
+        if (o.kind == wire::OutcomeKind::kDelivered) continue;
+        noted_outcomes_.push_back(
+            wire::DestinationOutcome{config_->destinations[i].name, o.kind, std::move(o.reason)});
+      }
+      if (w.part != 0) {
+        // One of the events a repeated key's call waits for: its outcomes
+        // join the others', and the call settles with the last of them.
+        auto& held = part_outcomes_[w.part];
+        for (auto& o : noted_outcomes_) held.push_back(std::move(o));
+        noted_outcomes_.clear();
+        if (!PartDue(w.part)) continue;
+        noted_outcomes_.swap(held);
+        part_outcomes_.erase(w.part);
+      }
+      Client& c = clients_[w.client];
+      if (!noted_outcomes_.empty() && !c.outcomes) {
+        // A client that reads no outcomes: a filter is no error to it, as
+        // before; a record not stored is, with the same words.
+        std::string message;
+        for (const auto& o : noted_outcomes_) {
+          if (o.kind == wire::OutcomeKind::kFiltered) continue;
+          message += (message.empty() ? "" : "; ") + wire::DescribeOutcome(o);
+        }
+        noted_outcomes_.clear();
+        if (!message.empty()) {
+          Nack(w.client, w.seq, w.seq, wire::kCodeRejected, message);
+          continue;
+        }
+      }
+      stats_.delivered.fetch_add(1, std::memory_order_relaxed);
+      if (c.delivered_out.empty()) touched.push_back(w.client);
+      AppendRange(&c.delivered_out, w.seq);
+      if (!noted_outcomes_.empty()) {
+        for (const auto& o : noted_outcomes_) {
+          c.outcomes_bytes += 16 + o.destination.size() + o.reason.size();
+        }
+        c.outcomes_out.push_back(wire::EventOutcomes{w.seq, noted_outcomes_});
+        if (c.outcomes_out.size() >= kOutcomesPerFrame ||
+            c.outcomes_bytes >= kOutcomesBytesPerFrame) {
+          SendRanges(w.client, &c.delivered_out, true);
+        }
+      }
     }
   }
   for (uint32_t ci : touched) SendRanges(ci, &clients_[ci].delivered_out, true);
 }
 
+void Ingest::ForgetPart(uint64_t part) {
+  parts_left_.erase(part);
+  part_outcomes_.erase(part);
+}
+
 bool Ingest::PartDue(uint64_t part) {
   auto it = parts_left_.find(part);
-  if (it == parts_left_.end()) return false;  // its event was nacked
+  if (it == parts_left_.end()) {  // its event was nacked
+    part_outcomes_.erase(part);
+    return false;
+  }
   if (--it->second > 0) return false;
   parts_left_.erase(it);
   return true;

@@ -2,7 +2,8 @@
 // against the limits, appends it to the log, drives group commit, and acks
 // each client by sequence ranges once its events are durable; for events that
 // asked for ack level 'delivered' it also reports when every target
-// destination has committed them.
+// destination is done with them, and — to clients that asked for outcomes —
+// which destinations filtered, dead-lettered or shed them.
 //
 // Threads: Run() is the ingest thread and owns the socket; Stop() may be
 // called from any thread.
@@ -24,6 +25,7 @@
 #include "core/status.h"
 #include "ingest/key_journal.h"
 #include "log/log.h"
+#include "pipeline/outcomes.h"
 #include "pipeline/router.h"
 #include "transforms/record.h"
 #include "wire/codec.h"
@@ -59,8 +61,11 @@ class Ingest {
  public:
   // `delivered_next_lsn(name)`: every entry below the returned lsn routed to
   // that destination has been delivered (UINT64_MAX: it no longer exists).
+  // `outcomes` (may be null, outlives this object): where the pipelines
+  // record what they did not store of the events watched here.
   Ingest(std::shared_ptr<const Config> config, log::Log* log,
-         std::function<uint64_t(std::string_view)> delivered_next_lsn);
+         std::function<uint64_t(std::string_view)> delivered_next_lsn,
+         pipeline::Outcomes* outcomes = nullptr);
   ~Ingest();
   Ingest(const Ingest&) = delete;
   Ingest& operator=(const Ingest&) = delete;
@@ -114,6 +119,9 @@ class Ingest {
     SeqSet durable;  // committed
     std::vector<wire::SeqRange> ack_out;  // being collected for one ack frame
     std::vector<wire::SeqRange> delivered_out;
+    std::vector<wire::EventOutcomes> outcomes_out;  // the trailer of delivered_out's frame
+    size_t outcomes_bytes = 0;                      // about what outcomes_out encodes to
+    bool outcomes = false;  // reads outcomes trailers (its hello said so)
     std::map<uint64_t, uint64_t> routed;  // seq -> destination mask, for the ack's trailer
   };
   struct PendingAck {
@@ -138,6 +146,11 @@ class Ingest {
   };
 
   void ApplyConfig();
+  // watches_ for config_'s destinations.
+  void IndexWatches();
+  // Watches (or, with `unwatch`, stops watching) `lsn` at the destinations
+  // of `mask`.
+  void WatchOutcomes(uint64_t mask, uint64_t lsn, bool unwatch = false);
   void ApplyBlocked();
   // Decides the event's destinations (the caller's, plus routes). Returns a
   // nack code or nullptr; fills *mask and, when routes changed the list,
@@ -156,6 +169,8 @@ class Ingest {
   void Nack(uint32_t client, uint64_t first, uint64_t last, const char* code,
             const std::string& message);
   void Send(const std::string& identity, const wire::Buffer& frame);
+  // Sends `ranges` as an ack, or as a delivered frame with the client's
+  // outcomes_out as its trailer, and clears them.
   void SendRanges(uint32_t client, std::vector<wire::SeqRange>* ranges, bool delivered);
   uint32_t ClientFor(const uint8_t* id, size_t size);
   // Remembers that the event with this key at `lsn` was stored for `dest`
@@ -174,6 +189,9 @@ class Ingest {
   std::shared_ptr<const Config> config_;
   log::Log* log_;
   std::function<uint64_t(std::string_view)> delivered_next_lsn_;
+  pipeline::Outcomes* outcomes_;
+  std::vector<pipeline::OutcomeWatch*> watches_;  // by config_ index; empty without outcomes_
+  std::vector<wire::DestinationOutcome> noted_outcomes_;   // reused by CheckDelivered
   std::unique_ptr<pipeline::Router> router_;
   mutable std::mutex config_mu_;
   std::shared_ptr<const Config> next_config_;  // guarded by config_mu_
@@ -221,6 +239,10 @@ class Ingest {
   std::vector<std::pair<uint64_t, uint64_t>> earlier_;  // (lsn, destination mask), reused
   // Counts one part of `part` as due; true when it was the last.
   bool PartDue(uint64_t part);
+  // A part whose event failed: its count and the outcomes held for it go.
+  void ForgetPart(uint64_t part);
+  // Outcomes of the parts already due, until the last part settles the call.
+  std::unordered_map<uint64_t, std::vector<wire::DestinationOutcome>> part_outcomes_;
 
   // Acks owed for repeats of events not yet durable: sent once lsn is.
   std::vector<PendingAck> deferred_acks_;

@@ -19,6 +19,7 @@
 #include "log/log.h"
 #include "pipeline/dead_letters.h"
 #include "pipeline/flow.h"
+#include "pipeline/outcomes.h"
 #include "pipeline/router.h"
 #include "pipeline/shaper.h"
 #include "sinks/sink.h"
@@ -57,9 +58,12 @@ class Pipeline : private log::Reporter {
   // `templates`: the config's named transform templates, for the ones an
   // event's route or call names.
   // `gate` (shared by every pipeline, may be null) carries priority.
+  // `outcomes` (may be null; outlives the pipeline): this destination's
+  // watches, where it records what it did not store of the events clients
+  // wait on.
   Pipeline(const DestinationConfig& dest, const Config& config, std::unique_ptr<sinks::Sink> sink,
            log::Log* log, log::CursorStore* cursors, DeadLetters* dead_letters,
-           PriorityGate* gate = nullptr);
+           PriorityGate* gate = nullptr, OutcomeWatch* outcomes = nullptr);
   ~Pipeline() override;
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -76,7 +80,11 @@ class Pipeline : private log::Reporter {
 
   const std::string& name() const { return name_; }
   const std::string& type() const { return dest_.type; }
-  // Every entry below this lsn that was routed here has been delivered.
+  // Every entry below this lsn that was routed here is done with: in the
+  // store (flushed, and the cursor committed or, for an idempotent sink,
+  // its commit deferred), or filtered, dead-lettered or shed — and then
+  // recorded in the OutcomeWatch when watched. An event folded into the
+  // aggregate is done once its row is.
   uint64_t delivered_next_lsn() const { return delivered_next_lsn_.load(std::memory_order_acquire); }
   // The lsn committed in the cursor (segments below it can go).
   uint64_t committed_next_lsn() const { return committed_next_lsn_.load(std::memory_order_acquire); }
@@ -150,6 +158,12 @@ class Pipeline : private log::Reporter {
   std::string CursorState(const std::string* aggregate_state) const;
   void DeadLetterNow(const Letter& l);
   bool WritePendingDeadLetters();
+  // Notes that lsns [first, last] of ours were not stored, when anyone
+  // watches (cheap otherwise).
+  void Note(uint64_t first, uint64_t last, wire::OutcomeKind kind, const std::string& reason);
+  // Records the notes below `next_lsn` in the watch, then moves
+  // delivered_next_lsn to `next_lsn`.
+  void Advance(uint64_t next_lsn);
   // Every record of ours in [from, end_lsn) that reaches the sink goes to
   // dead letters with `d`'s reason and attempts.
   void DeadLetterRange(const log::Position& from, uint64_t end_lsn, const Delivery& d);
@@ -174,6 +188,8 @@ class Pipeline : private log::Reporter {
   DeadLetters* dead_letters_;
   std::unique_ptr<log::TailReader> reader_;
   PriorityGate* gate_;
+  OutcomeWatch* outcomes_;
+  std::vector<NotedOutcome> noted_;  // not yet recorded: above delivered_next_lsn
   Breaker breaker_;
   TokenBucket bucket_;
   std::atomic<uint64_t> committed_segment_{0};  // with committed_next_lsn_: the position

@@ -1,5 +1,6 @@
 #include "wire/codec.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace forkd::wire {
@@ -126,13 +127,17 @@ bool PeekHeader(const uint8_t* data, size_t size, FrameType* type, std::string* 
 void EncodeHello(const Hello& h, Buffer* out) {
   PutHeader(out, FrameType::kHello);
   Writer w(out);
-  w.MapHeader(3);
+  w.MapHeader(h.outcomes ? 4 : 3);
   w.Str("client");
   w.Bin(h.client_id, kClientIdSize);
   w.Str("protocol");
   w.Uint(h.protocol);
   w.Str("agent");
   w.Str(h.agent);
+  if (h.outcomes) {
+    w.Str("outcomes");
+    w.Bool(true);
+  }
 }
 
 bool DecodeHello(const uint8_t* data, size_t size, Hello* out, std::string* error) {
@@ -143,6 +148,7 @@ bool DecodeHello(const uint8_t* data, size_t size, Hello* out, std::string* erro
   Reader r(data, size);
   uint32_t n;
   if (!ExpectMap(r, "hello", &n, error)) return false;
+  out->outcomes = false;  // absent: a client that reads no outcomes
   bool have_id = false;
   for (uint32_t i = 0; i < n; ++i) {
     Value k = r.Next();
@@ -164,6 +170,13 @@ bool DecodeHello(const uint8_t* data, size_t size, Hello* out, std::string* erro
     } else if (k.kind == Kind::kStr && k.str() == "agent") {
       Value v = r.Next();
       if (v.kind == Kind::kStr) out->agent.assign(v.str());
+    } else if (k.kind == Kind::kStr && k.str() == "outcomes") {
+      Value v = r.Next();
+      if (v.kind != Kind::kBool) {
+        *error = "hello: outcomes must be a boolean";
+        return false;
+      }
+      out->outcomes = v.b;
     } else {
       r.Skip();  // unknown keys are for newer peers
     }
@@ -178,7 +191,7 @@ bool DecodeHello(const uint8_t* data, size_t size, Hello* out, std::string* erro
 void EncodeWelcome(const Welcome& wl, Buffer* out) {
   PutHeader(out, FrameType::kWelcome);
   Writer w(out);
-  w.MapHeader(5);
+  w.MapHeader(wl.outcomes ? 6 : 5);
   w.Str("protocol");
   w.Uint(wl.protocol);
   w.Str("server");
@@ -190,6 +203,10 @@ void EncodeWelcome(const Welcome& wl, Buffer* out) {
   w.Str("destinations");
   w.ArrayHeader(static_cast<uint32_t>(wl.destinations.size()));
   for (const auto& d : wl.destinations) w.Str(d);
+  if (wl.outcomes) {
+    w.Str("outcomes");
+    w.Bool(true);
+  }
 }
 
 bool DecodeWelcome(const uint8_t* data, size_t size, Welcome* out, std::string* error) {
@@ -200,6 +217,7 @@ bool DecodeWelcome(const uint8_t* data, size_t size, Welcome* out, std::string* 
   Reader r(data, size);
   uint32_t n;
   if (!ExpectMap(r, "welcome", &n, error)) return false;
+  out->outcomes = false;  // absent: a forkd that sends none
   for (uint32_t i = 0; i < n; ++i) {
     Value k = r.Next();
     std::string_view key = k.kind == Kind::kStr ? k.str() : std::string_view();
@@ -227,6 +245,13 @@ bool DecodeWelcome(const uint8_t* data, size_t size, Welcome* out, std::string* 
     if (key == "server" && v.kind == Kind::kStr) out->server.assign(v.str());
     if (key == "max_frame" && v.kind == Kind::kUint) out->max_frame = static_cast<uint32_t>(v.u);
     if (key == "max_event" && v.kind == Kind::kUint) out->max_event = static_cast<uint32_t>(v.u);
+    if (key == "outcomes") {
+      if (v.kind != Kind::kBool) {
+        *error = "welcome: outcomes must be a boolean";
+        return false;
+      }
+      out->outcomes = v.b;
+    }
   }
   return true;
 }
@@ -326,22 +351,146 @@ bool DecodeNack(const uint8_t* data, size_t size, Nack* out, std::string* error)
   return true;
 }
 
-void EncodeDelivered(const std::vector<SeqRange>& ranges, Buffer* out) {
-  PutHeader(out, FrameType::kDelivered);
-  EncodeRanges(ranges, out);
+const char* OutcomeName(OutcomeKind k) {
+  switch (k) {
+    case OutcomeKind::kDelivered: return "delivered";
+    case OutcomeKind::kFiltered: return "filtered";
+    case OutcomeKind::kDeadLetter: return "dead_letter";
+    case OutcomeKind::kShed: return "shed";
+  }
+  return "delivered";
 }
 
-bool DecodeDelivered(const uint8_t* data, size_t size, std::vector<SeqRange>* out,
-                     std::string* error) {
-  if (!CheckHeader(data, size, FrameType::kDelivered, "delivered", error)) return false;
-  const size_t used = DecodeRanges(data + kHeaderSize, size - kHeaderSize, out, error, "delivered");
-  if (used == 0) return false;
-  if (used != size - kHeaderSize) {
-    *error = "delivered: " + std::to_string(size - kHeaderSize - used) +
-             " trailing bytes after the ranges";
+std::string DescribeOutcome(const DestinationOutcome& o) {
+  std::string s = "destination '" + o.destination + "' did not store the event (" +
+                  OutcomeName(o.kind) + ")";
+  if (!o.reason.empty()) s += ": " + o.reason;
+  return s;
+}
+
+void EncodeDelivered(const Delivered& d, Buffer* out) {
+  PutHeader(out, FrameType::kDelivered);
+  EncodeRanges(d.ranges, out);
+  if (d.outcomes.empty()) return;
+  Writer w(out);
+  w.ArrayHeader(static_cast<uint32_t>(d.outcomes.size()));
+  for (const EventOutcomes& e : d.outcomes) {
+    w.ArrayHeader(2);
+    w.Uint(e.seq);
+    w.ArrayHeader(static_cast<uint32_t>(e.outcomes.size()));
+    for (const DestinationOutcome& o : e.outcomes) {
+      w.ArrayHeader(3);
+      w.Str(o.destination);
+      w.Str(OutcomeName(o.kind));
+      w.Str(o.reason);
+    }
+  }
+}
+
+namespace {
+
+// The trailer names only what was not plainly delivered: "delivered" there is
+// an error, as is any word this side does not know.
+bool ParseOutcome(std::string_view s, OutcomeKind* out) {
+  for (OutcomeKind k : {OutcomeKind::kFiltered, OutcomeKind::kDeadLetter, OutcomeKind::kShed}) {
+    if (s == OutcomeName(k)) {
+      *out = k;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool DecodeOutcomes(const uint8_t* data, size_t size, const std::vector<SeqRange>& ranges,
+                    std::vector<EventOutcomes>* out, std::string* error) {
+  if (!CheckBody(data, size, "delivered outcomes trailer", error)) return false;
+  Reader r(data, size);
+  const Value list = r.Next();
+  if (list.kind != Kind::kArray) {
+    *error = "delivered: outcomes trailer must be an array";
     return false;
   }
+  // Each seq must be one the ranges settle: sorted copies make that a binary
+  // search, whatever order the ranges came in.
+  std::vector<SeqRange> sorted(ranges);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const SeqRange& a, const SeqRange& b) { return a.first < b.first; });
+  auto settled = [&](uint64_t seq) {
+    auto it = std::upper_bound(sorted.begin(), sorted.end(), seq,
+                               [](uint64_t s, const SeqRange& x) { return s < x.first; });
+    return it != sorted.begin() && std::prev(it)->last >= seq;
+  };
+  out->reserve(list.len);
+  for (uint32_t i = 0; i < list.len; ++i) {
+    const std::string at = "delivered: outcomes[" + std::to_string(i) + "]";
+    const Value pair = r.Next();
+    const Value seq = pair.kind == Kind::kArray && pair.len == 2 ? r.Next() : Value{};
+    const Value dests = seq.kind == Kind::kUint ? r.Next() : Value{};
+    if (dests.kind != Kind::kArray) {
+      *error = at + " must be [seq, [[destination, outcome, reason]...]]";
+      return false;
+    }
+    if (!out->empty() && seq.u <= out->back().seq) {
+      *error = at + ": seq " + std::to_string(seq.u) + " does not follow seq " +
+               std::to_string(out->back().seq) + " (they must increase)";
+      return false;
+    }
+    if (!settled(seq.u)) {
+      *error = at + ": seq " + std::to_string(seq.u) + " is in none of the frame's ranges";
+      return false;
+    }
+    if (dests.len == 0 || dests.len > kMaxOutcomesPerEvent) {
+      *error = at + ": names " + std::to_string(dests.len) + " destinations (1 to " +
+               std::to_string(kMaxOutcomesPerEvent) + ")";
+      return false;
+    }
+    EventOutcomes& e = out->emplace_back();
+    e.seq = seq.u;
+    for (uint32_t j = 0; j < dests.len; ++j) {
+      const std::string where = at + "[" + std::to_string(j) + "]";
+      const Value t = r.Next();
+      const Value name = t.kind == Kind::kArray && t.len == 3 ? r.Next() : Value{};
+      const Value word = name.kind == Kind::kStr ? r.Next() : Value{};
+      const Value reason = word.kind == Kind::kStr ? r.Next() : Value{};
+      if (reason.kind != Kind::kStr) {
+        *error = where + " must be [destination, outcome, reason], all strings";
+        return false;
+      }
+      DestinationOutcome o;
+      if (name.len == 0) {
+        *error = where + ": empty destination name";
+        return false;
+      }
+      if (!ParseOutcome(word.str(), &o.kind)) {
+        *error = where + ": unknown outcome '" + std::string(word.str()) +
+                 "' (filtered, dead_letter or shed)";
+        return false;
+      }
+      o.destination.assign(name.str());
+      for (const DestinationOutcome& seen : e.outcomes) {
+        if (seen.destination == o.destination) {
+          *error = where + ": destination '" + o.destination + "' named twice";
+          return false;
+        }
+      }
+      o.reason.assign(reason.str());
+      e.outcomes.push_back(std::move(o));
+    }
+  }
   return true;
+}
+
+}  // namespace
+
+bool DecodeDelivered(const uint8_t* data, size_t size, Delivered* out, std::string* error) {
+  if (!CheckHeader(data, size, FrameType::kDelivered, "delivered", error)) return false;
+  data += kHeaderSize;
+  size -= kHeaderSize;
+  const size_t used = DecodeRanges(data, size, &out->ranges, error, "delivered");
+  if (used == 0) return false;
+  out->outcomes.clear();
+  if (used == size) return true;
+  return DecodeOutcomes(data + used, size - used, out->ranges, &out->outcomes, error);
 }
 
 void WriteRouteHeader(uint8_t* frame, uint64_t first_seq, uint32_t count) {

@@ -17,6 +17,7 @@ struct Hello {
   uint8_t client_id[kClientIdSize] = {};
   uint32_t protocol = kProtocolVersion;
   std::string agent;
+  bool outcomes = false;  // the client reads a kDelivered frame's outcomes trailer
 };
 
 struct Welcome {
@@ -25,6 +26,7 @@ struct Welcome {
   uint32_t max_frame = kDefaultMaxFrame;
   uint32_t max_event = kDefaultMaxEvent;
   std::vector<std::string> destinations;  // configured destination names
+  bool outcomes = false;  // forkd sends outcomes trailers to clients that asked in kHello
 };
 
 // An inclusive range of sequence numbers.
@@ -43,6 +45,42 @@ struct Ack {
   std::vector<SeqRange> ranges;
   std::vector<Routed> routed;  // optional trailer
 };
+
+// What became of an event at one destination, for a client waiting on
+// 'delivered'. The names are those of receipt.outcomes in JS.
+enum class OutcomeKind : uint8_t {
+  kDelivered,   // committed to the destination's store
+  kFiltered,    // dropped by a filter or validate step: not an error
+  kDeadLetter,  // refused by a transform or the store, or given up after retries
+  kShed,        // skipped past the destination's backlog quota
+};
+// "delivered", "filtered", "dead_letter", "shed".
+const char* OutcomeName(OutcomeKind k);
+
+struct DestinationOutcome {
+  std::string destination;
+  OutcomeKind kind = OutcomeKind::kDelivered;
+  std::string reason;  // why, for dead_letter and shed; may be empty
+};
+
+// The destinations that did not plainly store event `seq`; the event's other
+// destinations delivered it.
+struct EventOutcomes {
+  uint64_t seq = 0;
+  std::vector<DestinationOutcome> outcomes;
+};
+
+struct Delivered {
+  std::vector<SeqRange> ranges;
+  // Optional trailer, sent only to clients that set Hello::outcomes: in
+  // increasing seq order, each seq inside `ranges`.
+  std::vector<EventOutcomes> outcomes;
+};
+
+// One line that says why an event was not stored at a destination, the same
+// on both sides: "destination 'analytics' did not store the event
+// (dead_letter): validate: amount: not a number".
+std::string DescribeOutcome(const DestinationOutcome& o);
 
 struct Nack {
   SeqRange range;
@@ -67,7 +105,7 @@ void EncodeHello(const Hello& h, Buffer* out);
 void EncodeWelcome(const Welcome& w, Buffer* out);
 void EncodeAck(const Ack& a, Buffer* out);
 void EncodeNack(const Nack& n, Buffer* out);
-void EncodeDelivered(const std::vector<SeqRange>& ranges, Buffer* out);
+void EncodeDelivered(const Delivered& d, Buffer* out);
 
 // Decoders return false and fill *error ("hello: client id must be 16 bytes").
 [[nodiscard]] bool DecodeHello(const uint8_t* data, size_t size, Hello* out, std::string* error);
@@ -75,7 +113,7 @@ void EncodeDelivered(const std::vector<SeqRange>& ranges, Buffer* out);
                                  std::string* error);
 [[nodiscard]] bool DecodeAck(const uint8_t* data, size_t size, Ack* out, std::string* error);
 [[nodiscard]] bool DecodeNack(const uint8_t* data, size_t size, Nack* out, std::string* error);
-[[nodiscard]] bool DecodeDelivered(const uint8_t* data, size_t size, std::vector<SeqRange>* out,
+[[nodiscard]] bool DecodeDelivered(const uint8_t* data, size_t size, Delivered* out,
                                    std::string* error);
 
 // Writes a kRoute frame header for `count` events starting at `first_seq`

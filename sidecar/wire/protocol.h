@@ -22,7 +22,8 @@ enum class FrameType : uint8_t {
   kRoute = 3,      // client -> forkd: a batch of events, see RouteHeader
   kAck = 4,        // forkd -> client: u32 n, n x (u64 first, u64 last): durable in the log
   kNack = 5,       // forkd -> client: u64 first, u64 last, msgpack [code, message]
-  kDelivered = 6,  // forkd -> client: like kAck: committed by every target destination
+  kDelivered = 6,  // forkd -> client: like kAck: every target destination is done with the
+                   // events; a trailer names those some destination did not store
 };
 
 // kRoute body: u64 first_seq, u32 count, then count entries of
@@ -40,6 +41,10 @@ inline constexpr uint8_t kFlagWantDelivered = 1u << 0;  // client waits for kDel
 //   options       nil or a map of per-call options {timestamp, aggregate, transform}
 //   payload       a map: the caller's object
 inline constexpr uint32_t kEventArity = 4;
+
+// At most this many destinations are named for one event in a kDelivered
+// trailer (forkd routes an event to at most 64).
+inline constexpr uint32_t kMaxOutcomesPerEvent = 64;
 
 // Default limits; forkd announces its own in kWelcome.
 inline constexpr uint32_t kDefaultMaxFrame = 16u << 20;  // bytes in one ZeroMQ message

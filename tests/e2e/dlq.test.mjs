@@ -56,10 +56,16 @@ before(async () => {
   ({ dir, config } = tempConfig(configFor(port, 'total')));
   forkd = await startForkd(config);
   const c = createClient({ endpoint: endpointFor(dir) });
-  // Even ones lack `total`: refused by validate, to dead letters.
+  // Even ones lack `total`: refused by validate, to dead letters, and their
+  // calls reject.
   for (let i = 0; i < 10; i++) {
     const payload = i % 2 ? { total: i, n: i } : { n: i, card: 'x'.repeat(i) };
-    await c.routeData(payload, 'checked', { idempotencyKey: `k${i}`, ack: 'delivered' });
+    const call = c.routeData(payload, 'checked', { idempotencyKey: `k${i}`, ack: 'delivered' });
+    if (i % 2) {
+      await call;
+    } else {
+      await assert.rejects(call, (err) => err.code === 'FORK_REJECTED' && err.outcomes.checked === 'dead_letter');
+    }
   }
   await c.close();
   await until(() => letters().length === 5, 10000, '5 dead letters');
@@ -161,7 +167,12 @@ test('after a fix, replay puts the records back in line with their ids', async (
 test('dead letters survive a restart; drop works with forkd stopped; replay then says it needs forkd', async () => {
   // New letters under the fixed rule: events without n.
   const c = createClient({ endpoint: endpointFor(dir) });
-  for (let i = 0; i < 3; i++) await c.routeData({ total: i }, 'checked', { idempotencyKey: `m${i}`, ack: 'delivered' });
+  for (let i = 0; i < 3; i++) {
+    await assert.rejects(c.routeData({ total: i }, 'checked', { idempotencyKey: `m${i}`, ack: 'delivered' }), {
+      code: 'FORK_REJECTED',
+      destination: 'checked',
+    });
+  }
   await c.close();
   await until(() => letters().length === 3, 10000, '3 new dead letters');
   assert.equal((await forkd.stop()).code, 0);

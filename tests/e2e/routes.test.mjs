@@ -363,19 +363,29 @@ test('a transform that dead-letters: the reason and the original payload in dead
   });
 });
 
-test("ack 'delivered' settles for a record its destination's transforms dead-letter or filter out", async () => {
+test("ack 'delivered' settles for a record its destination's transforms dead-letter (rejected) or filter out (filtered)", async () => {
   await withForkd(CONFIG, async ({ dir, client, stop, read }) => {
     // Each the only record of its destination: nothing written after it ends the batch.
-    const dead = await client.routeData({ amount: 1 }, 'strict', { ack: 'delivered', timeoutMs: 3000 });
-    assert.equal(dead.ack, 'delivered');
+    let deadId;
+    await rejects(
+      client.routeData({ amount: 1 }, 'strict', { ack: 'delivered', timeoutMs: 3000 }).catch((err) => {
+        deadId = err.id;
+        assert.equal(err.destination, 'strict');
+        assert.deepEqual(err.outcomes, { strict: 'dead_letter' });
+        throw err;
+      }),
+      'FORK_REJECTED',
+      /destination 'strict' did not store the event \(dead_letter\): validate: orderId: required field is missing/,
+    );
     const dl = readFileSync(path.join(dir, '.fork', 'dead_letters', 'strict.jsonl'), 'utf8');
-    assert.ok(dl.includes(dead.id), "the dead letter is written when 'delivered' resolves");
+    assert.ok(dl.includes(deadId), "the dead letter is written when 'delivered' rejects");
     const dropped = await client.routeData({ event: 'signup', amount: 1 }, 'logs', {
       transform: 'only_big',
       ack: 'delivered',
       timeoutMs: 3000,
     });
     assert.equal(dropped.ack, 'delivered');
+    assert.deepEqual(dropped.outcomes, { logs: 'filtered' });
     const kept = await client.routeData({ event: 'signup', amount: 101 }, 'logs', {
       transform: 'only_big',
       ack: 'delivered',

@@ -147,8 +147,16 @@ test('extra: false refuses a record with an unknown field; a constraint violatio
     const client = createClient({ endpoint: endpointFor(dir) });
     const sent = [];
     for (let i = 0; i < 300; i++) sent.push({ orderId: `o${i}`, total: i === 150 ? -5 : i });
-    const receipts = await Promise.all(sent.map((p) => client.routeData(p, 'checked', { ack: 'delivered' })));
+    const settled = await Promise.allSettled(sent.map((p) => client.routeData(p, 'checked', { ack: 'delivered' })));
     await client.close();
+    // The record the store refuses rejects its call, with the store's reason.
+    const refused = settled[150].reason;
+    assert.equal(refused?.code, 'FORK_REJECTED', `call 150: ${JSON.stringify(settled[150])}`);
+    assert.equal(refused.destination, 'checked');
+    assert.match(refused.reason, /CHECK constraint failed/);
+    assert.deepEqual(refused.outcomes, { checked: 'dead_letter' });
+    const receipts = settled.map((s) => s.value ?? { id: s.reason.id });
+    assert.equal(settled.filter((s) => s.status === 'rejected').length, 1, 'only that call rejects');
     assert.equal((await forkd.stop()).code, 0);
     const d = new Database(path.join(dir, 'checked.db'), { readonly: true });
     const have = new Set(d.prepare('SELECT _fork_id FROM checked').all().map((r) => r._fork_id));

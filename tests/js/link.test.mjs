@@ -1,11 +1,12 @@
 // The addon's I/O thread against a fake forkd (helpers/fake-forkd.mjs):
-// handshake, acks, routed trailers, nacks, delivered, batching, timeouts,
+// handshake, acks, routed trailers, nacks, delivered and its outcomes, batching, timeouts,
 // reconnects and resends.
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'node:test';
 import { ForkError, createClient } from 'fork-router';
-import { FakeForkd, FLAG_WANT_DELIVERED, freshEndpoint } from './helpers/fake-forkd.mjs';
+import { pack } from 'msgpackr';
+import { FakeForkd, FLAG_WANT_DELIVERED, freshEndpoint, header, ranges } from './helpers/fake-forkd.mjs';
 
 async function until(predicate, timeoutMs = 3000) {
   const t0 = Date.now();
@@ -101,6 +102,67 @@ test("ack: 'delivered' times out when delivery is not confirmed", async (t) => {
     return true;
   });
   assert.equal(client.stats().acked, 1);
+});
+
+test('the hello asks for outcomes; a forkd that sends none gives receipts without them', async (t) => {
+  const { fake, client } = await setup(t, { deliver: true });
+  const r = await client.routeData({ a: 1 }, 'logs', { ack: 'delivered' });
+  assert.equal(fake.hellos[0].outcomes, true);
+  assert.deepEqual(r, { id: `${client.clientId}-1`, ack: 'delivered', destinations: ['logs'] });
+});
+
+test("outcomes: filtered resolves with them, dead_letter and shed reject naming destination and reason", async (t) => {
+  const { client } = await setup(t, {
+    deliver: true,
+    welcome: { outcomes: true },
+    route: (ev) => (ev.destinations ? undefined : ['production', 'analytics']),
+    outcomes: (ev) =>
+      ({
+        filtered: [['analytics', 'filtered', '']],
+        dead: [
+          ['analytics', 'filtered', ''],
+          ['logs', 'dead_letter', 'validate: total: required field is missing'],
+        ],
+        shed: [['logs', 'shed', '']],
+      })[ev.payload.case],
+  });
+  const plain = await client.routeData({ case: 'plain' }, ['logs', 'production'], { ack: 'delivered' });
+  assert.deepEqual(plain.outcomes, { logs: 'delivered', production: 'delivered' });
+  const filtered = await client.routeData({ case: 'filtered' }, undefined, { ack: 'delivered' });
+  assert.deepEqual(filtered.destinations, ['production', 'analytics']);
+  assert.deepEqual(filtered.outcomes, { production: 'delivered', analytics: 'filtered' });
+  await assert.rejects(client.routeData({ case: 'dead' }, ['analytics', 'logs'], { ack: 'delivered' }), (err) => {
+    assert.ok(err instanceof ForkError);
+    assert.equal(err.code, 'FORK_REJECTED');
+    assert.equal(err.id, `${client.clientId}-3`);
+    assert.equal(err.destination, 'logs');
+    assert.equal(err.reason, 'validate: total: required field is missing');
+    assert.deepEqual(err.outcomes, { analytics: 'filtered', logs: 'dead_letter' });
+    assert.equal(
+      err.message,
+      "destination 'logs' did not store the event (dead_letter): validate: total: required field is missing",
+    );
+    return true;
+  });
+  await assert.rejects(client.routeData({ case: 'shed' }, 'logs', { ack: 'delivered' }), (err) => {
+    assert.equal(err.code, 'FORK_REJECTED');
+    assert.equal(err.destination, 'logs');
+    assert.equal(err.reason, 'shed', 'no reason given: the outcome');
+    assert.deepEqual(err.outcomes, { logs: 'shed' });
+    return true;
+  });
+  const s = client.stats();
+  assert.equal(s.delivered, 2);
+  assert.equal(s.nacked, 2);
+});
+
+test('a delivered frame with a malformed outcomes trailer settles nothing', async (t) => {
+  const { fake, client } = await setup(t, { welcome: { outcomes: true } });
+  const call = client.routeData({ a: 1 }, 'logs', { ack: 'delivered', timeoutMs: 400 });
+  await until(() => fake.events.length === 1);
+  // The trailer lists only what was not plainly delivered: 'delivered' there is refused.
+  await fake.send(Buffer.concat([header(6), ranges([[1, 1]]), pack([[1, [['logs', 'delivered', '']]]])]));
+  await assert.rejects(call, { code: 'FORK_TIMEOUT' });
 });
 
 test('nacks reject with forkd’s code and message', async (t) => {

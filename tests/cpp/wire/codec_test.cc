@@ -78,7 +78,7 @@ std::string NackFrame(const Nack& n = SampleNack()) {
 
 std::string DeliveredFrame(const std::vector<SeqRange>& r = {{1, 2}, {4, 4}}) {
   Buffer b;
-  EncodeDelivered(r, &b);
+  EncodeDelivered(Delivered{r, {}}, &b);
   return Str(b);
 }
 
@@ -176,7 +176,7 @@ int DecodeWithAll(const std::string& frame) {
     count(DecodeNack(p, n, &k, &e), e);
   }
   {
-    std::vector<SeqRange> r;
+    Delivered r;
     e.clear();
     count(DecodeDelivered(p, n, &r, &e), e);
   }
@@ -298,12 +298,13 @@ TEST_CASE("every frame type round-trips", "[wire][codec]") {
     for (const auto& in : {std::vector<SeqRange>{}, std::vector<SeqRange>{{1, 2}, {4, 4}}, many}) {
       const std::string f = DeliveredFrame(in);
       CHECK(f.size() == kHeaderSize + 4 + 16 * in.size());
-      std::vector<SeqRange> out;
+      Delivered out;
       REQUIRE(DecodeDelivered(U8(f), f.size(), &out, &e));
-      REQUIRE(out.size() == in.size());
+      REQUIRE(out.ranges.size() == in.size());
+      CHECK(out.outcomes.empty());
       for (size_t i = 0; i < in.size(); ++i) {
-        CHECK(out[i].first == in[i].first);
-        CHECK(out[i].last == in[i].last);
+        CHECK(out.ranges[i].first == in[i].first);
+        CHECK(out.ranges[i].last == in[i].last);
       }
     }
   }
@@ -352,7 +353,7 @@ TEST_CASE("a frame cut at every byte is rejected with a message", "[wire][codec]
        }},
       {"delivered", DeliveredFrame(),
        [](const uint8_t* p, size_t n, std::string* e) {
-         std::vector<SeqRange> r;
+         Delivered r;
          return DecodeDelivered(p, n, &r, e);
        }},
       {"route", SampleRoute(),
@@ -387,7 +388,7 @@ TEST_CASE("decoders check the frame header themselves", "[wire][codec]") {
   Welcome w;
   Ack a;
   Nack k;
-  std::vector<SeqRange> d;
+  Delivered d;
   std::vector<RouteEntry> r;
   // Each decoder given each other frame type, and its own with version 2.
   const std::string frames[] = {HelloFrame(), WelcomeFrame(),   AckFrame(),
@@ -614,7 +615,7 @@ TEST_CASE("hostile ack, nack and delivered frames", "[wire][codec]") {
   std::string e;
   Ack a;
   Nack n;
-  std::vector<SeqRange> d;
+  Delivered d;
   auto ranges = [](uint32_t count, std::vector<SeqRange> rs) {
     std::string s(4, '\0');
     PutU32(reinterpret_cast<uint8_t*>(s.data()), count);

@@ -60,6 +60,8 @@ export function decodeRoute(frame) {
  * @param {(event) => string[]|undefined} [opts.route] names for the Ack's routed trailer
  * @param {(event) => [string, string]|undefined} [opts.nack] reject an event with [code, message]
  * @param {boolean} [opts.deliver] send kDelivered right after the ack for events that want it
+ * @param {(event) => [string, string, string][]|undefined} [opts.outcomes] the delivered frame's
+ *   trailer entry for an event: [destination, outcome, reason] for those not plainly delivered
  */
 export class FakeForkd {
   constructor(opts = {}) {
@@ -117,6 +119,7 @@ export class FakeForkd {
     const routed = [];
     const nacks = [];
     const delivered = [];
+    const outcomes = [];
     for (const ev of route.events) {
       this.events.push(ev);
       this.seen.set(ev.seq, (this.seen.get(ev.seq) ?? 0) + 1);
@@ -129,7 +132,11 @@ export class FakeForkd {
       acked.push(ev.seq);
       const names = this.opts.route?.(ev);
       if (names) routed.push([ev.seq, names]);
-      if (this.opts.deliver && ev.flags & FLAG_WANT_DELIVERED) delivered.push(ev.seq);
+      if (this.opts.deliver && ev.flags & FLAG_WANT_DELIVERED) {
+        delivered.push(ev.seq);
+        const listed = this.opts.outcomes?.(ev);
+        if (listed) outcomes.push([ev.seq, listed]);
+      }
     }
     if (this.mode === 'silent') return;
     for (const [seq, [code, message]] of nacks) {
@@ -144,10 +151,9 @@ export class FakeForkd {
       await this.sock.send([identity, Buffer.concat(parts)]);
     }
     if (delivered.length) {
-      await this.sock.send([
-        identity,
-        Buffer.concat([header(FrameType.delivered), ranges(delivered.map((s) => [s, s]))]),
-      ]);
+      const parts = [header(FrameType.delivered), ranges(delivered.map((s) => [s, s]))];
+      if (outcomes.length) parts.push(pack(outcomes));
+      await this.sock.send([identity, Buffer.concat(parts)]);
     }
   }
 

@@ -3,6 +3,7 @@
 import fork, {
   type Client,
   type ClientStats,
+  type Outcome,
   type Receipt,
   type RouteOptions,
   ForkError,
@@ -26,7 +27,11 @@ export async function examples(): Promise<void> {
   await routeData(purchase, 'analytics', { aggregate: 'daily' });
   await routeData(purchase, ['production', 'analytics', 'logs'] as const);
   await routeData(purchase);
-  await routeData(purchase, null, { ack: 'delivered', timeoutMs: 2000, idempotencyKey: 'o1' });
+  const d = await routeData(purchase, null, { ack: 'delivered', timeoutMs: 2000, idempotencyKey: 'o1' });
+  const outcome: Outcome | undefined = d.outcomes?.['production'];
+  if (outcome === 'filtered') void outcome;
+  // @ts-expect-error outcomes are a closed set
+  const lost: Outcome = 'lost';
   await routeData(purchase, 'logs', { timestamp: { field: 'received_at', format: 'epoch_ms' } });
   await routeData(purchase, 'logs', { transform: ['clean_purchase'], key: 'user-1' });
   await routeData(new Uint8Array([0x80]), 'logs');
@@ -47,8 +52,13 @@ export async function examples(): Promise<void> {
       const where: string | undefined = err.path;
       void where;
     }
+    if (err instanceof ForkError && err.code === 'FORK_REJECTED') {
+      const why: string | undefined = err.reason;
+      const at: Record<string, Outcome> | undefined = err.outcomes;
+      void [why, at];
+    }
   }
-  void [id, dests, n];
+  void [id, dests, n, lost];
 
   // @ts-expect-error ack levels are a closed set
   await routeData(purchase, 'logs', { ack: 'durable' });
