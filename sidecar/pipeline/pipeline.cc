@@ -551,7 +551,12 @@ void Pipeline::Run() {
         if (templates_pending_.load(std::memory_order_acquire)) TakeTemplates();
         sinks::Record rec;
         Selected sel;
-        if (!Select(e, &rec, &sel)) continue;
+        if (!Select(e, &rec, &sel)) {
+          // Others' events only, streaming by: end the batch now and then,
+          // so that this cursor follows them and the log behind it can go.
+          if (n == 0 && (consumed & 4095) == 0) break;
+          continue;
+        }
         if (Shape(e, sel, &rec) != Shaped::kWrite) {
           skipped = true;
           // Folded into the aggregate: its rows go out every emit_every.
@@ -592,10 +597,11 @@ void Pipeline::Run() {
       if (stop_.load()) break;  // draining: everything durable has been read
       const int64_t now = MonoMicros();
       if (n > 0 && now - first_us >= max_wait_us) break;
-      // Only records that were not written: end the batch now, so that their
-      // dead letters and the cursor are committed and 'delivered' waiters
-      // settle, instead of waiting for a record that is written.
-      if (n == 0 && skipped) break;
+      // Only records that were not written, or none of ours: end the batch
+      // now, so that dead letters and the cursor are committed (at most once
+      // a second for others' events) and 'delivered' waiters settle, instead
+      // of waiting for a record of ours that is written.
+      if (n == 0 && (skipped || consumed > 0)) break;
       if (n == 0 && sink_->buffered_bytes() == 0) {
         // Idle: a sink that closes its output by time may do so now.
         bool changed = false;
@@ -647,8 +653,13 @@ void Pipeline::Run() {
     if (defer) {
       uncommitted_ = true;
     } else if ((consumed > 0 || emitted || uncommitted_) &&
-               (n > 0 || emitted || uncommitted_ || !pending_dl_.empty() ||
-                now - last_commit_us > 1000000 || (stop_.load() && caught_up))) {
+               !(n > 0 || emitted || uncommitted_ || !pending_dl_.empty() ||
+                 now - last_commit_us > 1000000 || (stop_.load() && caught_up))) {
+      // Others' events only, within a second of the last commit: this one
+      // waits, and is made within the second, by a later batch or by the
+      // idle loop.
+      uncommitted_ = true;
+    } else if (consumed > 0 || emitted || uncommitted_) {
       if (Commit(pos).ok()) {
         last_commit_us = now;
         uncommitted_ = false;

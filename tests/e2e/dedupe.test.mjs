@@ -167,11 +167,11 @@ routes:
     // Twice to one destination: acknowledged, and with 'delivered' the
     // repeat resolves once the first is delivered.
     const again = await c.routeData({ k: 1, n: 3 }, 'a', { idempotencyKey: 'k1', ack: 'delivered' });
-    assert.deepEqual(again, { id: 'k1', ack: 'delivered', destinations: ['a'] });
+    assert.deepEqual(again, { id: 'k1', ack: 'delivered', destinations: ['a'], outcomes: { a: 'delivered' } });
     // [a, b] and then [b, c]: only c is new; the receipt names what was asked.
     await c.routeData({ k: 2, n: 1 }, ['a', 'b'], { idempotencyKey: 'k2' });
     const k2 = await c.routeData({ k: 2, n: 2 }, ['b', 'c'], { idempotencyKey: 'k2', ack: 'delivered' });
-    assert.deepEqual(k2, { id: 'k2', ack: 'delivered', destinations: ['b', 'c'] });
+    assert.deepEqual(k2, { id: 'k2', ack: 'delivered', destinations: ['b', 'c'], outcomes: { b: 'delivered', c: 'delivered' } });
     // No destination named: per destination the routes chose.
     assert.deepEqual((await c.routeData({ k: 6, step: 1 }, undefined, { idempotencyKey: 'k6' })).destinations,
       ['a', 'b']);
@@ -263,7 +263,7 @@ destinations:
     assert.equal(readFileSync(journal).subarray(0, 8).toString('latin1'), 'FORKKEY\x02');
     c = createClient({ endpoint: endpointFor(dir) });
     const r = await c.routeData({ again: true }, ['a', 'b'], { idempotencyKey: 'legacy', ack: 'delivered' });
-    assert.deepEqual(r, { id: 'legacy', ack: 'delivered', destinations: ['a', 'b'] });
+    assert.deepEqual(r, { id: 'legacy', ack: 'delivered', destinations: ['a', 'b'], outcomes: { a: 'delivered', b: 'delivered' } });
     await c.routeData({ fresh: true }, ['a', 'b'], { idempotencyKey: 'new' });
     await c.close();
     assert.equal((await forkd.stop()).code, 0);
