@@ -11,17 +11,18 @@
 #include <utility>
 
 #include "core/clock.h"
+#include "ingest/ingest_internal.h"
 #include "transforms/aggregate.h"
 
 namespace forkd::ingest {
+
+using internal::AppendRange;
+using internal::SplitPair;
+
 namespace {
 
 constexpr int kMaxMessagesPerRound = 4096;
 constexpr size_t kCommitBytes = 4u << 20;  // commit without waiting past this
-// A delivered frame's trailer is sent once it lists this many events or
-// bytes: well inside the decoder's limits and a client's largest message.
-constexpr size_t kOutcomesPerFrame = 1024;
-constexpr size_t kOutcomesBytesPerFrame = 1u << 20;
 
 std::string Hex(const uint8_t* p, size_t n) {
   static const char kHex[] = "0123456789abcdef";
@@ -33,72 +34,7 @@ std::string Hex(const uint8_t* p, size_t n) {
   return s;
 }
 
-void AppendRange(std::vector<wire::SeqRange>* v, uint64_t seq) {
-  if (!v->empty() && v->back().last + 1 == seq) {
-    v->back().last = seq;
-  } else {
-    v->push_back({seq, seq});
-  }
-}
-
-// Splits a key of Ingest::keys_ into (destination, idempotency key).
-std::pair<std::string_view, std::string_view> SplitPair(std::string_view pair) {
-  const size_t nul = pair.find('\0');
-  return {pair.substr(0, nul), pair.substr(nul + 1)};
-}
-
 }  // namespace
-
-bool SeqSet::Contains(uint64_t seq) const {
-  // Most lookups hit the last range.
-  for (auto it = ranges_.rbegin(); it != ranges_.rend(); ++it) {
-    if (seq > it->last) return false;
-    if (seq >= it->first) return true;
-  }
-  return false;
-}
-
-void SeqSet::Add(uint64_t seq) {
-  // Written without `last + 1`, which wraps at UINT64_MAX.
-  if (ranges_.empty() || (seq > ranges_.back().last && seq - ranges_.back().last > 1)) {
-    ranges_.push_back({seq, seq});
-    return;
-  }
-  if (seq > ranges_.back().last) {
-    ranges_.back().last = seq;
-    return;
-  }
-  // Out of order: insert and merge neighbours.
-  auto it = std::lower_bound(ranges_.begin(), ranges_.end(), seq,
-                             [](const wire::SeqRange& r, uint64_t s) { return r.last < s; });
-  if (it != ranges_.end() && it->first <= seq) return;  // already in
-  if (it != ranges_.end() && it->first - 1 == seq) {
-    it->first = seq;
-  } else {
-    it = ranges_.insert(it, {seq, seq});
-  }
-  if (it != ranges_.begin() && it->first - std::prev(it)->last == 1) {
-    std::prev(it)->last = it->last;
-    it = ranges_.erase(it) - 1;
-  }
-  if (std::next(it) != ranges_.end() && std::next(it)->first - it->last == 1) {
-    it->last = std::next(it)->last;
-    ranges_.erase(std::next(it));
-  }
-}
-
-void SeqSet::Remove(uint64_t first, uint64_t last) {
-  std::vector<wire::SeqRange> out;
-  for (const auto& r : ranges_) {
-    if (r.last < first || r.first > last) {
-      out.push_back(r);
-      continue;
-    }
-    if (r.first < first) out.push_back({r.first, first - 1});
-    if (r.last > last) out.push_back({last + 1, r.last});
-  }
-  ranges_.swap(out);
-}
 
 Ingest::Ingest(std::shared_ptr<const Config> config, log::Log* log,
                std::function<uint64_t(std::string_view)> delivered_next_lsn,
@@ -112,27 +48,6 @@ Ingest::Ingest(std::shared_ptr<const Config> config, log::Log* log,
   for (const auto& d : config_->destinations) names.push_back(d.name);
   router_ = std::make_unique<pipeline::Router>(config_->routes, names, config_->unmatched);
   IndexWatches();
-}
-
-void Ingest::IndexWatches() {
-  watches_.clear();
-  if (outcomes_ == nullptr) return;
-  for (size_t i = 0; i < config_->destinations.size() && i < 64; ++i) {
-    watches_.push_back(outcomes_->For(config_->destinations[i].name));
-  }
-}
-
-void Ingest::WatchOutcomes(uint64_t mask, uint64_t lsn, bool unwatch) {
-  if (watches_.empty()) return;
-  for (uint64_t m = mask; m != 0; m &= m - 1) {
-    const auto i = static_cast<size_t>(__builtin_ctzll(m));
-    if (i >= watches_.size()) continue;
-    if (unwatch) {
-      watches_[i]->Unwatch(lsn);
-    } else {
-      watches_[i]->Watch(lsn);
-    }
-  }
 }
 
 void Ingest::SetConfig(std::shared_ptr<const Config> config) {
@@ -305,142 +220,6 @@ Ingest::~Ingest() {
   if (socket_ != nullptr) zmq_close(socket_);
   if (ctx_ != nullptr) zmq_ctx_term(ctx_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
-}
-
-const std::string& Ingest::PairKey(std::string_view dest, std::string_view key) {
-  key_scratch_.assign(dest);
-  key_scratch_.push_back('\0');
-  key_scratch_.append(key);
-  return key_scratch_;
-}
-
-void Ingest::EraseKey(std::unordered_map<std::string, KeyEntry>::iterator it) {
-  if (it->first.front() == '\0') --all_dest_keys_;
-  keys_.erase(it);
-}
-
-void Ingest::RememberKey(std::string_view dest, std::string_view key, uint64_t lsn,
-                         int64_t recv_us) {
-  if (config_->dedupe_max_keys <= 0) return;
-  auto [it, inserted] = keys_.try_emplace(PairKey(dest, key), KeyEntry{lsn, recv_us});
-  if (!inserted) {
-    it->second = KeyEntry{lsn, recv_us};
-    return;
-  }
-  if (dest.empty()) ++all_dest_keys_;
-  key_order_.emplace_back(recv_us, it->first);
-  while (key_order_.size() > static_cast<size_t>(config_->dedupe_max_keys)) {
-    auto found = keys_.find(key_order_.front().second);
-    if (found != keys_.end() && found->second.recv_us == key_order_.front().first) {
-      EraseKey(found);
-    }
-    key_order_.pop_front();
-  }
-}
-
-void Ingest::ExpireKeys(int64_t now_us) {
-  // The deque is in time order.
-  const int64_t horizon = now_us - config_->dedupe_window_ms * 1000;
-  while (!key_order_.empty() && key_order_.front().first < horizon) {
-    auto found = keys_.find(key_order_.front().second);
-    if (found != keys_.end() && found->second.recv_us == key_order_.front().first) {
-      EraseKey(found);
-    }
-    key_order_.pop_front();
-  }
-}
-
-uint64_t Ingest::LookupKey(std::string_view dest, std::string_view key) {
-  if (keys_.empty()) return 0;
-  uint64_t lsn = 0;
-  auto it = keys_.find(PairKey(dest, key));
-  if (it != keys_.end()) lsn = it->second.lsn;
-  if (all_dest_keys_ > 0) {
-    it = keys_.find(PairKey({}, key));
-    if (it != keys_.end()) lsn = std::max(lsn, it->second.lsn);
-  }
-  return lsn;
-}
-
-Status Ingest::Recover() {
-  const int64_t t0 = MonoMicros();
-  uint64_t start = log_->RecentStart(static_cast<uint64_t>(config_->dedupe_recover_bytes));
-  completed_next_lsn_ = log_->durable_next_lsn();
-  if (config_->dedupe_max_keys > 0) {
-    journal_ = std::make_unique<KeyJournal>(config_->data_dir + "/dedupe");
-    const int64_t horizon = WallMicros() - config_->dedupe_window_ms * 1000;
-    uint64_t journal_next = 0;
-    s_journal_keys_ = 0;
-    Status js = journal_->Open(
-        [&](std::string_view key, std::string_view dest, uint64_t lsn, int64_t recv_us) {
-          if (recv_us >= horizon) {
-            RememberKey(dest, key, lsn, recv_us);
-            ++s_journal_keys_;
-          }
-        },
-        &journal_next);
-    if (!js.ok()) return js;
-    // Keys after the journal's last sync are only in the log: scan from there.
-    start = std::min(start, std::max<uint64_t>(journal_next, 1));
-    retain_from_lsn_.store(std::max<uint64_t>(journal_next, 1));
-  } else {
-    retain_from_lsn_.store(UINT64_MAX);
-  }
-  std::unique_ptr<log::TailReader> reader;
-  Status s = log_->NewReader(log::Position{start, 0, 0}, nullptr, &reader);
-  if (!s.ok()) return s;
-  uint64_t entries = 0;
-  log::Entry e;
-  while (reader->Next(&e, &s) == log::TailReader::Result::kEntry) {
-    const uint32_t ci = ClientFor(e.header.client_id, wire::kClientIdSize);
-    clients_[ci].taken.Add(e.header.seq);
-    clients_[ci].durable.Add(e.header.seq);
-    wire::Reader rd(e.event, e.event_size);
-    rd.Next();  // [dests, key, options, payload]
-    const uint8_t* dests = rd.pos();
-    rd.Skip();
-    const wire::Value k = rd.Next();
-    if (k.kind == wire::Kind::kStr) {
-      // The stored list is the one the event went to (routes applied, and
-      // destinations that had the key already left out).
-      wire::Reader dr(dests, static_cast<size_t>(e.event + e.event_size - dests));
-      const wire::Value d = dr.Next();
-      for (uint32_t i = 0; d.kind == wire::Kind::kArray && i < d.len; ++i) {
-        wire::Value name = dr.Next();
-        if (name.kind == wire::Kind::kArray) {  // [name, template...]
-          const uint32_t n = name.len;
-          name = dr.Next();
-          for (uint32_t t = 1; t < n; ++t) dr.Skip();
-        }
-        if (name.kind == wire::Kind::kStr) {
-          RememberKey(name.str(), k.str(), e.header.lsn, e.header.recv_us);
-        }
-      }
-    }
-    ++entries;
-  }
-  if (!s.ok()) return s;
-  stats_.clients.store(clients_.size());
-  spdlog::info("dedupe: remembered {} clients and {} (idempotency key, destination) pairs from "
-               "{} recent entries in {} ms",
-               clients_.size(), keys_.size(), entries, (MonoMicros() - t0) / 1000);
-  if (journal_) {
-    // Start each run with a journal of only the live keys.
-    Status js = journal_->Rewrite(
-        [&](const KeyJournal::Each& emit) {
-          for (const auto& [recv_us, pair] : key_order_) {
-            auto it = keys_.find(pair);
-            if (it != keys_.end() && it->second.recv_us == recv_us) {
-              const auto [dest, key] = SplitPair(pair);
-              emit(key, dest, it->second.lsn, recv_us);
-            }
-          }
-        },
-        completed_next_lsn_);
-    if (!js.ok()) return js;
-    retain_from_lsn_.store(completed_next_lsn_);
-  }
-  return Status::Ok();
 }
 
 Status Ingest::Bind() {
@@ -913,120 +692,6 @@ void Ingest::HandleCompletion() {
   }
   for (uint32_t ci : touched_) SendRanges(ci, &clients_[ci].ack_out, false);
   touched_.clear();
-}
-
-void Ingest::CheckDelivered() {
-  if (waiter_count_ == 0) return;
-  std::vector<uint32_t> touched;
-  for (auto& [mask, queue] : waiters_) {
-    uint64_t min_lsn = UINT64_MAX;
-    for (size_t i = 0; i < 64 && i < config_->destinations.size(); ++i) {
-      if (mask & (1ull << i)) {
-        min_lsn = std::min(min_lsn, delivered_next_lsn_(config_->destinations[i].name));
-      }
-    }
-    while (!queue.empty() && queue.front().lsn < min_lsn) {
-      const Waiter w = queue.front();
-      queue.pop_front();
-      --waiter_count_;
-      // What each destination recorded for it; nothing means delivered.
-      noted_outcomes_.clear();
-      for (uint64_t m = watches_.empty() ? 0 : mask; m != 0; m &= m - 1) {
-        const auto i = static_cast<size_t>(__builtin_ctzll(m));
-        if (i >= watches_.size()) continue;
-        pipeline::OutcomeWatch::Outcome o = watches_[i]->Take(w.lsn);
-        if (o.kind == wire::OutcomeKind::kDelivered) continue;
-        noted_outcomes_.push_back(
-            wire::DestinationOutcome{config_->destinations[i].name, o.kind, std::move(o.reason)});
-      }
-      if (w.part != 0) {
-        // One of the events a repeated key's call waits for: its outcomes
-        // join the others', and the call settles with the last of them.
-        auto& held = part_outcomes_[w.part];
-        for (auto& o : noted_outcomes_) held.push_back(std::move(o));
-        noted_outcomes_.clear();
-        if (!PartDue(w.part)) continue;
-        noted_outcomes_.swap(held);
-        part_outcomes_.erase(w.part);
-      }
-      Client& c = clients_[w.client];
-      if (!noted_outcomes_.empty() && !c.outcomes) {
-        // A client that reads no outcomes: a filter is no error to it, as
-        // before; a record not stored is, with the same words.
-        std::string message;
-        for (const auto& o : noted_outcomes_) {
-          if (o.kind == wire::OutcomeKind::kFiltered) continue;
-          message += (message.empty() ? "" : "; ") + wire::DescribeOutcome(o);
-        }
-        noted_outcomes_.clear();
-        if (!message.empty()) {
-          Nack(w.client, w.seq, w.seq, wire::kCodeRejected, message);
-          continue;
-        }
-      }
-      stats_.delivered.fetch_add(1, std::memory_order_relaxed);
-      if (c.delivered_out.empty()) touched.push_back(w.client);
-      AppendRange(&c.delivered_out, w.seq);
-      if (!noted_outcomes_.empty()) {
-        for (const auto& o : noted_outcomes_) {
-          c.outcomes_bytes += 16 + o.destination.size() + o.reason.size();
-        }
-        c.outcomes_out.push_back(wire::EventOutcomes{w.seq, noted_outcomes_});
-        if (c.outcomes_out.size() >= kOutcomesPerFrame ||
-            c.outcomes_bytes >= kOutcomesBytesPerFrame) {
-          SendRanges(w.client, &c.delivered_out, true);
-        }
-      }
-    }
-  }
-  for (uint32_t ci : touched) SendRanges(ci, &clients_[ci].delivered_out, true);
-}
-
-void Ingest::ForgetPart(uint64_t part) {
-  parts_left_.erase(part);
-  part_outcomes_.erase(part);
-}
-
-bool Ingest::PartDue(uint64_t part) {
-  auto it = parts_left_.find(part);
-  if (it == parts_left_.end()) {  // its event was nacked
-    part_outcomes_.erase(part);
-    return false;
-  }
-  if (--it->second > 0) return false;
-  parts_left_.erase(it);
-  return true;
-}
-
-void Ingest::SyncJournal(bool force) {
-  if (!journal_) return;
-  const int64_t now = MonoMicros();
-  if (!force && now - last_journal_sync_us_ < 1000000) return;
-  last_journal_sync_us_ = now;
-  if (completed_next_lsn_ <= journal_->synced_next_lsn() && !journal_->dirty()) return;
-  Status s = journal_->Sync(completed_next_lsn_);
-  if (!s.ok()) {
-    // The segments it would cover stay until a later sync succeeds.
-    spdlog::warn("dedupe: key journal: {}", s.message());
-    return;
-  }
-  retain_from_lsn_.store(journal_->synced_next_lsn(), std::memory_order_release);
-  // Keep the journal near the number of live keys.
-  if (journal_->records() > 2 * keys_.size() + 10000) {
-    Status rs = journal_->Rewrite(
-        [&](const KeyJournal::Each& emit) {
-          for (const auto& [recv_us, pair] : key_order_) {
-            auto it = keys_.find(pair);
-            if (it != keys_.end() && it->second.recv_us == recv_us &&
-                it->second.lsn < completed_next_lsn_) {
-              const auto [dest, key] = SplitPair(pair);
-              emit(key, dest, it->second.lsn, recv_us);
-            }
-          }
-        },
-        completed_next_lsn_);
-    if (!rs.ok()) spdlog::warn("dedupe: key journal rewrite: {}", rs.message());
-  }
 }
 
 int64_t Ingest::PollTimeoutMs() const {

@@ -5,6 +5,10 @@
 // destination is done with them, and — to clients that asked for outcomes —
 // which destinations filtered, dead-lettered or shed them.
 //
+// Files: ingest.cc (the socket, frames, group commit and acks), keys.cc
+// (idempotency keys and recovery from the log), delivered.cc (the
+// 'delivered' waiters and outcomes), seq_set.cc.
+//
 // Threads: Run() is the ingest thread and owns the socket; Stop() may be
 // called from any thread.
 #pragma once
