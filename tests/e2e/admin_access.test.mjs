@@ -4,7 +4,8 @@
 // headers refused on loopback (DNS rebinding), read-only endpoints open on
 // loopback, POSTs without a token only from non-browser clients, a
 // non-loopback admin without a token refused by `forkd check`, and the CLI
-// sending the token from FORK_ADMIN_TOKEN.
+// (`forkd dlq replay`, `forkd cursors drop`) sending the token from
+// FORK_ADMIN_TOKEN.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -188,6 +189,17 @@ describe('loopback admin with a token (from FORK_ADMIN_TOKEN)', () => {
       JSON.parse((await request(port, '/api/status', { headers: { host } })).body).destinations[0].dead_lettered;
     await until(async () => (await deadLettered()) === 7, 10000, 'k2 dead-lettered a second time');
     assert.deepEqual(ctx.letters(), ['k2', 'k3', 'k4', 'k5']);
+  });
+
+  test('forkd cursors drop sends the token too', async () => {
+    // No cursor of `gone` exists: with the token the request gets as far as
+    // saying so (404, exit 2); without it, it is stopped at the door.
+    const without = await forkdCli(['cursors', 'drop', 'gone', '--config', ctx.config]);
+    assert.equal(without.code, 1);
+    assert.match(without.stderr, /HTTP 401/);
+    const r = await forkdCli(['cursors', 'drop', 'gone', '--config', ctx.config], { FORK_ADMIN_TOKEN: TOKEN });
+    assert.equal(r.code, 2, r.stderr + r.stdout);
+    assert.match(JSON.parse(r.stdout).error, /no cursor of destination 'gone' holds the log/);
   });
 });
 
