@@ -11,8 +11,9 @@
 //   POST /api/cursors/drop?destination=D   deletes the cursor of D, a
 //                     destination no longer configured, so the log it held
 //                     can go (its undelivered events are given up)
-// Every request passes access.h's checks first: the Host rule for all of
-// them, and Origin and the token for the POSTs. Refusals are JSON
+// A request to any of these endpoints passes access.h's checks first: the
+// Host rule for all of them, and Origin and the token for the POSTs (other
+// paths and methods are answered 404 or 405 and touch nothing). Refusals are JSON
 // {"error": ...} with 401 or 403, logged (at most one line a second).
 // Threads: its own listener thread and pool; it only reads atomics and
 // thread-safe accessors of the engine.
