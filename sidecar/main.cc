@@ -115,7 +115,14 @@ std::string ConfigReference() {
       "`forkd check` validates against the same tables. Values may use `${ENV}` or "
       "`${ENV:-default}`. Relative paths resolve against the config file's directory.\n\n"
       "## Top level\n\n" +
-      forkd::OptionsMarkdown(forkd::TopLevelOptions()) + "\n## `wal`\n\n" +
+      forkd::OptionsMarkdown(forkd::TopLevelOptions()) +
+      "\n## `admin`\n\n`admin: 127.0.0.1:8787` is short for `admin: { listen: "
+      "127.0.0.1:8787 }`. The token is the first of `token`, the first line of `token_file`, "
+      "and `FORK_ADMIN_TOKEN` in the environment of the process reading this file (`forkd "
+      "run`, and `forkd dlq` / `forkd cursors`, which send it). A `listen` address that is not "
+      "loopback (localhost, 127.0.0.0/8, ::1) needs a token. POST endpoints need "
+      "`Authorization: Bearer <token>` when one is set; docs/security.md has every rule.\n\n" +
+      forkd::OptionsMarkdown(forkd::admin::AdminOptions()) + "\n## `wal`\n\n" +
       forkd::OptionsMarkdown(forkd::WalOptions()) + "\n## `limits`\n\n" +
       forkd::OptionsMarkdown(forkd::LimitsOptions()) + "\n## `dedupe`\n\n" +
       forkd::OptionsMarkdown(forkd::DedupeOptions()) +

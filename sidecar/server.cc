@@ -125,7 +125,7 @@ Status Server::Start() {
   if (!s.ok()) return s;
   s = ingest_->Bind();
   if (!s.ok()) return s;
-  if (!config_->admin.empty()) {
+  if (config_->admin.enabled()) {
     admin_ = std::make_unique<admin::AdminServer>(admin::Handlers{
         [this] { return started_.load(); }, [this] { return MetricsText(); },
         [this] { return StatusJson(); },
@@ -135,7 +135,15 @@ Status Server::Start() {
         [this](const std::string& dest, std::string* body) { return DropCursor(dest, body); }});
     s = admin_->Start(config_->admin);
     if (!s.ok()) return s;
-    spdlog::info("admin on http://{}/", config_->admin);
+    // Where the token came from, never the token.
+    if (config_->admin.token.empty()) {
+      spdlog::info("admin on http://{}/ without a token: POSTs are taken only from local "
+                   "clients that are not cross-origin web pages",
+                   config_->admin.listen);
+    } else {
+      spdlog::info("admin on http://{}/ (POSTs need the token from {})", config_->admin.listen,
+                   config_->admin.token_source);
+    }
   }
   start_us_ = MonoMicros();
   started_.store(true);
@@ -310,7 +318,8 @@ void Server::Reload(Config next_config) {
   }
   next_config.instance = old.instance;
   keep("listen", next_config.listen == old.listen);
-  keep("admin", next_config.admin == old.admin);
+  keep("admin", next_config.admin.listen == old.admin.listen &&
+                    next_config.admin.token == old.admin.token);
   keep("wal", next_config.fsync == old.fsync && next_config.batch_ms == old.batch_ms &&
                   next_config.segment_bytes == old.segment_bytes);
   keep("limits", next_config.max_frame == old.max_frame && next_config.max_event == old.max_event &&

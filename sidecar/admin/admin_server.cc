@@ -1,9 +1,26 @@
 #include "admin/admin_server.h"
 
 #include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "sinks/common/json.h"
 
 namespace forkd::admin {
 namespace {
+
+RequestHeaders HeadersOf(const httplib::Request& req) {
+  RequestHeaders h;
+  auto all = [&](const char* name, std::vector<std::string>* out) {
+    auto range = req.headers.equal_range(name);
+    for (auto it = range.first; it != range.second; ++it) out->push_back(it->second);
+  };
+  all("Host", &h.host);
+  all("Origin", &h.origin);
+  all("Authorization", &h.authorization);
+  return h;
+}
 
 const char kDashboard[] = R"HTML(<!doctype html>
 <html><head><meta charset="utf-8"><title>forkd</title>
@@ -40,34 +57,39 @@ AdminServer::AdminServer(Handlers h) : h_(std::move(h)) {}
 
 AdminServer::~AdminServer() { Stop(); }
 
-Status AdminServer::Start(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) {
-    return Status::InvalidArgument("admin: expected host:port, got '" + address + "'");
-  }
-  const std::string host = address.substr(0, colon);
-  const int port = std::atoi(address.c_str() + colon + 1);
-  if (port <= 0 || port > 65535) {
-    return Status::InvalidArgument("admin: bad port in '" + address + "'");
-  }
+Status AdminServer::Start(const AdminConfig& config) {
+  access_ = std::make_unique<Access>(config.address, config.token);
   server_ = std::make_unique<httplib::Server>();
-  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+  // Each handler checks access itself rather than in a pre-routing hook:
+  // handlers run after httplib has read the body, so a refused request
+  // never leaves unread bytes on a keep-alive connection.
+  auto read = [this](Handler handler) {
+    return [this, handler](const httplib::Request& req, httplib::Response& res) {
+      if (Allowed(access_->Read(HeadersOf(req)), req, res)) handler(req, res);
+    };
+  };
+  auto change = [this](Handler handler) {
+    return [this, handler](const httplib::Request& req, httplib::Response& res) {
+      if (Allowed(access_->Change(HeadersOf(req)), req, res)) handler(req, res);
+    };
+  };
+  server_->Get("/healthz", read([](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
-  });
-  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+  }));
+  server_->Get("/readyz", read([this](const httplib::Request&, httplib::Response& res) {
     const bool ready = h_.ready();
     res.status = ready ? 200 : 503;
     res.set_content(ready ? "ready\n" : "starting\n", "text/plain");
-  });
-  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  }));
+  server_->Get("/metrics", read([this](const httplib::Request&, httplib::Response& res) {
     res.set_content(h_.metrics(), "text/plain; version=0.0.4");
-  });
-  server_->Get("/api/status", [this](const httplib::Request&, httplib::Response& res) {
+  }));
+  server_->Get("/api/status", read([this](const httplib::Request&, httplib::Response& res) {
     res.set_content(h_.status(), "application/json");
-  });
-  server_->Get("/", [](const httplib::Request&, httplib::Response& res) {
+  }));
+  server_->Get("/", read([](const httplib::Request&, httplib::Response& res) {
     res.set_content(kDashboard, "text/html; charset=utf-8");
-  });
+  }));
   // Every other method is refused after its body is read, so a keep-alive
   // connection never mistakes an unread body for the next request.
   auto refuse = [](const httplib::Request&, httplib::Response& res) {
@@ -77,21 +99,25 @@ Status AdminServer::Start(const std::string& address) {
                     "/api/cursors/drop change anything\n",
                     "text/plain");
   };
-  server_->Post(R"(/api/dlq/(replay|drop))", [this](const httplib::Request& req,
-                                                     httplib::Response& res) {
-    std::vector<std::string> ids;
-    auto range = req.params.equal_range("id");
-    for (auto it = range.first; it != range.second; ++it) ids.push_back(it->second);
-    std::string body;
-    res.status = h_.dlq ? h_.dlq(req.matches[1], req.get_param_value("destination"), ids, &body)
-                        : 404;
-    res.set_content(body, "application/json");
-  });
-  server_->Post("/api/cursors/drop", [this](const httplib::Request& req, httplib::Response& res) {
-    std::string body;
-    res.status = h_.cursor_drop ? h_.cursor_drop(req.get_param_value("destination"), &body) : 404;
-    res.set_content(body, "application/json");
-  });
+  server_->Post(R"(/api/dlq/(replay|drop))",
+                change([this](const httplib::Request& req, httplib::Response& res) {
+                  std::vector<std::string> ids;
+                  auto range = req.params.equal_range("id");
+                  for (auto it = range.first; it != range.second; ++it) ids.push_back(it->second);
+                  std::string body;
+                  res.status = h_.dlq ? h_.dlq(req.matches[1], req.get_param_value("destination"),
+                                               ids, &body)
+                                      : 404;
+                  res.set_content(body, "application/json");
+                }));
+  server_->Post("/api/cursors/drop",
+                change([this](const httplib::Request& req, httplib::Response& res) {
+                  std::string body;
+                  res.status =
+                      h_.cursor_drop ? h_.cursor_drop(req.get_param_value("destination"), &body)
+                                     : 404;
+                  res.set_content(body, "application/json");
+                }));
   server_->Post(".*", refuse);
   server_->Put(".*", refuse);
   server_->Patch(".*", refuse);
@@ -100,11 +126,37 @@ Status AdminServer::Start(const std::string& address) {
   server_->set_keep_alive_max_count(100);
   server_->set_keep_alive_timeout(2);
   server_->set_read_timeout(5, 0);
-  if (!server_->bind_to_port(host.c_str(), port)) {
-    return Status::IoError("admin: cannot listen on " + address);
+  if (!server_->bind_to_port(config.address.host.c_str(), config.address.port)) {
+    return Status::IoError("admin: cannot listen on " + config.listen);
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return Status::Ok();
+}
+
+bool AdminServer::Allowed(const Verdict& v, const httplib::Request& req, httplib::Response& res) {
+  if (v.allowed()) return true;
+  res.status = v.status;
+  if (v.challenge) res.set_header("WWW-Authenticate", "Bearer realm=\"forkd admin\"");
+  std::string body = "{\"error\":";
+  sinks::AppendJsonString(v.message, &body);
+  body.append("}\n");
+  res.set_content(body, "application/json");
+  // One line a second at most: a scanner hammering the port must not flood
+  // the log. The message never holds the token.
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  const uint64_t count = refused_.fetch_add(1) + 1;
+  int64_t last = last_refusal_log_ms_.load();
+  if (now - last >= 1000 && last_refusal_log_ms_.compare_exchange_strong(last, now)) {
+    const uint64_t since = count - refused_logged_.exchange(count);
+    spdlog::warn("admin: refused {} {} from {} ({}): {}{}", req.method, req.path, req.remote_addr,
+                 v.status, v.message,
+                 since > 1 ? " (" + std::to_string(since - 1) + " more refused since the last "
+                                 "such line)"
+                           : "");
+  }
+  return false;
 }
 
 void AdminServer::Stop() {

@@ -1,4 +1,5 @@
-// The admin HTTP server (cpp-httplib) on `admin: host:port`:
+// The admin HTTP server (cpp-httplib) on `admin: host:port` (or
+// `admin: {listen, token}`, admin_config.h):
 //   GET /healthz      200 while the process serves
 //   GET /readyz       200 once the log is recovered and ingest listens
 //   GET /metrics      Prometheus text: ingest, log and per-destination series
@@ -10,20 +11,30 @@
 //   POST /api/cursors/drop?destination=D   deletes the cursor of D, a
 //                     destination no longer configured, so the log it held
 //                     can go (its undelivered events are given up)
+// A request to any of these endpoints passes access.h's checks first: the
+// Host rule for all of them, and Origin and the token for the POSTs (other
+// paths and methods are answered 404 or 405 and touch nothing). Refusals are JSON
+// {"error": ...} with 401 or 403, logged (at most one line a second).
 // Threads: its own listener thread and pool; it only reads atomics and
 // thread-safe accessors of the engine.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "admin/access.h"
+#include "admin/admin_config.h"
 #include "core/status.h"
 
 namespace httplib {
 class Server;
+struct Request;
+struct Response;
 }
 
 namespace forkd::admin {
@@ -44,14 +55,23 @@ class AdminServer {
  public:
   explicit AdminServer(Handlers h);
   ~AdminServer();
-  // Binds host:port and starts serving; fails with a message if it cannot.
-  [[nodiscard]] Status Start(const std::string& address);
+  // Binds config.address and starts serving; fails with a message if it
+  // cannot. `config` is validated (LoadConfig).
+  [[nodiscard]] Status Start(const AdminConfig& config);
   void Stop();
 
  private:
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+  // True when `v` lets the request through; else answers it with the refusal.
+  bool Allowed(const Verdict& v, const httplib::Request& req, httplib::Response& res);
+
   Handlers h_;
+  std::unique_ptr<Access> access_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<uint64_t> refused_{0};         // requests refused by access_
+  std::atomic<uint64_t> refused_logged_{0};  // refused_ when last logged
+  std::atomic<int64_t> last_refusal_log_ms_{-1000000};
 };
 
 }  // namespace forkd::admin

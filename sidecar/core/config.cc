@@ -198,7 +198,9 @@ const std::vector<OptionSpec>& TopLevelOptions() {
        "<data_dir>/instance: once a data_dir has an id, it keeps it"},
       {"listen", OptType::kString, "",
        "ZeroMQ endpoint for clients; default ipc://<data_dir>/fork.sock"},
-      {"admin", OptType::kString, "", "host:port of the admin HTTP server; off when empty"},
+      {"admin", OptType::kNode, "",
+       "The admin HTTP server: host:port, or {listen, token or token_file} (see below); off "
+       "when unset"},
       {"wal", OptType::kNode, "", "Write-ahead log settings (see below)"},
       {"limits", OptType::kNode, "", "Limits on what clients may send (see below)"},
       {"dedupe", OptType::kNode, "", "Duplicate detection for resends and idempotency keys"},
@@ -421,7 +423,9 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
                        "listen: the socket path " + out->listen.substr(6) + " is longer than "
                        "the 107 bytes a Unix socket allows; set a shorter data_dir or listen"});
   }
-  out->admin = top.Str("admin");
+  admin::ParseAdminConfig(top.Node("admin"), path,
+                          [&](const std::string& p) { return out->Resolve(p); }, &out->admin,
+                          errors);
 
   if (const YAML::Node& wal = top.Node("wal"); wal.IsDefined() && !wal.IsNull()) {
     Options w;

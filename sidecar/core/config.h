@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "admin/admin_config.h"
 #include "core/options.h"
 #include "log/log.h"
 #include "pipeline/router.h"
@@ -54,7 +55,7 @@ struct Config {
   // in data_dir (core/instance.h) before anything starts.
   std::string instance;
   std::string listen;
-  std::string admin;     // host:port, or empty
+  admin::AdminConfig admin;  // admin.enabled() false: no admin server
   log::FsyncPolicy fsync = log::FsyncPolicy::kBatch;
   int64_t batch_ms = 2;
   int64_t segment_bytes = 64ll << 20;

@@ -12,7 +12,7 @@ namespace forkd::sinks {
 const std::vector<SinkType>& SinkTypes() {
   static const std::vector<SinkType> types = {
       {"clickhouse", &ClickHouseSinkOptions, &CreateClickHouseSink, &CheckClickHouseOptions},
-      {"file", &FileSinkOptions, &CreateFileSink},
+      {"file", &FileSinkOptions, &CreateFileSink, &CheckFileOptions},
       {"http", &HttpSinkOptions, &CreateHttpSink},
       {"postgres", &PostgresSinkOptions, &CreatePostgresSink, &CheckPostgresOptions},
       {"sqlite", &SqliteSinkOptions, &CreateSqliteSink, &CheckTableOptions, &InspectSqlite},

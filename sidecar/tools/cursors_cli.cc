@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "log/cursors.h"
+#include "tools/admin_client.h"
 
 namespace forkd::tools {
 namespace {
@@ -97,29 +98,29 @@ int Drop(const Config& config, const std::string& name) {
                  "it next runs\n";
     return 0;
   }
-  if (config.admin.empty()) {
+  if (!config.admin.enabled()) {
     std::cerr << "forkd cursors drop: a forkd runs with data_dir " << config.data_dir
               << "; dropping a cursor then goes through its admin API: set `admin: "
                  "127.0.0.1:PORT` in "
               << config.path << " (or stop it)\n";
     return 1;
   }
-  const size_t colon = config.admin.rfind(':');
-  httplib::Client client(config.admin.substr(0, colon), std::atoi(config.admin.c_str() + colon + 1));
-  client.set_connection_timeout(2, 0);
-  client.set_read_timeout(30, 0);
-  const std::string path =
-      httplib::append_query_params("/api/cursors/drop", httplib::Params{{"destination", name}});
-  auto res = client.Post(path);
-  if (!res) {
-    std::cerr << "forkd cursors drop: forkd is not answering on " << config.admin << " ("
-              << httplib::to_string(res.error()) << ")\n";
+  AdminReply res;
+  std::string error;
+  if (!AdminPost(config,
+                 httplib::append_query_params("/api/cursors/drop",
+                                              httplib::Params{{"destination", name}}),
+                 &res, &error)) {
+    std::cerr << "forkd cursors drop: " << error << "\n";
     return 1;
   }
-  std::cout << res->body;
-  if (res->status != 200) {
-    std::cerr << "forkd cursors drop: HTTP " << res->status << "\n";
-    return res->status == 404 || res->status == 409 ? 2 : 1;
+  std::cout << res.body;
+  if (res.status != 200) {
+    std::cerr << "forkd cursors drop: HTTP " << res.status << "\n";
+    if (const std::string hint = AdminRefusalHint(config, res.status); !hint.empty()) {
+      std::cerr << "forkd cursors drop: " << hint << "\n";
+    }
+    return res.status == 404 || res.status == 409 ? 2 : 1;
   }
   return 0;
 }

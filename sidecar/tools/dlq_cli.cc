@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "pipeline/dead_letters.h"
+#include "tools/admin_client.h"
 
 namespace forkd::tools {
 
@@ -21,31 +22,29 @@ std::string Shorten(std::string s, size_t n) {
 
 // POSTs the action to the running forkd's admin API.
 int Remote(const Config& config, const DlqArgs& args) {
-  if (config.admin.empty()) {
+  if (!config.admin.enabled()) {
     std::cerr << "forkd dlq " << args.action
               << ": needs the running forkd's admin API: set `admin: 127.0.0.1:PORT` in "
               << config.path << "\n";
     return 1;
   }
-  const size_t colon = config.admin.rfind(':');
-  httplib::Client client(config.admin.substr(0, colon), std::atoi(config.admin.c_str() + colon + 1));
-  client.set_connection_timeout(2, 0);
-  client.set_read_timeout(30, 0);
   httplib::Params params{{"destination", args.destination}};
   for (const auto& id : args.ids) params.emplace("id", id);
-  const std::string path =
-      httplib::append_query_params("/api/dlq/" + args.action, params);
-  auto res = client.Post(path);
-  if (!res) {
-    std::cerr << "forkd dlq " << args.action << ": forkd is not answering on " << config.admin
-              << " (" << httplib::to_string(res.error())
-              << "); start it with `forkd run --config " << config.path << "` and try again\n";
+  AdminReply res;
+  std::string error;
+  if (!AdminPost(config, httplib::append_query_params("/api/dlq/" + args.action, params), &res,
+                 &error)) {
+    std::cerr << "forkd dlq " << args.action << ": " << error
+              << "; start it with `forkd run --config " << config.path << "` and try again\n";
     return 1;
   }
-  std::cout << res->body;
-  if (res->status != 200) {
-    std::cerr << "forkd dlq " << args.action << ": HTTP " << res->status << "\n";
-    return res->status == 404 ? 2 : 1;
+  std::cout << res.body;
+  if (res.status != 200) {
+    std::cerr << "forkd dlq " << args.action << ": HTTP " << res.status << "\n";
+    if (const std::string hint = AdminRefusalHint(config, res.status); !hint.empty()) {
+      std::cerr << "forkd dlq " << args.action << ": " << hint << "\n";
+    }
+    return res.status == 404 ? 2 : 1;
   }
   return 0;
 }

@@ -18,7 +18,14 @@
 // first CSV column). The committed length of the active file is kept in the
 // cursor, so output written but never committed (a crash between the write
 // and the cursor commit) is cut off on restart: no duplicates from a crash.
+//
+// Files it creates get `file_mode` (0640 by default); directories it creates
+// get the same bits plus search where read is (0640 -> 0750, 0600 -> 0700).
+// The process umask can only narrow them. Files and directories that already
+// exist keep their modes.
 #pragma once
+
+#include <sys/types.h>
 
 #include <string>
 #include <vector>
@@ -29,6 +36,14 @@
 namespace forkd::sinks {
 
 const std::vector<OptionSpec>& FileSinkOptions();
+// Parses `file_mode` ("0640"): octal, read/write bits only, not writable by
+// others. False with *error saying what is accepted.
+bool ParseFileMode(const std::string& text, mode_t* mode, std::string* error);
+// The mode for a directory holding files of `file_mode`: search (x) added
+// wherever read is, and the owner's always (0640 -> 0750).
+mode_t DirModeFor(mode_t file_mode);
+// The checks beyond the table: "file_mode: message".
+bool CheckFileOptions(const Options& options, std::string* error);
 std::unique_ptr<Sink> CreateFileSink(const SinkContext& ctx);
 
 class FileSink : public Sink {
@@ -41,6 +56,7 @@ class FileSink : public Sink {
     int64_t rotate_bytes = 0;  // 0: no size rotation
     bool fsync = true;
     std::vector<std::string> columns;  // CSV; empty: from the first record
+    mode_t file_mode = 0640;           // of files it creates
   };
   explicit FileSink(Settings s);
   ~FileSink() override;

@@ -1,8 +1,10 @@
 #include "sinks/sqlite/sqlite_sink.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <algorithm>
 
 #include "core/fs.h"
@@ -169,8 +171,16 @@ Status SqliteSink::Open(const std::string&) {
   Close();
   const size_t slash = s_.path.rfind('/');
   if (slash != std::string::npos && slash > 0) {
-    Status st = fs::MakeDirs(s_.path.substr(0, slash), 0755);
+    Status st = fs::MakeDirs(s_.path.substr(0, slash), 0750);
     if (!st.ok()) return Status::Retry(st.message());
+  }
+  // A new database starts as an empty file of mode 0640 (sqlite would make
+  // it 0644); its -wal and -shm files take the database file's mode.
+  const int fd = ::open(s_.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  if (fd >= 0) {
+    ::close(fd);
+  } else if (errno != EEXIST) {
+    return Status::Retry(ErrnoStatus("create database", s_.path, errno).message());
   }
   int rc = sqlite3_open_v2(s_.path.c_str(), &db_,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,

@@ -94,7 +94,7 @@ TEST_CASE("a minimal config gets every default", "[config]") {
   CHECK(c.base_dir == dir.path());
   CHECK(c.data_dir == dir.path() + "/.fork");
   CHECK(c.listen == "ipc://" + dir.path() + "/.fork/fork.sock");
-  CHECK(c.admin.empty());
+  CHECK_FALSE(c.admin.enabled());
   CHECK(c.fsync == log::FsyncPolicy::kBatch);
   CHECK(c.batch_ms == 2);
   CHECK(c.segment_bytes == 64ll << 20);
@@ -164,7 +164,7 @@ TEST_CASE("every option is read", "[config]") {
   const Config& c = l.config;
   CHECK(c.data_dir == dir.path() + "/data");
   CHECK(c.listen == "tcp://127.0.0.1:5555");
-  CHECK(c.admin == "127.0.0.1:9090");
+  CHECK(c.admin.listen == "127.0.0.1:9090");
   CHECK(c.fsync == log::FsyncPolicy::kNever);
   CHECK(c.batch_ms == 5);
   CHECK(c.segment_bytes == 1 << 20);
@@ -393,7 +393,7 @@ TEST_CASE("${ENV} interpolation", "[config]") {
                           "    path: ${FORK_TEST_OUT}/events-${FORK_TEST_UNSET:-x}.jsonl\n");
     INFO(l.All());
     REQUIRE(l.ok);
-    CHECK(l.config.admin == "127.0.0.1:1");
+    CHECK(l.config.admin.listen == "127.0.0.1:1");
     CHECK(l.config.segment_bytes == 2 << 20);
     CHECK(l.config.destinations[0].sink.Str("path") == "/srv/out/events-x.jsonl");
   }
@@ -627,6 +627,99 @@ TEST_CASE("isolation settings: retry limits, breaker, rate limit, backlog, prior
     CHECK(l.errors[0].mark.line == 5);
     CHECK_THAT(l.errors[0].message,
                Catch::Contains("backlog.policy: shed cannot be used with an aggregate step"));
+  }
+}
+
+TEST_CASE("admin: a string or {listen, token | token_file}; elsewhere than loopback, a token",
+          "[config][admin]") {
+  TempDir dir;
+  ScopedEnv no_env("FORK_ADMIN_TOKEN", nullptr);
+  const std::string token = "0123456789abcdef0123";
+  SECTION("the short form: loopback, no token") {
+    const Loaded l = Load(dir, std::string(kMinimal) + "admin: 127.0.0.1:9090\n");
+    INFO(l.All());
+    REQUIRE(l.ok);
+    CHECK(l.config.admin.listen == "127.0.0.1:9090");
+    CHECK(l.config.admin.address.port == 9090);
+    CHECK(l.config.admin.address.loopback);
+    CHECK(l.config.admin.token.empty());
+    CHECK(l.config.admin.token_source.empty());
+  }
+  SECTION("the map form with a token, from ${ENV}") {
+    ScopedEnv secret("FORK_TEST_SECRET", token.c_str());
+    const Loaded l =
+        Load(dir, std::string(kMinimal) +
+                      "admin: { listen: \"0.0.0.0:9090\", token: \"${FORK_TEST_SECRET}\" }\n");
+    INFO(l.All());
+    REQUIRE(l.ok);
+    CHECK(l.config.admin.listen == "0.0.0.0:9090");
+    CHECK_FALSE(l.config.admin.address.loopback);
+    CHECK(l.config.admin.token == token);
+    CHECK(l.config.admin.token_source == "admin.token");
+  }
+  SECTION("token_file: its first line, relative to the config file") {
+    test::WriteFileOrDie(dir.Join("admin.token"), token + "\n");
+    const Loaded l = Load(dir, std::string(kMinimal) +
+                                   "admin:\n  listen: 10.1.2.3:9090\n  token_file: admin.token\n");
+    INFO(l.All());
+    REQUIRE(l.ok);
+    CHECK(l.config.admin.token == token);
+    CHECK(l.config.admin.token_source == "admin.token_file " + dir.Join("admin.token"));
+  }
+  SECTION("FORK_ADMIN_TOKEN when the file names none; the file's token first") {
+    ScopedEnv env("FORK_ADMIN_TOKEN", "from-the-environment-0123");
+    Loaded l = Load(dir, std::string(kMinimal) + "admin: 0.0.0.0:9090\n");
+    INFO(l.All());
+    REQUIRE(l.ok);
+    CHECK(l.config.admin.token == "from-the-environment-0123");
+    CHECK(l.config.admin.token_source == "FORK_ADMIN_TOKEN");
+    l = Load(dir, std::string(kMinimal) + "admin: { listen: 127.0.0.1:1, token: " + token + " }\n");
+    REQUIRE(l.ok);
+    CHECK(l.config.admin.token == token);
+  }
+  SECTION("not loopback without a token is an error at the address, naming the token") {
+    Loaded l = Load(dir, std::string(kMinimal) + "admin: 0.0.0.0:9090\n");
+    ExpectOneError(l, 5, 8,
+                   "admin: 0.0.0.0 is not a loopback address, so others can reach the admin "
+                   "server: it needs a token (admin: {listen, token_file} or {listen, token}, "
+                   "or FORK_ADMIN_TOKEN in forkd's environment)");
+    l = Load(dir, std::string(kMinimal) + "admin:\n  listen: forkd.internal:9090\n");
+    INFO(l.All());
+    REQUIRE(l.errors.size() == 1);
+    CHECK(l.errors[0].mark.line == 6);
+    CHECK(l.errors[0].mark.column == 11);
+    CHECK_THAT(l.errors[0].message, Catch::StartsWith("admin.listen: forkd.internal is not a "
+                                                      "loopback address"));
+  }
+  SECTION("mistakes: a short token, both token and token_file, a missing file, a bad address") {
+    Loaded l = Load(dir, std::string(kMinimal) + "admin: { listen: 127.0.0.1:1, token: abc }\n");
+    ExpectOneError(l, 5, 38,
+                   "admin.token: the token is 3 characters; at least 16 are needed (e.g. "
+                   "`openssl rand -hex 32`)");
+    l = Load(dir, std::string(kMinimal) + "admin: { listen: 127.0.0.1:1, token: " + token +
+                      ", token_file: t }\n");
+    INFO(l.All());
+    REQUIRE(l.errors.size() == 1);
+    CHECK(l.errors[0].message == "admin: set token or token_file, not both");
+    l = Load(dir, std::string(kMinimal) + "admin: { listen: 127.0.0.1:1, token_file: nope }\n");
+    REQUIRE(l.errors.size() == 1);
+    CHECK_THAT(l.errors[0].message, Catch::StartsWith("admin.token_file: "));
+    CHECK_THAT(l.errors[0].message, Catch::Contains(dir.Join("nope")));
+    l = Load(dir, std::string(kMinimal) + "admin: 8787\n");
+    ExpectOneError(l, 5, 8,
+                   "admin: expected host:port (e.g. 127.0.0.1:8787 or [::1]:8787), got '8787'");
+    l = Load(dir, std::string(kMinimal) + "admin: { port: 1 }\n");
+    INFO(l.All());
+    REQUIRE(l.errors.size() == 2);
+    CHECK_THAT(l.All(), Catch::Contains("admin: unknown option 'port'"));
+    CHECK_THAT(l.All(), Catch::Contains("admin.listen: required option is missing"));
+    {
+      ScopedEnv env("FORK_ADMIN_TOKEN", "short");
+      l = Load(dir, std::string(kMinimal) + "admin: 127.0.0.1:1\n");
+      ExpectOneError(l, 5, 8,
+                     "admin: the token in FORK_ADMIN_TOKEN is 5 characters; at least 16 are "
+                     "needed (e.g. `openssl rand -hex 32`)");
+    }
   }
 }
 

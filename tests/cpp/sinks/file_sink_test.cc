@@ -3,6 +3,8 @@
 // without duplicates, and rotation by size and by time.
 #include "sinks/file/file_sink.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 
 #include "core/fs.h"
@@ -634,6 +636,71 @@ TEST_CASE("a crash after a rotating flush, before the cursor commit, duplicates 
   std::vector<std::string> got = AllLines(dir.path());
   std::sort(got.begin(), got.end());
   CHECK(got == want);
+}
+
+TEST_CASE("file_mode: octal read/write bits, never writable by others", "[file_sink]") {
+  mode_t m = 0;
+  std::string error;
+  for (const auto& [text, mode] : std::vector<std::pair<std::string, mode_t>>{
+           {"0640", 0640}, {"0600", 0600}, {"640", 0640}, {"0660", 0660}, {"0644", 0644}}) {
+    INFO(text);
+    REQUIRE(ParseFileMode(text, &m, &error));
+    CHECK(m == mode);
+  }
+  for (const char* bad : {"", "640 ", "0o640", "0750", "1640", "06400", "rw-r-----", "0888"}) {
+    INFO(bad);
+    CHECK_FALSE(ParseFileMode(bad, &m, &error));
+    CHECK_THAT(error, Catch::StartsWith("expected an octal mode"));
+  }
+  CHECK_FALSE(ParseFileMode("0666", &m, &error));
+  CHECK_THAT(error, Catch::Contains("any user of the machine"));
+  CHECK_FALSE(ParseFileMode("0440", &m, &error));
+  CHECK_THAT(error, Catch::Contains("the owner needs 6"));
+  CHECK(DirModeFor(0640) == 0750);
+  CHECK(DirModeFor(0600) == 0700);
+  CHECK(DirModeFor(0644) == 0755);
+  CHECK(DirModeFor(0660) == 0770);
+}
+
+TEST_CASE("files and directories it creates get file_mode, not the umask's", "[file_sink]") {
+  // Without a umask, the modes seen are the sink's alone.
+  struct NoUmask {
+    mode_t old = ::umask(0);
+    ~NoUmask() { ::umask(old); }
+  } no_umask;
+  TempDir dir;
+  auto mode_of = [](const std::string& p) {
+    struct stat st;
+    REQUIRE(::stat(p.c_str(), &st) == 0);
+    return st.st_mode & 07777;
+  };
+  SECTION("the default: 0640 files in 0750 directories") {
+    FileSink sink(At(dir.Join("a/b/events.jsonl")));
+    REQUIRE(sink.Open("").ok());
+    Put(sink, kT0, "id-1", Text("x"));
+    REQUIRE(sink.Flush().ok());
+    CHECK(mode_of(dir.Join("a")) == 0750);
+    CHECK(mode_of(dir.Join("a/b")) == 0750);
+    CHECK(mode_of(dir.Join("a/b/events.jsonl")) == 0640);
+  }
+  SECTION("0600: owner only, rotated and chunked files too") {
+    FileSink::Settings st = At(dir.Join("out/"));
+    st.rotate_ms = 3600 * 1000;
+    st.file_mode = 0600;
+    FileSink sink(st);
+    REQUIRE(sink.Open("").ok());
+    Put(sink, kT0, "id-1", Text("x"));
+    REQUIRE(sink.Flush().ok());
+    Put(sink, kT0 + kHour, "id-2", Text("y"));
+    REQUIRE(sink.Flush().ok());
+    CHECK(mode_of(dir.Join("out")) == 0700);
+    const auto names = test::ListDir(dir.Join("out"));
+    REQUIRE(names.size() == 2);  // a finished window and the part file of the next
+    for (const auto& n : names) {
+      INFO(n);
+      CHECK(mode_of(dir.Join("out/" + n)) == 0600);
+    }
+  }
 }
 
 }  // namespace forkd::sinks
