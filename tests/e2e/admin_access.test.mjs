@@ -79,7 +79,13 @@ async function withDeadLetters(admin, env, n) {
   const ctx = tempConfig(`${admin}\n${destinations}`);
   const forkd = await startForkd(ctx.config, { env });
   const c = createClient({ endpoint: endpointFor(ctx.dir) });
-  for (let i = 0; i < n; i++) await c.routeData({ n: i }, 'checked', { idempotencyKey: `k${i}`, ack: 'delivered' });
+  // 'delivered' settles once each is in dead letters: it rejects, naming why.
+  for (let i = 0; i < n; i++) {
+    await assert.rejects(c.routeData({ n: i }, 'checked', { idempotencyKey: `k${i}`, ack: 'delivered' }), {
+      code: 'FORK_REJECTED',
+      reason: /validate: total: required field is missing/,
+    });
+  }
   await c.close();
   const dlq = `${ctx.dir}/.fork/dead_letters/checked.jsonl`;
   const letters = () => (existsSync(dlq) ? readJsonl(dlq).map((l) => l._fork_id).sort() : []);
