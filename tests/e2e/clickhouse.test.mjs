@@ -513,3 +513,39 @@ test('bad clickhouse options are refused by forkd check at the option', async ()
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('an aggregate table of the single-instance layout is migrated: its rows become this instance\'s, the table is renamed, the merged view takes its name', { skip, timeout: 60_000 }, async () => {
+  await ch.query(`CREATE TABLE default.legacy_revenue (_fork_id String, window_start Nullable(String),
+                  window Nullable(String), currency Nullable(String), revenue Nullable(Int64),
+                  orders Nullable(Int64), mean Nullable(Float64), extra String, _version UInt64)
+                  ENGINE = ReplacingMergeTree(_version) ORDER BY _fork_id`);
+  await ch.query(`INSERT INTO default.legacy_revenue VALUES ('2026-01-01T00:00:00.000Z/1d/["EUR"]',
+                  '2026-01-01T00:00:00.000Z', '1d', 'EUR', 70, 2, 35, '', 7)`);
+  const dest = {
+    revenue: {
+      type: 'clickhouse', url: ch.url, table: 'legacy_revenue', batch: { max_wait: '20ms' }, ...quick,
+      transforms: [{ aggregate: { window: '1d', time_field: 'ts', group_by: ['currency'], emit_every: '50ms',
+                                  measures: { revenue: 'sum(amount)', orders: 'count()', mean: 'avg(amount)' } } }],
+    },
+  };
+  await withForkd(dest, async (rig) => {
+    for (const amount of [10, 20]) {
+      await rig.client.routeData({ currency: 'EUR', amount, ts: Date.UTC(2026, 0, 2, 12) }, 'revenue');
+    }
+    const want = [
+      ['2026-01-01T00:00:00.000Z/1d/["EUR"]', 70, 2, 35],
+      ['2026-01-02T00:00:00.000Z/1d/["EUR"]', 30, 2, 15],
+    ];
+    const got = async () =>
+      (await rows('SELECT _fork_id, revenue, orders, mean FROM default.legacy_revenue ORDER BY _fork_id')).map((r) => [
+        r._fork_id, r.revenue, r.orders, r.mean,
+      ]);
+    await waitUntil(async () => JSON.stringify(await got()) === JSON.stringify(want), 15000, async () => JSON.stringify(await got()));
+    const engines = await rows("SELECT name, engine FROM system.tables WHERE database = 'default' AND name LIKE 'legacy_revenue%' ORDER BY name");
+    assert.deepEqual(engines.map((e) => [e.name, e.engine]), [
+      ['legacy_revenue', 'View'],
+      ['legacy_revenue_before_merge', 'ReplacingMergeTree'],
+      ['legacy_revenue_parts', 'ReplacingMergeTree'],
+    ]);
+  });
+});

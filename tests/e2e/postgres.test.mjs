@@ -618,3 +618,41 @@ test("the url's password never appears in logs, status or dead letters", async (
   }
   await rig.close();
 });
+
+test('an aggregate table of the single-instance layout is migrated: its rows become this instance\'s, the table is renamed, the merged view takes its name', async () => {
+  await query(`CREATE TABLE legacy_revenue (_fork_id text PRIMARY KEY, window_start text, "window" text,
+               currency text, revenue bigint, orders bigint, mean double precision, extra jsonb)`);
+  await query(`INSERT INTO legacy_revenue VALUES ('2026-01-01T00:00:00.000Z/1d/["EUR"]',
+               '2026-01-01T00:00:00.000Z', '1d', 'EUR', 70, 2, 35, NULL)`);
+  const rig = await startRig({
+    revenue: {
+      type: 'postgres', table: 'legacy_revenue',
+      transforms: [{ aggregate: { window: '1d', time_field: 'ts', group_by: ['currency'], emit_every: '50ms',
+                                  measures: { revenue: 'sum(amount)', orders: 'count()', mean: 'avg(amount)' } } }],
+    },
+  });
+  try {
+    for (const amount of [10, 20]) {
+      await rig.client.routeData({ currency: 'EUR', amount, ts: Date.UTC(2026, 0, 2, 12) }, 'revenue');
+    }
+    const want = [
+      ['2026-01-01T00:00:00.000Z/1d/["EUR"]', 70, 2, 35],
+      ['2026-01-02T00:00:00.000Z/1d/["EUR"]', 30, 2, 15],
+    ];
+    const got = async () =>
+      (await query('SELECT * FROM legacy_revenue ORDER BY window_start')).map((r) => [r._fork_id, Number(r.revenue), Number(r.orders), r.mean]);
+    await waitUntil(async () => JSON.stringify(await got()) === JSON.stringify(want), 10000, async () => JSON.stringify(await got()));
+    const kinds = await query(`SELECT relname, relkind::text FROM pg_class WHERE relname LIKE 'legacy_revenue%' AND relkind IN ('r', 'v') ORDER BY relname`);
+    assert.deepEqual(kinds.map((k) => [k.relname, k.relkind]), [
+      ['legacy_revenue', 'v'],
+      ['legacy_revenue_before_merge', 'r'],
+      ['legacy_revenue_parts', 'r'],
+    ]);
+    const parts = await query('SELECT _fork_id, _fork_instance FROM legacy_revenue_parts ORDER BY _fork_id');
+    assert.equal(parts.length, 2);
+    assert.equal(new Set(parts.map((p) => p._fork_instance)).size, 1, 'one instance: this one');
+    assert.ok(parts[0]._fork_id.endsWith('/2026-01-01T00:00:00.000Z/1d/["EUR"]'), parts[0]._fork_id);
+  } finally {
+    await rig.close();
+  }
+});
