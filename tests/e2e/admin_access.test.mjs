@@ -78,19 +78,24 @@ const destinations = `destinations:
 async function withDeadLetters(admin, env, n) {
   const ctx = tempConfig(`${admin}\n${destinations}`);
   const forkd = await startForkd(ctx.config, { env });
-  const c = createClient({ endpoint: endpointFor(ctx.dir) });
-  // 'delivered' settles once each is in dead letters: it rejects, naming why.
-  for (let i = 0; i < n; i++) {
-    await assert.rejects(c.routeData({ n: i }, 'checked', { idempotencyKey: `k${i}`, ack: 'delivered' }), {
-      code: 'FORK_REJECTED',
-      reason: /validate: total: required field is missing/,
-    });
+  try {
+    const c = createClient({ endpoint: endpointFor(ctx.dir) });
+    // 'delivered' settles once each is in dead letters: it rejects, naming why.
+    for (let i = 0; i < n; i++) {
+      await assert.rejects(c.routeData({ n: i }, 'checked', { idempotencyKey: `k${i}`, ack: 'delivered' }), {
+        code: 'FORK_REJECTED',
+        reason: /validate: total: required field is missing/,
+      });
+    }
+    await c.close();
+    const dlq = `${ctx.dir}/.fork/dead_letters/checked.jsonl`;
+    const letters = () => (existsSync(dlq) ? readJsonl(dlq).map((l) => l._fork_id).sort() : []);
+    await until(() => letters().length === n, 10000, `${n} dead letters`);
+    return { ...ctx, forkd, letters };
+  } catch (e) {
+    await forkd.stop('SIGKILL'); // a failed setup leaves no forkd behind to hold the run open
+    throw e;
   }
-  await c.close();
-  const dlq = `${ctx.dir}/.fork/dead_letters/checked.jsonl`;
-  const letters = () => (existsSync(dlq) ? readJsonl(dlq).map((l) => l._fork_id).sort() : []);
-  await until(() => letters().length === n, 10000, `${n} dead letters`);
-  return { ...ctx, forkd, letters };
 }
 
 describe('loopback admin with a token (from FORK_ADMIN_TOKEN)', () => {
