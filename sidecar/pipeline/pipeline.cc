@@ -636,9 +636,12 @@ void Pipeline::Run() {
       // Behind: a full batch while the store keeps up, so the CPU is short.
       gate_->SetBehind(!caught_up && healthy(), MonoMicros());
     }
+    // Read once for the rest of the batch: a stop that lands between the
+    // emit below and the drain's end must not skip the aggregate's rows.
+    const bool stopping = stop_.load();
     bool emitted = false;
     if (aggregator_ && aggregator_->dirty() &&
-        (stop_.load() || MonoMicros() - last_emit_us_ >= emit_every_us)) {
+        (stopping || MonoMicros() - last_emit_us_ >= emit_every_us)) {
       if (!EmitAggregate(pos)) return;
       emitted = true;
     }
@@ -648,13 +651,13 @@ void Pipeline::Run() {
     // The records are in the store then, so 'delivered' need not wait for
     // the commit.
     const bool defer = n > 0 && sink_->idempotent() && !emitted && pending_dl_.empty() &&
-                       !stop_.load() && now - last_commit_us < kIdempotentCommitUs;
+                       !stopping && now - last_commit_us < kIdempotentCommitUs;
     bool committed = true;  // or nothing needed committing
     if (defer) {
       uncommitted_ = true;
     } else if ((consumed > 0 || emitted || uncommitted_) &&
                !(n > 0 || emitted || uncommitted_ || !pending_dl_.empty() ||
-                 now - last_commit_us > 1000000 || (stop_.load() && caught_up))) {
+                 now - last_commit_us > 1000000 || (stopping && caught_up))) {
       // Others' events only, within a second of the last commit: this one
       // waits, and is made within the second, by a later batch or by the
       // idle loop.
@@ -675,7 +678,7 @@ void Pipeline::Run() {
     if (committed && (!aggregator_ || !aggregator_->dirty())) Advance(pos.next_lsn);
     // Draining ends only at the log's final end: `caught_up` may predate
     // events that became durable while this batch was flushing.
-    if (stop_.load() && pos.next_lsn >= log_->durable_next_lsn()) {
+    if (stopping && pos.next_lsn >= log_->durable_next_lsn()) {
       if (committed_next_lsn() < pos.next_lsn && Commit(pos).ok() &&
           (!aggregator_ || !aggregator_->dirty())) {
         Advance(pos.next_lsn);  // what a failed commit held back

@@ -34,8 +34,13 @@ before(async () => {
     process.umask(umask);
   }
   const c = createClient({ endpoint: endpointFor(dir) });
+  // 'checked' dead-letters each (so that dead letters exist): 'delivered'
+  // then rejects, naming it, once every destination is done.
   for (let i = 0; i < 3; i++) {
-    await c.routeData({ n: i }, ['logs', 'private', 'db', 'checked'], { ack: 'delivered' });
+    await assert.rejects(c.routeData({ n: i }, ['logs', 'private', 'db', 'checked'], { ack: 'delivered' }), {
+      code: 'FORK_REJECTED',
+      destination: 'checked',
+    });
   }
   await c.close();
 });
