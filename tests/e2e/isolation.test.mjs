@@ -25,6 +25,7 @@ import {
   readReceipts,
   startProducer,
   verifyDestination,
+  rssBytes,
 } from './helpers.mjs';
 import { startHttpTarget } from './fixtures/http_target.mjs';
 
@@ -263,10 +264,7 @@ function assertOnTime(fig, what, p99ms = 500) {
   assert.ok(fig.p99 <= p99ms, `${what}: file delivery p99 ${fig.p99} ms (p50 ${fig.p50}, max ${fig.max}), expected <= ${p99ms} ms`);
 }
 
-function rssKiB(pid) {
-  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m);
-  return Number(m[1]);
-}
+const rssKiB = (pid) => rssBytes(pid) / 1024;
 
 // ---------------------------------------------------------------------------
 
