@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -16,12 +17,13 @@ namespace forkd::fs {
 namespace {
 
 struct Fault {
+  const char* kind;
   std::atomic<uint64_t> countdown{0};  // 0: none armed
   std::atomic<bool> sticky{false};
   std::atomic<bool> tripped{false};
   std::atomic<int> err{EIO};
 };
-Fault g_write, g_fsync, g_rename;
+Fault g_write{"write"}, g_fsync{"fsync"}, g_rename{"rename"};
 
 Fault* FaultFor(const std::string& kind) {
   if (kind == "write") return &g_write;
@@ -40,6 +42,10 @@ bool Trip(Fault& f) {
   if (c == 0) return false;
   if (f.countdown.fetch_sub(1) == 1) {
     f.tripped.store(true);
+    errno = f.err.load();
+    // Said once, so that a test can tell a fault that fired from one never reached.
+    std::fprintf(stderr, "injected fault: this %s fails with %s%s\n", f.kind,
+                 std::strerror(errno), f.sticky.load() ? ", and every later one" : "");
     errno = f.err.load();
     return true;
   }

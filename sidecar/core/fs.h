@@ -38,6 +38,7 @@ Status ReadFile(const std::string& path, std::string* out);
 // Fault injection, for tests. Kinds: "write", "fsync", "rename" (fsync covers
 // fdatasync too). The nth call of that kind from now on (1 = the next) fails
 // with `err`; with `sticky` every later call fails too, until ClearFaults().
+// The first failure says so on stderr ("injected fault: this rename fails ...").
 void InjectFault(const std::string& kind, uint64_t nth, int err, bool sticky);
 void ClearFaults();
 // Reads FORKD_FAULT="kind:nth[:sticky][:errno]" once, at start-up.
