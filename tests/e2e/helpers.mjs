@@ -127,6 +127,7 @@ export function startProducer({
   destinations = ['logs', 'audit'],
   maxInFlight,
   payload,
+  pad,
 } = {}) {
   const child = fork(path.join(HERE, 'fixtures', 'producer.mjs'), [], {
     env: {
@@ -138,6 +139,7 @@ export function startProducer({
       PRODUCER_DESTINATIONS: destinations.join(','),
       ...(maxInFlight ? { PRODUCER_MAX_IN_FLIGHT: String(maxInFlight) } : {}),
       ...(payload ? { PRODUCER_PAYLOAD: payload } : {}),
+      ...(pad ? { PRODUCER_PAD: String(pad) } : {}),
     },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
