@@ -16,6 +16,7 @@
 #include "tools/dlq_cli.h"
 #include "tools/dry_run_cli.h"
 #include "transforms/transform.h"
+#include "core/crashfs.h"
 #include "core/fs.h"
 #include "server.h"
 #include "sinks/registry.h"
@@ -59,6 +60,10 @@ int Run(const std::string& config_path, bool exit_with_parent) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
+  // Test hook: a simulated machine crash (core/crashfs.h) records every
+  // change from start-up on; SIGUSR2 pulls the plug.
+  forkd::fs::crashfs::EnableFromEnv();
+  if (forkd::fs::crashfs::Enabled()) sigaddset(&set, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -95,6 +100,8 @@ int Run(const std::string& config_path, bool exit_with_parent) {
           spdlog::info("SIGHUP: reloading {}", config_path);
           server.Reload(std::move(next));
         }
+      } else if (sig == SIGUSR2) {
+        forkd::fs::crashfs::PowerOff("SIGUSR2");
       } else {
         server.Tick();
       }

@@ -1,11 +1,14 @@
 #include "core/fs.h"
 
+#include "core/crashfs.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -14,12 +17,13 @@ namespace forkd::fs {
 namespace {
 
 struct Fault {
+  const char* kind;
   std::atomic<uint64_t> countdown{0};  // 0: none armed
   std::atomic<bool> sticky{false};
   std::atomic<bool> tripped{false};
   std::atomic<int> err{EIO};
 };
-Fault g_write, g_fsync, g_rename;
+Fault g_write{"write"}, g_fsync{"fsync"}, g_rename{"rename"};
 
 Fault* FaultFor(const std::string& kind) {
   if (kind == "write") return &g_write;
@@ -39,6 +43,10 @@ bool Trip(Fault& f) {
   if (f.countdown.fetch_sub(1) == 1) {
     f.tripped.store(true);
     errno = f.err.load();
+    // Said once, so that a test can tell a fault that fired from one never reached.
+    std::fprintf(stderr, "injected fault: this %s fails with %s%s\n", f.kind,
+                 std::strerror(errno), f.sticky.load() ? ", and every later one" : "");
+    errno = f.err.load();
     return true;
   }
   return false;
@@ -48,6 +56,8 @@ bool Trip(Fault& f) {
 
 int PwriteAll(int fd, const void* data, size_t n, uint64_t offset) {
   if (Trip(g_write)) return -1;
+  crashfs::Op op;
+  crashfs::WillWrite(fd, offset, n);
   const auto* p = static_cast<const uint8_t*>(data);
   while (n > 0) {
     ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(offset));
@@ -64,6 +74,8 @@ int PwriteAll(int fd, const void* data, size_t n, uint64_t offset) {
 
 int WriteAll(int fd, const void* data, size_t n) {
   if (Trip(g_write)) return -1;
+  crashfs::Op op;
+  crashfs::WillWrite(fd, crashfs::kAtPosition, n);
   const auto* p = static_cast<const uint8_t*>(data);
   while (n > 0) {
     ssize_t w = ::write(fd, p, n);
@@ -79,20 +91,101 @@ int WriteAll(int fd, const void* data, size_t n) {
 
 int Fsync(int fd) {
   if (Trip(g_fsync)) return -1;
-  return ::fsync(fd);
+  crashfs::BeforeSync();
+  crashfs::Op op;
+  const int rc = ::fsync(fd);
+  if (rc == 0) crashfs::Synced(fd);
+  return rc;
 }
 
 int Fdatasync(int fd) {
   if (Trip(g_fsync)) return -1;
-  return ::fdatasync(fd);
+  crashfs::BeforeSync();
+  crashfs::Op op;
+  const int rc = ::fdatasync(fd);
+  if (rc == 0) crashfs::Synced(fd);
+  return rc;
 }
 
-int Truncate(int fd, uint64_t size) { return ::ftruncate(fd, static_cast<off_t>(size)); }
+int Truncate(int fd, uint64_t size) {
+  crashfs::Op op;
+  crashfs::WillTruncate(fd, size);
+  return ::ftruncate(fd, static_cast<off_t>(size));
+}
+
+int Truncate(const char* path, uint64_t size) {
+  crashfs::Op op;
+  crashfs::WillTruncatePath(path, size);
+  return ::truncate(path, static_cast<off_t>(size));
+}
 
 int Rename(const char* from, const char* to) {
   if (Trip(g_rename)) return -1;
-  return ::rename(from, to);
+  crashfs::Op op;
+  const uint64_t ticket = crashfs::WillRename(from, to);
+  const int rc = ::rename(from, to);
+  if (rc != 0) {
+    const int err = errno;
+    crashfs::Failed(ticket);
+    errno = err;
+  }
+  return rc;
 }
+
+int Unlink(const char* path) {
+  crashfs::Op op;
+  const uint64_t ticket = crashfs::WillUnlink(path);
+  const int rc = ::unlink(path);
+  if (rc != 0) {
+    const int err = errno;
+    crashfs::Failed(ticket);
+    errno = err;
+  }
+  return rc;
+}
+
+int Open(const char* path, int flags, mode_t mode) {
+  crashfs::Op op;
+  const uint64_t ticket = (flags & O_CREAT) != 0 ? crashfs::WillCreate(path) : 0;
+  if ((flags & O_TRUNC) != 0) crashfs::WillTruncatePath(path, 0);
+  const int fd = ::open(path, flags, mode);
+  if (fd < 0) {
+    const int err = errno;
+    crashfs::Failed(ticket);
+    errno = err;
+  }
+  return fd;
+}
+
+namespace {
+
+// mkdir(2), recorded for a simulated power loss.
+int Mkdir(const char* path, mode_t mode) {
+  crashfs::Op op;
+  const uint64_t ticket = crashfs::WillMkdir(path);
+  const int rc = ::mkdir(path, mode);
+  if (rc != 0) {
+    const int err = errno;
+    crashfs::Failed(ticket);
+    errno = err;
+  }
+  return rc;
+}
+
+int SyncDirOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir =
+      slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return -1;
+  const int rc = Fsync(dfd);
+  const int err = errno;
+  ::close(dfd);
+  errno = err;
+  return rc;
+}
+
+}  // namespace
 
 Status MakeDirs(const std::string& path, mode_t mode) {
   if (path.empty()) return Status::InvalidArgument("empty directory path");
@@ -104,7 +197,10 @@ Status MakeDirs(const std::string& path, mode_t mode) {
     cur = path.substr(0, j);
     i = j + 1;
     if (cur.empty()) continue;
-    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) {
+    if (Mkdir(cur.c_str(), mode) == 0) {
+      // A new directory is only as durable as its entry in the parent.
+      if (SyncDirOf(cur) != 0) return ErrnoStatus("sync directory of", cur, errno);
+    } else if (errno != EEXIST) {
       return ErrnoStatus("create directory", cur, errno);
     }
   }
@@ -116,24 +212,24 @@ Status MakeDirs(const std::string& path, mode_t mode) {
 
 Status WriteFileAtomic(const std::string& path, const void* data, size_t n) {
   const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fd = Open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return ErrnoStatus("create", tmp, errno);
   if (WriteAll(fd, data, n) != 0) {
     int err = errno;
     ::close(fd);
-    ::unlink(tmp.c_str());
+    Unlink(tmp.c_str());
     return ErrnoStatus("write", tmp, err);
   }
   if (Fdatasync(fd) != 0) {
     int err = errno;
     ::close(fd);
-    ::unlink(tmp.c_str());
+    Unlink(tmp.c_str());
     return ErrnoStatus("sync", tmp, err);
   }
   ::close(fd);
   if (Rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
-    ::unlink(tmp.c_str());
+    Unlink(tmp.c_str());
     return ErrnoStatus("rename", path, err);
   }
   const size_t slash = path.rfind('/');

@@ -47,7 +47,7 @@ Status CursorStore::Remove(const std::string& destination) const {
   // The cursor last: a crash in between leaves it in place, still holding
   // the log, and the removal can be repeated.
   for (const std::string& path : {dir_ + "/" + destination + ".backfill", PathFor(destination)}) {
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("delete", path, errno);
+    if (fs::Unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("delete", path, errno);
   }
   // The deletion is durable before anyone is told the log is released.
   const int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

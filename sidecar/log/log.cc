@@ -100,9 +100,9 @@ Status Log::Recover(RecoveryInfo* info) {
   if (firsts.empty()) {
     // A new log: one empty segment whose name fixes the first lsn.
     const std::string path = SegmentPath(1);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    int fd = fs::Open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return ErrnoStatus("create log segment", path, errno);
-    if (::fsync(dir_fd_) != 0) {
+    if (fs::Fsync(dir_fd_) != 0) {
       ::close(fd);
       return ErrnoStatus("sync log directory", options_.dir, errno);
     }
@@ -158,7 +158,7 @@ Status Log::Recover(RecoveryInfo* info) {
     }
     if (end < file_size) {
       info->torn_tail_bytes = file_size - end;
-      if (::ftruncate(fd, static_cast<off_t>(end)) != 0 || ::fsync(fd) != 0) {
+      if (fs::Truncate(fd, end) != 0 || fs::Fsync(fd) != 0) {
         int err = errno;
         ::close(fd);
         return ErrnoStatus("truncate torn log tail", path, err);
@@ -306,12 +306,12 @@ Status Log::WriteBatch(Batch& b) {
   uint64_t prev_segment = 0;
   std::string path = SegmentPath(b.segment);
   if (b.segment != active_segment_) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    int fd = fs::Open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return ErrnoStatus("create log segment", path, errno);
     if (fs::Fsync(dir_fd_) != 0) {
       int err = errno;
       ::close(fd);
-      ::unlink(path.c_str());
+      fs::Unlink(path.c_str());
       return ErrnoStatus("sync log directory", options_.dir, err);
     }
     prev_fd = active_fd_;
@@ -324,7 +324,7 @@ Status Log::WriteBatch(Batch& b) {
     if (prev_fd >= 0) {
       // The new segment holds nothing durable: remove it, go back to the old.
       ::close(active_fd_);
-      ::unlink(path.c_str());
+      fs::Unlink(path.c_str());
       active_fd_ = prev_fd;
       active_segment_ = prev_segment;
     } else if (fs::Truncate(active_fd_, b.offset) != 0) {
@@ -428,7 +428,7 @@ size_t Log::DeleteSegmentsBefore(uint64_t min_next_lsn) {
       segments_.erase(segments_.begin());
     }
   }
-  for (uint64_t first : doomed) ::unlink(SegmentPath(first).c_str());
+  for (uint64_t first : doomed) fs::Unlink(SegmentPath(first).c_str());
   if (!doomed.empty()) (void)fs::Fsync(dir_fd_);
   return doomed.size();
 }

@@ -30,7 +30,7 @@ void AppendNow(std::string* out) {
 // another file over it while we waited for the lock.
 int OpenLocked(const std::string& path, Status* s) {
   for (int tries = 0; tries < 100; ++tries) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    const int fd = fs::Open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) {
       *s = ErrnoStatus("open dead letters", path, errno);
       return -1;

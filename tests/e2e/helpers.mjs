@@ -1,6 +1,7 @@
 // Shared by the end-to-end tests: temp configs, a forkd process, output readers,
-// a producer child process.
+// a producer child process, a free port, a process's memory.
 import { fork } from 'node:child_process';
+import net from 'node:net';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,6 +58,24 @@ export function idCounts(records, field = '_fork_id') {
   return m;
 }
 
+// A TCP port free on 127.0.0.1 at the time of asking.
+export async function freePort() {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// The resident set size of process `pid` now, in bytes (VmRSS in /proc/<pid>/status).
+export function rssBytes(pid) {
+  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m);
+  if (!m) throw new Error(`no VmRSS for process ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
 export function endpointFor(dir) {
   return `ipc://${dir}/.fork/fork.sock`;
 }
@@ -108,6 +127,7 @@ export function startProducer({
   destinations = ['logs', 'audit'],
   maxInFlight,
   payload,
+  pad,
 } = {}) {
   const child = fork(path.join(HERE, 'fixtures', 'producer.mjs'), [], {
     env: {
@@ -119,6 +139,7 @@ export function startProducer({
       PRODUCER_DESTINATIONS: destinations.join(','),
       ...(maxInFlight ? { PRODUCER_MAX_IN_FLIGHT: String(maxInFlight) } : {}),
       ...(payload ? { PRODUCER_PAYLOAD: payload } : {}),
+      ...(pad ? { PRODUCER_PAD: String(pad) } : {}),
     },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

@@ -1,22 +1,28 @@
 // Wrong, hostile and oversized input on the wire: forkd nacks with a reason,
-// never crashes, never grows without bound, and keeps serving good clients.
+// never crashes, keeps its memory flat (its RSS is measured across hundreds
+// of rounds of hostile input), and keeps serving good clients.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pack, unpack } from 'msgpackr';
 import { createClient, ForkError } from '../../js/index.mjs';
-import { startForkd, tempConfig, endpointFor } from './helpers.mjs';
+import { startForkd, tempConfig, endpointFor, freePort, rssBytes } from './helpers.mjs';
 import { rawClient as rawClientAt, routeFrame } from './wire.mjs';
 
+const MAX_FRAME = 4 << 20;
 const CONFIG = `
 limits: { max_frame: 4MiB, max_event: 64KiB }
 destinations:
   logs: { type: file, path: ./out/logs.jsonl }
 `;
 
-let dir, forkd, endpoint;
+let dir, forkd, endpoint, admin;
 before(async () => {
-  ({ dir } = tempConfig(CONFIG));
+  const port = await freePort();
+  ({ dir } = tempConfig(`${CONFIG}admin: 127.0.0.1:${port}\n`));
+  admin = `http://127.0.0.1:${port}`;
   forkd = await startForkd(`${dir}/fork.yaml`);
   endpoint = endpointFor(dir);
 });
@@ -25,6 +31,17 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
   assert.equal(r.code, 0, forkd.stderr());
 });
+
+// forkd's ingest counters: events appended, frames it decoded and found malformed.
+async function ingestCounters() {
+  const text = await (await fetch(`${admin}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  const get = (name) => {
+    const m = text.match(new RegExp(`^${name}(?:\\{\\})? (\\S+)$`, 'm'));
+    assert.ok(m, `${name} in /metrics`);
+    return Number(m[1]);
+  };
+  return { events: get('fork_ingest_events_total'), badFrames: get('fork_ingest_bad_frames_total') };
+}
 
 const rawClient = () => rawClientAt(endpoint);
 
@@ -106,15 +123,88 @@ test('wrong event shapes are nacked with their reason', async () => {
   s.close();
 });
 
-test('an oversize frame disconnects only its sender; others are served', async () => {
-  const s = await rawClient();
-  await s.send(Buffer.concat([routeFrame(1, [good(1)]), Buffer.alloc(5 << 20)]));
-  await new Promise((r) => setTimeout(r, 200));
+test('a frame over limits.max_frame is dropped by libzmq with its connection (ZMQ_MAXMSGSIZE): forkd never decodes it, the sender reconnects, others are served', async () => {
+  const id = randomBytes(16);
+  const s = await rawClientAt(endpoint, id);
+  const seen = [];
+  s.events.on('disconnect', () => seen.push('disconnect'));
+  s.events.on('connect', () => seen.push('connect'));
+  // At the limit, the frame reaches forkd, which decodes it and finds the
+  // bytes after its one event malformed.
+  const c0 = await ingestCounters();
+  const atLimit = routeFrame(1, [good(1)]);
+  await s.send(Buffer.concat([atLimit, Buffer.alloc(MAX_FRAME - atLimit.length)]));
+  await expectNack(s, 'FORK_REJECTED');
+  const c1 = await ingestCounters();
+  assert.equal(c1.badFrames, c0.badFrames + 1, 'a frame at the limit is decoded by forkd');
+  assert.deepEqual(seen, [], 'and its connection stays');
+  // One byte over (the same valid event, then padding): libzmq drops the
+  // connection before forkd sees a byte of it.
+  const over = routeFrame(2, [good(2)]);
+  await s.send(Buffer.concat([over, Buffer.alloc(MAX_FRAME + 1 - over.length)]));
+  for (let t = 0; t < 100 && !(seen.includes('disconnect') && seen.lastIndexOf('connect') > seen.indexOf('disconnect')); t++) {
+    await sleep(50);
+  }
+  assert.ok(seen.includes('disconnect'), `the connection was dropped (socket events: ${seen.join(', ')})`);
+  assert.ok(seen.lastIndexOf('connect') > seen.indexOf('disconnect'), `and the sender reconnected (socket events: ${seen.join(', ')})`);
+  const c2 = await ingestCounters();
+  assert.deepEqual(c2, c1, 'forkd neither decoded nor appended the oversize frame');
+  // The reconnected sender says hello again and is served; seq 2 was never taken.
+  await s.send(Buffer.concat([Buffer.from([1, 1]), pack({ client: id, protocol: 1, agent: 'raw' })]));
+  const [welcome] = await s.receive();
+  assert.equal(welcome[1], 2, 'welcomed again');
+  await s.send(routeFrame(2, [good(2)]));
+  await expectAck(s, 2, 2);
+  assert.equal((await ingestCounters()).events, c1.events + 1, 'its next event is appended once');
   s.close();
   const client = createClient({ endpoint });
   const r = await client.routeData({ after: 'oversize' }, 'logs');
   assert.equal(r.ack, 'accepted');
   await client.close();
+});
+
+test('forkd\'s RSS grows by less than 2 MiB (under half of one oversize frame) over 300 rounds of every hostile input, 5 MiB frames included', { timeout: 120_000 }, async (t) => {
+  const header = Buffer.from([0x94, 0x91, 0xa4]);
+  const hostile = [
+    Buffer.concat([header, Buffer.from('logs'), Buffer.from([0xc0, 0xc0, 0xdf, 0xff, 0xff, 0xff, 0xff])]),
+    Buffer.concat([header, Buffer.from('logs'), Buffer.from([0xc0, 0xc0, 0x81, 0xa1, 0x78]), Buffer.alloc(10000, 0x91), Buffer.from([0xc0])]),
+    pack([['logs'], null, null, { big: 'x'.repeat(70000) }]),
+    good(0).subarray(0, 5),
+  ];
+  let seq = 1;
+  const round = async (s, i) => {
+    for (const h of hostile) {
+      await s.send(routeFrame(seq++, [h]));
+      const [m] = await s.receive();
+      assert.equal(m[1], 5, 'nacked');
+    }
+    const f = routeFrame(seq, [good(i)]);
+    await s.send(f.subarray(0, f.length - 3)); // cut short
+    assert.equal((await s.receive())[0][1], 5, 'nacked');
+    if (i % 20 === 0) {
+      // An oversize frame on a connection of its own: dropped by libzmq.
+      const o = await rawClient();
+      await o.send(Buffer.alloc(5 << 20, 0x91));
+      await sleep(20);
+      o.close();
+    }
+  };
+  const s = await rawClient();
+  for (let i = 0; i < 30; i++) await round(s, i); // warm-up: arenas, buffers, caches
+  const warm = rssBytes(forkd.pid);
+  const seenRss = [warm];
+  for (let i = 0; i < 300; i++) {
+    await round(s, i);
+    if (i % 50 === 49) seenRss.push(rssBytes(forkd.pid));
+  }
+  s.close();
+  const end = seenRss[seenRss.length - 1];
+  const mib = (b) => (b / 1048576).toFixed(1);
+  const report = `forkd RSS: ${mib(warm)} MiB after 30 warm-up rounds, then every 50 rounds: ${seenRss.slice(1).map(mib).join(', ')} MiB`;
+  t.diagnostic(report);
+  console.log(report);
+  assert.ok(Math.max(...seenRss) - warm < 2 << 20, `${report}: grew by 2 MiB or more`);
+  assert.equal(forkd.proc.exitCode, null, 'forkd is still running');
 });
 
 test('the JS API turns forkd nacks into ForkErrors', async () => {

@@ -12,7 +12,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,6 +25,7 @@ import {
   readReceipts,
   startProducer,
   verifyDestination,
+  rssBytes,
 } from './helpers.mjs';
 import { startHttpTarget } from './fixtures/http_target.mjs';
 
@@ -53,7 +54,8 @@ async function freePort() {
 
 // `web`: the http destination's options beyond type and url; `more`: other
 // destinations. The config is written as JSON, which is YAML.
-async function startRig(web = {}, { more = {}, file = FILE } = {}) {
+// `prepare(dir)` runs before forkd starts.
+async function startRig(web = {}, { more = {}, file = FILE, prepare } = {}) {
   const target = await startHttpTarget();
   const adminPort = await freePort();
   const destinations = { web: { type: 'http', url: target.url, ...web }, file, ...more };
@@ -111,6 +113,7 @@ async function startRig(web = {}, { more = {}, file = FILE } = {}) {
   };
   rigs.add(rig);
   try {
+    if (prepare) prepare(dir);
     forkd = await startForkd(config);
   } catch (e) {
     await rig.close();
@@ -263,10 +266,7 @@ function assertOnTime(fig, what, p99ms = 500) {
   assert.ok(fig.p99 <= p99ms, `${what}: file delivery p99 ${fig.p99} ms (p50 ${fig.p50}, max ${fig.max}), expected <= ${p99ms} ms`);
 }
 
-function rssKiB(pid) {
-  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m);
-  return Number(m[1]);
-}
+const rssKiB = (pid) => rssBytes(pid) / 1024;
 
 // ---------------------------------------------------------------------------
 
@@ -700,14 +700,14 @@ test('backlog shed: past a small quota the destination skips ahead and records t
   }
 });
 
-test('isolation figures: the file destination\'s throughput and latency, and forkd\'s memory, with the HTTP store down', { timeout: 180_000 }, async (t) => {
+test('isolation figures: the file destination\'s latency at 2000 events/s, and forkd\'s memory, with the HTTP store down', { timeout: 180_000 }, async (t) => {
   const RATE = 2000;
   const rig = await startRig({ ...QUICK, breaker: { failures: 5, cooldown: '2s' }, retry: { initial: '100ms', max: '2s' }, connect_timeout: '1s' });
   try {
     const tail = rig.tail();
-    // Baseline: both destinations healthy, 10 s at 2000 events/s.
+    // Baseline: both destinations healthy, 6 s at 2000 events/s.
     const base = rig.producer({ rate: RATE });
-    await sleep(10000);
+    await sleep(6000);
     const doneBase = await base.stop();
     assertOnlyErrors(doneBase, [], 'baseline producer');
     const rBase = base.receipts();
@@ -746,8 +746,8 @@ test('isolation figures: the file destination\'s throughput and latency, and for
     const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : String(x));
     const report = [
       `isolation figures (file destination, ${RATE} events/s offered to web+file):`,
-      `  baseline (store up)  : ${figBase.delivered} events, ${f(figBase.rate)} events/s, p50 ${figBase.p50} ms, p99 ${figBase.p99} ms, max ${figBase.max} ms`,
-      `  store down           : ${figFail.delivered} events, ${f(figFail.rate)} events/s, p50 ${figFail.p50} ms, p99 ${figFail.p99} ms, max ${figFail.max} ms`,
+      `  baseline (store up)  : ${figBase.delivered} events, p50 ${figBase.p50} ms, p99 ${figBase.p99} ms, max ${figBase.max} ms`,
+      `  store down           : ${figFail.delivered} events, p50 ${figFail.p50} ms, p99 ${figFail.p99} ms, max ${figFail.max} ms`,
       `  forkd RSS over 20 s of outage: ${(rssStart / 1024).toFixed(1)} MiB -> ${(rssEnd / 1024).toFixed(1)} MiB (max ${(Math.max(...rssSeen) / 1024).toFixed(1)} MiB), ` +
         `backlog ${m('fork_destination_backlog_events')} entries, ${(m('fork_destination_backlog_bytes') / 1048576).toFixed(1)} MiB`,
     ].join('\n');
@@ -755,7 +755,6 @@ test('isolation figures: the file destination\'s throughput and latency, and for
 
     assert.equal(figBase.delivered, rBase.size);
     assert.equal(figFail.delivered, rFail.size);
-    assert.ok(figFail.rate >= 0.9 * figBase.rate, `file throughput ${f(figFail.rate)}/s with the store down, baseline ${f(figBase.rate)}/s: more than 10% lower\n${report}`);
     // Latency: 10% of the baseline, plus an absolute slack, because a 2-core
     // machine shared by forkd, the producer and this process has scheduling
     // noise of a few ms that does not scale with the figure (p50 is ~10-20 ms,
@@ -773,6 +772,75 @@ test('isolation figures: the file destination\'s throughput and latency, and for
   } finally {
     await rig.close();
   }
+});
+
+// The file destination's drain rate: `events` routed to web and file while
+// the file destination cannot write (a plain file sits where its output
+// directory goes), then the way is cleared and it works through the backlog
+// from the log as fast as forkd can. The rate is the backlog over the time
+// from its first line on disk to its last (the file's size polled every 2 ms),
+// so it measures forkd, not the producer.
+async function fileDrainRate(storeDown) {
+  const FILL_EVENTS = 100_000;
+  const rig = await startRig(
+    { ...QUICK, breaker: { failures: 5, cooldown: '2s' }, retry: { initial: '100ms', max: '2s' }, connect_timeout: '1s' },
+    {
+      file: { ...FILE, retry: { initial: '20ms', max: '50ms' } },
+      prepare: (dir) => writeFileSync(path.join(dir, 'out'), 'not a directory\n'),
+    },
+  );
+  try {
+    if (storeDown) await rig.target.down();
+    // 1 KiB events, so that the drain lasts long enough to time.
+    const p = rig.producer({ rate: 25000, pad: 1000 });
+    await p.waitFor((s) => s.acked >= FILL_EVENTS, 60000);
+    const done = await p.stop();
+    assertOnlyErrors(done, [], 'filling producer');
+    const receipts = p.receipts();
+    if (!storeDown) await httpGetsAll(rig, receipts, 60000); // web idle during the drain
+    assert.ok(!existsSync(rig.fileOut), 'the file destination wrote nothing while blocked');
+    const m = await rig.metrics();
+    assert.ok(m('fork_destination_backlog_events', 'file') >= FILL_EVENTS, `the file destination holds a backlog of ${m('fork_destination_backlog_events', 'file')} events`);
+    // Clear the way and watch the output grow.
+    unlinkSync(path.join(rig.dir, 'out'));
+    // Done when the size has not moved for 500 ms (checked below: it was all).
+    let first = 0;
+    let last = 0;
+    let size = 0;
+    const deadline = Date.now() + 60000;
+    for (;;) {
+      const now = performance.now();
+      const sz = existsSync(rig.fileOut) ? statSync(rig.fileOut).size : 0;
+      if (sz > 0 && first === 0) first = now;
+      if (sz !== size) {
+        size = sz;
+        last = now;
+      } else if (size > 0 && now - last > 500) {
+        break;
+      }
+      assert.ok(Date.now() < deadline, `the file destination drained ${size} bytes in 60 s\n${rig.log()}`);
+      await sleep(2);
+    }
+    const v = await fileGetsAll(rig, receipts);
+    assert.equal(v.duplicates, 0);
+    assert.equal(statSync(rig.fileOut).size, size, 'the drain did not pause for 500 ms before it was done');
+    const m2 = await rig.metrics();
+    if (storeDown) assert.equal(m2('fork_destination_delivered_total'), 0, 'the HTTP store was down throughout');
+    return { events: receipts.size, seconds: (last - first) / 1000, rate: receipts.size / ((last - first) / 1000) };
+  } finally {
+    await rig.close();
+  }
+}
+
+test('the file destination drains a 100 000-event backlog at least 90% as fast with the HTTP store down beside it as with it up', { timeout: 180_000 }, async (t) => {
+  const up = await fileDrainRate(false);
+  const down = await fileDrainRate(true);
+  const f = (x) => Math.round(x).toLocaleString('en');
+  const report = `file destination drain: store up ${f(up.rate)} events/s (${up.events} in ${up.seconds.toFixed(2)} s), ` +
+    `store down ${f(down.rate)} events/s (${down.events} in ${down.seconds.toFixed(2)} s)`;
+  console.log(report);
+  t.diagnostic(report);
+  assert.ok(down.rate >= 0.9 * up.rate, `${report}: more than 10% slower with the store down`);
 });
 
 test('priority: pipeline threads are named fk:<destination> with nice 0 (high), 4 (normal), 10 (low)', { timeout: 30_000 }, async () => {

@@ -144,7 +144,7 @@ int64_t FileSink::WindowStart(int64_t recv_us) const {
 
 Status FileSink::OpenCurrent() {
   if (fd_ >= 0) return Status::Ok();
-  fd_ = ::open(cur_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, s_.file_mode);
+  fd_ = fs::Open(cur_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, s_.file_mode);
   if (fd_ < 0) return Status::Retry(ErrnoStatus("open output", cur_path_, errno).message());
   return Status::Ok();
 }
@@ -180,7 +180,7 @@ Status FileSink::Open(const std::string& state) {
   if (path.empty() || ::stat(path.c_str(), &sb) != 0) return Status::Ok();
   if (static_cast<uint64_t>(sb.st_size) > size) {
     // Written after the last cursor commit: those records come again.
-    if (::truncate(path.c_str(), static_cast<off_t>(size)) != 0) {
+    if (fs::Truncate(path.c_str(), size) != 0) {
       return Status::Retry(ErrnoStatus("truncate uncommitted output", path, errno).message());
     }
   }
