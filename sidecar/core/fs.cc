@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 namespace forkd::fs {
 namespace {
@@ -20,6 +22,12 @@ struct Fault {
   std::atomic<int> err{EIO};
 };
 Fault g_write, g_fsync, g_rename;
+std::atomic<int64_t> g_fsync_delay_ms{0};
+
+void DelayFsync() {
+  const int64_t ms = g_fsync_delay_ms.load(std::memory_order_relaxed);
+  if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
 
 Fault* FaultFor(const std::string& kind) {
   if (kind == "write") return &g_write;
@@ -78,11 +86,13 @@ int WriteAll(int fd, const void* data, size_t n) {
 }
 
 int Fsync(int fd) {
+  DelayFsync();
   if (Trip(g_fsync)) return -1;
   return ::fsync(fd);
 }
 
 int Fdatasync(int fd) {
+  DelayFsync();
   if (Trip(g_fsync)) return -1;
   return ::fdatasync(fd);
 }
@@ -188,7 +198,12 @@ void ClearFaults() {
   }
 }
 
+void InjectFsyncDelay(int64_t ms) { g_fsync_delay_ms.store(ms); }
+
 void InjectFaultsFromEnv() {
+  if (const char* delay = std::getenv("FORKD_FSYNC_DELAY_MS")) {
+    InjectFsyncDelay(std::strtoll(delay, nullptr, 10));
+  }
   const char* spec = std::getenv("FORKD_FAULT");
   if (spec == nullptr || *spec == 0) return;
   std::string s(spec);
