@@ -29,7 +29,7 @@ constexpr size_t kCommitBytes = 4u << 20;  // commit without waiting past this
 constexpr int64_t kInboundBytesPerPeer = 4ll << 20;
 // Messages queued to one client that does not read before ZeroMQ drops
 // more: a bound on what a peer that never reads costs.
-constexpr int kSendHwm = 10000;
+constexpr int kSendHwm = 1000;
 // A route frame whose entries are refused for this many separate reasons
 // (runs of neighbouring seqs with the same nack each count once) is refused
 // from there on unread: its nacks stay few, whatever the frame claims.
