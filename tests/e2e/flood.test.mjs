@@ -58,11 +58,11 @@ destinations:
     const before = rssMiB(forkd.pid);
 
     const peers = await startPeers({ endpoint, clients: 8, maxFrame: 1 << 20, maxEvent: 256 << 10 });
-    let flood;
+    let flood, counts;
     try {
       flood = await normalClient({ endpoint, pid: forkd.pid, seconds: FLOOD_SECONDS, tag: 'flood' });
     } finally {
-      var counts = await peers.stop();
+      counts = await peers.stop();
     }
     const peak = Math.max(...flood.rss);
     const summary = `RSS ${before.toFixed(1)} MiB before, peak ${peak.toFixed(1)} MiB during the flood; ` +
