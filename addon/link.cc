@@ -331,7 +331,19 @@ void Link::HandleFrame(const uint8_t* data, size_t size) {
     }
     case wire::FrameType::kNack: {
       wire::Nack nack;
-      if (wire::DecodeNack(data, size, &nack, &error)) ApplyNack(nack);
+      if (!wire::DecodeNack(data, size, &nack, &error)) break;
+      if (nack.code == wire::kCodeHelloRequired) {
+        // forkd forgot this client while it was idle (or never had its
+        // hello): say hello again; the welcome resends what is unacked,
+        // these events included. Later such nacks, for frames sent before
+        // the hello, change nothing.
+        if (state_ == State::kReady) {
+          state_ = State::kHelloSent;
+          hello_pending_ = true;
+        }
+        break;
+      }
+      ApplyNack(nack);
       break;
     }
     case wire::FrameType::kDelivered: {

@@ -54,6 +54,15 @@ std::string Server::MetricsText() const {
   Sample(&m, "fork_ingest_duplicates_total", "", static_cast<double>(in.duplicates.load()));
   Metric(&m, "fork_ingest_bad_frames_total", "counter", "Malformed frames");
   Sample(&m, "fork_ingest_bad_frames_total", "", static_cast<double>(in.bad_frames.load()));
+  Metric(&m, "fork_ingest_clients", "gauge", "Clients remembered");
+  Sample(&m, "fork_ingest_clients", "", static_cast<double>(in.clients.load()));
+  Metric(&m, "fork_ingest_forgotten_clients_total", "counter",
+         "Clients forgotten: idle past limits.client_idle, or past limits.max_clients");
+  Sample(&m, "fork_ingest_forgotten_clients_total", "",
+         static_cast<double>(in.forgotten_clients.load()));
+  Metric(&m, "fork_ingest_read_pauses_total", "counter",
+         "Times reading clients stopped at limits.max_pending until a commit completed");
+  Sample(&m, "fork_ingest_read_pauses_total", "", static_cast<double>(in.read_pauses.load()));
   Metric(&m, "fork_log_commits_total", "counter", "Group commits (one fsync each)");
   Sample(&m, "fork_log_commits_total", "", static_cast<double>(ls.commits.load()));
   Metric(&m, "fork_log_sync_seconds_total", "counter", "Time spent writing and syncing");

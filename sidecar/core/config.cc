@@ -237,6 +237,18 @@ const std::vector<OptionSpec>& LimitsOptions() {
        64 << 20},
       {"max_depth", OptType::kInt, "64", "Deepest nesting of arrays and maps in a payload",
        false, {}, 1, 100},
+      {"max_pending", OptType::kSize, "64MiB",
+       "Most event bytes held before they are durable; past it forkd stops reading clients "
+       "until the commit in flight completes",
+       false, {}, 1 << 20, 1ll << 36},
+      {"max_clients", OptType::kInt, "10000",
+       "Most clients remembered; past it the least recently active one with nothing in flight "
+       "is forgotten",
+       false, {}, 16, 10000000},
+      {"client_idle", OptType::kDuration, "10m",
+       "A client with nothing in flight that sent nothing for this long is forgotten (it says "
+       "hello again)",
+       false, {}, 1000, 30ll * 86400 * 1000},
   };
   return specs;
 }
@@ -441,6 +453,9 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
       out->max_frame = l.Bytes("max_frame");
       out->max_event = l.Bytes("max_event");
       out->limits.max_depth = static_cast<uint32_t>(l.Int("max_depth"));
+      out->max_pending = l.Bytes("max_pending");
+      out->max_clients = l.Int("max_clients");
+      out->client_idle_ms = l.Millis("client_idle");
     }
   }
   if (const YAML::Node& dd = top.Node("dedupe"); dd.IsDefined() && !dd.IsNull()) {

@@ -62,6 +62,9 @@ struct Config {
   int64_t max_frame = 16ll << 20;
   int64_t max_event = 1ll << 20;
   wire::Limits limits;
+  int64_t max_pending = 64ll << 20;  // event bytes held before they are durable
+  int64_t max_clients = 10000;
+  int64_t client_idle_ms = 10ll * 60 * 1000;
   int64_t dedupe_window_ms = 24ll * 3600 * 1000;
   int64_t dedupe_max_keys = 1000000;
   int64_t dedupe_recover_bytes = 128ll << 20;

@@ -7,11 +7,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 namespace forkd::fs {
 namespace {
@@ -24,6 +26,12 @@ struct Fault {
   std::atomic<int> err{EIO};
 };
 Fault g_write{"write"}, g_fsync{"fsync"}, g_rename{"rename"};
+std::atomic<int64_t> g_fsync_delay_ms{0};
+
+void DelayFsync() {
+  const int64_t ms = g_fsync_delay_ms.load(std::memory_order_relaxed);
+  if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
 
 Fault* FaultFor(const std::string& kind) {
   if (kind == "write") return &g_write;
@@ -90,6 +98,7 @@ int WriteAll(int fd, const void* data, size_t n) {
 }
 
 int Fsync(int fd) {
+  DelayFsync();
   if (Trip(g_fsync)) return -1;
   crashfs::BeforeSync();
   crashfs::Op op;
@@ -99,6 +108,7 @@ int Fsync(int fd) {
 }
 
 int Fdatasync(int fd) {
+  DelayFsync();
   if (Trip(g_fsync)) return -1;
   crashfs::BeforeSync();
   crashfs::Op op;
@@ -284,7 +294,12 @@ void ClearFaults() {
   }
 }
 
+void InjectFsyncDelay(int64_t ms) { g_fsync_delay_ms.store(ms); }
+
 void InjectFaultsFromEnv() {
+  if (const char* delay = std::getenv("FORKD_FSYNC_DELAY_MS")) {
+    InjectFsyncDelay(std::strtoll(delay, nullptr, 10));
+  }
   const char* spec = std::getenv("FORKD_FAULT");
   if (spec == nullptr || *spec == 0) return;
   std::string s(spec);

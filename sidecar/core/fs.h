@@ -41,7 +41,11 @@ Status ReadFile(const std::string& path, std::string* out);
 // The first failure says so on stderr ("injected fault: this rename fails ...").
 void InjectFault(const std::string& kind, uint64_t nth, int err, bool sticky);
 void ClearFaults();
-// Reads FORKD_FAULT="kind:nth[:sticky][:errno]" once, at start-up.
+// Makes every later Fsync/Fdatasync take at least `ms` longer (0: none), to
+// stand for a slow disk.
+void InjectFsyncDelay(int64_t ms);
+// Reads FORKD_FAULT="kind:nth[:sticky][:errno]" and FORKD_FSYNC_DELAY_MS
+// once, at start-up.
 void InjectFaultsFromEnv();
 
 }  // namespace forkd::fs

@@ -54,6 +54,7 @@ void Ingest::CheckDelivered() {
       const Waiter w = queue.front();
       queue.pop_front();
       --waiter_count_;
+      --clients_[w.client].waiting;
       // What each destination recorded for it; nothing means delivered.
       noted_outcomes_.clear();
       for (uint64_t m = watches_.empty() ? 0 : mask; m != 0; m &= m - 1) {

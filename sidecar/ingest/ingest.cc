@@ -23,6 +23,17 @@ namespace {
 
 constexpr int kMaxMessagesPerRound = 4096;
 constexpr size_t kCommitBytes = 4u << 20;  // commit without waiting past this
+// ZeroMQ holds, per connection, up to RCVHWM messages plus the one it is
+// reading: the receive HWM is chosen so that is about this many bytes of
+// max_frame messages (at least two messages, whatever the frame limit).
+constexpr int64_t kInboundBytesPerPeer = 4ll << 20;
+// Messages queued to one client that does not read before ZeroMQ drops
+// more: a bound on what a peer that never reads costs.
+constexpr int kSendHwm = 1000;
+// A route frame whose entries are refused for this many separate reasons
+// (runs of neighbouring seqs with the same nack each count once) is refused
+// from there on unread: its nacks stay few, whatever the frame claims.
+constexpr size_t kMaxRefusalsPerFrame = 1024;
 
 std::string Hex(const uint8_t* p, size_t n) {
   static const char kHex[] = "0123456789abcdef";
@@ -44,6 +55,7 @@ Ingest::Ingest(std::shared_ptr<const Config> config, log::Log* log,
       delivered_next_lsn_(std::move(delivered_next_lsn)),
       outcomes_(outcomes) {
   limits_ = config_->limits;
+  commit_bytes_ = std::min<size_t>(kCommitBytes, static_cast<size_t>(config_->max_pending) / 2);
   std::vector<std::string> names;
   for (const auto& d : config_->destinations) names.push_back(d.name);
   router_ = std::make_unique<pipeline::Router>(config_->routes, names, config_->unmatched);
@@ -230,13 +242,13 @@ Status Ingest::Bind() {
   if (socket_ == nullptr) return Status::IoError(std::string("zmq socket: ") + zmq_strerror(errno));
   const int one = 1;
   const int64_t max_msg = config_->max_frame;
-  const int hwm = 100000;
+  const int rcvhwm = static_cast<int>(std::clamp<int64_t>(kInboundBytesPerPeer / max_msg, 2, 1000));
   const int linger = 1000;
   zmq_setsockopt(socket_, ZMQ_ROUTER_HANDOVER, &one, sizeof(one));
   // A message over the limit disconnects its sender before it is buffered.
   zmq_setsockopt(socket_, ZMQ_MAXMSGSIZE, &max_msg, sizeof(max_msg));
-  zmq_setsockopt(socket_, ZMQ_RCVHWM, &hwm, sizeof(hwm));
-  zmq_setsockopt(socket_, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+  zmq_setsockopt(socket_, ZMQ_RCVHWM, &rcvhwm, sizeof(rcvhwm));
+  zmq_setsockopt(socket_, ZMQ_SNDHWM, &kSendHwm, sizeof(kSendHwm));
   zmq_setsockopt(socket_, ZMQ_LINGER, &linger, sizeof(linger));
   if (zmq_bind(socket_, config_->listen.c_str()) != 0) {
     return Status::IoError("cannot listen on " + config_->listen + ": " + zmq_strerror(errno));
@@ -251,30 +263,45 @@ void Ingest::Stop() {
   [[maybe_unused]] ssize_t w = ::write(wake_fd_, &one, sizeof(one));
 }
 
-uint32_t Ingest::ClientFor(const uint8_t* id, size_t size) {
-  std::string key(reinterpret_cast<const char*>(id), size);
-  auto it = client_index_.find(key);
-  if (it != client_index_.end()) return it->second;
-  const uint32_t idx = static_cast<uint32_t>(clients_.size());
-  clients_.push_back(Client{});
-  clients_.back().identity = key;
-  client_index_.emplace(std::move(key), idx);
-  stats_.clients.fetch_add(1, std::memory_order_relaxed);
-  return idx;
-}
-
 void Ingest::Send(const std::string& identity, const wire::Buffer& frame) {
   // A client that went away is not an error: it resends after reconnecting.
   if (zmq_send(socket_, identity.data(), identity.size(), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) return;
   zmq_send(socket_, frame.data(), frame.size(), ZMQ_DONTWAIT);
 }
 
-void Ingest::Nack(uint32_t client, uint64_t first, uint64_t last, const char* code,
-                  const std::string& message) {
+void Ingest::NackTo(std::string_view identity, uint64_t first, uint64_t last, const char* code,
+                    const std::string& message) {
   out_.clear();
   wire::EncodeNack(wire::Nack{{first, last}, code, message}, &out_);
-  Send(clients_[client].identity, out_);
+  if (zmq_send(socket_, identity.data(), identity.size(), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) return;
+  zmq_send(socket_, out_.data(), out_.size(), ZMQ_DONTWAIT);
+}
+
+void Ingest::Nack(uint32_t client, uint64_t first, uint64_t last, const char* code,
+                  const std::string& message) {
+  NackTo(clients_[client].identity, first, last, code, message);
   stats_.nacked.fetch_add(last - first + 1, std::memory_order_relaxed);
+}
+
+void Ingest::Refuse(uint32_t client, uint64_t seq, const char* code, std::string* message) {
+  Refusal& r = refusal_;
+  if (r.client == client && r.last + 1 == seq && std::strcmp(r.code, code) == 0 &&
+      r.message == *message) {
+    r.last = seq;
+    return;
+  }
+  FlushRefusal();
+  r.client = client;
+  r.first = r.last = seq;
+  r.code = code;
+  r.message.swap(*message);
+  ++refusals_in_frame_;
+}
+
+void Ingest::FlushRefusal() {
+  if (refusal_.client == kNoClient) return;
+  Nack(refusal_.client, refusal_.first, refusal_.last, refusal_.code, refusal_.message);
+  refusal_.client = kNoClient;
 }
 
 void Ingest::SendRanges(uint32_t client, std::vector<wire::SeqRange>* ranges, bool delivered) {
@@ -328,6 +355,7 @@ void Ingest::HandleHello(uint32_t client, const uint8_t* data, size_t size) {
   spdlog::info("client {} connected ({})", Hex(hello.client_id, wire::kClientIdSize),
                hello.agent.empty() ? "unknown agent" : hello.agent);
   clients_[client].outcomes = hello.outcomes && outcomes_ != nullptr;
+  clients_[client].hello = true;
   wire::Welcome w;
   w.outcomes = outcomes_ != nullptr;
   w.server = "forkd/" FORKD_VERSION;
@@ -433,7 +461,8 @@ void Ingest::StoreFor(const wire::EventView& ev, const wire::RouteEntry& e, uint
 
 void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
   std::string error;
-  if (!wire::DecodeRoute(data, size, &entries_, &error)) {
+  wire::RouteReader reader;
+  if (!reader.Open(data, size, &error)) {
     stats_.bad_frames.fetch_add(1, std::memory_order_relaxed);
     uint64_t first = 0, last = 0;
     if (size >= wire::kRouteHeaderSize) {
@@ -445,14 +474,16 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
     return;
   }
   if (clients_[ci].identity.size() != wire::kClientIdSize) {
-    Nack(ci, entries_.front().seq, entries_.back().seq, wire::kCodeRejected,
+    Nack(ci, reader.first_seq(), reader.first_seq() + (reader.count() - 1), wire::kCodeRejected,
          "client id must be 16 bytes: set the DEALER routing id and send hello first");
     return;
   }
   stats_.frames.fetch_add(1, std::memory_order_relaxed);
   const int64_t now_us = WallMicros();
   const auto* client_id = reinterpret_cast<const uint8_t*>(clients_[ci].identity.data());
-  for (const wire::RouteEntry& e : entries_) {
+  refusals_in_frame_ = 0;
+  wire::RouteEntry e;
+  while (reader.Next(&e)) {
     Client& c = clients_[ci];
     if (c.taken.Contains(e.seq)) {
       // A resend after a lost ack. Ack it again if it is already durable;
@@ -464,21 +495,27 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
       }
       continue;
     }
+    if (refusals_in_frame_ >= kMaxRefusalsPerFrame) {
+      error = "route: more than " + std::to_string(kMaxRefusalsPerFrame) +
+              " separate refusals in one frame; its later entries are refused unread";
+      Refuse(ci, e.seq, wire::kCodeRejected, &error);
+      continue;
+    }
     if (e.size > config_->max_event) {
-      Nack(ci, e.seq, e.seq, wire::kCodeTooLarge,
-           "event of " + std::to_string(e.size) + " bytes exceeds limits.max_event (" +
-               std::to_string(config_->max_event) + " bytes)");
+      error = "event of " + std::to_string(e.size) + " bytes exceeds limits.max_event (" +
+              std::to_string(config_->max_event) + " bytes)";
+      Refuse(ci, e.seq, wire::kCodeTooLarge, &error);
       continue;
     }
     wire::EventView ev;
     if (!wire::CheckEvent(e.event, e.size, limits_, &ev, &error)) {
-      Nack(ci, e.seq, e.seq, wire::kCodeInvalidPayload, error);
+      Refuse(ci, e.seq, wire::kCodeInvalidPayload, &error);
       continue;
     }
     uint64_t mask = 0;
     bool rewritten = false;
     if (const char* code = Resolve(ev, e, ci, &mask, &rewritten, &error)) {
-      Nack(ci, e.seq, e.seq, code, error);
+      Refuse(ci, e.seq, code, &error);
       continue;
     }
     // The routes chose or added destinations: the ack's trailer names them.
@@ -518,6 +555,7 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
           if (want_delivered) {
             waiters_[m].push_back(Waiter{lsn, ci, e.seq, part});
             ++waiter_count_;
+            ++c.waiting;
             WatchOutcomes(m, lsn);  // its outcomes, those recorded from now on
           }
         }
@@ -564,33 +602,75 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
       routed_to_[__builtin_ctzll(m)].fetch_add(1, std::memory_order_relaxed);
     }
   }
+  FlushRefusal();
 }
 
 void Ingest::HandleMessage(const uint8_t* id, size_t id_size, const uint8_t* data, size_t size) {
-  const uint32_t ci = ClientFor(id, id_size);
+  // Only a hello makes a client: frames from routing ids that said none cost
+  // no memory.
+  const std::string_view identity(reinterpret_cast<const char*>(id), id_size);
   wire::FrameType type;
   std::string error;
   if (!wire::PeekHeader(data, size, &type, &error)) {
     stats_.bad_frames.fetch_add(1, std::memory_order_relaxed);
-    Nack(ci, 0, 0, wire::kCodeRejected, error);
+    NackTo(identity, 0, 0, wire::kCodeRejected, error);
     return;
   }
   switch (type) {
-    case wire::FrameType::kHello: HandleHello(ci, data, size); break;
-    case wire::FrameType::kRoute: HandleRoute(ci, data, size); break;
+    case wire::FrameType::kHello: {
+      const uint32_t ci = ClientFor(id, id_size);
+      if (ci == kNoClient) {
+        NackTo(identity, 0, 0, wire::kCodeBackpressure,
+               "forkd already remembers limits.max_clients (" +
+                   std::to_string(config_->max_clients) +
+                   ") clients, each with events in flight; say hello again later");
+        return;
+      }
+      Touch(ci, MonoMicros());
+      HandleHello(ci, data, size);
+      break;
+    }
+    case wire::FrameType::kRoute: {
+      const uint32_t ci = FindClient(id, id_size);
+      if (ci == kNoClient || !clients_[ci].hello) {
+        // Never said hello, or was forgotten while idle: the client says
+        // hello and resends (the addon does so on this nack). The seqs are
+        // not refused: nothing of the frame was read.
+        uint64_t first = 0, last = 0;
+        if (size >= wire::kRouteHeaderSize && wire::GetU64(data + 2) != 0) {
+          first = wire::GetU64(data + 2);
+          const uint32_t count = wire::GetU32(data + 10);
+          last = count > 0 && first + count - 1 >= first ? first + count - 1 : first;
+        }
+        NackTo(identity, first, last, wire::kCodeHelloRequired,
+               "forkd does not know this client (it sent no hello, or was idle past "
+               "limits.client_idle and forgotten): send hello, then the events again");
+        return;
+      }
+      Touch(ci, MonoMicros());
+      HandleRoute(ci, data, size);
+      break;
+    }
     default:
       stats_.bad_frames.fetch_add(1, std::memory_order_relaxed);
-      Nack(ci, 0, 0, wire::kCodeRejected,
-           "frame type " + std::to_string(static_cast<int>(type)) + " is not for forkd");
+      NackTo(identity, 0, 0, wire::kCodeRejected,
+             "frame type " + std::to_string(static_cast<int>(type)) + " is not for forkd");
   }
 }
 
 void Ingest::MaybeCommit(bool force) {
   if (log_->commit_in_flight() || log_->pending_entries() == 0) return;
   const int64_t age_us = MonoMicros() - pending_since_us_;
-  if (!force && age_us < config_->batch_ms * 1000 && log_->pending_bytes() < kCommitBytes) return;
+  const size_t held = HeldBytes();
+  if (!force && age_us < config_->batch_ms * 1000 && log_->pending_bytes() < commit_bytes_ &&
+      held < static_cast<size_t>(config_->max_pending)) {
+    return;
+  }
   uint64_t generation;
-  if (log_->StartCommit(&generation)) in_flight_acks_.swap(pending_acks_);
+  if (log_->StartCommit(&generation)) {
+    in_flight_acks_.swap(pending_acks_);
+    in_flight_held_ = held;
+  }
   pending_acks_.clear();
 }
 
@@ -606,6 +686,7 @@ void Ingest::HandleCompletion() {
         if (a.dest_mask != 0) {
           waiters_[a.dest_mask].push_back(Waiter{a.lsn, a.client, a.seq, a.part});
           ++waiter_count_;
+          ++c.waiting;
         }
       }
       stats_.acked.fetch_add(in_flight_acks_.size(), std::memory_order_relaxed);
@@ -674,6 +755,7 @@ void Ingest::HandleCompletion() {
       deferred_acks_.swap(still);
     }
     in_flight_acks_.clear();
+    in_flight_held_ = 0;
   }
   if (!deferred_acks_.empty()) {
     const uint64_t durable = log_->durable_next_lsn();
@@ -715,15 +797,26 @@ void Ingest::Run() {
   while (true) {
     const bool stopping = stopping_.load();
     if (stopping && log_->pending_entries() == 0 && !log_->commit_in_flight()) break;
-    // While stopping, the socket is no longer read: only the log is drained.
-    const int n = zmq_poll(stopping ? items + 1 : items, stopping ? 2 : 3,
+    // Past limits.max_pending the socket is not read until the commit in
+    // flight completes: the peers' messages wait in ZeroMQ's queues (RCVHWM),
+    // then in the kernel's, then in the senders. While stopping, it is not
+    // read either: only the log is drained.
+    const bool full = HeldBytes() >= static_cast<size_t>(config_->max_pending);
+    if (full && !reading_paused_) stats_.read_pauses.fetch_add(1, std::memory_order_relaxed);
+    reading_paused_ = full;
+    const bool read = !stopping && !full;
+    const int n = zmq_poll(read ? items : items + 1, read ? 3 : 2,
                            stopping ? 50 : PollTimeoutMs());
     if (n < 0 && errno != EINTR) {
       spdlog::error("poll: {}", zmq_strerror(errno));
       break;
     }
-    if (!stopping && (items[0].revents & ZMQ_POLLIN)) {
+    if (read && (items[0].revents & ZMQ_POLLIN)) {
       for (int i = 0; i < kMaxMessagesPerRound; ++i) {
+        if (HeldBytes() >= static_cast<size_t>(config_->max_pending)) {
+          MaybeCommit(false);  // when none is in flight, this one makes room
+          if (HeldBytes() >= static_cast<size_t>(config_->max_pending)) break;
+        }
         if (zmq_msg_recv(&id, socket_, ZMQ_DONTWAIT) < 0) break;
         if (!zmq_msg_more(&id)) continue;  // a lone part: nothing to answer
         if (zmq_msg_recv(&body, socket_, 0) < 0) break;
@@ -758,6 +851,7 @@ void Ingest::Run() {
     MaybeCommit(stopping);
     CheckDelivered();
     SyncJournal(false);
+    ForgetIdleClients(MonoMicros());
     items[0].revents = items[1].revents = items[2].revents = 0;
   }
   zmq_msg_close(&id);

@@ -9,6 +9,14 @@
 // (idempotency keys and recovery from the log), delivered.cc (the
 // 'delivered' waiters and outcomes), seq_set.cc.
 //
+// Memory against hostile peers: events not yet durable are held up to
+// limits.max_pending (past it the socket is not read until the commit in
+// flight completes, and ZeroMQ pushes back on the senders); a route frame is
+// read entry by entry, and refusals of neighbouring entries for the same
+// reason go out as one nack; clients are forgotten when idle
+// (limits.client_idle) or past limits.max_clients, only once nothing of
+// theirs is in flight. docs/protocol.md, "Limits and hostile input".
+//
 // Threads: Run() is the ingest thread and owns the socket; Stop() may be
 // called from any thread.
 #pragma once
@@ -45,7 +53,9 @@ struct IngestStats {
   std::atomic<uint64_t> duplicates{0};    // resends of events already taken
   std::atomic<uint64_t> delivered{0};     // 'delivered' notifications sent
   std::atomic<uint64_t> bad_frames{0};
-  std::atomic<uint64_t> clients{0};
+  std::atomic<uint64_t> clients{0};       // remembered now
+  std::atomic<uint64_t> forgotten_clients{0};  // idle, or past limits.max_clients
+  std::atomic<uint64_t> read_pauses{0};   // reading stopped at limits.max_pending
   std::atomic<uint64_t> repeated_keys{0};  // events whose key a destination had already
 };
 
@@ -56,6 +66,7 @@ class SeqSet {
   void Add(uint64_t seq);
   void Remove(uint64_t first, uint64_t last);
   const std::vector<wire::SeqRange>& ranges() const { return ranges_; }
+  bool operator==(const SeqSet& o) const;
 
  private:
   std::vector<wire::SeqRange> ranges_;
@@ -117,8 +128,15 @@ class Ingest {
   uint64_t retain_from_lsn() const { return retain_from_lsn_.load(std::memory_order_acquire); }
 
  private:
+  static constexpr uint32_t kNoClient = UINT32_MAX;
+  // One per routing id that said hello (or that Recover found in the log).
+  // Forgotten, and its slot reused, once Forgettable() and idle.
   struct Client {
     std::string identity;
+    bool hello = false;    // said hello to this forkd
+    uint32_t waiting = 0;  // its entries in waiters_
+    int64_t active_us = 0;  // MonoMicros of its last frame
+    uint32_t lru_prev = kNoClient, lru_next = kNoClient;  // by active_us, oldest first
     SeqSet taken;    // appended to the log (durable or in flight)
     SeqSet durable;  // committed
     std::vector<wire::SeqRange> ack_out;  // being collected for one ack frame
@@ -176,7 +194,38 @@ class Ingest {
   // Sends `ranges` as an ack, or as a delivered frame with the client's
   // outcomes_out as its trailer, and clears them.
   void SendRanges(uint32_t client, std::vector<wire::SeqRange>* ranges, bool delivered);
+  // The client of this routing id, created if new (kNoClient: the table is
+  // full of clients with events in flight).
   uint32_t ClientFor(const uint8_t* id, size_t size);
+  // The client of this routing id, or kNoClient.
+  uint32_t FindClient(const uint8_t* id, size_t size);
+  // Nothing of the client's is in flight or owed: every event it sent is
+  // durable and acked, and none waits for 'delivered'. Forgetting it then
+  // loses nothing but the memory of its sequence numbers, which only a
+  // resend of an event already acked would need.
+  bool Forgettable(const Client& c) const;
+  void Forget(uint32_t client);
+  // Forgets the clients idle past limits.client_idle; at most once a second.
+  void ForgetIdleClients(int64_t now_us);
+  void Touch(uint32_t client, int64_t now_us);
+  void LruUnlink(uint32_t client);
+  void LruPushBack(uint32_t client);
+  // Forgets the least recently active client that is Forgettable(), to make
+  // room for a new one; false when none of the oldest few is.
+  bool EvictOne(int64_t now_us);
+  // Sends a nack to a routing id that may have no client.
+  void NackTo(std::string_view identity, uint64_t first, uint64_t last, const char* code,
+              const std::string& message);
+  // Refuses entry `seq` of the frame being read: joins the refusal being
+  // collected when it is the next seq for the same reason, else sends that
+  // one and starts another. *message is taken.
+  void Refuse(uint32_t client, uint64_t seq, const char* code, std::string* message);
+  void FlushRefusal();
+  // Bytes of events not yet durable that ingest holds: the batch being
+  // committed and the one being collected, with their pending acks.
+  size_t HeldBytes() const {
+    return in_flight_held_ + log_->pending_bytes() + pending_acks_.size() * sizeof(PendingAck);
+  }
   // Remembers that the event with this key at `lsn` was stored for `dest`
   // ("": every destination), evicting past max_keys.
   void RememberKey(std::string_view dest, std::string_view key, uint64_t lsn, int64_t recv_us);
@@ -228,8 +277,30 @@ class Ingest {
   int wake_fd_ = -1;
   std::atomic<bool> stopping_{false};
 
-  std::unordered_map<std::string, uint32_t> client_index_;
-  std::vector<Client> clients_;
+  // Found by a string_view of the routing id: a lookup per frame allocates nothing.
+  struct IdHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  std::unordered_map<std::string, uint32_t, IdHash, std::equal_to<>> client_index_;
+  std::vector<Client> clients_;         // by index; forgotten ones are empty and in free_clients_
+  std::vector<uint32_t> free_clients_;
+  uint32_t lru_head_ = kNoClient, lru_tail_ = kNoClient;
+  size_t client_count_ = 0;
+  int64_t last_idle_sweep_us_ = 0;
+  int64_t last_evict_warning_us_ = 0;
+  size_t in_flight_held_ = 0;  // HeldBytes() of the batch being committed
+  size_t commit_bytes_ = 0;    // commit without waiting past this many pending bytes
+  bool reading_paused_ = false;
+  // The refusal being collected while a route frame is read.
+  struct Refusal {
+    uint32_t client = kNoClient;  // kNoClient: none
+    uint64_t first = 0, last = 0;
+    const char* code = nullptr;
+    std::string message;
+  };
+  Refusal refusal_;
+  size_t refusals_in_frame_ = 0;
   std::vector<PendingAck> pending_acks_;    // in the batch being collected
   std::vector<PendingAck> in_flight_acks_;  // in the batch being committed
   int64_t pending_since_us_ = 0;
@@ -272,7 +343,6 @@ class Ingest {
   void SyncJournal(bool force);
   uint64_t s_journal_keys_ = 0;
 
-  std::vector<wire::RouteEntry> entries_;  // reused per frame
   wire::Buffer out_;                       // reused for outgoing frames
   std::vector<uint32_t> touched_;          // clients with acks to send
   wire::Limits limits_;

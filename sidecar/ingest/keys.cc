@@ -99,9 +99,13 @@ Status Ingest::Recover() {
   uint64_t entries = 0;
   log::Entry e;
   while (reader->Next(&e, &s) == log::TailReader::Result::kEntry) {
+    // Past limits.max_clients the least recently seen go: nothing of theirs
+    // is in flight yet.
     const uint32_t ci = ClientFor(e.header.client_id, wire::kClientIdSize);
-    clients_[ci].taken.Add(e.header.seq);
-    clients_[ci].durable.Add(e.header.seq);
+    if (ci != kNoClient) {
+      clients_[ci].taken.Add(e.header.seq);
+      clients_[ci].durable.Add(e.header.seq);
+    }
     wire::Reader rd(e.event, e.event_size);
     rd.Next();  // [dests, key, options, payload]
     const uint8_t* dests = rd.pos();
@@ -127,10 +131,9 @@ Status Ingest::Recover() {
     ++entries;
   }
   if (!s.ok()) return s;
-  stats_.clients.store(clients_.size());
   spdlog::info("dedupe: remembered {} clients and {} (idempotency key, destination) pairs from "
                "{} recent entries in {} ms",
-               clients_.size(), keys_.size(), entries, (MonoMicros() - t0) / 1000);
+               client_count_, keys_.size(), entries, (MonoMicros() - t0) / 1000);
   if (journal_) {
     // Start each run with a journal of only the live keys.
     Status js = journal_->Rewrite(

@@ -1,5 +1,7 @@
 #include "ingest/ingest.h"
 
+#include <algorithm>
+
 namespace forkd::ingest {
 
 bool SeqSet::Contains(uint64_t seq) const {
@@ -9,6 +11,13 @@ bool SeqSet::Contains(uint64_t seq) const {
     if (seq >= it->first) return true;
   }
   return false;
+}
+
+bool SeqSet::operator==(const SeqSet& o) const {
+  return std::equal(ranges_.begin(), ranges_.end(), o.ranges_.begin(), o.ranges_.end(),
+                    [](const wire::SeqRange& a, const wire::SeqRange& b) {
+                      return a.first == b.first && a.last == b.last;
+                    });
 }
 
 void SeqSet::Add(uint64_t seq) {

@@ -508,8 +508,13 @@ void AppendRouteEntry(Buffer* frame, uint8_t flags, const uint8_t* event, uint32
   frame->Commit(kRouteEntryHeaderSize + size);
 }
 
-bool DecodeRoute(const uint8_t* data, size_t size, std::vector<RouteEntry>* out,
-                 std::string* error) {
+bool RouteReader::Open(const uint8_t* data, size_t size, std::string* error) {
+  data_ = data;
+  size_ = size;
+  off_ = kRouteHeaderSize;
+  first_ = 0;
+  count_ = 0;
+  next_ = 0;
   if (size < kRouteHeaderSize) {
     *error = "route: frame shorter than its 14-byte header";
     return false;
@@ -534,15 +539,13 @@ bool DecodeRoute(const uint8_t* data, size_t size, std::vector<RouteEntry>* out,
     *error = "route: count " + std::to_string(count) + " exceeds what the frame can hold";
     return false;
   }
-  out->clear();
-  out->reserve(count);
+  // One pass over the lengths only: Next() then trusts them.
   size_t off = kRouteHeaderSize;
   for (uint32_t i = 0; i < count; ++i) {
     if (size - off < kRouteEntryHeaderSize) {
       *error = "route: entry " + std::to_string(i) + " truncated";
       return false;
     }
-    const uint8_t flags = data[off];
     const uint32_t len = GetU32(data + off + 1);
     off += kRouteEntryHeaderSize;
     if (len > size - off) {
@@ -550,13 +553,35 @@ bool DecodeRoute(const uint8_t* data, size_t size, std::vector<RouteEntry>* out,
                " bytes, " + std::to_string(size - off) + " remain";
       return false;
     }
-    out->push_back(RouteEntry{first + i, flags, data + off, len});
     off += len;
   }
   if (off != size) {
     *error = "route: " + std::to_string(size - off) + " trailing bytes after the last entry";
     return false;
   }
+  first_ = first;
+  count_ = count;
+  return true;
+}
+
+bool RouteReader::Next(RouteEntry* out) {
+  if (next_ >= count_) return false;
+  const uint32_t len = GetU32(data_ + off_ + 1);
+  *out = RouteEntry{first_ + next_, data_[off_], data_ + off_ + kRouteEntryHeaderSize, len};
+  off_ += kRouteEntryHeaderSize + len;
+  ++next_;
+  return true;
+}
+
+bool DecodeRoute(const uint8_t* data, size_t size, std::vector<RouteEntry>* out,
+                 std::string* error) {
+  RouteReader reader;
+  if (!reader.Open(data, size, error)) return false;
+  // No reserve(count): a frame of empty entries claims a count of a fifth of
+  // its size, which would be reserved before anything is known of them.
+  out->clear();
+  RouteEntry e;
+  while (reader.Next(&e)) out->push_back(e);
   return true;
 }
 

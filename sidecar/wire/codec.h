@@ -122,8 +122,33 @@ void WriteRouteHeader(uint8_t* frame, uint64_t first_seq, uint32_t count);
 // Appends one entry (flags, length, event bytes) to a kRoute frame.
 void AppendRouteEntry(Buffer* frame, uint8_t flags, const uint8_t* event, uint32_t size);
 
-// Splits a kRoute frame into entries. Checks the framing only (counts and
-// lengths), not the events themselves: see CheckEvent.
+// Reads a kRoute frame entry by entry, without allocating: what reading a
+// frame costs does not grow with the number of entries it claims. Open checks
+// the framing of the whole frame first (counts and lengths, no bytes after the
+// last entry), so a frame is either refused whole or read whole; it does not
+// check the events themselves: see CheckEvent. The frame's bytes must outlive
+// the reader.
+class RouteReader {
+ public:
+  // False, with *error saying what is wrong ("route: entry 3 claims 900
+  // bytes, 12 remain"), unless the frame is well framed.
+  [[nodiscard]] bool Open(const uint8_t* data, size_t size, std::string* error);
+  uint64_t first_seq() const { return first_; }
+  uint32_t count() const { return count_; }
+  // The next entry, in order; false past the last. Only after Open succeeded.
+  bool Next(RouteEntry* out);
+
+ private:
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  size_t off_ = 0;
+  uint64_t first_ = 0;
+  uint32_t count_ = 0;
+  uint32_t next_ = 0;
+};
+
+// Splits a kRoute frame into entries, with RouteReader (the same checks);
+// `out` grows with the entries actually there.
 [[nodiscard]] bool DecodeRoute(const uint8_t* data, size_t size, std::vector<RouteEntry>* out,
                                std::string* error);
 

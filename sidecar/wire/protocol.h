@@ -61,6 +61,10 @@ inline constexpr const char* kCodeTooLarge = "FORK_TOO_LARGE";
 inline constexpr const char* kCodeRejected = "FORK_REJECTED";
 inline constexpr const char* kCodeBackpressure = "FORK_BACKPRESSURE";
 inline constexpr const char* kCodeUnavailable = "FORK_UNAVAILABLE";
+// forkd does not know the client (no hello, or forgotten while idle): the
+// client sends hello and then the nacked events again. Handled by the
+// addon; never a ForkError.
+inline constexpr const char* kCodeHelloRequired = "FORK_HELLO_REQUIRED";
 
 // Little-endian fixed-width helpers. memcpy compiles to a plain load/store.
 inline void PutU32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }

@@ -242,3 +242,59 @@ test('resending the same sequence numbers does not append twice', async () => {
   }
   assert.deepEqual(seen.map((l) => JSON.parse(l).i), [1, 2, 3]);
 });
+
+test('a frame of 800 000 empty entries is refused with one nack of its whole range', async () => {
+  const s = await rawClient();
+  const n = 800_000;
+  const frame = Buffer.alloc(14 + 5 * n);
+  frame[0] = 1;
+  frame[1] = 3;
+  frame.writeBigUInt64LE(1n, 2);
+  frame.writeUInt32LE(n, 10);
+  await s.send(frame);
+  const [m] = await s.receive();
+  assert.equal(m[1], 5);
+  assert.equal(m.readBigUInt64LE(2), 1n);
+  assert.equal(m.readBigUInt64LE(10), BigInt(n));
+  assert.match(unpack(m.subarray(18))[1], /truncated|at byte 0/);
+  // Nothing else follows it: the next answer is this ack.
+  await s.send(routeFrame(n + 1, [good(n + 1)]));
+  await expectAck(s, n + 1, n + 1);
+  s.close();
+});
+
+test('past 1024 separate refusals in one frame, the rest of it is refused unread', async () => {
+  const s = await rawClient();
+  // Alternating bad and good entries: each bad one a refusal of its own.
+  const events = [];
+  for (let i = 0; i < 3000; i++) events.push(i % 2 === 0 ? Buffer.from([0xc1]) : good(i + 1));
+  await s.send(routeFrame(1, events));
+  let nacks = 0, acked = 0, last;
+  while (acked === 0) {
+    const [m] = await s.receive();
+    if (m[1] === 5) {
+      nacks++;
+      last = { first: Number(m.readBigUInt64LE(2)), last: Number(m.readBigUInt64LE(10)), message: unpack(m.subarray(18))[1] };
+    } else {
+      assert.equal(m[1], 4);
+      acked = m.readUInt32LE(2);
+    }
+  }
+  assert.equal(nacks, 1025);
+  // 1024 refusals cover seqs 1, 3, …, 2047; the rest, from 2048 on, is one.
+  assert.deepEqual([last.first, last.last], [2048, 3000]);
+  assert.match(last.message, /more than 1024 separate refusals/);
+  s.close();
+});
+
+test('a route frame from a client that said no hello is answered FORK_HELLO_REQUIRED', async () => {
+  const { randomBytes } = await import('node:crypto');
+  const zmq = await import('zeromq');
+  const id = randomBytes(16);
+  const s = new zmq.Dealer({ routingId: id.toString('latin1'), receiveTimeout: 5000, linger: 0 });
+  s.routingId = id;
+  s.connect(endpoint);
+  await s.send(routeFrame(7, [good(7), good(8)]));
+  await expectNack(s, 'FORK_HELLO_REQUIRED', /send hello/);
+  s.close();
+});

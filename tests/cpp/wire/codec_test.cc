@@ -1011,4 +1011,39 @@ TEST_CASE("FormatEventId is client hex, '-', decimal sequence", "[wire][codec]")
   CHECK(std::string(buf, 34) == "00112233445566778899aabbccddeeff-7");
 }
 
+TEST_CASE("RouteReader checks a route frame's framing, then reads its entries one by one",
+          "[wire][codec]") {
+  const std::string ev = Event();
+  const std::string f = RouteFrame(41, {{1, ev}, {0, ""}, {0, ev}});
+  RouteReader reader;
+  std::string e;
+  REQUIRE(reader.Open(U8(f), f.size(), &e));
+  CHECK(reader.first_seq() == 41);
+  CHECK(reader.count() == 3);
+  RouteEntry entry;
+  REQUIRE(reader.Next(&entry));
+  CHECK((entry.seq == 41 && entry.flags == 1 && entry.size == ev.size()));
+  CHECK(std::string(reinterpret_cast<const char*>(entry.event), entry.size) == ev);
+  REQUIRE(reader.Next(&entry));
+  CHECK((entry.seq == 42 && entry.size == 0));
+  REQUIRE(reader.Next(&entry));
+  CHECK((entry.seq == 43 && entry.size == ev.size()));
+  CHECK_FALSE(reader.Next(&entry));
+
+  // A bad frame is refused by Open, before any entry is read.
+  std::string cut = f.substr(0, f.size() - 1);
+  CHECK_FALSE(reader.Open(U8(cut), cut.size(), &e));
+  CHECK_THAT(e, Catch::StartsWith("route: entry 2 claims"));
+  CHECK_FALSE(reader.Next(&entry));
+
+  // DecodeRoute, built on it, returns every entry of 1 MiB of empty ones.
+  const uint32_t n = (1u << 20) / kRouteEntryHeaderSize;
+  std::string big(kRouteHeaderSize + size_t{n} * kRouteEntryHeaderSize, '\0');
+  WriteRouteHeader(reinterpret_cast<uint8_t*>(big.data()), 1, n);
+  std::vector<RouteEntry> out;
+  REQUIRE(DecodeRoute(U8(big), big.size(), &out, &e));
+  CHECK(out.size() == n);
+  CHECK(out.back().seq == n);
+}
+
 }  // namespace forkd::wire
