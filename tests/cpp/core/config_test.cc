@@ -189,7 +189,7 @@ TEST_CASE("every option is read", "[config]") {
   CHECK(d.common.Str("priority") == "high");
   CHECK(c.destinations[1].name == "console");
   CHECK(c.destinations[1].type == "stdout");
-  CHECK(c.destinations[1].mark.line == 28);
+  CHECK(c.destinations[1].mark.line == 29);
 }
 
 TEST_CASE("YAML syntax errors point at the line and column", "[config]") {
