@@ -21,6 +21,10 @@ constexpr int64_t kMaxIncomingMessage = 16 << 20;  // acks and welcomes are smal
 constexpr size_t kPoolMax = 8;                      // emptied frames kept for reuse
 constexpr size_t kPoolFrameMax = 2u << 20;          // larger frame buffers are freed
 constexpr const char* kMonitorEndpoint = "inproc://fork-router.monitor";
+// A hello unanswered this long: reconnect. forkd does not read a connection
+// while it still holds another one with this client's id (its own old one
+// after a network blip, until forkd's heartbeat drops it).
+constexpr int64_t kWelcomeTimeoutMs = 3000;
 
 }  // namespace
 
@@ -218,6 +222,10 @@ void Link::Run() {
     if (items[1].revents & ZMQ_POLLIN) HandleMonitor();
     if (items[0].revents & ZMQ_POLLOUT) blocked_ = false;
     if (items[0].revents & ZMQ_POLLIN) HandleIncoming();
+    if (state_ == State::kHelloSent && !hello_pending_ &&
+        NowMs() - hello_sent_ms_ >= kWelcomeTimeoutMs) {
+      Reconnect();
+    }
     if (hello_pending_) SendHello();
     SendPending();
     ExpireDeadlines(NowMs());
@@ -331,6 +339,23 @@ void Link::HandleMonitor() {
   }
 }
 
+void Link::Reconnect() {
+  if (problem_.empty()) {
+    problem_ = "forkd did not answer this client's hello within " +
+               std::to_string(kWelcomeTimeoutMs) +
+               " ms (another connection may hold its client id); reconnecting";
+  }
+  // Whatever ZeroMQ queued for this connection goes with it; it is all
+  // resent after the next welcome.
+  zmq_disconnect(sock_, options_.endpoint.c_str());
+  zmq_connect(sock_, options_.endpoint.c_str());
+  state_ = State::kDisconnected;
+  hello_pending_ = false;
+  handshaken_ = false;
+  blocked_ = false;
+  connected_.store(false, std::memory_order_relaxed);
+}
+
 void Link::SendHello() {
   scratch_.clear();
   wire::Hello hello;
@@ -342,6 +367,7 @@ void Link::SendHello() {
   wire::EncodeHello(hello, &scratch_);
   if (zmq_send(sock_, scratch_.data(), scratch_.size(), ZMQ_DONTWAIT) >= 0) {
     hello_pending_ = false;
+    hello_sent_ms_ = NowMs();
   }
 }
 
@@ -639,6 +665,9 @@ int Link::NextTimeoutMs(int64_t now) {
   int64_t next = INT64_MAX;
   if (!deadline_fifo_.empty()) next = deadline_fifo_.front().first;
   if (!deadline_heap_.empty()) next = std::min(next, deadline_heap_.top().first);
+  if (state_ == State::kHelloSent && !hello_pending_) {
+    next = std::min(next, hello_sent_ms_ + kWelcomeTimeoutMs);
+  }
   if (next == INT64_MAX) return -1;
   // +1: the clock is coarse; waking a little late beats spinning early.
   return static_cast<int>(std::clamp<int64_t>(next - now + 1, 0, 60000));

@@ -185,6 +185,8 @@ class Link {
   bool SendFrame(StoredFrame& sf);
   bool SendBytes(const uint8_t* data, size_t size);
   void SendHello();
+  // Drops the connection and connects again (a hello went unanswered).
+  void Reconnect();
   void ApplyAck(wire::Ack& ack);
   void ApplyDelivered(wire::Delivered& delivered);
   void ApplyNack(wire::Nack& nack);
@@ -237,6 +239,7 @@ class Link {
   // welcome.
   std::string problem_;
   bool handshaken_ = false;  // the current connection completed its handshake
+  int64_t hello_sent_ms_ = 0;  // when the last kHello went out (NowMs)
   bool hello_pending_ = false;  // the handshake completed, kHello not sent yet
   bool blocked_ = false;        // the last send would have blocked: wait for POLLOUT
   std::deque<Slot> slots_;      // slots_[i] has sequence number slots_base_ + i

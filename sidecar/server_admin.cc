@@ -61,6 +61,9 @@ std::string Server::MetricsText() const {
          "Connections refused: a CURVE key not in curve.clients");
   Sample(&m, "fork_ingest_refused_connections_total", "",
          static_cast<double>(in.refused_connections.load()));
+  Metric(&m, "fork_ingest_refused_frames_total", "counter",
+         "Route frames dropped: their connection has no accepted hello for the client id");
+  Sample(&m, "fork_ingest_refused_frames_total", "", static_cast<double>(in.refused_frames.load()));
   Metric(&m, "fork_log_commits_total", "counter", "Group commits (one fsync each)");
   Sample(&m, "fork_log_commits_total", "", static_cast<double>(ls.commits.load()));
   Metric(&m, "fork_log_sync_seconds_total", "counter", "Time spent writing and syncing");

@@ -234,11 +234,15 @@ Status Ingest::Bind() {
   const int64_t max_msg = config_->max_frame;
   const int hwm = 100000;
   const int linger = 1000;
-  // Handover: a client reconnecting after a network blip gets its id back
-  // even while forkd still holds the old, half-dead connection. Another peer
-  // can take the id's connection this way too, but not the id itself: its
-  // hello is refused unless it matches what the id is bound to (HandleHello).
-  zmq_setsockopt(socket_, ZMQ_ROUTER_HANDOVER, &one, sizeof(one));
+  // No ROUTER handover: while a client is connected, ZeroMQ never reads a
+  // second connection with the same routing id, so no other peer can take
+  // over its id, its replies or its connection. A client reconnecting while
+  // forkd still holds its old, dead connection (a network blip) gets in once
+  // the heartbeat below has dropped that one: its hello goes unanswered
+  // until then, and the addon reconnects.
+  const int heartbeat_ivl = 1000, heartbeat_timeout = 3000;
+  zmq_setsockopt(socket_, ZMQ_HEARTBEAT_IVL, &heartbeat_ivl, sizeof(heartbeat_ivl));
+  zmq_setsockopt(socket_, ZMQ_HEARTBEAT_TIMEOUT, &heartbeat_timeout, sizeof(heartbeat_timeout));
   // A message over the limit disconnects its sender before it is buffered.
   zmq_setsockopt(socket_, ZMQ_MAXMSGSIZE, &max_msg, sizeof(max_msg));
   zmq_setsockopt(socket_, ZMQ_RCVHWM, &hwm, sizeof(hwm));
@@ -364,9 +368,9 @@ void Ingest::HandleHello(uint32_t client, const Peer& peer, const uint8_t* data,
                                       wire::kClientIdSize)
                         : std::string();
   // The routing id is what forkd keys a client's sequence numbers by, and
-  // ROUTER handover lets any peer connect with any routing id: the hello
-  // must name that id, and match what the id was bound to by the first hello
-  // that claimed it. A client's own reconnect always matches.
+  // any peer may connect with any routing id while the id's client is away:
+  // the hello must name that id, and match what the id was bound to by the
+  // first hello that claimed it. A client's own reconnect always matches.
   std::string refusal;
   if (c.identity.size() != wire::kClientIdSize ||
       std::memcmp(c.identity.data(), hello.client_id, wire::kClientIdSize) != 0) {
@@ -500,37 +504,32 @@ void Ingest::StoreFor(const wire::EventView& ev, const wire::RouteEntry& e, uint
   w.Raw(rest, static_cast<size_t>(e.event + e.size - rest));
 }
 
-const char* Ingest::RouteRefusal(uint32_t ci, const Peer& peer, bool* stale) const {
-  const Client& c = clients_[ci];
-  *stale = false;
-  if (c.identity.size() != wire::kClientIdSize) {
-    return "client id must be 16 bytes: set the DEALER routing id and send hello first";
+bool Ingest::TakesRoutes(uint32_t ci, const Peer& peer) {
+  Client& c = clients_[ci];
+  if (c.bound && peer.connection == c.connection) return true;
+  // Not answered: a nack goes to the routing id, not to a connection, and
+  // must never reach the bound client about frames it did not send. Frames
+  // of a connection the client has replaced are expected (it resends them
+  // after its new welcome); others are logged once per connection.
+  stats_.refused_frames.fetch_add(1, std::memory_order_relaxed);
+  if ((!c.bound || peer.connection > c.connection) && c.dropped_connection != peer.connection) {
+    c.dropped_connection = peer.connection;
+    spdlog::warn("dropping route frames of connection {} for client {}: it has no accepted hello",
+                 peer.connection,
+                 Hex(reinterpret_cast<const uint8_t*>(c.identity.data()), c.identity.size()));
   }
-  if (c.bound && peer.connection == c.connection) return nullptr;
-  // Frames still queued from a connection the client has replaced: it
-  // resends their events after its new welcome.
-  if (c.bound && peer.connection < c.connection) {
-    *stale = true;
-    return "";
-  }
-  return "this connection has no accepted hello: send hello first (a hello claiming a client "
-         "id bound to another client is refused)";
+  return false;
 }
 
 void Ingest::HandleRoute(uint32_t ci, const Peer& peer, const uint8_t* data, size_t size) {
   std::string error;
-  bool stale = false;
-  if (const char* why = RouteRefusal(ci, peer, &stale)) {
-    if (stale) return;
-    uint64_t first = 0, last = 0;
-    if (size >= wire::kRouteHeaderSize) {
-      first = wire::GetU64(data + 2);
-      const uint32_t count = wire::GetU32(data + 10);
-      last = count > 0 && first + count - 1 >= first ? first + count - 1 : first;
-    }
-    Nack(ci, first, last, wire::kCodeRejected, why);
+  if (clients_[ci].identity.size() != wire::kClientIdSize) {
+    // No client can have this id: nobody else gets the answer.
+    Nack(ci, 0, 0, wire::kCodeRejected,
+         "client id must be 16 bytes: set the DEALER routing id and send hello first");
     return;
   }
+  if (!TakesRoutes(ci, peer)) return;
   if (!wire::DecodeRoute(data, size, &entries_, &error)) {
     stats_.bad_frames.fetch_add(1, std::memory_order_relaxed);
     uint64_t first = 0, last = 0;

@@ -58,6 +58,7 @@ struct IngestStats {
   std::atomic<uint64_t> repeated_keys{0};  // events whose key a destination had already
   std::atomic<uint64_t> refused_hellos{0};  // hellos claiming a client id bound to another client
   std::atomic<uint64_t> refused_connections{0};  // CURVE keys not in curve.clients
+  std::atomic<uint64_t> refused_frames{0};  // route frames of a connection without accepted hello
 };
 
 // Sorted, disjoint inclusive ranges of sequence numbers; usually one range.
@@ -145,6 +146,7 @@ class Ingest {
     uint64_t connection = 0;
     std::string key;      // Z85; empty without CURVE
     std::string session;  // 16 bytes; empty when the hello had none
+    uint64_t dropped_connection = 0;  // the last connection whose route frames were dropped
   };
   struct PendingAck {
     uint32_t client;
@@ -185,9 +187,9 @@ class Ingest {
   void HandleMessage(const uint8_t* id, size_t id_size, const uint8_t* data, size_t size,
                      const Peer& peer);
   void HandleHello(uint32_t client, const Peer& peer, const uint8_t* data, size_t size);
-  // Why `client` may not send route frames on `peer`'s connection, or nullptr.
-  // Sets *stale for frames of a connection the client has since replaced.
-  const char* RouteRefusal(uint32_t client, const Peer& peer, bool* stale) const;
+  // Whether `client` may send route frames on `peer`'s connection: the one
+  // whose hello was accepted last. Counts and logs the frames it may not.
+  bool TakesRoutes(uint32_t client, const Peer& peer);
   void HandleRoute(uint32_t client, const Peer& peer, const uint8_t* data, size_t size);
   void HandleCompletion();
   void MaybeCommit(bool force);
