@@ -79,6 +79,13 @@ bool Link::Start(Notify notify, std::string* error) {
       pub = p;
       sec = s;
     }
+    char derived[41] = {};
+    if (zmq_curve_public(derived, sec.c_str()) != 0 || pub != derived) {
+      *error = "curvePublicKey is not the public key of curveSecretKey (use the two lines of "
+               "one `forkd keygen`)";
+      Stop();
+      return false;
+    }
     if (zmq_setsockopt(sock_, ZMQ_CURVE_SERVERKEY, options_.curve_server_key.data(),
                        options_.curve_server_key.size()) != 0 ||
         zmq_setsockopt(sock_, ZMQ_CURVE_PUBLICKEY, pub.data(), pub.size()) != 0 ||
