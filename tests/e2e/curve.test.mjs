@@ -381,3 +381,46 @@ test('a hello naming another id than its routing id is refused', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('after a network blip that forkd does not see, the client gets its id back and every event is delivered once', { timeout: 60_000 }, async () => {
+  // A tcp proxy between the client and forkd. The blip cuts the client's
+  // side and leaves forkd's side open and silent (half-open, as when a
+  // network path dies): forkd still holds the id's old connection until its
+  // heartbeat gives up on it.
+  const f = await tcpForkd('insecure_tcp: true');
+  const upstream = new URL(f.endpoint.replace('tcp://', 'http://'));
+  const pairs = [];
+  const proxy = net.createServer((down) => {
+    const up = net.connect(Number(upstream.port), upstream.hostname);
+    down.pipe(up);
+    up.pipe(down);
+    pairs.push({ down, up });
+    down.on('error', () => {});
+    up.on('error', () => {});
+  });
+  await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  const c = createClient({ endpoint: `tcp://127.0.0.1:${proxy.address().port}`, timeoutMs: 30_000 });
+  try {
+    const receipts = await Promise.all(Array.from({ length: 10 }, (_, i) => c.routeData({ i }, 'logs', { ack: 'delivered' })));
+    const old = pairs.at(-1);
+    old.down.unpipe(old.up);
+    old.up.unpipe(old.down);
+    old.up.pause(); // forkd's side: open, never read again, never closed
+    old.down.destroy();
+    const later = Array.from({ length: 10 }, (_, i) => c.routeData({ i: 10 + i }, 'logs', { ack: 'delivered' }));
+    receipts.push(...(await Promise.all(later)));
+    assert.ok(c.stats().reconnects >= 1);
+    await c.close();
+    const counts = idCounts(f.logs());
+    for (const r of receipts) assert.equal(counts.get(r.id), 1, `${r.id} delivered ${counts.get(r.id) ?? 0} times`);
+    assert.equal(f.logs().length, 20);
+  } finally {
+    await c.close(0);
+    for (const p of pairs) {
+      p.down.destroy();
+      p.up.destroy();
+    }
+    proxy.close();
+    await f.stop();
+  }
+});
