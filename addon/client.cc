@@ -85,6 +85,22 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
   }
   // ZeroMQ reserves routing ids that start with a zero byte.
   if (options.client_id[0] == 0) options.client_id[0] = 1;
+  for (size_t i = 0; i < wire::kClientIdSize; i += 4) {
+    const uint32_t r = rd();
+    std::memcpy(options.session + i, &r, 4);
+  }
+  // info[4]: undefined, or { serverKey, publicKey?, secretKey? } (Z85,
+  // checked by the JS layer).
+  if (info.Length() > 4 && info[4].IsObject()) {
+    Napi::Object curve = info[4].As<Napi::Object>();
+    auto str = [&](const char* name) {
+      Napi::Value v = curve.Get(name);
+      return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+    };
+    options.curve_server_key = str("serverKey");
+    options.curve_public_key = str("publicKey");
+    options.curve_secret_key = str("secretKey");
+  }
   id_prefix_ = wire::FormatEventId(options.client_id, 0);
   id_prefix_.pop_back();  // the "0"
 
@@ -288,6 +304,7 @@ napi_value Client::MakeSettleError(napi_env env, uint64_t seq, const Pending& p,
       code = kUnavailable;
       message = "forkd is not reachable at " + link_->endpoint() + " (no connection within " +
                 timeout + " ms)";
+      if (c.detail >= 0) message += ": " + batch.details[static_cast<size_t>(c.detail)].message;
       break;
     default:
       message = "forkd did not acknowledge the event within " + timeout + " ms";

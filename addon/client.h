@@ -31,7 +31,8 @@ class Client : public Napi::ObjectWrap<Client> {
  public:
   static Napi::Function Define(Napi::Env env);
 
-  // new Client(endpoint, agent, maxInFlight, maxInFlightBytes)
+  // new Client(endpoint, agent, maxInFlight, maxInFlightBytes, curve?)
+  // curve: { serverKey, publicKey?, secretKey? } (Z85), or undefined.
   explicit Client(const Napi::CallbackInfo& info);
   ~Client() override;
 

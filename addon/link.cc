@@ -21,6 +21,10 @@ constexpr int64_t kMaxIncomingMessage = 16 << 20;  // acks and welcomes are smal
 constexpr size_t kPoolMax = 8;                      // emptied frames kept for reuse
 constexpr size_t kPoolFrameMax = 2u << 20;          // larger frame buffers are freed
 constexpr const char* kMonitorEndpoint = "inproc://fork-router.monitor";
+// A hello unanswered this long: reconnect. forkd does not read a connection
+// while it still holds another one with this client's id (its own old one
+// after a network blip, until forkd's heartbeat drops it).
+constexpr int64_t kWelcomeTimeoutMs = 3000;
 
 }  // namespace
 
@@ -65,10 +69,38 @@ bool Link::Start(Notify notify, std::string* error) {
   zmq_setsockopt(sock_, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
   zmq_setsockopt(sock_, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
   zmq_setsockopt(sock_, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
+  if (!options_.curve_server_key.empty()) {
+    std::string pub = options_.curve_public_key, sec = options_.curve_secret_key;
+    if (sec.empty()) {
+      // No stable pair given: one for this client, good for a forkd that
+      // accepts any client key.
+      char p[41] = {}, s[41] = {};
+      if (zmq_curve_keypair(p, s) != 0) return fail("cannot make a CURVE key pair");
+      pub = p;
+      sec = s;
+    }
+    char derived[41] = {};
+    if (zmq_curve_public(derived, sec.c_str()) != 0 || pub != derived) {
+      *error = "curvePublicKey is not the public key of curveSecretKey (use the two lines of "
+               "one `forkd keygen`)";
+      Stop();
+      return false;
+    }
+    if (zmq_setsockopt(sock_, ZMQ_CURVE_SERVERKEY, options_.curve_server_key.data(),
+                       options_.curve_server_key.size()) != 0 ||
+        zmq_setsockopt(sock_, ZMQ_CURVE_PUBLICKEY, pub.data(), pub.size()) != 0 ||
+        zmq_setsockopt(sock_, ZMQ_CURVE_SECRETKEY, sec.data(), sec.size()) != 0) {
+      return fail("cannot use the CURVE keys (this libzmq may lack CURVE)");
+    }
+  }
   // Reconnects are seen through the socket monitor: a completed handshake
   // means a (new) forkd session, so hello again and resend what is unacked.
+  // Failed handshakes say why forkd cannot be reached (CURVE keys).
   if (zmq_socket_monitor(sock_, kMonitorEndpoint,
-                         ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0) {
+                         ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                             ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
     return fail("cannot monitor the ZeroMQ socket");
   }
   monitor_ = zmq_socket(ctx_, ZMQ_PAIR);
@@ -197,6 +229,10 @@ void Link::Run() {
     if (items[1].revents & ZMQ_POLLIN) HandleMonitor();
     if (items[0].revents & ZMQ_POLLOUT) blocked_ = false;
     if (items[0].revents & ZMQ_POLLIN) HandleIncoming();
+    if (state_ == State::kHelloSent && !hello_pending_ &&
+        NowMs() - hello_sent_ms_ >= kWelcomeTimeoutMs) {
+      Reconnect();
+    }
     if (hello_pending_) SendHello();
     SendPending();
     ExpireDeadlines(NowMs());
@@ -254,7 +290,11 @@ void Link::HandleMonitor() {
       return;
     }
     uint16_t event = 0;
-    if (zmq_msg_size(&msg) >= 6) std::memcpy(&event, zmq_msg_data(&msg), 2);
+    uint32_t value = 0;
+    if (zmq_msg_size(&msg) >= 6) {
+      std::memcpy(&event, zmq_msg_data(&msg), 2);
+      std::memcpy(&value, static_cast<const uint8_t*>(zmq_msg_data(&msg)) + 2, 4);
+    }
     const bool more = zmq_msg_more(&msg);
     zmq_msg_close(&msg);
     if (more) {  // the second part names the endpoint; parts arrive together
@@ -263,11 +303,39 @@ void Link::HandleMonitor() {
       zmq_msg_recv(&addr, monitor_, 0);
       zmq_msg_close(&addr);
     }
-    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+    const bool curve = !options_.curve_server_key.empty();
+    if (event == ZMQ_EVENT_CONNECTED) {
+      handshaken_ = false;
+    } else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+      handshaken_ = true;
       state_ = State::kHelloSent;
       hello_pending_ = true;
       blocked_ = false;
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+      problem_ = "forkd refused this client's CURVE key (status " + std::to_string(value) +
+                 "): add its public key to forkd's curve.clients, or give the client the key "
+                 "pair that is listed there (curvePublicKey/curveSecretKey)";
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+               event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+      if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH && !curve) {
+        problem_ = "the handshake failed: forkd requires CURVE on this endpoint; set "
+                   "curveServerKey (or FORK_CURVE_SERVER_KEY) to forkd's public key";
+      } else if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+        problem_ = "the handshake failed: forkd does not use CURVE on this endpoint, but "
+                   "curveServerKey is set";
+      } else if (curve) {
+        problem_ = "the CURVE handshake failed: is curveServerKey forkd's public key?";
+      } else {
+        problem_ = "the ZeroMQ handshake with forkd failed";
+      }
     } else if (event == ZMQ_EVENT_DISCONNECTED) {
+      // forkd closes a CURVE connection whose hello it cannot decrypt
+      // without telling why: a server key that is not forkd's.
+      if (curve && !handshaken_ && problem_.empty()) {
+        problem_ = "the CURVE handshake failed (forkd closed the connection): is "
+                   "curveServerKey forkd's public key?";
+      }
+      handshaken_ = false;
       // Whatever ZeroMQ still queued for the old connection is gone; it is
       // all resent after the next welcome (forkd dedupes by client id + seq).
       state_ = State::kDisconnected;
@@ -278,15 +346,35 @@ void Link::HandleMonitor() {
   }
 }
 
+void Link::Reconnect() {
+  if (problem_.empty()) {
+    problem_ = "forkd did not answer this client's hello within " +
+               std::to_string(kWelcomeTimeoutMs) +
+               " ms (another connection may hold its client id); reconnecting";
+  }
+  // Whatever ZeroMQ queued for this connection goes with it; it is all
+  // resent after the next welcome.
+  zmq_disconnect(sock_, options_.endpoint.c_str());
+  zmq_connect(sock_, options_.endpoint.c_str());
+  state_ = State::kDisconnected;
+  hello_pending_ = false;
+  handshaken_ = false;
+  blocked_ = false;
+  connected_.store(false, std::memory_order_relaxed);
+}
+
 void Link::SendHello() {
   scratch_.clear();
   wire::Hello hello;
   std::memcpy(hello.client_id, options_.client_id, wire::kClientIdSize);
   hello.agent = options_.agent;
   hello.outcomes = true;
+  hello.has_session = true;
+  std::memcpy(hello.session, options_.session, wire::kClientIdSize);
   wire::EncodeHello(hello, &scratch_);
   if (zmq_send(sock_, scratch_.data(), scratch_.size(), ZMQ_DONTWAIT) >= 0) {
     hello_pending_ = false;
+    hello_sent_ms_ = NowMs();
   }
 }
 
@@ -317,6 +405,7 @@ void Link::HandleFrame(const uint8_t* data, size_t size) {
                        std::memory_order_relaxed);
       state_ = State::kReady;
       blocked_ = false;
+      problem_.clear();
       forkd_outcomes_ = welcome.outcomes;
       if (ever_ready_) reconnects_.fetch_add(1, std::memory_order_relaxed);
       ever_ready_ = true;
@@ -532,6 +621,12 @@ void Link::ApplyDelivered(wire::Delivered& delivered) {
 }
 
 void Link::ApplyNack(wire::Nack& nack) {
+  if (state_ == State::kHelloSent && nack.range.first == 0 && nack.range.last == 0) {
+    // forkd refused the hello (its client id bound elsewhere): nothing is
+    // sent on this connection, and events that time out say why.
+    problem_ = "forkd refused this client's hello: " + nack.message;
+    return;
+  }
   if (slots_.empty()) return;
   const uint64_t end = slots_base_ + slots_.size() - 1;
   const auto detail = static_cast<int32_t>(local_.details.size());
@@ -551,6 +646,7 @@ void Link::ApplyNack(wire::Nack& nack) {
 
 void Link::ExpireDeadlines(int64_t now) {
   uint64_t n = 0;
+  int32_t problem_detail = -1;  // shared by this turn's unavailable events
   auto expire = [&](uint64_t seq) {
     Slot* s = Find(seq);
     if (s == nullptr || s->state == SlotState::kSettled) return;
@@ -563,7 +659,15 @@ void Link::ExpireDeadlines(int64_t now) {
       o = Outcome::kUnavailable;  // never handed to forkd, and no connection now
     }
     ++n;
-    Settle(seq, *s, o, -1);
+    int32_t detail = -1;
+    if (o == Outcome::kUnavailable && !problem_.empty()) {
+      if (problem_detail < 0) {
+        problem_detail = static_cast<int32_t>(local_.details.size());
+        local_.details.emplace_back().message = problem_;
+      }
+      detail = problem_detail;
+    }
+    Settle(seq, *s, o, detail);
   };
   while (!deadline_fifo_.empty() && deadline_fifo_.front().first <= now) {
     expire(deadline_fifo_.front().second);
@@ -580,6 +684,9 @@ int Link::NextTimeoutMs(int64_t now) {
   int64_t next = INT64_MAX;
   if (!deadline_fifo_.empty()) next = deadline_fifo_.front().first;
   if (!deadline_heap_.empty()) next = std::min(next, deadline_heap_.top().first);
+  if (state_ == State::kHelloSent && !hello_pending_) {
+    next = std::min(next, hello_sent_ms_ + kWelcomeTimeoutMs);
+  }
   if (next == INT64_MAX) return -1;
   // +1: the clock is coarse; waking a little late beats spinning early.
   return static_cast<int>(std::clamp<int64_t>(next - now + 1, 0, 60000));

@@ -36,6 +36,13 @@ struct LinkOptions {
   std::string endpoint;  // a ZeroMQ endpoint: ipc://..., tcp://host:port
   std::string agent;     // sent in kHello, e.g. "fork-router/0.1.0 node/v20.11.0"
   uint8_t client_id[wire::kClientIdSize] = {};
+  uint8_t session[wire::kClientIdSize] = {};  // sent in kHello only; random per client
+  // CURVE (all Z85, validated by the JS layer). With a server key the
+  // connection is encrypted and forkd authenticated; without a client pair,
+  // Start() makes one for this client.
+  std::string curve_server_key;
+  std::string curve_public_key;
+  std::string curve_secret_key;
 };
 
 struct LinkStats {
@@ -58,7 +65,9 @@ enum class Outcome : uint8_t {
   kRejected,          // kNack, or a destination did not store it: see the detail
   kTimedOut,          // sent, no acknowledgement before the deadline
   kDeliveryTimedOut,  // acknowledged, not delivered before the deadline
-  kUnavailable,       // never sent: forkd was not reachable before the deadline
+  kUnavailable,       // never sent: forkd was not reachable before the deadline (the
+                      // detail, when there is one, says why: a failed CURVE handshake, a
+                      // refused hello)
 };
 
 struct Completion {
@@ -176,6 +185,8 @@ class Link {
   bool SendFrame(StoredFrame& sf);
   bool SendBytes(const uint8_t* data, size_t size);
   void SendHello();
+  // Drops the connection and connects again (a hello went unanswered).
+  void Reconnect();
   void ApplyAck(wire::Ack& ack);
   void ApplyDelivered(wire::Delivered& delivered);
   void ApplyNack(wire::Nack& nack);
@@ -223,6 +234,12 @@ class Link {
   State state_ = State::kDisconnected;
   bool ever_ready_ = false;
   bool forkd_outcomes_ = false;  // the last welcome said delivered frames carry outcomes
+  // Why the link is not ready, when forkd said or the handshake showed it
+  // (empty otherwise): given to events that time out unsent. Cleared by a
+  // welcome.
+  std::string problem_;
+  bool handshaken_ = false;  // the current connection completed its handshake
+  int64_t hello_sent_ms_ = 0;  // when the last kHello went out (NowMs)
   bool hello_pending_ = false;  // the handshake completed, kHello not sent yet
   bool blocked_ = false;        // the last send would have blocked: wait for POLLOUT
   std::deque<Slot> slots_;      // slots_[i] has sequence number slots_base_ + i

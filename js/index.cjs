@@ -22,7 +22,19 @@ const MAX_IDEMPOTENCY_KEY_BYTES = 256;
 const ACK_LEVELS = { none: 0, accepted: 1, delivered: 2 };
 const ACK_ACCEPTED = 1;
 const OPTION_NAMES = ['timestamp', 'aggregate', 'key', 'idempotencyKey', 'ack', 'timeoutMs', 'transform'];
-const CLIENT_OPTION_NAMES = ['endpoint', 'timeoutMs', 'maxInFlight', 'maxInFlightBytes'];
+const CLIENT_OPTION_NAMES = [
+  'endpoint',
+  'timeoutMs',
+  'maxInFlight',
+  'maxInFlightBytes',
+  'curveServerKey',
+  'curvePublicKey',
+  'curveSecretKey',
+];
+// CURVE keys in Z85, as `forkd keygen` prints them: 40 characters, each
+// group of 5 a base-85 number below 2^32.
+const Z85 = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#';
+const CURVE_KEY_LENGTH = 40;
 const TIMESTAMP_FORMATS = ['iso', 'epoch_ms'];
 const DEFAULT_CLIENT = Symbol.for('fork-router.client');
 
@@ -238,7 +250,64 @@ function checkClientOptions(config) {
     timeoutMs: number('timeoutMs', DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS),
     maxInFlight: number('maxInFlight', DEFAULT_MAX_IN_FLIGHT, 2 ** 32 - 1),
     maxInFlightBytes: number('maxInFlightBytes', DEFAULT_MAX_IN_FLIGHT_BYTES, Number.MAX_SAFE_INTEGER),
+    curve: checkCurve(config),
   };
+}
+
+// Why `key` is not a CURVE key in Z85, or undefined.
+function curveKeyProblem(key) {
+  if (typeof key !== 'string') return `must be a string (got ${describe(key)})`;
+  if (key.length !== CURVE_KEY_LENGTH) {
+    return `must be a CURVE key: ${CURVE_KEY_LENGTH} Z85 characters as \`forkd keygen\` prints them (got ${key.length} characters)`;
+  }
+  for (let g = 0; g < key.length; g += 5) {
+    let value = 0;
+    for (let i = g; i < g + 5; i++) {
+      const digit = Z85.indexOf(key[i]);
+      if (digit < 0) return `holds ${JSON.stringify(key[i])} at position ${i + 1}, which is not a Z85 character`;
+      value = value * 85 + digit;
+    }
+    if (value > 0xffffffff) return `is not valid Z85 (characters ${g + 1}-${g + 5} are out of range)`;
+  }
+  return undefined;
+}
+
+// The CURVE settings for the addon, or undefined: options first, then the
+// environment (FORK_CURVE_SERVER_KEY, FORK_CURVE_PUBLIC_KEY,
+// FORK_CURVE_SECRET_KEY). Keys are never put in messages.
+function checkCurve(config) {
+  const pick = (name, env) => {
+    if (config[name] !== undefined) return { value: config[name], where: `createClient: ${name}` };
+    const fromEnv = process.env[env];
+    if (fromEnv) return { value: fromEnv.trim(), where: `createClient: ${env} (from the environment)` };
+    return undefined;
+  };
+  const server = pick('curveServerKey', 'FORK_CURVE_SERVER_KEY');
+  const pub = pick('curvePublicKey', 'FORK_CURVE_PUBLIC_KEY');
+  const sec = pick('curveSecretKey', 'FORK_CURVE_SECRET_KEY');
+  const option = (where) => where.replace(/^createClient: /, '').replace(/ \(from the environment\)$/, '');
+  for (const k of [server, pub, sec]) {
+    if (k === undefined) continue;
+    const problem = curveKeyProblem(k.value);
+    if (problem !== undefined) throw invalid(`${k.where} ${problem}`, { option: option(k.where) });
+  }
+  if ((pub === undefined) !== (sec === undefined)) {
+    const [given, missing] = pub === undefined ? ['curveSecretKey', 'curvePublicKey'] : ['curvePublicKey', 'curveSecretKey'];
+    throw invalid(
+      `createClient: ${given} is set but ${missing} is not: a client key pair needs both (from \`forkd keygen\`), or neither for a key made per client`,
+      { option: missing },
+    );
+  }
+  if (server === undefined) {
+    if (pub !== undefined) {
+      throw invalid(
+        'createClient: a client CURVE key pair is set but curveServerKey is not: set it (or FORK_CURVE_SERVER_KEY) to forkd\'s public key',
+        { option: 'curveServerKey' },
+      );
+    }
+    return undefined;
+  }
+  return { serverKey: server.value, publicKey: pub?.value, secretKey: sec?.value };
 }
 
 function defaultEndpoint() {
@@ -256,6 +325,7 @@ function createClient(options) {
     `fork-router/${version} node/${process.version}`,
     config.maxInFlight,
     config.maxInFlightBytes,
+    config.curve,
   );
   const defaultTimeoutMs = config.timeoutMs;
   let closed = false;

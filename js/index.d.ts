@@ -121,6 +121,20 @@ export interface ClientOptions {
   maxInFlight?: number;
   /** Unacknowledged encoded bytes allowed before FORK_BACKPRESSURE (default 64 MiB). */
   maxInFlightBytes?: number;
+  /**
+   * forkd's CURVE public key (Z85, 40 characters, from `forkd keygen`): encrypts the
+   * connection and authenticates forkd. Needed for a forkd whose config has `curve`
+   * (a tcp:// listen). Default: $FORK_CURVE_SERVER_KEY.
+   */
+  curveServerKey?: string;
+  /**
+   * This client's CURVE key pair (Z85; both or neither), for a forkd that lists allowed
+   * client keys in `curve.clients`. Default: $FORK_CURVE_PUBLIC_KEY and
+   * $FORK_CURVE_SECRET_KEY; without them, each client makes its own pair.
+   */
+  curvePublicKey?: string;
+  /** The secret half of curvePublicKey's pair. Default: $FORK_CURVE_SECRET_KEY. */
+  curveSecretKey?: string;
 }
 
 export interface ClientStats {

@@ -15,6 +15,7 @@
 #include "tools/cursors_cli.h"
 #include "tools/dlq_cli.h"
 #include "tools/dry_run_cli.h"
+#include "tools/keygen_cli.h"
 #include "transforms/transform.h"
 #include "core/crashfs.h"
 #include "core/fs.h"
@@ -129,7 +130,13 @@ std::string ConfigReference() {
       "run`, and `forkd dlq` / `forkd cursors`, which send it). A `listen` address that is not "
       "loopback (localhost, 127.0.0.0/8, ::1) needs a token. POST endpoints need "
       "`Authorization: Bearer <token>` when one is set; docs/security.md has every rule.\n\n" +
-      forkd::OptionsMarkdown(forkd::admin::AdminOptions()) + "\n## `wal`\n\n" +
+      forkd::OptionsMarkdown(forkd::admin::AdminOptions()) +
+      "\n## `curve`\n\nCURVE (CurveZMQ) on `listen`: every connection is encrypted, clients "
+      "authenticate forkd by its public key (`curveServerKey`), and with `clients` forkd "
+      "accepts only the listed client keys. A `listen` other than ipc:// needs it, or "
+      "`insecure_tcp: true`. `forkd keygen --out FILE` makes a key pair; docs/security.md "
+      "has the steps.\n\n" +
+      forkd::OptionsMarkdown(forkd::ingest::CurveOptions()) + "\n## `wal`\n\n" +
       forkd::OptionsMarkdown(forkd::WalOptions()) + "\n## `limits`\n\n" +
       forkd::OptionsMarkdown(forkd::LimitsOptions()) + "\n## `dedupe`\n\n" +
       forkd::OptionsMarkdown(forkd::DedupeOptions()) +
@@ -264,6 +271,11 @@ int main(int argc, char** argv) {
   cursors->add_option("destination", cursors_args.destination,
                       "drop: the destination (no longer configured) whose cursor goes");
   cursors->add_option("-c,--config", config_path, "Configuration file")->required();
+  forkd::tools::KeygenArgs keygen_args;
+  CLI::App* keygen = app.add_subcommand(
+      "keygen", "Make a CURVE key pair (Z85) for a tcp listen: prints public: and secret: lines");
+  keygen->add_option("-o,--out", keygen_args.out,
+                     "Write both keys to this new file (mode 0600) and print only the public one");
   app.add_subcommand("version", "Print the version");
   CLI::App* reference =
       app.add_subcommand("config-reference", "Print the configuration reference (Markdown)");
@@ -289,6 +301,7 @@ int main(int argc, char** argv) {
     if (!Load(config_path, &config)) return kExitConfig;
     return forkd::tools::Cursors(config, cursors_args);
   }
+  if (keygen->parsed()) return forkd::tools::Keygen(keygen_args);
   if (reference->parsed()) {
     std::cout << ConfigReference();
     return 0;

@@ -318,6 +318,9 @@ void Server::Reload(Config next_config) {
   }
   next_config.instance = old.instance;
   keep("listen", next_config.listen == old.listen);
+  keep("curve", next_config.curve.secret_key == old.curve.secret_key &&
+                    next_config.curve.clients == old.curve.clients &&
+                    next_config.insecure_tcp == old.insecure_tcp);
   keep("admin", next_config.admin.listen == old.admin.listen &&
                     next_config.admin.token == old.admin.token);
   keep("wal", next_config.fsync == old.fsync && next_config.batch_ms == old.batch_ms &&
@@ -329,6 +332,8 @@ void Server::Reload(Config next_config) {
                      next_config.dedupe_recover_bytes == old.dedupe_recover_bytes);
   next_config.data_dir = old.data_dir;
   next_config.listen = old.listen;
+  next_config.curve = old.curve;
+  next_config.insecure_tcp = old.insecure_tcp;
   next_config.admin = old.admin;
   next_config.fsync = old.fsync;
   next_config.batch_ms = old.batch_ms;

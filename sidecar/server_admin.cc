@@ -63,6 +63,16 @@ std::string Server::MetricsText() const {
   Metric(&m, "fork_ingest_read_pauses_total", "counter",
          "Times reading clients stopped at limits.max_pending until a commit completed");
   Sample(&m, "fork_ingest_read_pauses_total", "", static_cast<double>(in.read_pauses.load()));
+  Metric(&m, "fork_ingest_refused_hellos_total", "counter",
+         "Hellos refused: a client id claimed by a connection it is not bound to");
+  Sample(&m, "fork_ingest_refused_hellos_total", "", static_cast<double>(in.refused_hellos.load()));
+  Metric(&m, "fork_ingest_refused_connections_total", "counter",
+         "Connections refused: a CURVE key not in curve.clients");
+  Sample(&m, "fork_ingest_refused_connections_total", "",
+         static_cast<double>(in.refused_connections.load()));
+  Metric(&m, "fork_ingest_refused_frames_total", "counter",
+         "Route frames dropped: their connection has no accepted hello for the client id");
+  Sample(&m, "fork_ingest_refused_frames_total", "", static_cast<double>(in.refused_frames.load()));
   Metric(&m, "fork_log_commits_total", "counter", "Group commits (one fsync each)");
   Sample(&m, "fork_log_commits_total", "", static_cast<double>(ls.commits.load()));
   Metric(&m, "fork_log_sync_seconds_total", "counter", "Time spent writing and syncing");

@@ -197,7 +197,14 @@ const std::vector<OptionSpec>& TopLevelOptions() {
        "1-64 of A-Z a-z 0-9 . _ -. Unset: created once as <hostname>-<8 hex>. Kept in "
        "<data_dir>/instance: once a data_dir has an id, it keeps it"},
       {"listen", OptType::kString, "",
-       "ZeroMQ endpoint for clients; default ipc://<data_dir>/fork.sock"},
+       "ZeroMQ endpoint for clients: ipc://PATH or tcp://HOST:PORT (which needs curve or "
+       "insecure_tcp); default ipc://<data_dir>/fork.sock"},
+      {"curve", OptType::kNode, "",
+       "CURVE encryption and client authentication on listen: {secret_key | secret_key_file, "
+       "clients | clients_file} (see below)"},
+      {"insecure_tcp", OptType::kBool, "false",
+       "Allow a tcp:// listen without curve: anyone who can reach the port can send events "
+       "and read acks in clear; forkd warns at every start"},
       {"admin", OptType::kNode, "",
        "The admin HTTP server: host:port, or {listen, token or token_file} (see below); off "
        "when unset"},
@@ -434,6 +441,21 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
     errors->push_back({path, top.Get("listen").mark,
                        "listen: the socket path " + out->listen.substr(6) + " is longer than "
                        "the 107 bytes a Unix socket allows; set a shorter data_dir or listen"});
+  }
+  ingest::ParseCurveConfig(top.Node("curve"), path,
+                           [&](const std::string& p) { return out->Resolve(p); }, &out->curve,
+                           errors);
+  out->insecure_tcp = top.Bool("insecure_tcp");
+  if (out->listen.rfind("ipc://", 0) != 0 && !out->curve.enabled() && !out->insecure_tcp &&
+      !top.Has("curve")) {
+    // Only the data_dir's permissions guard an ipc socket; anything else
+    // (tcp://, ws:// ...) is open to whoever reaches the address.
+    errors->push_back(
+        {path, top.Get("listen").mark,
+         "listen: " + out->listen + " can be reached over the network, so it needs CURVE keys: "
+         "run `forkd keygen --out forkd.key` and set curve: { secret_key_file: forkd.key } "
+         "(clients then pass curveServerKey), or set insecure_tcp: true to accept events "
+         "from anyone who can reach the port"});
   }
   admin::ParseAdminConfig(top.Node("admin"), path,
                           [&](const std::string& p) { return out->Resolve(p); }, &out->admin,

@@ -9,6 +9,7 @@
 
 #include "admin/admin_config.h"
 #include "core/options.h"
+#include "ingest/curve_config.h"
 #include "log/log.h"
 #include "pipeline/router.h"
 #include "transforms/transform.h"
@@ -55,6 +56,9 @@ struct Config {
   // in data_dir (core/instance.h) before anything starts.
   std::string instance;
   std::string listen;
+  ingest::CurveConfig curve;  // curve.enabled() false: no CURVE on `listen`
+  // A network `listen` without CURVE was asked for: warned about at every start.
+  bool insecure_tcp = false;
   admin::AdminConfig admin;  // admin.enabled() false: no admin server
   log::FsyncPolicy fsync = log::FsyncPolicy::kBatch;
   int64_t batch_ms = 2;

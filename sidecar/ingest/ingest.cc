@@ -12,6 +12,7 @@
 
 #include "core/clock.h"
 #include "ingest/ingest_internal.h"
+#include "ingest/zap.h"
 #include "transforms/aggregate.h"
 
 namespace forkd::ingest {
@@ -230,6 +231,7 @@ void Ingest::ApplyConfig() {
 
 Ingest::~Ingest() {
   if (socket_ != nullptr) zmq_close(socket_);
+  if (zap_) zap_->Stop();
   if (ctx_ != nullptr) zmq_ctx_term(ctx_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
@@ -244,16 +246,50 @@ Status Ingest::Bind() {
   const int64_t max_msg = config_->max_frame;
   const int rcvhwm = static_cast<int>(std::clamp<int64_t>(kInboundBytesPerPeer / max_msg, 2, 1000));
   const int linger = 1000;
-  zmq_setsockopt(socket_, ZMQ_ROUTER_HANDOVER, &one, sizeof(one));
+  // No ROUTER handover: while a client is connected, ZeroMQ never reads a
+  // second connection with the same routing id, so no other peer can take
+  // over its id, its replies or its connection. A client reconnecting while
+  // forkd still holds its old, dead connection (a network blip) gets in once
+  // the heartbeat below has dropped that one: its hello goes unanswered
+  // until then, and the addon reconnects.
+  const int heartbeat_ivl = 1000, heartbeat_timeout = 3000;
+  zmq_setsockopt(socket_, ZMQ_HEARTBEAT_IVL, &heartbeat_ivl, sizeof(heartbeat_ivl));
+  zmq_setsockopt(socket_, ZMQ_HEARTBEAT_TIMEOUT, &heartbeat_timeout, sizeof(heartbeat_timeout));
   // A message over the limit disconnects its sender before it is buffered.
   zmq_setsockopt(socket_, ZMQ_MAXMSGSIZE, &max_msg, sizeof(max_msg));
   zmq_setsockopt(socket_, ZMQ_RCVHWM, &rcvhwm, sizeof(rcvhwm));
   zmq_setsockopt(socket_, ZMQ_SNDHWM, &kSendHwm, sizeof(kSendHwm));
   zmq_setsockopt(socket_, ZMQ_LINGER, &linger, sizeof(linger));
+  // Every handshake goes through the ZAP handler (with a domain set, also
+  // under the NULL mechanism), which numbers the connections.
+  zap_ = std::make_unique<ZapHandler>(config_->curve.clients, &stats_.refused_connections);
+  if (Status s = zap_->Start(ctx_); !s.ok()) return s;
+  zmq_setsockopt(socket_, ZMQ_ZAP_DOMAIN, "fork", 4);
+  const CurveConfig& curve = config_->curve;
+  if (curve.enabled()) {
+    zmq_setsockopt(socket_, ZMQ_CURVE_SERVER, &one, sizeof(one));
+    if (zmq_setsockopt(socket_, ZMQ_CURVE_SECRETKEY, curve.secret_key.data(),
+                       curve.secret_key.size()) != 0) {
+      return Status::InvalidArgument(std::string("curve: the secret key is refused: ") +
+                                     zmq_strerror(errno));
+    }
+  }
   if (zmq_bind(socket_, config_->listen.c_str()) != 0) {
     return Status::IoError("cannot listen on " + config_->listen + ": " + zmq_strerror(errno));
   }
-  spdlog::info("listening on {}", config_->listen);
+  if (curve.enabled()) {
+    spdlog::info("listening on {} with CURVE: public key {} (secret from {}); {}", config_->listen,
+                 curve.public_key, curve.secret_source,
+                 curve.clients.empty()
+                     ? std::string("any client that knows the public key may connect")
+                     : std::to_string(curve.clients.size()) + " client keys allowed (curve.clients)");
+  } else if (config_->listen.rfind("ipc://", 0) != 0) {
+    spdlog::warn("listening on {} WITHOUT CURVE (insecure_tcp: true): anyone who can reach it "
+                 "can send events, and everything travels in clear; see docs/security.md",
+                 config_->listen);
+  } else {
+    spdlog::info("listening on {}", config_->listen);
+  }
   return Status::Ok();
 }
 
@@ -344,7 +380,7 @@ void Ingest::SendRanges(uint32_t client, std::vector<wire::SeqRange>* ranges, bo
   ranges->clear();
 }
 
-void Ingest::HandleHello(uint32_t client, const uint8_t* data, size_t size) {
+void Ingest::HandleHello(uint32_t client, const Peer& peer, const uint8_t* data, size_t size) {
   wire::Hello hello;
   std::string error;
   if (!wire::DecodeHello(data, size, &hello, &error)) {
@@ -352,8 +388,45 @@ void Ingest::HandleHello(uint32_t client, const uint8_t* data, size_t size) {
     Nack(client, 0, 0, wire::kCodeRejected, error);
     return;
   }
-  spdlog::info("client {} connected ({})", Hex(hello.client_id, wire::kClientIdSize),
-               hello.agent.empty() ? "unknown agent" : hello.agent);
+  Client& c = clients_[client];
+  const std::string id = Hex(hello.client_id, wire::kClientIdSize);
+  const std::string session =
+      hello.has_session ? std::string(reinterpret_cast<const char*>(hello.session),
+                                      wire::kClientIdSize)
+                        : std::string();
+  // The routing id is what forkd keys a client's sequence numbers by, and
+  // any peer may connect with any routing id while the id's client is away:
+  // the hello must name that id, and match what the id was bound to by the
+  // first hello that claimed it. A client's own reconnect always matches.
+  std::string refusal;
+  if (c.identity.size() != wire::kClientIdSize ||
+      std::memcmp(c.identity.data(), hello.client_id, wire::kClientIdSize) != 0) {
+    refusal = "hello: client id " + id + " is not this connection's routing id " +
+              Hex(reinterpret_cast<const uint8_t*>(c.identity.data()), c.identity.size()) +
+              " (a client sets its id as the DEALER's routing id)";
+  } else if (c.bound && c.key != peer.key) {
+    refusal = "client id " + id + " belongs to another CURVE key (" +
+              (c.key.empty() ? std::string("none") : c.key) +
+              "); forkd refuses it to other keys for as long as it remembers the client";
+  } else if (c.bound && c.session != session) {
+    refusal = "client id " + id +
+              " is in use by another client (a different session); a client id is never shared";
+  }
+  if (!refusal.empty()) {
+    stats_.refused_hellos.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("refused a hello on connection {}{}: {}", peer.connection,
+                 peer.key.empty() ? std::string() : " (CURVE key " + std::string(peer.key) + ")",
+                 refusal);
+    Nack(client, 0, 0, wire::kCodeRejected, refusal);
+    return;
+  }
+  c.bound = true;
+  c.connection = peer.connection;
+  c.key.assign(peer.key);
+  c.session = session;
+  spdlog::info("client {} connected ({}{})", id,
+               hello.agent.empty() ? "unknown agent" : hello.agent,
+               peer.key.empty() ? std::string() : ", CURVE key " + std::string(peer.key));
   clients_[client].outcomes = hello.outcomes && outcomes_ != nullptr;
   clients_[client].hello = true;
   wire::Welcome w;
@@ -459,8 +532,32 @@ void Ingest::StoreFor(const wire::EventView& ev, const wire::RouteEntry& e, uint
   w.Raw(rest, static_cast<size_t>(e.event + e.size - rest));
 }
 
-void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
+bool Ingest::TakesRoutes(uint32_t ci, const Peer& peer) {
+  Client& c = clients_[ci];
+  if (c.bound && peer.connection == c.connection) return true;
+  // Not answered: a nack goes to the routing id, not to a connection, and
+  // must never reach the bound client about frames it did not send. Frames
+  // of a connection the client has replaced are expected (it resends them
+  // after its new welcome); others are logged once per connection.
+  stats_.refused_frames.fetch_add(1, std::memory_order_relaxed);
+  if ((!c.bound || peer.connection > c.connection) && c.dropped_connection != peer.connection) {
+    c.dropped_connection = peer.connection;
+    spdlog::warn("dropping route frames of connection {} for client {}: it has no accepted hello",
+                 peer.connection,
+                 Hex(reinterpret_cast<const uint8_t*>(c.identity.data()), c.identity.size()));
+  }
+  return false;
+}
+
+void Ingest::HandleRoute(uint32_t ci, const Peer& peer, const uint8_t* data, size_t size) {
   std::string error;
+  if (clients_[ci].identity.size() != wire::kClientIdSize) {
+    // No client can have this id: nobody else gets the answer.
+    Nack(ci, 0, 0, wire::kCodeRejected,
+         "client id must be 16 bytes: set the DEALER routing id and send hello first");
+    return;
+  }
+  if (!TakesRoutes(ci, peer)) return;
   wire::RouteReader reader;
   if (!reader.Open(data, size, &error)) {
     stats_.bad_frames.fetch_add(1, std::memory_order_relaxed);
@@ -471,11 +568,6 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
       last = count > 0 && first + count - 1 >= first ? first + count - 1 : first;
     }
     Nack(ci, first, last, wire::kCodeRejected, "malformed route frame: " + error);
-    return;
-  }
-  if (clients_[ci].identity.size() != wire::kClientIdSize) {
-    Nack(ci, reader.first_seq(), reader.first_seq() + (reader.count() - 1), wire::kCodeRejected,
-         "client id must be 16 bytes: set the DEALER routing id and send hello first");
     return;
   }
   stats_.frames.fetch_add(1, std::memory_order_relaxed);
@@ -605,7 +697,8 @@ void Ingest::HandleRoute(uint32_t ci, const uint8_t* data, size_t size) {
   FlushRefusal();
 }
 
-void Ingest::HandleMessage(const uint8_t* id, size_t id_size, const uint8_t* data, size_t size) {
+void Ingest::HandleMessage(const uint8_t* id, size_t id_size, const uint8_t* data, size_t size,
+                           const Peer& peer) {
   // Only a hello makes a client: frames from routing ids that said none cost
   // no memory.
   const std::string_view identity(reinterpret_cast<const char*>(id), id_size);
@@ -627,7 +720,7 @@ void Ingest::HandleMessage(const uint8_t* id, size_t id_size, const uint8_t* dat
         return;
       }
       Touch(ci, MonoMicros());
-      HandleHello(ci, data, size);
+      HandleHello(ci, peer, data, size);
       break;
     }
     case wire::FrameType::kRoute: {
@@ -648,7 +741,7 @@ void Ingest::HandleMessage(const uint8_t* id, size_t id_size, const uint8_t* dat
         return;
       }
       Touch(ci, MonoMicros());
-      HandleRoute(ci, data, size);
+      HandleRoute(ci, peer, data, size);
       break;
     }
     default:
@@ -830,7 +923,8 @@ void Ingest::Run() {
           if (!more) break;
         }
         HandleMessage(static_cast<const uint8_t*>(zmq_msg_data(&id)), zmq_msg_size(&id),
-                      static_cast<const uint8_t*>(zmq_msg_data(&body)), zmq_msg_size(&body));
+                      static_cast<const uint8_t*>(zmq_msg_data(&body)), zmq_msg_size(&body),
+                      PeerOf(&body));
       }
       for (uint32_t ci : touched_) SendRanges(ci, &clients_[ci].ack_out, false);
       touched_.clear();

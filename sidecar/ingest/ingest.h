@@ -5,6 +5,12 @@
 // destination is done with them, and — to clients that asked for outcomes —
 // which destinations filtered, dead-lettered or shed them.
 //
+// A client id is bound to the first connection whose hello claims it:
+// route frames are taken only from the connection whose hello was accepted,
+// and a later hello claiming the id must come with the same session (a
+// random secret of the client process) and, under CURVE, the same public
+// key — see HandleHello. The ZAP handler (zap.h) numbers the connections.
+//
 // Files: ingest.cc (the socket, frames, group commit and acks), keys.cc
 // (idempotency keys and recovery from the log), delivered.cc (the
 // 'delivered' waiters and outcomes), seq_set.cc.
@@ -44,6 +50,9 @@
 
 namespace forkd::ingest {
 
+class ZapHandler;
+struct Peer;
+
 struct IngestStats {
   std::atomic<uint64_t> frames{0};
   std::atomic<uint64_t> events{0};        // appended to the log
@@ -57,6 +66,9 @@ struct IngestStats {
   std::atomic<uint64_t> forgotten_clients{0};  // idle, or past limits.max_clients
   std::atomic<uint64_t> read_pauses{0};   // reading stopped at limits.max_pending
   std::atomic<uint64_t> repeated_keys{0};  // events whose key a destination had already
+  std::atomic<uint64_t> refused_hellos{0};  // hellos claiming a client id bound to another client
+  std::atomic<uint64_t> refused_connections{0};  // CURVE keys not in curve.clients
+  std::atomic<uint64_t> refused_frames{0};  // route frames of a connection without accepted hello
 };
 
 // Sorted, disjoint inclusive ranges of sequence numbers; usually one range.
@@ -145,6 +157,14 @@ class Ingest {
     size_t outcomes_bytes = 0;                      // about what outcomes_out encodes to
     bool outcomes = false;  // reads outcomes trailers (its hello said so)
     std::map<uint64_t, uint64_t> routed;  // seq -> destination mask, for the ack's trailer
+    // What the id is bound to, from its first accepted hello: the connection
+    // that may send route frames (the latest accepted), the CURVE key and
+    // the session every later hello must match.
+    bool bound = false;
+    uint64_t connection = 0;
+    std::string key;      // Z85; empty without CURVE
+    std::string session;  // 16 bytes; empty when the hello had none
+    uint64_t dropped_connection = 0;  // the last connection whose route frames were dropped
   };
   struct PendingAck {
     uint32_t client;
@@ -182,9 +202,13 @@ class Ingest {
   // Writes into event_buf_ the event to store for the targets of decision_
   // in `keep` (a destination mask): [dests', key, options, payload].
   void StoreFor(const wire::EventView& ev, const wire::RouteEntry& e, uint64_t keep);
-  void HandleMessage(const uint8_t* id, size_t id_size, const uint8_t* data, size_t size);
-  void HandleHello(uint32_t client, const uint8_t* data, size_t size);
-  void HandleRoute(uint32_t client, const uint8_t* data, size_t size);
+  void HandleMessage(const uint8_t* id, size_t id_size, const uint8_t* data, size_t size,
+                     const Peer& peer);
+  void HandleHello(uint32_t client, const Peer& peer, const uint8_t* data, size_t size);
+  // Whether `client` may send route frames on `peer`'s connection: the one
+  // whose hello was accepted last. Counts and logs the frames it may not.
+  bool TakesRoutes(uint32_t client, const Peer& peer);
+  void HandleRoute(uint32_t client, const Peer& peer, const uint8_t* data, size_t size);
   void HandleCompletion();
   void MaybeCommit(bool force);
   void CheckDelivered();
@@ -273,6 +297,7 @@ class Ingest {
   std::vector<uint32_t> targets_;
   wire::Buffer event_buf_;  // a routed event, rewritten
   void* ctx_ = nullptr;
+  std::unique_ptr<ZapHandler> zap_;  // stopped before ctx_ terminates
   void* socket_ = nullptr;
   int wake_fd_ = -1;
   std::atomic<bool> stopping_{false};

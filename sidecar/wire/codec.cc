@@ -127,7 +127,7 @@ bool PeekHeader(const uint8_t* data, size_t size, FrameType* type, std::string* 
 void EncodeHello(const Hello& h, Buffer* out) {
   PutHeader(out, FrameType::kHello);
   Writer w(out);
-  w.MapHeader(h.outcomes ? 4 : 3);
+  w.MapHeader(3 + (h.outcomes ? 1 : 0) + (h.has_session ? 1 : 0));
   w.Str("client");
   w.Bin(h.client_id, kClientIdSize);
   w.Str("protocol");
@@ -137,6 +137,10 @@ void EncodeHello(const Hello& h, Buffer* out) {
   if (h.outcomes) {
     w.Str("outcomes");
     w.Bool(true);
+  }
+  if (h.has_session) {
+    w.Str("session");
+    w.Bin(h.session, kClientIdSize);
   }
 }
 
@@ -149,6 +153,7 @@ bool DecodeHello(const uint8_t* data, size_t size, Hello* out, std::string* erro
   uint32_t n;
   if (!ExpectMap(r, "hello", &n, error)) return false;
   out->outcomes = false;  // absent: a client that reads no outcomes
+  out->has_session = false;
   bool have_id = false;
   for (uint32_t i = 0; i < n; ++i) {
     Value k = r.Next();
@@ -177,6 +182,14 @@ bool DecodeHello(const uint8_t* data, size_t size, Hello* out, std::string* erro
         return false;
       }
       out->outcomes = v.b;
+    } else if (k.kind == Kind::kStr && k.str() == "session") {
+      Value v = r.Next();
+      if (v.kind != Kind::kBin || v.len != kClientIdSize) {
+        *error = "hello: session must be 16 bytes of bin";
+        return false;
+      }
+      std::memcpy(out->session, v.ptr, kClientIdSize);
+      out->has_session = true;
     } else {
       r.Skip();  // unknown keys are for newer peers
     }

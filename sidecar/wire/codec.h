@@ -18,6 +18,11 @@ struct Hello {
   uint32_t protocol = kProtocolVersion;
   std::string agent;
   bool outcomes = false;  // the client reads a kDelivered frame's outcomes trailer
+  // Random per client process, never sent anywhere but in hellos: forkd binds
+  // the client id to it, so another peer that learns the id (it is in every
+  // event id) cannot say hello as that client.
+  bool has_session = false;
+  uint8_t session[kClientIdSize] = {};
 };
 
 struct Welcome {

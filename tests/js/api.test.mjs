@@ -243,6 +243,51 @@ test('createClient checks its options', () => {
   });
 });
 
+test('createClient checks CURVE keys, from options and from FORK_CURVE_*', async () => {
+  const server = 'rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7';
+  const pub = 'Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID';
+  const sec = 'D:)Q[IlAW!ahhC2ac:9*A}h:p?([4%wOTJ%JR%cs';
+  const cases = [
+    [{ curveServerKey: 'short' }, 'curveServerKey', /curveServerKey must be a CURVE key: 40 Z85 characters .* \(got 5 characters\)/],
+    [{ curveServerKey: 42 }, 'curveServerKey', /curveServerKey must be a string/],
+    [{ curveServerKey: `${server.slice(0, 39)} ` }, 'curveServerKey', /holds " " at position 40, which is not a Z85 character/],
+    [{ curveServerKey: `#####${server.slice(5)}` }, 'curveServerKey', /is not valid Z85 \(characters 1-5 are out of range\)/],
+    [{ curveServerKey: server, curvePublicKey: pub }, 'curveSecretKey', /curvePublicKey is set but curveSecretKey is not/],
+    [{ curveServerKey: server, curveSecretKey: sec }, 'curvePublicKey', /curveSecretKey is set but curvePublicKey is not/],
+    [{ curvePublicKey: pub, curveSecretKey: sec }, 'curveServerKey', /curveServerKey is not: set it \(or FORK_CURVE_SERVER_KEY\)/],
+  ];
+  for (const [options, option, message] of cases) {
+    assert.throws(() => offline(options), (err) => {
+      assert.ok(err instanceof ForkError);
+      assert.equal(err.code, 'FORK_INVALID_PAYLOAD');
+      assert.equal(err.option, option);
+      assert.match(err.message, message);
+      assert.ok(!err.message.includes(sec), 'a secret key is never put in a message');
+      return true;
+    });
+  }
+  process.env.FORK_CURVE_SERVER_KEY = 'not-a-key';
+  try {
+    assert.throws(() => offline(), (err) => {
+      assert.equal(err.option, 'FORK_CURVE_SERVER_KEY');
+      assert.match(err.message, /^createClient: FORK_CURVE_SERVER_KEY \(from the environment\) must be a CURVE key/);
+      return true;
+    });
+  } finally {
+    delete process.env.FORK_CURVE_SERVER_KEY;
+  }
+  // Keys of two different pairs.
+  assert.throws(() => offline({ curveServerKey: server, curvePublicKey: server, curveSecretKey: sec }), (err) => {
+    assert.equal(err.code, 'FORK_INVALID_PAYLOAD');
+    assert.match(err.message, /curvePublicKey is not the public key of curveSecretKey/);
+    return true;
+  });
+  // Valid keys: the client is created; with no forkd, calls are unavailable.
+  const c = offline({ curveServerKey: server, curvePublicKey: pub, curveSecretKey: sec });
+  await rejectsWith(c.routeData({ a: 1 }, 'logs'), 'FORK_UNAVAILABLE');
+  await c.close(0);
+});
+
 test('the default client is created on first use and shared through globalThis', async () => {
   const key = Symbol.for('fork-router.client');
   const before = globalThis[key];

@@ -132,6 +132,7 @@ TEST_CASE("every option is read", "[config]") {
   const Loaded l = Load(dir,
                         "data_dir: ./state/../data/\n"
                         "listen: tcp://127.0.0.1:5555\n"
+                        "insecure_tcp: true\n"
                         "admin: 127.0.0.1:9090\n"
                         "wal:\n"
                         "  fsync: never\n"
@@ -164,6 +165,7 @@ TEST_CASE("every option is read", "[config]") {
   const Config& c = l.config;
   CHECK(c.data_dir == dir.path() + "/data");
   CHECK(c.listen == "tcp://127.0.0.1:5555");
+  CHECK(c.insecure_tcp);
   CHECK(c.admin.listen == "127.0.0.1:9090");
   CHECK(c.fsync == log::FsyncPolicy::kNever);
   CHECK(c.batch_ms == 5);
@@ -187,7 +189,7 @@ TEST_CASE("every option is read", "[config]") {
   CHECK(d.common.Str("priority") == "high");
   CHECK(c.destinations[1].name == "console");
   CHECK(c.destinations[1].type == "stdout");
-  CHECK(c.destinations[1].mark.line == 28);
+  CHECK(c.destinations[1].mark.line == 29);
 }
 
 TEST_CASE("YAML syntax errors point at the line and column", "[config]") {

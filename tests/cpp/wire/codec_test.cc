@@ -248,6 +248,25 @@ TEST_CASE("every frame type round-trips", "[wire][codec]") {
     const std::string f2 = HelloFrame(empty_agent);
     REQUIRE(DecodeHello(U8(f2), f2.size(), &out, &e));
     CHECK(out.agent.empty());
+    CHECK_FALSE(out.has_session);
+    Hello with_session = in;
+    with_session.has_session = true;
+    for (size_t i = 0; i < kClientIdSize; ++i) with_session.session[i] = static_cast<uint8_t>(0xa0 + i);
+    const std::string f3 = HelloFrame(with_session);
+    REQUIRE(DecodeHello(U8(f3), f3.size(), &out, &e));
+    CHECK(out.has_session);
+    CHECK(std::memcmp(out.session, with_session.session, kClientIdSize) == 0);
+    // A session that is not 16 bytes of bin is an error.
+    Buffer bad;
+    bad.Append(reinterpret_cast<const uint8_t*>("\x01\x01"), 2);
+    Writer w(&bad);
+    w.MapHeader(2);
+    w.Str("client");
+    w.Bin(in.client_id, kClientIdSize);
+    w.Str("session");
+    w.Str("short");
+    CHECK_FALSE(DecodeHello(bad.data(), bad.size(), &out, &e));
+    CHECK(e == "hello: session must be 16 bytes of bin");
   }
   SECTION("welcome") {
     for (const Welcome& in : {SampleWelcome(), Welcome{}}) {
