@@ -100,7 +100,8 @@ int Dlq(const Config& config, const DlqArgs& args) {
   }
 
   std::vector<std::string> lines;
-  Status s = letters.Read(args.destination, &lines);
+  std::vector<size_t> numbers;
+  Status s = letters.Read(args.destination, &lines, &numbers);
   if (!s.ok()) {
     std::cerr << "forkd dlq: " << s.message() << "\n";
     return 1;
@@ -111,7 +112,7 @@ int Dlq(const Config& config, const DlqArgs& args) {
     pipeline::ParsedLetter l;
     std::string error;
     if (!pipeline::ParseLetter(lines[i], &l, &error)) {
-      std::cerr << letters.PathFor(args.destination) << ":" << i + 1 << ": " << error << "\n";
+      std::cerr << letters.PathFor(args.destination) << ":" << numbers[i] << ": " << error << "\n";
       continue;
     }
     if (!wanted(l)) continue;

@@ -95,6 +95,12 @@ destinations:
     const left = readFileSync(dlq, 'utf8').trim().split('\n');
     assert.equal(left.length, 3, 'the edited lines stay for a fix or a drop');
     assert.deepEqual(left.slice(0, 2).map((l) => JSON.parse(l)._fork_id), ['k1', 'k2']);
+    // An empty line before them: list still names each line as the file numbers it.
+    writeFileSync(dlq, '\n' + left.join('\n') + '\n');
+    const list = await forkdCli(['dlq', 'list', '--config', config, '-d', 'checked']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.match(list.stdout, /^2 dead letters of checked$/m);
+    assert.match(list.stderr, /checked\.jsonl:4: not JSON/);
 
     // A restart is clean and delivers nothing twice; new events flow.
     assert.equal((await forkd.stop()).code, 0, forkd.stderr());
