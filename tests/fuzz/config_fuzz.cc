@@ -22,6 +22,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const char* base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
   std::string tmpl = std::string(base) + "/fork_config_fuzz.XXXXXX";
   fork_fuzz::Require(mkdtemp(tmpl.data()) != nullptr, "a temporary directory");
+  fork_fuzz::RemoveAtExit(tmpl);
   g_path = tmpl + "/fork.yaml";
   // ${VAR} in a fuzzed file reads these.
   setenv("FORK_FUZZ_SET", "value", 1);

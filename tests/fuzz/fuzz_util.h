@@ -7,11 +7,24 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <string>
 #include <string_view>
 
 #include "wire/msgpack.h"
 
 namespace fork_fuzz {
+
+// Removes `dir` and everything in it when the fuzzer exits normally (the end
+// of a timed run); after a crash it stays, with the state that crashed.
+inline void RemoveAtExit(const std::string& dir) {
+  static std::string* doomed = new std::string();
+  *doomed = dir;
+  std::atexit([] {
+    std::error_code ec;
+    std::filesystem::remove_all(*doomed, ec);
+  });
+}
 
 inline void Require(bool ok, const char* what) {
   if (!ok) {

@@ -142,6 +142,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const char* base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
   std::string tmpl = std::string(base) + "/fork_log_fuzz.XXXXXX";
   fork_fuzz::Require(mkdtemp(tmpl.data()) != nullptr, "a temporary directory");
+  fork_fuzz::RemoveAtExit(tmpl);
   g_wal = tmpl + "/wal";
   g_templates = new std::map<std::string, transforms::Chain, std::less<>>();
   (*g_templates)["clean"] = ChainOf("[{redact: [card]}, {set: {source: web}}]");
