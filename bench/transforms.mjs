@@ -125,3 +125,10 @@ for (const name of Object.keys(js)) {
       `${Math.round(1e9 / f).toLocaleString('en-US').padStart(17)}${(js[name] / f).toFixed(1).padStart(9)}x`,
   );
 }
+// Per-entry costs inside a pipeline: the check every log reader makes of a
+// stored event, and the JSON line a file destination writes for it.
+for (const name of ['stored_event_check', 'jsonl_line']) {
+  const f = fork[name].ns_per_event;
+  console.log(`${name.padEnd(32)}${f.toFixed(0).padStart(14)}${'-'.padStart(16)}` +
+    `${Math.round(1e9 / f).toLocaleString('en-US').padStart(17)}`);
+}

@@ -15,8 +15,9 @@ build_pkgs=(
   catch2 libcpp-httplib-dev libre2-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libsqlite3-dev
   libpq-dev patchelf python3
 )
-# The servers and the browser the tests start.
-test_pkgs=(postgresql clickhouse-server clickhouse-client chromium)
+# The servers and the browser the tests start; clang for the fuzz targets
+# (its libFuzzer, scripts/fuzz.sh).
+test_pkgs=(postgresql clickhouse-server clickhouse-client chromium clang)
 
 case "${1:-}" in
   "") pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # npm test: builds everything, then runs the C++ unit tests (Catch2 through
-# ctest, also under AddressSanitizer + UBSan with warnings as errors), the JS
-# tests and the end-to-end tests (node:test).
+# ctest, also under AddressSanitizer + UBSan with warnings as errors), the
+# fuzz targets for a fixed time each (scripts/fuzz.sh), the JS tests and the
+# end-to-end tests (node:test).
 #   FORK_SKIP_SANITIZE=1 npm test   skips the sanitizer build (faster locally)
+#   FORK_SKIP_FUZZ=1 npm test       skips the fuzzers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,11 @@ if [[ "${FORK_SKIP_SANITIZE:-}" != 1 ]]; then
   ninja -C build/sanitize -j2 fork_tests
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ctest --test-dir build/sanitize --output-on-failure -j2
+fi
+
+if [[ "${FORK_SKIP_FUZZ:-}" != 1 ]]; then
+  echo "== fuzz targets (libFuzzer, AddressSanitizer and UBSan)"
+  bash scripts/fuzz.sh
 fi
 
 echo "== JS and end-to-end tests"

@@ -57,7 +57,11 @@ class Server {
   // For the admin API: "replay" puts dead letters of `destination` (all, or
   // those with `ids`) back into the log for it, then removes them from the
   // dead letters; "drop" only removes them. Returns an HTTP status and sets
-  // *body to a JSON answer.
+  // *body to a JSON answer. A replay checks each letter as ingest checks an
+  // event (pipeline::ReplayEvent); one that fails is not injected, stays in
+  // the file, and is named in the answer's "errors" (file:line: id: why),
+  // while the others are replayed.
+
   int Dlq(const std::string& action, const std::string& destination,
           const std::vector<std::string>& ids, std::string* body);
   // For the admin API: deletes the cursor of a destination that is no longer

@@ -269,19 +269,25 @@ int Server::Dlq(const std::string& action, const std::string& destination,
     return fail(404, "unknown destination '" + destination + "' (configured: " + known + ")");
   }
   std::vector<std::string> lines;
-  Status s = dead_letters_->Read(destination, &lines);
+  std::vector<size_t> numbers;
+  Status s = dead_letters_->Read(destination, &lines, &numbers);
   if (!s.ok()) return fail(500, s.message());
   auto wanted = [&](const pipeline::ParsedLetter& l) {
     return ids.empty() || std::find(ids.begin(), ids.end(), l.id) != ids.end();
   };
   std::set<std::string> taken;  // the lines acted on
   std::vector<std::string> events;
-  uint64_t not_replayable = 0, bad = 0;
-  for (const auto& line : lines) {
+  std::vector<std::string> errors;  // "file:line: why", for the answer and the log
+  uint64_t not_replayable = 0, bad = 0, invalid = 0;
+  const std::string path = dead_letters_->PathFor(destination);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string& line = lines[i];
+    const std::string where = path + ":" + std::to_string(numbers[i]) + ": ";
     pipeline::ParsedLetter l;
     std::string error;
     if (!pipeline::ParseLetter(line, &l, &error)) {
       ++bad;
+      errors.push_back(where + error);
       continue;
     }
     if (!wanted(l)) continue;
@@ -290,11 +296,20 @@ int Server::Dlq(const std::string& action, const std::string& destination,
         ++not_replayable;  // a shed range or an aggregate row
         continue;
       }
-      events.push_back(pipeline::ReplayEvent(destination, l));
+      // Each letter stands alone: a damaged one stays behind, named, and
+      // does not hold back the others.
+      std::string event;
+      if (!pipeline::ReplayEvent(*config, destination, l, &event, &error)) {
+        ++invalid;
+        errors.push_back(where + "id " + l.id + ": " + error);
+        continue;
+      }
+      events.push_back(std::move(event));
     }
     taken.insert(line);
   }
-  if (!ids.empty() && taken.empty() && not_replayable == 0) {
+  for (const auto& e : errors) spdlog::warn("dead letters of {}: {}; left in place", destination, e);
+  if (!ids.empty() && taken.empty() && not_replayable == 0 && invalid == 0) {
     return fail(404, "no dead letter of " + destination + " has the id(s) given");
   }
   if (action == "replay") {
@@ -302,8 +317,10 @@ int Server::Dlq(const std::string& action, const std::string& destination,
     if (!s.ok()) return fail(503, "replay: " + s.message());
   }
   size_t removed = 0;
-  s = dead_letters_->Rewrite(
-      destination, [&](const std::string& line) { return taken.count(line) == 0; }, &removed);
+  if (!taken.empty()) {
+    s = dead_letters_->Rewrite(
+        destination, [&](const std::string& line) { return taken.count(line) == 0; }, &removed);
+  }
   if (!s.ok()) {
     // Replayed but still listed: a later replay would deliver them twice,
     // which sinks with keys absorb; nothing is lost.
@@ -319,7 +336,14 @@ int Server::Dlq(const std::string& action, const std::string& destination,
       .append(std::to_string(not_replayable))
       .append(",\"unreadable\":")
       .append(std::to_string(bad))
-      .append("}\n");
+      .append(",\"invalid\":")
+      .append(std::to_string(invalid))
+      .append(",\"errors\":[");
+  for (size_t i = 0; i < errors.size(); ++i) {
+    if (i > 0) body->push_back(',');
+    sinks::AppendJsonString(errors[i], body);
+  }
+  body->append("]}\n");
   return 200;
 }
 

@@ -14,6 +14,7 @@
 
 #include "core/clock.h"
 #include "core/fs.h"
+#include "wire/codec.h"
 
 namespace forkd::log {
 namespace {
@@ -466,6 +467,30 @@ Status TailReader::OpenSegment(uint64_t segment, uint64_t offset) {
   return Status::Ok();
 }
 
+bool TailReader::CheckEntry(const Entry& e, size_t record_size) {
+  // Everything downstream walks the event without bounds checks, so this is
+  // where bytes stop being trusted. The CRC only says they are what was
+  // written; an edited segment or an older writer's bug can still hold
+  // anything.
+  std::string why;
+  if (e.header.lsn >= log_->durable_next_lsn()) {
+    why = "lsn " + std::to_string(e.header.lsn) + " is past the durable end " +
+          std::to_string(log_->durable_next_lsn());
+  } else if (!wire::CheckStoredEvent(e.event, e.event_size, &why)) {
+    why = "entry lsn " + std::to_string(e.header.lsn) + ": " + why;
+  } else {
+    return true;
+  }
+  if (reporter_ != nullptr) {
+    reporter_->Corruption(reader_->last_record_offset(), record_size,
+                          "segment " + log_->SegmentPath(segment_) + ": " + why +
+                              "; entry skipped");
+  }
+  // A lying lsn says nothing about where the reader is: keep the count.
+  if (e.header.lsn < log_->durable_next_lsn()) next_lsn_ = e.header.lsn + 1;
+  return false;
+}
+
 TailReader::Result TailReader::Next(Entry* e, Status* io) {
   while (true) {
     uint64_t limit = 0;
@@ -493,6 +518,7 @@ TailReader::Result TailReader::Next(Entry* e, Status* io) {
       if (e->header.lsn < skip_below_) continue;
       e->event = p + kEntryHeaderSize;
       e->event_size = rec.size() - kEntryHeaderSize;
+      if (log_->options_.check_events && !CheckEntry(*e, rec.size())) continue;
       next_lsn_ = e->header.lsn + 1;
       return Result::kEntry;
     }

@@ -12,7 +12,9 @@
 
 #include "core/clock.h"
 #include "core/fs.h"
+#include "pipeline/router.h"
 #include "sinks/common/json.h"
+#include "wire/codec.h"
 #include "wire/msgpack.h"
 
 namespace forkd::pipeline {
@@ -127,18 +129,25 @@ Status DeadLetters::Append(std::string_view destination, const std::string& line
   return Status::Ok();
 }
 
-Status DeadLetters::Read(std::string_view destination, std::vector<std::string>* lines) const {
+Status DeadLetters::Read(std::string_view destination, std::vector<std::string>* lines,
+                         std::vector<size_t>* numbers) const {
   lines->clear();
+  if (numbers != nullptr) numbers->clear();
   std::string text;
   const std::string path = PathFor(destination);
   Status s = fs::ReadFile(path, &text);
   if (s.IsNotFound()) return Status::Ok();
   if (!s.ok()) return s;
   size_t at = 0;
+  size_t number = 0;
   while (at < text.size()) {
     size_t nl = text.find('\n', at);
     if (nl == std::string::npos) nl = text.size();
-    if (nl > at) lines->emplace_back(text, at, nl - at);
+    ++number;
+    if (nl > at) {
+      lines->emplace_back(text, at, nl - at);
+      if (numbers != nullptr) numbers->push_back(number);
+    }
     at = nl + 1;
   }
   return Status::Ok();
@@ -205,7 +214,17 @@ bool ParseLetter(const std::string& line, ParsedLetter* out, std::string* error)
   return true;
 }
 
-std::string ReplayEvent(std::string_view destination, const ParsedLetter& l) {
+bool ReplayEvent(const Config& config, std::string_view destination, const ParsedLetter& l,
+                 std::string* event, std::string* error) {
+  const DestinationConfig* dest = config.Find(destination);
+  if (dest == nullptr) {
+    *error = "destination '" + std::string(destination) + "' is not configured";
+    return false;
+  }
+  if (l.raw.empty() || static_cast<uint8_t>(l.raw[0]) != 0x92) {
+    *error = "raw is not [options, payload]";
+    return false;
+  }
   wire::Buffer b;
   wire::Writer w(&b);
   w.ArrayHeader(4);
@@ -213,7 +232,20 @@ std::string ReplayEvent(std::string_view destination, const ParsedLetter& l) {
   w.Str(destination);
   w.Str(l.id);
   w.Raw(reinterpret_cast<const uint8_t*>(l.raw.data()) + 1, l.raw.size() - 1);
-  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+  // What ingest checks of a client's event, in the same order and words.
+  if (b.size() > static_cast<uint64_t>(config.max_event)) {
+    *error = "event of " + std::to_string(b.size()) + " bytes exceeds limits.max_event (" +
+             std::to_string(config.max_event) + " bytes)";
+    return false;
+  }
+  wire::EventView ev;
+  if (!wire::CheckEvent(b.data(), b.size(), config.limits, &ev, error)) return false;
+  const std::vector<uint32_t> targets{static_cast<uint32_t>(dest - config.destinations.data())};
+  if (CheckCallOptions(config, ev.options, ev.options_size, targets, error) != nullptr) {
+    return false;
+  }
+  event->assign(reinterpret_cast<const char*>(b.data()), b.size());
+  return true;
 }
 
 std::string Base64(const uint8_t* data, size_t size) {

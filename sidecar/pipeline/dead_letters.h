@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/config.h"
 #include "core/status.h"
 
 namespace forkd::pipeline {
@@ -47,8 +48,11 @@ class DeadLetters {
   [[nodiscard]] Status Init();
   // Appends lines already formatted as JSON objects (each ending in '\n').
   [[nodiscard]] Status Append(std::string_view destination, const std::string& lines);
-  // Reads every line (without its '\n'); a missing file is no lines.
-  [[nodiscard]] Status Read(std::string_view destination, std::vector<std::string>* lines) const;
+  // Reads every non-empty line (without its '\n'); a missing file is no
+  // lines. With `numbers`, each line's number in the file (from 1), for
+  // messages that point at it.
+  [[nodiscard]] Status Read(std::string_view destination, std::vector<std::string>* lines,
+                            std::vector<size_t>* numbers = nullptr) const;
   // Rewrites the file with only the lines `keep` says yes to (atomically:
   // a temporary file renamed over it). *removed counts the others.
   [[nodiscard]] Status Rewrite(std::string_view destination,
@@ -74,11 +78,19 @@ struct ParsedLetter {
   bool shed = false;
   uint64_t shed_events = 0;
 };
-// False (with *error) for a line that is not a dead letter.
+// False (with *error) for a line that is not a dead letter. `raw` is only
+// decoded here, not checked: ReplayEvent checks it.
 bool ParseLetter(const std::string& line, ParsedLetter* out, std::string* error);
-// The event to append to the log for replaying `l` to `destination`:
-// [[destination], id, options, payload]. Needs l.raw.
-std::string ReplayEvent(std::string_view destination, const ParsedLetter& l);
+// The event to append to the log for replaying `l` to `destination` (which
+// `config` has): [[destination], id, options, payload]. The file is bytes
+// anyone may have edited, so the event is checked as ingest checks one from a
+// client before it can reach the log: at most config.max_event bytes,
+// well-formed msgpack within config.limits, that shape (options nil or a map,
+// payload a map), and its call options against the config (a template it
+// names must still exist). False with *error saying what is wrong and where
+// ("event: payload must be a map (an object)"). Needs l.raw and l.id.
+[[nodiscard]] bool ReplayEvent(const Config& config, std::string_view destination,
+                               const ParsedLetter& l, std::string* event, std::string* error);
 
 // Base64 (standard alphabet, padded), for `raw`.
 std::string Base64(const uint8_t* data, size_t size);

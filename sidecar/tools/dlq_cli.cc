@@ -1,6 +1,7 @@
 #include "tools/dlq_cli.h"
 
 #include <httplib.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <iostream>
@@ -46,6 +47,19 @@ int Remote(const Config& config, const DlqArgs& args) {
     }
     return res.status == 404 ? 2 : 1;
   }
+  // Letters left behind are named on stderr; one that failed its check
+  // (edited or damaged) makes the replay incomplete, so the exit says so.
+  try {
+    const YAML::Node answer = YAML::Load(res->body);  // JSON is YAML
+    for (const auto& e : answer["errors"]) {
+      std::cerr << "forkd dlq " << args.action << ": " << e.as<std::string>() << "\n";
+    }
+    if (answer["invalid"] && answer["invalid"].as<uint64_t>() > 0) return 1;
+  } catch (const YAML::Exception& e) {
+    std::cerr << "forkd dlq " << args.action << ": unexpected answer from forkd: " << e.msg
+              << "\n";
+    return 1;
+  }
   return 0;
 }
 
@@ -85,7 +99,8 @@ int Dlq(const Config& config, const DlqArgs& args) {
   }
 
   std::vector<std::string> lines;
-  Status s = letters.Read(args.destination, &lines);
+  std::vector<size_t> numbers;
+  Status s = letters.Read(args.destination, &lines, &numbers);
   if (!s.ok()) {
     std::cerr << "forkd dlq: " << s.message() << "\n";
     return 1;
@@ -96,7 +111,7 @@ int Dlq(const Config& config, const DlqArgs& args) {
     pipeline::ParsedLetter l;
     std::string error;
     if (!pipeline::ParseLetter(lines[i], &l, &error)) {
-      std::cerr << letters.PathFor(args.destination) << ":" << i + 1 << ": " << error << "\n";
+      std::cerr << letters.PathFor(args.destination) << ":" << numbers[i] << ": " << error << "\n";
       continue;
     }
     if (!wanted(l)) continue;

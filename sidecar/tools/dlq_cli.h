@@ -3,7 +3,10 @@
 //   list    one line per dead letter: when, id, attempts, reason
 //   show    the stored JSON of each (all, or --id)
 //   replay  back into the log for D, through the running forkd's admin API;
-//           removed from the dead letters once durable in the log
+//           removed from the dead letters once durable in the log. Each
+//           letter is checked as ingest checks an event; one that fails
+//           stays, named on stderr, the others are replayed, and the exit
+//           is 1
 //   drop    deletes them (works with or without forkd running)
 #pragma once
 
@@ -21,7 +24,8 @@ struct DlqArgs {
   bool json = false;  // list: the stored lines instead of the table
 };
 
-// Exit 0; 1 when the action could not be done (forkd not running, ...);
+// Exit 0; 1 when the action could not be done (forkd not running, a letter
+// that failed its check, ...);
 // 2 for bad arguments (an unknown destination).
 int Dlq(const Config& config, const DlqArgs& args);
 

@@ -674,6 +674,69 @@ bool CheckEvent(const uint8_t* data, size_t size, const Limits& limits, EventVie
   return true;
 }
 
+bool CheckStoredEvent(const uint8_t* data, size_t size, std::string* error) {
+  // Limits only as wide as the bytes: an event stored under generous limits
+  // that were later narrowed is still whole.
+  constexpr Limits kStored{kMaxCheckDepth, UINT32_MAX, UINT32_MAX};
+  size_t used = 0;
+  CheckResult r = CheckValue(data, size, kStored, &used);
+  if (!r) {
+    *error = std::string("stored event: ") + r.reason + " at byte " + std::to_string(r.offset);
+    return false;
+  }
+  if (used != size) {
+    *error = "stored event: " + std::to_string(size - used) + " trailing bytes after the event";
+    return false;
+  }
+  Reader rd(data, size);
+  const Value top = rd.Next();
+  if (top.kind != Kind::kArray || top.len != kEventArity) {
+    *error = "stored event: must be the array [destinations, key, options, payload]";
+    return false;
+  }
+  const Value d = rd.Next();
+  if (d.kind == Kind::kArray) {
+    for (uint32_t i = 0; i < d.len; ++i) {
+      const Value s = rd.Next();
+      bool ok = s.kind == Kind::kNil || (s.kind == Kind::kStr && s.len > 0);
+      if (s.kind == Kind::kArray && s.len > 0) {
+        ok = true;
+        for (uint32_t k = 0; k < s.len; ++k) {
+          const Value n = rd.Next();
+          if (n.kind != Kind::kStr || n.len == 0) {
+            ok = false;
+            break;
+          }
+        }
+      }
+      if (!ok) {
+        *error = "stored event: destinations[" + std::to_string(i) +
+                 "] must be a name, nil or [name, template...]";
+        return false;
+      }
+    }
+  } else if (d.kind != Kind::kNil) {
+    *error = "stored event: destinations must be nil or an array";
+    return false;
+  }
+  const Value k = rd.Next();
+  if (k.kind != Kind::kStr && k.kind != Kind::kNil) {
+    *error = "stored event: key must be nil or a string";
+    return false;
+  }
+  const Value o = rd.Peek();
+  if (o.kind != Kind::kNil && o.kind != Kind::kMap) {
+    *error = "stored event: options must be nil or a map";
+    return false;
+  }
+  rd.Skip();
+  if (rd.Peek().kind != Kind::kMap) {
+    *error = "stored event: payload must be a map";
+    return false;
+  }
+  return true;
+}
+
 size_t FormatEventIdTo(const uint8_t* client_id, uint64_t seq, char* out) {
   static const char kHex[] = "0123456789abcdef";
   char* p = out;

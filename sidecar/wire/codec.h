@@ -177,6 +177,17 @@ struct EventView {
 [[nodiscard]] bool CheckEvent(const uint8_t* data, size_t size, const Limits& limits,
                               EventView* out, std::string* error);
 
+// Validates an event as stored in the log (docs/log_format.md): well-formed
+// msgpack, exactly one value, the array [destinations, key, options, payload]
+// where destinations is nil or an array whose entries are a name, nil (the
+// routes chose the list) or [name, template...]; key nil or a string; options
+// nil or a map; payload a map. Nesting is bounded by kMaxCheckDepth, lengths
+// only by `size`: what ingest once accepted under any configured limits
+// passes. Readers of the log call this once per entry and may then walk the
+// event with a Reader. False with *error ("stored event: key must be nil or a
+// string").
+[[nodiscard]] bool CheckStoredEvent(const uint8_t* data, size_t size, std::string* error);
+
 // Formats an event id: 32 hex digits of client id, '-', decimal sequence.
 std::string FormatEventId(const uint8_t* client_id, uint64_t seq);
 inline constexpr size_t kMaxEventIdSize = kClientIdSize * 2 + 1 + 20;

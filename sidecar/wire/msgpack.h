@@ -274,7 +274,13 @@ struct Value {
   uint32_t len = 0;
   int8_t ext_type = 0;
   const uint8_t* ptr = nullptr;
-  std::string_view str() const { return {reinterpret_cast<const char*>(ptr), len}; }
+  // The bytes of a str, bin or ext; empty for every other kind (a container's
+  // `len` counts entries, not bytes), so a caller that compares without
+  // checking the kind first reads nothing it should not.
+  std::string_view str() const {
+    if (kind != Kind::kStr && kind != Kind::kBin && kind != Kind::kExt) return {};
+    return {reinterpret_cast<const char*>(ptr), len};
+  }
 };
 
 // Walks msgpack that has passed CheckValue. Reading untrusted bytes with it is

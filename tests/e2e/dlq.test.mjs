@@ -146,7 +146,7 @@ test('after a fix, replay puts the records back in line with their ids', async (
   const one = await forkdCli(['dlq', 'replay', '--config', config, '-d', 'checked', '--id', 'k2']);
   assert.equal(one.code, 0, one.stderr + one.stdout);
   assert.deepEqual(JSON.parse(one.stdout), {
-    destination: 'checked', replayed: 1, not_replayable: 0, unreadable: 0,
+    destination: 'checked', replayed: 1, not_replayable: 0, unreadable: 0, invalid: 0, errors: [],
   });
   await until(() => readJsonl(`${dir}/out.jsonl`).some((r) => r._fork_id === 'k2'), 10000, 'k2 delivered');
   assert.deepEqual(letters().map((l) => l._fork_id).sort(), ['k0', 'k4', 'k6', 'k8']);

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <thread>
 
 #include "core/fs.h"
@@ -43,10 +44,13 @@ std::string SegmentName(uint64_t first_lsn) {
   return name;
 }
 
+// The log as a store of bytes: its entries here are arbitrary text, so the
+// readers' check of stored events is off (the tests of that check turn it on).
 LogOptions Options(const std::string& dir, uint64_t segment_bytes = 64ull << 20) {
   LogOptions o;
   o.dir = dir;
   o.segment_bytes = segment_bytes;
+  o.check_events = false;
   return o;
 }
 
@@ -785,6 +789,105 @@ TEST_CASE("fsync: never acknowledges after the write alone", "[log][faults]") {
   AppendAndCommit(*log, 3);
   fs::ClearFaults();
   CheckEntries(ReadFrom(*log, Position{}), 1, 3);
+}
+
+// A stored event as ingest writes it: [dests, key, options, payload].
+std::string StoredEvent(const std::string& key) {
+  return test::Pack([&](wire::Writer& w) {
+    w.ArrayHeader(4);
+    w.ArrayHeader(2);
+    w.Nil();
+    w.Str("logs");
+    w.Str(key);
+    w.Nil();
+    w.MapHeader(1);
+    w.Str("n");
+    w.Int(1);
+  });
+}
+
+TEST_CASE("readers report and skip entries whose CRC holds but whose event is malformed",
+          "[log][reader]") {
+  TempDir dir;
+  LogOptions o = Options(dir.path());
+  o.check_events = true;
+  auto log = OpenLog(o);
+  const std::string good = StoredEvent("k");
+  // Each is framed and checksummed like any entry: only its content is wrong.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"", "truncated: value expected"},
+      {std::string("\x94\xc0\xc0\xc0", 4), "container claims more entries"},  // no payload
+      {std::string("\x92\xc0\xc0", 3), "must be the array [destinations, key, options, payload]"},
+      {good + "x", "1 trailing bytes after the event"},
+      {std::string("\x94\x91\x81\xa1" "a\x01\xc0\xc0\x80", 9), "destinations[0] must be"},
+      {std::string("\x94\xc0\x05\xc0\x80", 5), "key must be nil or a string"},
+      {std::string("\x94\xc0\xc0\x91\x01\x80", 6), "options must be nil or a map"},
+      {std::string("\x94\xc0\xc0\xc0\xa1x", 6), "payload must be a map"},
+      {std::string("\x94\xc0\xc0\xc0\xdf\xff\xff\xff\xff", 9), "more entries than bytes"},
+  };
+  AppendEvent(*log, good, 1);  // lsn 1
+  for (size_t i = 0; i < bad.size(); ++i) AppendEvent(*log, bad[i].first, 2 + i);
+  AppendEvent(*log, good, 100);  // lsn 11
+  REQUIRE(Commit(*log).status.ok());
+
+  CollectingReporter reporter;
+  Position end;
+  const auto got = ReadFrom(*log, Position{}, &reporter, &end);
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].lsn == 1);
+  CHECK(got[1].lsn == bad.size() + 2);
+  CHECK(end.next_lsn == bad.size() + 3);
+  for (const auto& d : reporter.drops) UNSCOPED_INFO(d.reason);
+  REQUIRE(reporter.drops.size() == bad.size());
+  for (size_t i = 0; i < bad.size(); ++i) {
+    INFO(i << ": " << reporter.drops[i].reason);
+    CHECK_THAT(reporter.drops[i].reason,
+               Catch::Contains("entry lsn " + std::to_string(i + 2) + ": stored event: "));
+    CHECK_THAT(reporter.drops[i].reason, Catch::Contains(bad[i].second));
+    CHECK_THAT(reporter.drops[i].reason, Catch::Contains(SegmentName(1)));
+  }
+}
+
+TEST_CASE("readers skip an entry whose lsn lies past the durable end", "[log][reader]") {
+  TempDir dir;
+  // Every commit seals its segment: entries 1-2 in one, 3 in the next.
+  LogOptions o = Options(dir.path(), 1);
+  o.check_events = true;
+  {
+    auto log = OpenLog(o);
+    AppendEvent(*log, StoredEvent("a"), 1);
+    AppendEvent(*log, StoredEvent("b"), 2);
+    REQUIRE(Commit(*log).status.ok());
+    AppendEvent(*log, StoredEvent("c"), 3);
+    REQUIRE(Commit(*log).status.ok());
+  }
+  // Rewrite entry 2 in the sealed segment with a lying lsn and a valid
+  // checksum, as an edit would.
+  const std::string path = dir.Join(SegmentName(1));
+  const std::string bytes = test::ReadFileOrDie(path);
+  LogWriter w;
+  wire::Buffer framed;
+  uint8_t hdr[kEntryHeaderSize];
+  for (const auto& [lsn, key] : {std::pair<uint64_t, const char*>{1, "a"}, {1000, "b"}}) {
+    EntryHeader h;
+    h.lsn = lsn;
+    std::memcpy(h.client_id, kClient, sizeof(kClient));
+    h.seq = lsn;
+    h.recv_us = static_cast<int64_t>(lsn);
+    h.EncodeTo(hdr);
+    const std::string event = StoredEvent(key);
+    w.AddRecord(hdr, kEntryHeaderSize, test::U8(event), event.size(), &framed);
+  }
+  REQUIRE(framed.size() == bytes.size());
+  test::WriteFileOrDie(path, std::string(framed.view()));
+
+  auto log = OpenLog(o);
+  CHECK(log->durable_next_lsn() == 4);
+  CollectingReporter reporter;
+  const auto got = ReadFrom(*log, Position{}, &reporter);
+  REQUIRE(Lsns(got) == std::vector<uint64_t>{1, 3});
+  REQUIRE(reporter.drops.size() == 1);
+  CHECK_THAT(reporter.drops[0].reason, Catch::Contains("lsn 1000 is past the durable end 4"));
 }
 
 }  // namespace forkd::log

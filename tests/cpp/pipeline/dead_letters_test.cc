@@ -15,6 +15,30 @@ namespace {
 using test::Pack;
 using test::TempDir;
 
+// A config with one destination and one transform template.
+Config OneDestination(const std::string& name) {
+  Config c;
+  DestinationConfig d;
+  d.name = name;
+  d.type = "file";
+  c.destinations.push_back(std::move(d));
+  c.templates["clean"] = transforms::Chain{};
+  c.max_event = 4096;
+  c.limits.max_depth = 8;
+  c.limits.max_string = 4096;
+  c.limits.max_container = 4096;
+  return c;
+}
+
+// A parsed letter of `hooks` whose raw bytes are `raw`, as an edit may leave them.
+ParsedLetter WithRaw(const std::string& raw) {
+  ParsedLetter l;
+  l.id = "o-1";
+  l.reason = "refused";
+  l.raw = raw;
+  return l;
+}
+
 TEST_CASE("base64 round-trips every length and refuses bad text", "[dlq]") {
   std::string data;
   for (int n = 0; n < 70; ++n) {
@@ -82,7 +106,9 @@ TEST_CASE("a letter holds reason, attempts, errors and the raw event; it parses 
     w.Raw(options.data(), options.size());
     w.Raw(payload.data(), payload.size());
   });
-  CHECK(ReplayEvent("hooks", p) == expected);
+  std::string event;
+  REQUIRE(ReplayEvent(OneDestination("hooks"), "hooks", p, &event, &error));
+  CHECK(event == expected);
 }
 
 TEST_CASE("a shed range and an aggregate row are not replayable", "[dlq]") {
@@ -124,6 +150,105 @@ TEST_CASE("lines that are not dead letters are refused with the reason", "[dlq]"
   CHECK(error.find("base64") != std::string::npos);
   CHECK_FALSE(ParseLetter(R"({"destination":"d","reason":"r","raw":"AAAA"})", &p, &error));
   CHECK(error.find("[options, payload]") != std::string::npos);
+}
+
+TEST_CASE("a replay is checked as ingest checks an event; what fails says why", "[dlq]") {
+  const Config config = OneDestination("hooks");
+  const std::string payload = Pack([](wire::Writer& w) {
+    w.MapHeader(1);
+    w.Str("n");
+    w.Int(1);
+  });
+  const std::string nil(1, '\xc0');
+  std::string event, error;
+  auto replay = [&](const std::string& raw) {
+    event.clear();
+    error.clear();
+    return ReplayEvent(config, "hooks", WithRaw(raw), &event, &error);
+  };
+  SECTION("a letter as written replays") {
+    CHECK(replay("\x92" + nil + payload));
+    CHECK(error.empty());
+    CHECK_FALSE(event.empty());
+  }
+  SECTION("options naming a configured template replay") {
+    const std::string options = Pack([](wire::Writer& w) {
+      w.MapHeader(1);
+      w.Str("transform");
+      w.Str("clean");
+    });
+    CHECK(replay("\x92" + options + payload));
+  }
+  SECTION("raw cut after its header") {
+    CHECK_FALSE(replay("\x92"));
+    CHECK_THAT(error, Catch::Contains("event: truncated"));
+  }
+  SECTION("raw cut inside the payload") {
+    CHECK_FALSE(replay("\x92" + nil + payload.substr(0, payload.size() - 1)));
+    CHECK_THAT(error, Catch::Contains("event: truncated"));
+  }
+  SECTION("bytes after the payload") {
+    CHECK_FALSE(replay("\x92" + nil + payload + "\x01"));
+    CHECK_THAT(error, Catch::Contains("1 trailing bytes after the event"));
+  }
+  SECTION("a payload that is not a map") {
+    CHECK_FALSE(replay("\x92" + nil + "\x05"));
+    CHECK(error == "event: payload must be a map (an object)");
+  }
+  SECTION("options that are not a map") {
+    CHECK_FALSE(replay("\x92\xa1x" + payload));
+    CHECK(error == "event: options must be nil or a map");
+  }
+  SECTION("a header that is not [options, payload]") {
+    CHECK_FALSE(replay("\x93" + nil + payload + nil));
+    CHECK(error == "raw is not [options, payload]");
+  }
+  SECTION("a count that lies about what follows") {
+    CHECK_FALSE(replay("\x92" + nil + "\xdf\xff\xff\xff\xff"));
+    CHECK_THAT(error, Catch::Contains("at byte"));
+  }
+  SECTION("nesting deeper than the config's limit") {
+    std::string deep = "\x81\xa1k";
+    for (int i = 0; i < 10; ++i) deep += "\x91";
+    deep += "\x01";
+    CHECK_FALSE(replay("\x92" + nil + deep));
+    CHECK_THAT(error, Catch::Contains("nesting deeper than the limit"));
+  }
+  SECTION("larger than max_event") {
+    const std::string big = Pack([](wire::Writer& w) {
+      w.MapHeader(1);
+      w.Str("s");
+      w.Str(std::string(5000, 'x'));
+    });
+    CHECK_FALSE(replay("\x92" + nil + big));
+    CHECK_THAT(error, Catch::Contains("exceeds limits.max_event (4096 bytes)"));
+  }
+  SECTION("options naming a template no longer configured") {
+    const std::string options = Pack([](wire::Writer& w) {
+      w.MapHeader(1);
+      w.Str("transform");
+      w.Str("gone");
+    });
+    CHECK_FALSE(replay("\x92" + options + payload));
+    CHECK_THAT(error, Catch::Contains("unknown transform template 'gone'"));
+  }
+  SECTION("a destination the config does not have") {
+    CHECK_FALSE(ReplayEvent(config, "other", WithRaw("\x92" + nil + payload), &event, &error));
+    CHECK_THAT(error, Catch::Contains("'other' is not configured"));
+  }
+  CHECK(error.empty() == !event.empty());
+}
+
+TEST_CASE("Read numbers each line as it stands in the file", "[dlq]") {
+  TempDir dir;
+  DeadLetters letters(dir.path());
+  REQUIRE(letters.Init().ok());
+  test::WriteFileOrDie(letters.PathFor("d"), "a\n\nb\n\n\nc");
+  std::vector<std::string> lines;
+  std::vector<size_t> numbers;
+  REQUIRE(letters.Read("d", &lines, &numbers).ok());
+  CHECK(lines == std::vector<std::string>{"a", "b", "c"});
+  CHECK(numbers == std::vector<size_t>{1, 3, 6});
 }
 
 TEST_CASE("rewrite keeps what it is told and never loses a concurrent append", "[dlq]") {

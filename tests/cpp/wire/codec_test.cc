@@ -989,6 +989,58 @@ TEST_CASE("CheckEvent rejects malformed events with a message", "[wire][codec]")
   }
 }
 
+TEST_CASE("CheckStoredEvent takes every form ingest stores, past narrowed limits",
+          "[wire][codec]") {
+  std::string e;
+  // A client's event is a stored one too.
+  const std::string plain = Event({"logs", "audit"}, "k");
+  CHECK(CheckStoredEvent(U8(plain), plain.size(), &e));
+  const std::string routed = Pack([](Writer& w) {
+    w.ArrayHeader(4);
+    w.ArrayHeader(3);
+    w.Nil();  // the routes chose
+    w.Str("logs");
+    w.ArrayHeader(3);  // [name, template...]
+    w.Str("audit");
+    w.Str("clean");
+    w.Str("story");
+    w.Nil();
+    w.Nil();
+    w.MapHeader(1);
+    w.Str("s");
+    w.Str(std::string(70000, 'x'));  // longer than today's default max_string
+  });
+  INFO(e);
+  CHECK(CheckStoredEvent(U8(routed), routed.size(), &e));
+  // A name's entry must hold names only.
+  const std::string bad = Pack([](Writer& w) {
+    w.ArrayHeader(4);
+    w.ArrayHeader(1);
+    w.ArrayHeader(2);
+    w.Str("audit");
+    w.MapHeader(0);
+    w.Nil();
+    w.Nil();
+    w.MapHeader(0);
+  });
+  CHECK_FALSE(CheckStoredEvent(U8(bad), bad.size(), &e));
+  CHECK(e == "stored event: destinations[0] must be a name, nil or [name, template...]");
+}
+
+TEST_CASE("Value::str is empty for a kind that has no bytes", "[wire][msgpack]") {
+  // A map's len counts entries: read as bytes it would point at nothing.
+  const std::string m = Pack([](Writer& w) {
+    w.MapHeader(5);
+    for (int i = 0; i < 10; ++i) w.Nil();
+  });
+  Reader r(U8(m), m.size());
+  const Value v = r.Next();
+  CHECK(v.kind == Kind::kMap);
+  CHECK(v.len == 5);
+  CHECK(v.str().empty());
+  CHECK(v.str() != "field");
+}
+
 TEST_CASE("random damage to any frame is rejected or decoded, never a crash", "[wire][codec]") {
   test::Rng rng(99);
   const std::vector<std::string> frames = {HelloFrame(), WelcomeFrame(),   AckFrame(),
