@@ -50,7 +50,7 @@ int Remote(const Config& config, const DlqArgs& args) {
   // Letters left behind are named on stderr; one that failed its check
   // (edited or damaged) makes the replay incomplete, so the exit says so.
   try {
-    const YAML::Node answer = YAML::Load(res->body);  // JSON is YAML
+    const YAML::Node answer = YAML::Load(res.body);  // JSON is YAML
     for (const auto& e : answer["errors"]) {
       std::cerr << "forkd dlq " << args.action << ": " << e.as<std::string>() << "\n";
     }

@@ -16,6 +16,10 @@ test.before(() => {
   execFileSync('bash', [path.join(ROOT, 'scripts', 'prebuild.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
 });
 
+// The loader prefers a prebuild to build/Release: left behind, this one would
+// be what later runs load after the next build.
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
 // name => resolved path, from ldd.
 function ldd(file) {
   const out = execFileSync('ldd', [file], { encoding: 'utf8' });
