@@ -103,6 +103,16 @@ class Server {
     uint64_t undelivered = 0;
     int64_t count_at_us = 0;  // MonoMicros; 0: counted
   };
+  // The destinations' state, copied under pipelines_mu_ for a reader
+  // (metrics, status).
+  struct Destinations {
+    std::shared_ptr<const Config> config;
+    std::vector<std::shared_ptr<pipeline::Pipeline>> pipelines;
+    std::vector<FailedStart> failed;
+    std::vector<RemovedCursor> removed;
+    std::map<std::string, uint64_t> start_failures;
+  };
+  Destinations SnapshotDestinations() const;
 
   // Starts `d`, or records it as failed (its hold chosen from its cursor).
   // Returns whether it runs. Call with reload_mu_ held.

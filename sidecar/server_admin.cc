@@ -94,19 +94,8 @@ std::string Server::MetricsText() const {
 
   const uint64_t end = log_->durable_next_lsn();
   const int64_t now = WallMicros();
-  std::shared_ptr<const Config> config;
-  std::vector<std::shared_ptr<pipeline::Pipeline>> pipelines;
-  std::vector<FailedStart> failed;
-  std::vector<RemovedCursor> removed;
-  std::map<std::string, uint64_t> start_failures;
-  {
-    std::lock_guard<std::mutex> lock(pipelines_mu_);
-    config = config_;
-    pipelines = pipelines_;
-    failed = failed_;
-    removed = removed_;
-    start_failures = start_failures_;
-  }
+  const Destinations snapshot = SnapshotDestinations();
+  const auto& [config, pipelines, failed, removed, start_failures] = snapshot;
   auto starts = [&](const std::string& name) {
     return static_cast<double>(start_failures.count(name) ? start_failures.at(name) : 0);
   };
@@ -425,19 +414,8 @@ std::string Server::StatusJson() const {
   num("bytes", static_cast<double>(log_->total_bytes()));
   num("commits", static_cast<double>(log_->stats().commits.load()), false);
   j.append("},\"destinations\":[");
-  std::shared_ptr<const Config> config;
-  std::vector<std::shared_ptr<pipeline::Pipeline>> pipelines;
-  std::vector<FailedStart> failed;
-  std::vector<RemovedCursor> removed;
-  std::map<std::string, uint64_t> start_failures;
-  {
-    std::lock_guard<std::mutex> lock(pipelines_mu_);
-    config = config_;
-    pipelines = pipelines_;
-    failed = failed_;
-    removed = removed_;
-    start_failures = start_failures_;
-  }
+  const Destinations snapshot = SnapshotDestinations();
+  const auto& [config, pipelines, failed, removed, start_failures] = snapshot;
   static const char* kPriority[] = {"low", "normal", "high"};
   auto priority = [](Priority p) {
     return p == Priority::kHigh ? kPriority[2] : p == Priority::kLow ? kPriority[0] : kPriority[1];
@@ -529,6 +507,11 @@ std::string Server::StatusJson() const {
   }
   j.append("]}");
   return j;
+}
+
+Server::Destinations Server::SnapshotDestinations() const {
+  std::lock_guard<std::mutex> lock(pipelines_mu_);
+  return Destinations{config_, pipelines_, failed_, removed_, start_failures_};
 }
 
 }  // namespace forkd

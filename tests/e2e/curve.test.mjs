@@ -12,21 +12,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as zmq from 'zeromq';
 import { pack, unpack } from 'msgpackr';
 import { createClient, ForkError } from '../../js/index.mjs';
-import { FORKD, startForkd, tempConfig, readJsonl, idCounts, endpointFor } from './helpers.mjs';
+import { FORKD, startForkd, tempConfig, readJsonl, idCounts, endpointFor, freePort } from './helpers.mjs';
 import { routeFrame } from './wire.mjs';
 
 const forkd = (...args) => spawnSync(FORKD, args, { encoding: 'utf8' });
 
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 // `forkd keygen` on stdout: { publicKey, secretKey }.
 function keygen() {

@@ -3,22 +3,11 @@
 // log's segments are deleted once the busy destination has them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from '../../js/index.mjs';
-import { startForkd, tempConfig, endpointFor } from './helpers.mjs';
+import { startForkd, tempConfig, endpointFor, freePort } from './helpers.mjs';
 
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 test("an idle destination's cursor follows others' events, and the segments behind both are deleted", { timeout: 60_000 }, async () => {
   const port = await freePort();
