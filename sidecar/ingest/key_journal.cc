@@ -44,8 +44,9 @@ void KeyJournal::Encode(std::string_view key, std::string_view dest, uint64_t ls
   p[20] = static_cast<uint8_t>(n & 0xff);
   p[21] = static_cast<uint8_t>(n >> 8);
   p[22] = static_cast<uint8_t>(dn);
-  std::memcpy(p + kFixed, key.data(), n);
-  std::memcpy(p + kFixed + n, dest.data(), dn);
+  // An empty view may have no bytes behind it: memcpy must not see it.
+  if (n > 0) std::memcpy(p + kFixed, key.data(), n);
+  if (dn > 0) std::memcpy(p + kFixed + n, dest.data(), dn);
   wire::PutU32(p, crc32c::Mask(crc32c::Value(p + 4, kFixed - 4 + n + dn)));
 }
 
