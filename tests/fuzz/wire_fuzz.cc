@@ -49,8 +49,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)DecodeAck(data, size, &ack, &error);
   Nack nack;
   (void)DecodeNack(data, size, &nack, &error);
-  std::vector<SeqRange> ranges;
-  (void)DecodeDelivered(data, size, &ranges, &error);
+  Delivered delivered;
+  (void)DecodeDelivered(data, size, &delivered, &error);
+
+  // The reader ingest uses, entry by entry.
+  RouteReader reader;
+  if (reader.Open(data, size, &error)) {
+    RouteEntry e;
+    while (reader.Next(&e)) {
+      EventView v;
+      if (CheckEvent(e.event, e.size, Limits{}, &v, &error)) WalkEvent(v);
+    }
+  }
 
   std::vector<RouteEntry> entries;
   if (DecodeRoute(data, size, &entries, &error)) {
