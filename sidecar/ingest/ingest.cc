@@ -28,13 +28,15 @@ constexpr size_t kCommitBytes = 4u << 20;  // commit without waiting past this
 // reading: the receive HWM is chosen so that is about this many bytes of
 // max_frame messages (at least two messages, whatever the frame limit).
 constexpr int64_t kInboundBytesPerPeer = 4ll << 20;
-// Messages queued to one client that does not read before ZeroMQ drops
-// more: a bound on what a peer that never reads costs.
-constexpr int kSendHwm = 1000;
 // A route frame whose entries are refused for this many separate reasons
 // (runs of neighbouring seqs with the same nack each count once) is refused
 // from there on unread: its nacks stay few, whatever the frame claims.
 constexpr size_t kMaxRefusalsPerFrame = 1024;
+// Messages queued to one client that does not read before ZeroMQ drops
+// more: a bound on what a peer that never reads costs, and room for every
+// answer to a few frames (each at most kMaxRefusalsPerFrame + 1 nacks and an
+// ack), so that a client that reads is never dropped one.
+constexpr int kSendHwm = 4 * kMaxRefusalsPerFrame;
 
 std::string Hex(const uint8_t* p, size_t n) {
   static const char kHex[] = "0123456789abcdef";
@@ -252,9 +254,15 @@ Status Ingest::Bind() {
   // forkd still holds its old, dead connection (a network blip) gets in once
   // the heartbeat below has dropped that one: its hello goes unanswered
   // until then, and the addon reconnects.
-  const int heartbeat_ivl = 1000, heartbeat_timeout = 3000;
-  zmq_setsockopt(socket_, ZMQ_HEARTBEAT_IVL, &heartbeat_ivl, sizeof(heartbeat_ivl));
-  zmq_setsockopt(socket_, ZMQ_HEARTBEAT_TIMEOUT, &heartbeat_timeout, sizeof(heartbeat_timeout));
+  // Only over a network: an ipc peer that goes away closes its socket, and
+  // libzmq 4.3.4 can abort (!_io_error in stream_engine_base) when a
+  // heartbeat times out on a connection whose input forkd has paused at
+  // limits.max_pending.
+  if (config_->listen.rfind("ipc://", 0) != 0) {
+    const int heartbeat_ivl = 1000, heartbeat_timeout = 3000;
+    zmq_setsockopt(socket_, ZMQ_HEARTBEAT_IVL, &heartbeat_ivl, sizeof(heartbeat_ivl));
+    zmq_setsockopt(socket_, ZMQ_HEARTBEAT_TIMEOUT, &heartbeat_timeout, sizeof(heartbeat_timeout));
+  }
   // A message over the limit disconnects its sender before it is buffered.
   zmq_setsockopt(socket_, ZMQ_MAXMSGSIZE, &max_msg, sizeof(max_msg));
   zmq_setsockopt(socket_, ZMQ_RCVHWM, &rcvhwm, sizeof(rcvhwm));

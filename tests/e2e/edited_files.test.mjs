@@ -56,8 +56,12 @@ destinations:
   let forkd = await startForkd(config);
   try {
     const c = createClient({ endpoint: endpointFor(dir) });
+    // Each goes to dead letters: 'delivered' rejects, naming why.
     for (let i = 0; i < 4; i++) {
-      await c.routeData({ n: i }, 'checked', { idempotencyKey: `k${i}`, ack: 'delivered' });
+      await assert.rejects(c.routeData({ n: i }, 'checked', { idempotencyKey: `k${i}`, ack: 'delivered' }), {
+        code: 'FORK_REJECTED',
+        reason: /validate/,
+      });
     }
     await c.close();
     await until(() => records(dlq).length === 4, 10000, '4 dead letters');
