@@ -40,7 +40,7 @@ test(`forkd RSS grows ≤ 64 MiB under a ${FLOOD_SECONDS} s flood from 8 hostile
   const { dir } = tempConfig(`
 admin: 127.0.0.1:${port}
 wal: { fsync: batch }
-limits: { max_frame: 1MiB, max_event: 256KiB, max_pending: 4MiB, max_clients: 64 }
+limits: { max_frame: 1MiB, max_event: 256KiB, max_pending: 4MiB, max_clients: 16 }
 destinations:
   logs: { type: file, path: ./out/logs.jsonl }
   flood:
@@ -74,11 +74,12 @@ destinations:
     assert.equal(flood.failures.length, 0, `normal client failed: ${flood.failures[0]}`);
     assert.ok(peak - before <= 64, summary);
     // The flood was one: the peers got through, reading paused at
-    // max_pending, and clients were forgotten past max_clients.
+    // max_pending, and clients were forgotten past max_clients (16: the
+    // churning peer makes a few dozen client ids even on a loaded machine).
     assert.ok(counts.bytes > 256 * 2 ** 20, summary);
     assert.ok(await metric(port, 'fork_ingest_read_pauses_total') > 0, summary);
     assert.ok(await metric(port, 'fork_ingest_forgotten_clients_total') > 0, summary);
-    assert.ok(await metric(port, 'fork_ingest_clients') <= 64, summary);
+    assert.ok(await metric(port, 'fork_ingest_clients') <= 16, summary);
     // Kept working: a call at least every 100 ms on average, none slower than 10 s.
     assert.ok(flood.acks >= FLOOD_SECONDS * 10, summary);
     assert.ok(flood.max < 10000, summary);
