@@ -16,8 +16,9 @@ build_pkgs=(
   libpq-dev patchelf python3
 )
 # The servers and the browser the tests start; clang for the fuzz targets
-# (its libFuzzer, scripts/fuzz.sh).
-test_pkgs=(postgresql clickhouse-server clickhouse-client chromium clang)
+# (its libFuzzer, scripts/fuzz.sh); qemu-user-static runs the arm64
+# prebuilds (scripts/arm64-sysroot.sh, tests/e2e/prebuilds.test.mjs).
+test_pkgs=(postgresql clickhouse-server clickhouse-client chromium clang qemu-user-static)
 
 case "${1:-}" in
   "") pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
