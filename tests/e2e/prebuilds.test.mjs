@@ -172,7 +172,7 @@ for (const target of present) {
     if (existsSync(other)) assert.equal(sha256(forkd), sha256(other), `${forkd} and ${other} are the same file`);
   });
 
-  test(`${target}/fork_router.node: needs only the ${musl ? 'musl' : 'glibc ≤ 2.28'} C library, exports N-API only`, () => {
+  test(`${target}/fork_router.node: needs only the ${musl ? 'musl' : 'glibc ≤ 2.28'} C library, exports N-API only`, (t) => {
     const addon = path.join(dir, 'fork_router.node');
     assert.ok(existsSync(addon), `${addon} exists`);
     const e = elf(addon);
@@ -184,12 +184,15 @@ for (const target of present) {
     assert.ok(register?.defined, 'napi_register_module_v1 is exported');
     const cxx = e.symbols.filter((s) => s.name.startsWith('_Z')).map((s) => `${s.name}${s.defined ? '' : ' (undefined)'}`);
     assert.deepEqual(cxx, [], 'no C++ symbol is exported or imported');
+    const exported = e.symbols.filter((s) => s.defined && s.bind !== 'LOCAL').map((s) => s.name);
+    t.diagnostic(`NEEDED ${e.needed.join(' ')}; exports ${exported.length > 8 ? `${exported.length} symbols` : exported.join(' ')}`);
     if (musl) {
       assert.deepEqual(e.glibc, [], 'no glibc symbol versions');
     } else {
       assert.ok(!e.glibc.includes('PRIVATE'), 'no GLIBC_PRIVATE symbol');
       const highest = e.glibc.sort(compareVersions).at(-1);
       assert.ok(highest, 'it asks for versioned glibc symbols');
+      t.diagnostic(`highest glibc symbol version: GLIBC_${highest}`);
       const over = e.glibc.filter((v) => compareVersions(v, GLIBC_MAX.join('.')) > 0);
       const users = e.symbols.filter((s) => over.some((v) => s.version === `GLIBC_${v}`)).map((s) => `${s.name}@${s.version}`);
       assert.deepEqual(over, [], `glibc ≤ ${GLIBC_MAX.join('.')}: it asks for ${e.glibc.join(', ')} (${users.join(', ')})`);
