@@ -19,9 +19,14 @@ build_pkgs=(
 # (its libFuzzer, scripts/fuzz.sh); qemu-user-static runs the arm64
 # prebuilds (scripts/arm64-sysroot.sh, tests/e2e/prebuilds.test.mjs).
 test_pkgs=(postgresql clickhouse-server clickhouse-client chromium clang qemu-user-static)
+# scripts/build-prebuilds.sh: Debian's source tooling, autotools for the
+# dependencies whose Debian sources carry no configure script, tclsh for
+# SQLite's amalgamation, the Unicode tables re2 generates (zig itself comes
+# from PyPI).
+prebuild_pkgs=(dpkg-dev curl autoconf automake libtool tcl unicode-data)
 
 case "${1:-}" in
-  "") pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+  "") pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}" "${prebuild_pkgs[@]}") ;;
   --build) pkgs=("${build_pkgs[@]}") ;;
   --runtime) pkgs=("${runtime_pkgs[@]}") ;;
   *) echo "install-deps: unknown argument '$1' (use --build, --runtime or nothing)" >&2; exit 2 ;;

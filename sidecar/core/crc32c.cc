@@ -41,7 +41,13 @@ uint32_t ExtendPortable(uint32_t crc, const uint8_t* p, size_t n) {
 }
 
 #if defined(__x86_64__)
-__attribute__((target("sse4.2"))) uint32_t ExtendSse42(uint32_t crc, const uint8_t* p, size_t n) {
+// clang asks for the crc32 feature by name; gcc 12 knows it only as part of sse4.2.
+#if defined(__clang__)
+#define FORK_TARGET_CRC32 __attribute__((target("sse4.2,crc32")))
+#else
+#define FORK_TARGET_CRC32 __attribute__((target("sse4.2")))
+#endif
+FORK_TARGET_CRC32 uint32_t ExtendSse42(uint32_t crc, const uint8_t* p, size_t n) {
   uint64_t c = ~crc;
   while (n >= 8) {
     uint64_t v;

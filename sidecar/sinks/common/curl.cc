@@ -2,9 +2,13 @@
 
 #include <curl/curl.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <mutex>
+#include <string>
 
 namespace forkd::sinks {
 namespace {
@@ -23,6 +27,26 @@ bool IStartsWith(std::string_view s, std::string_view prefix) {
 void GlobalInit() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// The CA bundle for https: libcurl's own default when it was built with one
+// (a distribution's libcurl), else SSL_CERT_FILE or the first bundle found
+// where the mainstream distributions keep it (the static prebuilt forkd
+// runs on all of them).
+const char* CaBundle() {
+  static const std::string bundle = [] {
+    const curl_version_info_data* info = curl_version_info(CURLVERSION_NOW);
+    if (info->cainfo != nullptr || info->capath != nullptr) return std::string();
+    if (const char* env = std::getenv("SSL_CERT_FILE"); env != nullptr && *env != 0) return std::string(env);
+    for (const char* path : {"/etc/ssl/certs/ca-certificates.crt",   // Debian, Ubuntu, Alpine, Arch
+                             "/etc/pki/tls/certs/ca-bundle.crt",     // RHEL, Fedora, Amazon Linux
+                             "/etc/ssl/ca-bundle.pem",               // openSUSE
+                             "/etc/ssl/cert.pem"}) {                 // Alpine, BSDs
+      if (::access(path, R_OK) == 0) return std::string(path);
+    }
+    return std::string();
+  }();
+  return bundle.empty() ? nullptr : bundle.c_str();
 }
 
 }  // namespace
@@ -104,6 +128,7 @@ bool CurlConnection::Init(int64_t timeout_ms, int64_t connect_timeout_ms) {
 #else
   curl_easy_setopt(c, CURLOPT_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
+  if (const char* ca = CaBundle()) curl_easy_setopt(c, CURLOPT_CAINFO, ca);
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);

@@ -1,0 +1,19 @@
+# Cross-compiles with zig's clang for FORK_TARGET (a zig target triple such
+# as aarch64-linux-musl), finding libraries only in FORK_PREFIX, where
+# scripts/build-prebuilds.sh installed the static dependencies.
+set(CMAKE_SYSTEM_NAME Linux)
+string(REGEX MATCH "^[^-]+" CMAKE_SYSTEM_PROCESSOR "$ENV{FORK_TARGET}")
+set(CMAKE_C_COMPILER "$ENV{FORK_TOOLS}/cc")
+set(CMAKE_CXX_COMPILER "$ENV{FORK_TOOLS}/c++")
+set(CMAKE_AR "$ENV{FORK_TOOLS}/ar" CACHE FILEPATH "")
+set(CMAKE_RANLIB "$ENV{FORK_TOOLS}/ranlib" CACHE FILEPATH "")
+set(CMAKE_FIND_ROOT_PATH "$ENV{FORK_PREFIX}")
+set(CMAKE_PREFIX_PATH "$ENV{FORK_PREFIX}")
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
+set(CMAKE_FIND_LIBRARY_SUFFIXES .a)
+set(ENV{PKG_CONFIG_LIBDIR} "$ENV{FORK_PREFIX}/lib/pkgconfig")
+set(ENV{PKG_CONFIG_PATH} "")
+set(FORK_PREFIX "$ENV{FORK_PREFIX}")
