@@ -5,8 +5,9 @@
 //   exports napi_register_module_v1 and no C++ symbol; each file is built for
 //   its directory's machine.
 // - x64: forkd runs in a chroot holding nothing but itself, its config, /tmp
-//   and /data, and receives events from this machine's node through the
-//   prebuilt glibc addon, over an ipc socket under the chroot's /data.
+//   and /data (no /dev, /proc or /etc: a static binary must not need them),
+//   and receives events from this machine's node through the prebuilt glibc
+//   addon, over an ipc socket under the chroot's /data.
 // - arm64, under qemu-aarch64-static: forkd, and Debian bookworm's arm64
 //   Node 18 (scripts/arm64-sysroot.sh) loading the prebuilt arm64 addon and
 //   routing an event to it.
