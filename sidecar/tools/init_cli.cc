@@ -55,7 +55,8 @@ bool WriteAll(int fd, const std::string& text) {
 // file whole. Returns 0 or an errno.
 int WriteConfig(const std::string& path, const std::string& text, bool replace) {
   const std::string target = replace ? path + ".init.tmp" : path;
-  const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  // A temp file left by an interrupted run is overwritten; the file itself never is.
+  const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (replace ? O_TRUNC : O_EXCL), 0644);
   if (fd < 0) return errno;
   const bool ok = WriteAll(fd, text) && ::fsync(fd) == 0;
   int err = ok ? 0 : (errno != 0 ? errno : EIO);
