@@ -2,16 +2,16 @@
 'use strict';
 
 // `npx forkd ...`: runs the forkd sidecar shipped with fork-router. It finds
-// the binary (the prebuilt one for this platform, else a local build), and
-// when a shared library forkd needs is missing it says which Debian packages
-// to install instead of the dynamic loader's bare error. Signals are passed
-// on, and its exit status is forkd's.
+// the binary as js/loader.cjs says (FORK_FORKD_PATH or FORKD_BIN, the
+// prebuilt one for this platform, a local build), and when a shared library
+// a dynamically linked forkd needs is missing it says which Debian packages
+// to install instead of the dynamic loader's bare error (the prebuilt
+// binaries are static: nothing to check). Signals are passed on, and its
+// exit status is forkd's.
 
-const fs = require('node:fs');
-const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
 
-const root = path.resolve(__dirname, '..');
+const { findForkd, forkdCandidates } = require('./loader.cjs');
 
 // The shared libraries forkd links, and the Debian package of each: the
 // runtime list of scripts/install-deps.sh.
@@ -30,22 +30,31 @@ const LIBRARY_PACKAGES = {
   'libcpp-httplib.so.0.11': 'libcpp-httplib0.11',
 };
 
+// Where the binary is looked for, in order (for messages and tests).
 function binaryCandidates() {
-  return [
-    process.env.FORKD_BIN,
-    path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'forkd'),
-    path.join(root, 'build', 'bin', 'forkd'),
-  ].filter(Boolean);
+  const overrides = [process.env.FORK_FORKD_PATH, process.env.FORKD_BIN].filter(Boolean);
+  return [...overrides, ...forkdCandidates()];
 }
 
-// The libraries `ldd` reports as "not found".
+// The libraries `ldd` reports as missing: glibc's "NAME => not found" lines,
+// musl's "Error loading shared library NAME: ...". A static binary ("not a
+// dynamic executable", "statically linked") has none.
 function missingLibraries(lddOutput) {
   const missing = [];
   for (const line of lddOutput.split('\n')) {
-    const m = /^\s*(\S+)\s+=>\s+not found/.exec(line);
+    const m =
+      /^\s*(\S+)\s+=>\s+not found/.exec(line) || /^\s*Error loading shared library (\S+?):/.exec(line);
     if (m && !missing.includes(m[1])) missing.push(m[1]);
   }
   return missing;
+}
+
+// The missing libraries of `binary`, by `ldd`; none when ldd is absent or
+// the binary is static.
+function checkLibraries(binary) {
+  const ldd = spawnSync('ldd', [binary], { encoding: 'utf8' });
+  if (ldd.error) return [];
+  return missingLibraries(`${ldd.stdout}\n${ldd.stderr}`);
 }
 
 // What to tell the user about them.
@@ -59,21 +68,17 @@ function missingMessage(binary, missing) {
 }
 
 function main(argv) {
-  const binary = binaryCandidates().find((f) => fs.existsSync(f));
-  if (!binary) {
-    process.stderr.write(
-      `forkd: no binary for ${process.platform}-${process.arch} (looked for ${binaryCandidates().join(', ')}). ` +
-        `Build it with \`npm run build\` in ${root}.\n`,
-    );
+  let binary;
+  try {
+    binary = findForkd();
+  } catch (err) {
+    process.stderr.write(`${err.message.replace(/^fork-router: /, 'forkd: ')}\n`);
     return 127;
   }
-  const ldd = spawnSync('ldd', [binary], { encoding: 'utf8' });
-  if (ldd.status === 0) {
-    const missing = missingLibraries(ldd.stdout);
-    if (missing.length) {
-      process.stderr.write(missingMessage(binary, missing));
-      return 127;
-    }
+  const missing = checkLibraries(binary);
+  if (missing.length) {
+    process.stderr.write(missingMessage(binary, missing));
+    return 127;
   }
   const child = spawn(binary, argv, { stdio: 'inherit' });
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
@@ -94,4 +99,4 @@ if (require.main === module) {
   if (code !== null) process.exit(code);
 }
 
-module.exports = { main, missingLibraries, missingMessage, binaryCandidates, LIBRARY_PACKAGES };
+module.exports = { main, missingLibraries, missingMessage, checkLibraries, binaryCandidates, LIBRARY_PACKAGES };

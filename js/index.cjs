@@ -9,8 +9,29 @@ const { ForkError, codes } = require('./errors.cjs');
 const { load } = require('./loader.cjs');
 const { version } = require('../package.json');
 
-const binding = load();
-binding.init((code, message, fields) => new ForkError(code, message, fields));
+// Loading never throws: without an addon for this platform (macOS, a
+// platform with no prebuild) the module still loads, so `next build` and
+// imports work, and every call that needs the addon fails with
+// FORK_UNAVAILABLE saying what to do.
+let binding;
+let unavailable;
+try {
+  binding = load();
+  binding.init((code, message, fields) => new ForkError(code, message, fields));
+} catch (err) {
+  unavailable = err;
+}
+
+// The FORK_UNAVAILABLE error for a client made without an addon.
+function unavailableError() {
+  let message = unavailable.message.replace(/^fork-router: /, '');
+  if (process.env.FORK_HTTP_ENDPOINT) {
+    message =
+      `FORK_HTTP_ENDPOINT is set, but HTTP ingest is not built yet in fork-router ${version}: this version ` +
+      `reaches forkd only through its native addon, and that did not load. ${message}`;
+  }
+  return new ForkError(codes.UNAVAILABLE, `fork-router: ${message}`, { cause: unavailable });
+}
 
 const DEFAULT_TIMEOUT_MS = 5000;
 const DEFAULT_MAX_IN_FLIGHT = 100000;
@@ -37,6 +58,7 @@ const Z85 = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=
 const CURVE_KEY_LENGTH = 40;
 const TIMESTAMP_FORMATS = ['iso', 'epoch_ms'];
 const DEFAULT_CLIENT = Symbol.for('fork-router.client');
+const WARNED = Symbol.for('fork-router.unavailable-warned');
 
 function describe(value) {
   if (value === null) return 'null';
@@ -320,6 +342,7 @@ function defaultEndpoint() {
 
 function createClient(options) {
   const config = checkClientOptions(options);
+  if (binding === undefined) throw unavailableError();
   const native = new binding.Client(
     config.endpoint,
     `fork-router/${version} node/${process.version}`,
@@ -500,8 +523,17 @@ function getDefaultClient() {
 
 // For Next.js instrumentation: creates the default client so that the first
 // request does not pay for it. Does nothing while `next build` runs.
+// Without an addon it warns once and returns undefined: the app starts, and
+// routeData rejects with FORK_UNAVAILABLE.
 function warmup() {
   if (process.env.NEXT_PHASE === 'phase-production-build') return undefined;
+  if (binding === undefined) {
+    if (!globalThis[WARNED]) {
+      globalThis[WARNED] = true;
+      process.emitWarning(unavailableError().message, { code: codes.UNAVAILABLE });
+    }
+    return undefined;
+  }
   return getDefaultClient();
 }
 

@@ -166,6 +166,20 @@ export interface Client {
   readonly clientId: string;
 }
 
+/*
+ * The native addon is found when the module loads: $FORK_ADDON_PATH (a
+ * fork_router.node) when set, else the prebuilt one for this platform
+ * (linux-x64, linux-arm64, linuxmusl-x64, linuxmusl-arm64), else a local build
+ * (build/Release). `npx forkd` finds its binary the same way, with
+ * $FORK_FORKD_PATH (or $FORKD_BIN) first, then build/bin/forkd. An override
+ * naming a missing file is an error, never a fallback. Without an addon (macOS,
+ * a platform with no prebuild) the module still loads; createClient and
+ * getDefaultClient throw, and routeData rejects, a ForkError FORK_UNAVAILABLE
+ * that names the platform and what to do. $FORK_HTTP_ENDPOINT (HTTP ingest,
+ * which needs no addon) is not supported yet in this version: with it set, that
+ * error says so.
+ */
+
 /** Routes one event through the default client (created on first use). */
 export declare function routeData(
   payload: Payload,
@@ -181,7 +195,8 @@ export declare function getDefaultClient(): Client;
 /**
  * Creates the default client ahead of the first call (for Next.js
  * `instrumentation.ts`, on the Node.js runtime). It connects in the
- * background; during `next build` it does nothing and returns undefined.
+ * background; during `next build` it does nothing and returns undefined, as it
+ * does (with a warning) when there is no native addon for this platform.
  */
 export declare function warmup(): Client | undefined;
 

@@ -15,6 +15,7 @@
 #include "tools/cursors_cli.h"
 #include "tools/dlq_cli.h"
 #include "tools/dry_run_cli.h"
+#include "tools/init_cli.h"
 #include "tools/keygen_cli.h"
 #include "transforms/transform.h"
 #include "core/crashfs.h"
@@ -25,6 +26,7 @@
 namespace {
 
 constexpr int kExitConfig = 2;
+constexpr const char* kConfigHelp = "Configuration file (default: ./fork.yaml)";
 
 bool Load(const std::string& path, forkd::Config* config,
           std::vector<forkd::ConfigError>* errors) {
@@ -230,16 +232,16 @@ int main(int argc, char** argv) {
 
   std::string config_path;
   CLI::App* run = app.add_subcommand("run", "Run in the foreground until SIGTERM");
-  run->add_option("-c,--config", config_path, "Configuration file")->required();
+  run->add_option("-c,--config", config_path, kConfigHelp);
   bool exit_with_parent = false;
   run->add_flag("--exit-with-parent", exit_with_parent,
                 "Stop (as on SIGTERM) when the process that started forkd exits");
   CLI::App* check = app.add_subcommand("check", "Validate a configuration file (exit 2 if not)");
-  check->add_option("-c,--config", config_path, "Configuration file")->required();
+  check->add_option("-c,--config", config_path, kConfigHelp);
   forkd::tools::ExplainArgs explain_args;
   CLI::App* explain = app.add_subcommand(
       "explain", "Dry run: the destinations an event reaches and each one's records, as JSON");
-  explain->add_option("-c,--config", config_path, "Configuration file")->required();
+  explain->add_option("-c,--config", config_path, kConfigHelp);
   explain->add_option("--payload", explain_args.payload_json, "The event, as a JSON object")
       ->required();
   explain->add_option("-d,--destination", explain_args.destinations,
@@ -251,14 +253,14 @@ int main(int argc, char** argv) {
   explain->add_option("--id", explain_args.id, "Event id");
   std::string cases_path;
   CLI::App* test = app.add_subcommand("test", "Run config test cases (input -> expected records)");
-  test->add_option("-c,--config", config_path, "Configuration file")->required();
+  test->add_option("-c,--config", config_path, kConfigHelp);
   test->add_option("cases", cases_path, "YAML file of cases")->required();
   forkd::tools::DlqArgs dlq_args;
   CLI::App* dlq = app.add_subcommand("dlq", "Dead letters of a destination: list, show, replay, drop");
   dlq->add_option("action", dlq_args.action, "list, show, replay or drop")
       ->required()
       ->check(CLI::IsMember({"list", "show", "replay", "drop"}));
-  dlq->add_option("-c,--config", config_path, "Configuration file")->required();
+  dlq->add_option("-c,--config", config_path, kConfigHelp);
   dlq->add_option("-d,--destination", dlq_args.destination, "Destination")->required();
   dlq->add_option("--id", dlq_args.ids, "Only the dead letter with this event id (repeatable)");
   dlq->add_flag("--json", dlq_args.json, "list: print the stored JSON lines");
@@ -270,12 +272,17 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"list", "drop"}));
   cursors->add_option("destination", cursors_args.destination,
                       "drop: the destination (no longer configured) whose cursor goes");
-  cursors->add_option("-c,--config", config_path, "Configuration file")->required();
+  cursors->add_option("-c,--config", config_path, kConfigHelp);
   forkd::tools::KeygenArgs keygen_args;
   CLI::App* keygen = app.add_subcommand(
       "keygen", "Make a CURVE key pair (Z85) for a tcp listen: prints public: and secret: lines");
   keygen->add_option("-o,--out", keygen_args.out,
                      "Write both keys to this new file (mode 0600) and print only the public one");
+  forkd::tools::InitArgs init_args;
+  CLI::App* init = app.add_subcommand(
+      "init", "Write a starter ./fork.yaml and add .fork/ to the .gitignore beside it");
+  init->add_option("-c,--config", init_args.config, "File to write (default: ./fork.yaml)");
+  init->add_flag("--force", init_args.force, "Replace the file if it exists");
   app.add_subcommand("version", "Print the version");
   CLI::App* reference =
       app.add_subcommand("config-reference", "Print the configuration reference (Markdown)");
@@ -286,6 +293,17 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   spdlog::set_level(spdlog::level::from_str(level));
+
+  if (init->parsed()) return forkd::tools::Init(init_args);
+  // The subcommands that read a configuration take ./fork.yaml by default.
+  for (CLI::App* sub : {run, check, explain, test, dlq, cursors}) {
+    if (!sub->parsed() || !config_path.empty()) continue;
+    std::string error;
+    if (!forkd::tools::DefaultConfigPath(&config_path, &error)) {
+      std::cerr << "forkd " << sub->get_name() << ": " << error << "\n";
+      return kExitConfig;
+    }
+  }
 
   if (run->parsed()) return Run(config_path, exit_with_parent);
   if (check->parsed()) return Check(config_path);

@@ -77,9 +77,9 @@ test('check with a missing file or unset ${ENV} says so', () => {
 test('bad command lines are refused with usage', () => {
   assert.notEqual(forkd().status, 0);
   assert.notEqual(forkd('frobnicate').status, 0);
-  const r = forkd('run');
+  const r = forkd('check', '--payload');
   assert.notEqual(r.status, 0);
-  assert.match(r.stderr + r.stdout, /config/);
+  assert.match(r.stderr + r.stdout, /payload/);
 });
 
 test('version and config-reference; docs/configuration.md is current', () => {

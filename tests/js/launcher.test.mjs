@@ -1,10 +1,12 @@
 // `npx forkd`: the launcher runs the binary with its arguments and exit
-// status, and names the Debian packages of missing libraries; its table of
+// status, honours FORK_FORKD_PATH (and FORKD_BIN), says what to do when there
+// is no binary, and names the Debian packages of missing libraries; its table of
 // libraries matches what forkd links and what install-deps.sh installs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,15 +28,55 @@ test('runs forkd with its arguments and passes its exit status on', () => {
   assert.match(r.stderr, /nonexistent/);
 });
 
-test('no binary: says where it looked and what to run', () => {
-  const r = spawnSync(process.execPath, ['-e', `
-    const fs = require('node:fs');
-    const real = fs.existsSync;
-    fs.existsSync = (p) => (String(p).endsWith('forkd') ? false : real(p));
-    process.exitCode = require(${JSON.stringify(LAUNCHER)}).main(['version']);
-  `], { encoding: 'utf8', env: { ...process.env, FORKD_BIN: '' } });
+test('no binary: says which platform, where it looked and what to do', (t) => {
+  // A copy of the launcher and loader with no prebuild and no build beside it.
+  const fake = mkdtempSync(path.join(tmpdir(), 'fork-launcher-'));
+  t.after(() => rmSync(fake, { recursive: true, force: true }));
+  mkdirSync(path.join(fake, 'js'));
+  for (const f of ['forkd.cjs', 'loader.cjs']) copyFileSync(path.join(ROOT, 'js', f), path.join(fake, 'js', f));
+  const env = { ...process.env };
+  delete env.FORK_FORKD_PATH;
+  delete env.FORKD_BIN;
+  const r = spawnSync(process.execPath, [path.join(fake, 'js', 'forkd.cjs'), 'version'], { encoding: 'utf8', env });
   assert.equal(r.status, 127);
-  assert.match(r.stderr, /forkd: no binary for linux-x64 \(looked for .*prebuilds\/linux-x64\/forkd, .*build\/bin\/forkd\)\. Build it with `npm run build`/);
+  const platform = `linux-${process.arch}`;
+  assert.ok(
+    r.stderr.startsWith(
+      `forkd: no binary for ${platform} (looked for ${path.join(fake, 'prebuilds', platform, 'forkd')} and ${path.join(fake, 'build', 'bin', 'forkd')}). `,
+    ),
+    r.stderr,
+  );
+  assert.match(r.stderr, /Set FORK_FORKD_PATH to a forkd binary/);
+  assert.match(r.stderr, /`npm run build` in /);
+});
+
+test('FORK_FORKD_PATH, or its older name FORKD_BIN, runs that binary; naming a missing file fails and says so', () => {
+  const clean = { ...process.env };
+  delete clean.FORK_FORKD_PATH;
+  delete clean.FORKD_BIN;
+  for (const variable of ['FORK_FORKD_PATH', 'FORKD_BIN']) {
+    const r = spawnSync(process.execPath, [LAUNCHER, 'version'], { encoding: 'utf8', env: { ...clean, [variable]: FORKD } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^forkd \d+\.\d+\.\d+/);
+    const missing = path.join(tmpdir(), 'fork-no-such-dir', 'forkd');
+    const bad = spawnSync(process.execPath, [LAUNCHER, 'version'], { encoding: 'utf8', env: { ...clean, [variable]: missing } });
+    assert.equal(bad.status, 127);
+    assert.equal(bad.stdout, '', 'nothing else ran');
+    assert.ok(bad.stderr.startsWith(`forkd: ${variable} is set to ${missing}, but there is no forkd binary at ${missing}`), bad.stderr);
+  }
+});
+
+test('a static binary has no missing libraries, whatever ldd says of it', (t) => {
+  assert.deepEqual(launcher.missingLibraries('\tnot a dynamic executable\n'), []);
+  assert.deepEqual(launcher.missingLibraries('\tstatically linked\n'), []);
+  // A real static executable, when the machine has one (Debian's ldconfig is static-pie).
+  const ldconfig = '/sbin/ldconfig';
+  const file = spawnSync('file', ['-L', ldconfig], { encoding: 'utf8' });
+  if (file.status !== 0 || !/statically linked|static-pie linked/.test(file.stdout)) {
+    t.diagnostic('no static executable at /sbin/ldconfig: checked the ldd texts only');
+    return;
+  }
+  assert.deepEqual(launcher.checkLibraries(ldconfig), []);
 });
 
 test('missing libraries are named with the Debian packages that hold them', () => {
@@ -52,6 +94,11 @@ test('missing libraries are named with the Debian packages that hold them', () =
   assert.match(msg, /^forkd cannot start: \/x\/forkd needs libzmq\.so\.5, libssl\.so\.3, libcrypto\.so\.3, libweird\.so\.1/);
   assert.match(msg, /Install: sudo apt-get install -y libzmq5 libssl3\n/);
   assert.match(msg, /no known Debian package for libweird\.so\.1/);
+  // musl's ldd (Alpine) says it another way.
+  assert.deepEqual(
+    launcher.missingLibraries('Error loading shared library libzmq.so.5: No such file or directory (needed by /x/forkd)\n'),
+    ['libzmq.so.5'],
+  );
 });
 
 test('the library table covers every library forkd links, with install-deps.sh runtime packages', () => {
