@@ -1,10 +1,10 @@
 // Sets up examples/nextjs-app the way a user gets it: the package packed with
 // `npm pack`, the example copied to a temp directory and made to depend on
 // that tarball, `npm install` with no compiler on PATH and install scripts
-// off, then (optionally) `next build`. The end-to-end test and the latency
+// off, then (optionally) `next build`. The end-to-end tests and the latency
 // benchmark share it.
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { ROOT } from './forkd.mjs';
@@ -12,8 +12,75 @@ import { ROOT } from './forkd.mjs';
 export const EXAMPLE = path.join(ROOT, 'examples', 'nextjs-app');
 export const COMPILERS = ['cc', 'gcc', 'g++', 'c++', 'clang', 'make', 'cmake', 'ninja', 'python3'];
 
+export const TARGETS = ['linux-x64', 'linux-arm64', 'linuxmusl-x64', 'linuxmusl-arm64'];
+const PREBUILDS = path.join(ROOT, 'prebuilds');
+const BUILT = path.join(ROOT, 'build', 'prebuilds', 'out');
+
+// `npm pack` into `dest`; returns { tarball, files }. Its prepack script,
+// scripts/build-prebuilds.sh --install, builds every target's addon and forkd
+// (incrementally: its cache is build/prebuilds/) and puts them in prebuilds/
+// at the root, which the tarball carries. prebuilds/ is removed again
+// afterwards: the loader prefers it to build/Release, so it would shadow this
+// checkout's own build. With FORK_PACK_BUILT=1 the build is skipped and
+// what build/prebuilds/out holds already is packed (npm pack --ignore-scripts).
+export function packFork(dest, { log = () => {} } = {}) {
+  const reuse = process.env.FORK_PACK_BUILT === '1';
+  log(reuse ? 'npm pack (the prebuilt files in build/prebuilds/out)' : 'npm pack (prepack: scripts/build-prebuilds.sh --install)');
+  try {
+    if (reuse) {
+      for (const t of TARGETS) {
+        if (!existsSync(path.join(BUILT, t, 'forkd'))) throw new Error(`FORK_PACK_BUILT=1, but ${BUILT}/${t} is not built: run scripts/build-prebuilds.sh`);
+        rmSync(path.join(PREBUILDS, t), { recursive: true, force: true });
+        cpSync(path.join(BUILT, t), path.join(PREBUILDS, t), { recursive: true });
+      }
+    }
+    const out = execFileSync('npm', ['pack', '--json', '--pack-destination', dest, ...(reuse ? ['--ignore-scripts'] : [])], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      maxBuffer: 64 << 20,
+    });
+    const packed = JSON.parse(out.slice(out.indexOf('[')));
+    return { tarball: path.join(dest, packed[0].filename), files: packed[0].files.map((f) => f.path) };
+  } finally {
+    rmSync(PREBUILDS, { recursive: true, force: true });
+  }
+}
+
+// Copies the example into `app` (without what a build or an install leaves)
+// and makes it depend on `dependency` (a `file:` spec) for fork-router.
+export function copyExample(app, dependency, extraFiles = {}) {
+  cpSync(EXAMPLE, app, {
+    recursive: true,
+    filter: (src) => !/(^|\/)(node_modules|\.next|\.fork|data|package-lock\.json|[^/]*\.tgz)(\/|$)/.test(path.relative(EXAMPLE, src)),
+  });
+  const pkg = JSON.parse(readFileSync(path.join(app, 'package.json'), 'utf8'));
+  if (!pkg.dependencies?.['fork-router']) throw new Error(`${EXAMPLE}/package.json does not depend on fork-router`);
+  pkg.dependencies['fork-router'] = dependency;
+  writeFileSync(path.join(app, 'package.json'), JSON.stringify(pkg, null, 2));
+  for (const [rel, text] of Object.entries(extraFiles)) {
+    mkdirSync(path.dirname(path.join(app, rel)), { recursive: true });
+    writeFileSync(path.join(app, rel), text);
+  }
+}
+
+// The example's own SQLite reader, better-sqlite3, would download its
+// prebuilt binary from GitHub at install; this machine reaches only the npm
+// registry, so the binary of the same version comes from this checkout's
+// node_modules instead. fork-router itself needs nothing of the kind.
+export function provideBetterSqlite(app) {
+  const mine = path.join(ROOT, 'node_modules', 'better-sqlite3');
+  const link = path.join(app, 'node_modules', 'better-sqlite3');
+  if (!existsSync(link)) return;
+  const theirs = realpathSync(link); // pnpm: a link into node_modules/.pnpm
+  const v = (d) => JSON.parse(readFileSync(path.join(d, 'package.json'), 'utf8')).version;
+  if (v(mine) !== v(theirs)) throw new Error(`better-sqlite3 ${v(theirs)} in the example, ${v(mine)} here: align the versions`);
+  mkdirSync(path.join(theirs, 'build', 'Release'), { recursive: true });
+  copyFileSync(path.join(mine, 'build', 'Release', 'better_sqlite3.node'), path.join(theirs, 'build', 'Release', 'better_sqlite3.node'));
+}
+
 // A directory for PATH with node, npm, npx and a shell, and no compiler.
-function bareBin(bin) {
+export function bareBin(bin) {
   mkdirSync(bin, { recursive: true });
   const nodeDir = path.dirname(process.execPath);
   for (const tool of ['node', 'npm', 'npx']) {
@@ -27,7 +94,7 @@ function bareBin(bin) {
   }
 }
 
-// Returns { app, tarball, files, env(), run(cmd, args, opts), start(cmd, args, {ready}) }.
+// Returns { app, tarball, files, env(), run(cmd, args, opts), start(cmd, args, {ready, cwd, extraEnv}) }.
 // `extraFiles`: { relative path: content } written into the copy (benchmarks).
 export function prepareApp(work, { extraFiles = {}, build = true, log = () => {} } = {}) {
   const app = path.join(work, 'app');
@@ -36,48 +103,20 @@ export function prepareApp(work, { extraFiles = {}, build = true, log = () => {}
   const run = (cmd, args, opts = {}) =>
     execFileSync(cmd, args, { cwd: app, env: env(), encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20, ...opts });
 
-  log('npm pack');
-  const packed = JSON.parse(
-    execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }),
-  );
-  const tarball = path.join(work, packed[0].filename);
-  const files = packed[0].files.map((f) => f.path);
-
-  cpSync(EXAMPLE, app, {
-    recursive: true,
-    filter: (src) => !/(^|\/)(node_modules|\.next|\.fork|data|package-lock\.json)(\/|$)/.test(path.relative(EXAMPLE, src)),
-  });
-  const pkg = JSON.parse(readFileSync(path.join(app, 'package.json'), 'utf8'));
-  if (!pkg.dependencies?.['fork-router']) throw new Error(`${EXAMPLE}/package.json does not depend on fork-router`);
-  pkg.dependencies['fork-router'] = `file:${tarball}`;
-  writeFileSync(path.join(app, 'package.json'), JSON.stringify(pkg, null, 2));
-  for (const [rel, text] of Object.entries(extraFiles)) {
-    mkdirSync(path.dirname(path.join(app, rel)), { recursive: true });
-    writeFileSync(path.join(app, rel), text);
-  }
+  const { tarball, files } = packFork(work, { log });
+  copyExample(app, `file:${tarball}`, extraFiles);
 
   bareBin(bin);
   log('npm install (no compiler on PATH, --ignore-scripts)');
   run('npm', ['install', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], { timeout: 500000 });
-  // The example's own SQLite reader, better-sqlite3, would download its
-  // prebuilt binary from GitHub at install; this machine reaches only the npm
-  // registry, so the binary of the same version comes from this checkout's
-  // node_modules instead. fork-router itself needs nothing of the kind.
-  const mine = path.join(ROOT, 'node_modules', 'better-sqlite3');
-  const theirs = path.join(app, 'node_modules', 'better-sqlite3');
-  if (existsSync(theirs)) {
-    const v = (d) => JSON.parse(readFileSync(path.join(d, 'package.json'), 'utf8')).version;
-    if (v(mine) !== v(theirs)) throw new Error(`better-sqlite3 ${v(theirs)} in the example, ${v(mine)} here: align the versions`);
-    mkdirSync(path.join(theirs, 'build', 'Release'), { recursive: true });
-    copyFileSync(path.join(mine, 'build', 'Release', 'better_sqlite3.node'), path.join(theirs, 'build', 'Release', 'better_sqlite3.node'));
-  }
+  provideBetterSqlite(app);
   if (build) {
     log('next build');
     run('npx', ['next', 'build'], { timeout: 500000 });
   }
 
-  const start = (cmd, args, { ready, timeoutMs = 30000, extraEnv = {} } = {}) => {
-    const proc = spawn(cmd, args, { cwd: app, env: env(extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
+  const start = (cmd, args, { ready, timeoutMs = 30000, extraEnv = {}, cwd = app } = {}) => {
+    const proc = spawn(cmd, args, { cwd, env: env(extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     proc.stdout.on('data', (d) => (out += d));
     proc.stderr.on('data', (d) => (out += d));
@@ -178,4 +217,29 @@ export async function freePort() {
 
 export function startNext(ctx, port) {
   return ctx.start('npx', ['next', 'start', '-p', String(port), '-H', '127.0.0.1'], { ready: /Ready|started server/i });
+}
+
+// The stages of a Dockerfile: [{ from, as, workdir, env, instructions }], each
+// instruction { op, args } with continuation lines joined and comments left
+// out. For the tests that hold the example's Dockerfiles to what they run.
+export function dockerStages(file) {
+  const stages = [];
+  const lines = readFileSync(file, 'utf8')
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  for (const line of lines) {
+    const [, op, args] = /^(\w+)\s+(.*)$/.exec(line);
+    if (op === 'FROM') {
+      const m = /^(\S+)(?:\s+AS\s+(\S+))?/i.exec(args);
+      stages.push({ from: m[1], as: m[2], workdir: '/', env: {}, instructions: [] });
+      continue;
+    }
+    const stage = stages.at(-1);
+    stage.instructions.push({ op, args });
+    if (op === 'WORKDIR') stage.workdir = path.posix.resolve(stage.workdir, args);
+    if (op === 'ENV') for (const [, k, v] of args.matchAll(/(\w+)=(\S+)/g)) stage.env[k] = v;
+  }
+  return stages;
 }
