@@ -5,10 +5,6 @@ import { fileURLToPath } from 'node:url';
 // workspace root).
 const here = fileURLToPath(new URL('.', import.meta.url));
 
-// The prebuilt native files fork-router loads: the addon, the libraries it
-// bundles, and the forkd binary that `npx forkd` runs.
-const forkPrebuilds = ['./node_modules/fork-router/prebuilds/**/*'];
-
 /** @type {import('next').NextConfig} */
 const nextConfig = {
   // Load these packages with Node's require at run time instead of bundling
@@ -19,22 +15,17 @@ const nextConfig = {
   serverExternalPackages: ['fork-router', 'better-sqlite3'],
 
   // `next build` also writes .next/standalone/: a server.js plus only the
-  // files each route needs, copied from node_modules, for a small image.
-  // `next start` (which start.sh and the README use) serves the app from
-  // .next as always, with a warning that it does not use that copy. To run
-  // the copy instead, `node .next/standalone/server.js` changes directory to
-  // .next/standalone: set FORK_ENDPOINT=ipc://<app dir>/.fork/fork.sock and
-  // give it the data/ directory forkd writes.
+  // files the routes need, copied from node_modules, for a small image (see
+  // Dockerfile). fork-router's loader names its prebuilt addon and forkd for
+  // every platform literally, so that copy carries them with no
+  // outputFileTracingIncludes. `next start` (which start.sh and the README
+  // use) serves the app from .next as always, with a warning that it does
+  // not use that copy. `node .next/standalone/server.js` runs the copy: it
+  // changes directory to .next/standalone, so set
+  // FORK_ENDPOINT=ipc://<app dir>/.fork/fork.sock there, or run forkd beside
+  // it as the Dockerfile's start.mjs does.
   output: 'standalone',
 
-  // That copy follows static import/require/fs calls. fork-router picks its
-  // addon by platform at run time, so name its prebuilt files for every
-  // route that loads it. Keys are route globs (matched against the route
-  // path); values are file globs from this directory.
-  outputFileTracingIncludes: {
-    '/api/**/*': forkPrebuilds,
-    '/': forkPrebuilds,
-  },
   outputFileTracingRoot: here,
   turbopack: { root: here },
 };
