@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # npm test: builds everything, then runs the C++ unit tests (Catch2 through
 # ctest, also under AddressSanitizer + UBSan with warnings as errors), the
-# fuzz targets for a fixed time each (scripts/fuzz.sh), the JS tests and the
-# end-to-end tests (node:test).
+# fuzz targets for a fixed time each (scripts/fuzz.sh), builds the prebuilt
+# binaries for every target (scripts/build-prebuilds.sh, cached under
+# build/prebuilds/), then runs the JS tests and the end-to-end tests
+# (node:test), which check and run those binaries too.
 #   FORK_SKIP_SANITIZE=1 npm test   skips the sanitizer build (faster locally)
 #   FORK_SKIP_FUZZ=1 npm test       skips the fuzzers
 set -euo pipefail
@@ -26,6 +28,9 @@ if [[ "${FORK_SKIP_FUZZ:-}" != 1 ]]; then
   echo "== fuzz targets (libFuzzer, AddressSanitizer and UBSan)"
   bash scripts/fuzz.sh
 fi
+
+echo "== prebuilt binaries: linux-x64, linux-arm64, linuxmusl-x64, linuxmusl-arm64"
+bash scripts/build-prebuilds.sh
 
 echo "== JS and end-to-end tests"
 node --test --test-concurrency=1 --test-timeout=300000 tests/js/ tests/e2e/
