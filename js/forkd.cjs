@@ -13,8 +13,10 @@ const { spawn, spawnSync } = require('node:child_process');
 
 const { findForkd, forkdCandidates } = require('./loader.cjs');
 
-// The shared libraries forkd links, and the Debian package of each: the
-// runtime list of scripts/install-deps.sh.
+// The shared libraries a local build of forkd (build/bin/forkd, linked
+// against Debian's libraries) needs, and the Debian package of each: the
+// runtime list of scripts/install-deps.sh. The prebuilt forkd in prebuilds/
+// is fully static and needs none of them.
 const LIBRARY_PACKAGES = {
   'libzmq.so.5': 'libzmq5',
   'libyaml-cpp.so.0.7': 'libyaml-cpp0.7',
