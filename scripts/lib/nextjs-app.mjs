@@ -22,14 +22,16 @@ const BUILT = path.join(ROOT, 'build', 'prebuilds', 'out');
 // at the root, which the tarball carries. prebuilds/ is removed again
 // afterwards: the loader prefers it to build/Release, so it would shadow this
 // checkout's own build. With FORK_PACK_BUILT=1 the build is skipped and
-// what build/prebuilds/out holds already is packed (npm pack --ignore-scripts).
+// the targets build/prebuilds/out holds already are packed (npm pack
+// --ignore-scripts): the end-to-end test of the tarball checks all four are.
 export function packFork(dest, { log = () => {} } = {}) {
   const reuse = process.env.FORK_PACK_BUILT === '1';
   log(reuse ? 'npm pack (the prebuilt files in build/prebuilds/out)' : 'npm pack (prepack: scripts/build-prebuilds.sh --install)');
   try {
     if (reuse) {
-      for (const t of TARGETS) {
-        if (!existsSync(path.join(BUILT, t, 'forkd'))) throw new Error(`FORK_PACK_BUILT=1, but ${BUILT}/${t} is not built: run scripts/build-prebuilds.sh`);
+      const built = TARGETS.filter((t) => existsSync(path.join(BUILT, t, 'forkd')));
+      if (!built.length) throw new Error(`FORK_PACK_BUILT=1, but nothing is built in ${BUILT}: run scripts/build-prebuilds.sh`);
+      for (const t of built) {
         rmSync(path.join(PREBUILDS, t), { recursive: true, force: true });
         cpSync(path.join(BUILT, t), path.join(PREBUILDS, t), { recursive: true });
       }
@@ -87,7 +89,8 @@ export function bareBin(bin) {
     const p = path.join(nodeDir, tool);
     if (existsSync(p) && !existsSync(path.join(bin, tool))) symlinkSync(p, path.join(bin, tool));
   }
-  for (const tool of ['sh', 'bash', 'env', 'ldd', 'uname']) {
+  // sed and dirname: the shims pnpm writes in node_modules/.bin use them.
+  for (const tool of ['sh', 'bash', 'env', 'ldd', 'uname', 'sed', 'dirname']) {
     for (const d of ['/usr/bin', '/bin']) {
       if (existsSync(path.join(d, tool)) && !existsSync(path.join(bin, tool))) symlinkSync(path.join(d, tool), path.join(bin, tool));
     }

@@ -1,19 +1,22 @@
 // The Next.js example, installed the way a user installs it: from the packed
 // tarball, with no compiler on PATH and install scripts off; then next build,
-// next start beside `npx forkd run`, 1 000 purchases through each route (with
+// the standalone output (fork-router's addon and forkd traced into it with no
+// configuration) run as node .next/standalone/server.js beside its own copy of
+// forkd, next start beside `npx forkd run`, 1 000 purchases through each route (with
 // forkd killed and restarted in the middle of the second), the stores
 // checked, the page looked at by headless Chromium, and the route handler
 // type-checked against the shipped .d.ts.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { readJsonl } from './helpers.mjs';
-import { COMPILERS, prepareApp, startForkd as startAppForkd, forkdPid, freePort, startNext, stopTree, processTree } from '../../scripts/lib/nextjs-app.mjs';
+import { ROOT } from '../../scripts/lib/forkd.mjs';
+import { COMPILERS, TARGETS, prepareApp, startForkd as startAppForkd, forkdPid, freePort, startNext, stopTree, processTree } from '../../scripts/lib/nextjs-app.mjs';
 
 const startForkd = () => startAppForkd(ctx);
 
@@ -39,9 +42,18 @@ test('npm pack, then npm install of the example from the tarball: no compiler, n
   for (const c of COMPILERS) {
     assert.throws(() => execFileSync('sh', ['-c', `command -v ${c}`], { env: ctx.env() }), `${c} is not on PATH`);
   }
-  for (const f of ['prebuilds/linux-x64/fork_router.node', 'prebuilds/linux-x64/forkd', 'prebuilds/linux-x64/libzmq.so.5', 'js/index.d.ts', 'js/index.d.mts', 'js/forkd.cjs']) {
+  const prebuilt = TARGETS.flatMap((t) => [`prebuilds/${t}/fork_router.node`, `prebuilds/${t}/forkd`]);
+  for (const f of [...prebuilt, 'js/index.d.ts', 'js/index.d.mts', 'js/forkd.cjs']) {
     assert.ok(ctx.files.includes(f), `the tarball holds ${f}`);
   }
+  for (const t of TARGETS) assert.ok(ctx.files.some((f) => f.startsWith(`prebuilds/${t}/licenses/`)), `prebuilds/${t} carries its licences`);
+  assert.deepEqual(ctx.files.filter((f) => /\.so(\.\d+)*$/.test(f)), [], 'no bundled shared libraries: the addon needs only the C library, forkd is static');
+  assert.deepEqual(
+    ctx.files.filter((f) => f.startsWith('prebuilds/') && !f.includes('/licenses/')).sort(),
+    prebuilt.sort(),
+    'prebuilds/ holds the addon and forkd of each target, and nothing else beside their licences',
+  );
+  assert.ok(!existsSync(path.join(ROOT, 'prebuilds')), 'npm pack left no prebuilds/ at the repository root');
   assert.ok(!ctx.files.some((f) => f.startsWith('build/') || f.startsWith('tests/')), 'no build tree or tests in the tarball');
   const installed = JSON.parse(readFileSync(path.join(app, 'node_modules', 'fork-router', 'package.json'), 'utf8'));
   for (const s of ['preinstall', 'install', 'postinstall']) assert.equal(installed.scripts?.[s], undefined, `fork-router has no ${s} script`);
@@ -68,6 +80,54 @@ test('next build (forkd not running, nothing connects), then next start beside n
   port = await freePort();
   server = startNext(ctx, port);
   await server.up;
+});
+
+// The standalone copy carries the prebuilt files because js/loader.cjs names
+// each one literally: no outputFileTracingIncludes in next.config.mjs. Run as
+// an image would: server.js from .next/standalone, forkd from that copy, its
+// config and stores in a directory of their own (not the app's, which the
+// tests below count).
+test('the standalone output carries the addon and forkd: node .next/standalone/server.js beside its own forkd takes a purchase', { timeout: 120000 }, async () => {
+  assert.ok(existsSync(path.join(app, '.next', 'BUILD_ID')), 'built');
+  assert.doesNotMatch(readFileSync(path.join(app, 'next.config.mjs'), 'utf8'), /outputFileTracingIncludes/);
+  const standalone = path.join(app, '.next', 'standalone');
+  const pkg = path.join(standalone, 'node_modules', 'fork-router');
+  for (const f of ['prebuilds/linux-x64/fork_router.node', 'prebuilds/linux-x64/forkd', 'js/loader.cjs', 'js/forkd.cjs']) {
+    assert.ok(existsSync(path.join(pkg, f)), `.next/standalone/node_modules/fork-router/${f} is traced`);
+  }
+  const dir = path.join(work, 'standalone-stores');
+  mkdirSync(dir);
+  copyFileSync(path.join(app, 'fork.yaml'), path.join(dir, 'fork.yaml'));
+  const own = ctx.start(path.join(pkg, 'prebuilds', 'linux-x64', 'forkd'), ['run', '--config', 'fork.yaml'], { cwd: dir, ready: /running with/ });
+  let alone;
+  try {
+    await own.up;
+    const p = await freePort();
+    alone = ctx.start(process.execPath, [path.join(standalone, 'server.js')], {
+      cwd: standalone,
+      ready: /Ready|started server/i,
+      extraEnv: { PORT: String(p), HOSTNAME: '127.0.0.1', FORK_ENDPOINT: `ipc://${dir}/.fork/fork.sock` },
+    });
+    await alone.up;
+    const res = await fetch(`http://127.0.0.1:${p}/api/purchase`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ orderId: 'standalone-1', amount: 7.5, currency: 'EUR' }),
+    });
+    const json = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(json) + alone.output());
+    assert.ok(json.receipts.production.id);
+    const maps = readFileSync(`/proc/${alone.proc.pid}/maps`, 'utf8');
+    assert.ok(maps.includes(path.join(pkg, 'prebuilds', 'linux-x64', 'fork_router.node')), 'the server loaded the addon from the standalone copy');
+  } finally {
+    await stopTree(alone);
+    await stopTree(own);
+  }
+  assert.equal(own.proc.exitCode, 0, own.output());
+  const db = new Database(path.join(dir, 'data', 'production.db'), { readonly: true });
+  const rows = db.prepare('SELECT orderId, amount FROM orders').all();
+  db.close();
+  assert.deepEqual(rows.map((r) => ({ ...r })), [{ orderId: 'standalone-1', amount: 7.5 }]);
 });
 
 async function post(route, body) {
