@@ -1,4 +1,6 @@
-// The prebuilt binaries (scripts/build-prebuilds.sh) run where they claim to:
+// The prebuilt binaries run where they claim to. scripts/build-prebuilds.sh
+// writes them to build/prebuilds/out/<target>/ (npm pack copies them from
+// there into prebuilds/); these tests take them from there:
 //
 // - ELF: forkd is static (no interpreter, nothing NEEDED); each addon needs
 //   only its C library (glibc ≤ 2.28 for linux-*, musl for linuxmusl-*),
@@ -19,7 +21,7 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -27,10 +29,10 @@ import { promisify } from 'node:util';
 import { ROOT, readJsonl } from './helpers.mjs';
 
 const execFileP = promisify(execFile);
-const PREBUILDS = path.join(ROOT, 'prebuilds');
+const PREBUILDS = path.join(ROOT, 'build', 'prebuilds', 'out');
 const TARGETS = ['linux-x64', 'linux-arm64', 'linuxmusl-x64', 'linuxmusl-arm64'];
 const present = TARGETS.filter((t) => existsSync(path.join(PREBUILDS, t)));
-const MISSING_X64 = `prebuilds/linux-x64 is missing: run \`bash scripts/build-prebuilds.sh\` first`;
+const MISSING_X64 = `${path.join(PREBUILDS, 'linux-x64')} is missing: run \`bash scripts/build-prebuilds.sh\` first`;
 const SYSROOT = path.join(ROOT, 'build', 'arm64-sysroot');
 const QEMU = 'qemu-aarch64-static';
 const INDEX = path.join(ROOT, 'js', 'index.cjs');
@@ -152,7 +154,7 @@ destinations:
 
 // --- tests -----------------------------------------------------------------
 
-test('prebuilds/linux-x64 exists', () => {
+test('the linux-x64 prebuild exists', () => {
   assert.ok(present.includes('linux-x64'), MISSING_X64);
 });
 
@@ -230,7 +232,7 @@ test('x64: forkd in a chroot holding only itself and its config; events from thi
     process.env.FORK_ADDON_PATH = addon;
     const { createClient } = await import(INDEX);
     const maps = readFileSync('/proc/self/maps', 'utf8');
-    assert.ok(maps.includes(addon), `this process loaded ${addon}`);
+    assert.ok(maps.includes(realpathSync(addon)), `this process loaded ${addon}`);
     const client = createClient({ endpoint });
     const first = { from: 'test process', n: 1, text: 'grüße ✓' };
     const r1 = await client.routeData(first, 'logs', { ack: 'delivered' });
@@ -244,7 +246,7 @@ test('x64: forkd in a chroot holding only itself and its config; events from thi
     assert.equal(sent.result.ack, 'delivered');
     assert.equal(sent.arch, 'x64');
     const addons = sent.native.filter((f) => f.endsWith('.node'));
-    assert.deepEqual(addons, [addon], 'the child loaded the prebuilt addon');
+    assert.deepEqual(addons, [realpathSync(addon)], 'the child loaded the prebuilt addon');
     assert.deepEqual(sent.native.filter((f) => /libzmq|libsodium|libc\+\+/.test(f)), [], `no libzmq, libsodium or libc++ mapped: ${sent.native.join(', ')}`);
 
     const stopped = await forkd.stop();
@@ -283,7 +285,7 @@ if (present.includes('linux-arm64')) {
       assert.equal(sent.arch, 'arm64');
       assert.match(sent.node, /^v18\./);
       assert.equal(sent.result.ack, 'delivered');
-      assert.deepEqual(sent.native.filter((f) => f.endsWith('.node')), [addon], 'the arm64 node loaded the prebuilt arm64 addon');
+      assert.deepEqual(sent.native.filter((f) => f.endsWith('.node')), [realpathSync(addon)], 'the arm64 node loaded the prebuilt arm64 addon');
       assert.match(forkd.stderr(), /connected \(fork-router\/\S+ node\/v18\./);
       t.diagnostic(`arm64 node ${sent.node} under ${QEMU}: ${sent.result.id} delivered`);
 
@@ -307,5 +309,5 @@ if (present.includes('linux-arm64')) {
     }
   });
 } else {
-  test('arm64 under qemu', { skip: 'prebuilds/linux-arm64 is not built' }, () => {});
+  test('arm64 under qemu', { skip: 'build/prebuilds/out/linux-arm64 is not built' }, () => {});
 }
