@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
-#include <random>
 
 #include "errors.h"
+#include "wire/random.h"
 
 namespace fork_router {
 namespace {
@@ -78,17 +78,10 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
   max_in_flight_ = info[2].As<Napi::Number>().Uint32Value();
   max_in_flight_bytes_ = static_cast<uint64_t>(info[3].As<Napi::Number>().DoubleValue());
 
-  std::random_device rd;
-  for (size_t i = 0; i < wire::kClientIdSize; i += 4) {
-    const uint32_t r = rd();
-    std::memcpy(options.client_id + i, &r, 4);
-  }
+  wire::FillRandom(options.client_id, wire::kClientIdSize);
   // ZeroMQ reserves routing ids that start with a zero byte.
   if (options.client_id[0] == 0) options.client_id[0] = 1;
-  for (size_t i = 0; i < wire::kClientIdSize; i += 4) {
-    const uint32_t r = rd();
-    std::memcpy(options.session + i, &r, 4);
-  }
+  wire::FillRandom(options.session, wire::kClientIdSize);
   // info[4]: undefined, or { serverKey, publicKey?, secretKey? } (Z85,
   // checked by the JS layer).
   if (info.Length() > 4 && info[4].IsObject()) {

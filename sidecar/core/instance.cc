@@ -2,9 +2,8 @@
 
 #include <unistd.h>
 
-#include <random>
-
 #include "core/fs.h"
+#include "wire/random.h"
 
 namespace forkd {
 
@@ -32,10 +31,10 @@ std::string NewInstanceId() {
     }
   }
   if (name.empty()) name = "forkd";
-  std::random_device rd;
   static const char kHex[] = "0123456789abcdef";
+  const uint64_t r = wire::RandomU64();
   std::string suffix;
-  for (int i = 0; i < 8; ++i) suffix.push_back(kHex[rd() & 15]);
+  for (int i = 0; i < 8; ++i) suffix.push_back(kHex[(r >> (4 * i)) & 15]);
   return name + "-" + suffix;
 }
 

@@ -11,11 +11,12 @@
 #include <random>
 
 #include "core/clock.h"
+#include "wire/random.h"
 
 namespace forkd::pipeline {
 
 Pipeline::Delivery Pipeline::Deliver() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static thread_local std::mt19937_64 rng{wire::RandomU64()};
   Backoff backoff(Backoff::Policy{dest_.retry_initial_ms, dest_.retry_max_ms,
                                   dest_.retry_max_attempts, dest_.retry_max_age_ms});
   Delivery d;
