@@ -89,7 +89,7 @@ test('next build (forkd not running, nothing connects), then next start beside n
 // tests below count).
 test('the standalone output carries the addon and forkd: node .next/standalone/server.js beside its own forkd takes a purchase', { timeout: 120000 }, async () => {
   assert.ok(existsSync(path.join(app, '.next', 'BUILD_ID')), 'built');
-  assert.doesNotMatch(readFileSync(path.join(app, 'next.config.mjs'), 'utf8'), /outputFileTracingIncludes/);
+  assert.doesNotMatch(readFileSync(path.join(app, 'next.config.mjs'), 'utf8'), /outputFileTracingIncludes\s*:/, 'no outputFileTracingIncludes in next.config.mjs');
   const standalone = path.join(app, '.next', 'standalone');
   const pkg = path.join(standalone, 'node_modules', 'fork-router');
   for (const f of ['prebuilds/linux-x64/fork_router.node', 'prebuilds/linux-x64/forkd', 'js/loader.cjs', 'js/forkd.cjs']) {
