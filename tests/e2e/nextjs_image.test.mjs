@@ -51,8 +51,7 @@ test('the runtime stage of the Dockerfile, laid out in a chroot holding only nod
   for (const lib of libs) copyIn(lib);
   mkdirSync(path.join(root, 'tmp'));
   chmodSync(path.join(root, 'tmp'), 0o1777);
-  // What a container runtime gives every container: /dev/null, and
-  // /dev/urandom, which forkd's C++ runtime (std::random_device) reads.
+  // What a container runtime gives every container, among its /dev.
   mkdirSync(path.join(root, 'dev'));
   execFileSync('mknod', ['-m', '666', path.join(root, 'dev', 'null'), 'c', '1', '3']);
   execFileSync('mknod', ['-m', '666', path.join(root, 'dev', 'urandom'), 'c', '1', '9']);
