@@ -154,6 +154,17 @@ class Server {
   };
   mutable std::mutex rates_mu_;
   mutable std::map<std::string, RatePoint> rate_prev_;  // guarded by rates_mu_
+  // A destination's lag in seconds: now minus the receipt time of the oldest
+  // entry a cursor at `from` has not processed, 0 when it has processed
+  // everything below `end`. Any thread.
+  double LagSeconds(const std::string& name, const log::Position& from, uint64_t end,
+                    int64_t now_us) const;
+  struct OldestHeld {
+    uint64_t lsn = 0;  // the cursor's next_lsn it was read for
+    int64_t recv_us = 0;
+  };
+  mutable std::mutex lag_mu_;
+  mutable std::map<std::string, OldestHeld> oldest_held_;  // guarded by lag_mu_
   std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};
   int64_t start_us_ = 0;

@@ -113,7 +113,8 @@ std::string Server::MetricsText() const {
       {"fork_destination_retries_total", "counter", "Flush retries"},
       {"fork_destination_dead_lettered_total", "counter", "Events sent to dead letters"},
       {"fork_destination_lag_events", "gauge", "Log entries the destination has not processed"},
-      {"fork_destination_lag_seconds", "gauge", "Age of the last delivered event when lagging"},
+      {"fork_destination_lag_seconds", "gauge",
+       "Age of the oldest log entry the destination has not processed (0: none)"},
       {"fork_destination_up", "gauge", "1 when the last flush succeeded"},
       {"fork_destination_running", "gauge",
        "1 when its pipeline runs; 0 when it failed to start (it holds the log from its cursor "
@@ -176,8 +177,7 @@ std::string Server::MetricsText() const {
       if (n == "fork_destination_dead_lettered_total") v = static_cast<double>(st.dead_lettered.load());
       if (n == "fork_destination_lag_events") v = static_cast<double>(lag);
       if (n == "fork_destination_lag_seconds") {
-        const int64_t last = st.last_delivered_recv_us.load();
-        v = lag > 0 && last > 0 ? static_cast<double>(now - last) / 1e6 : 0;
+        v = LagSeconds(p->name(), p->delivered_position(), end, now);
       }
       if (n == "fork_destination_up") v = p->healthy() ? 1 : 0;
       if (n == "fork_destination_running") v = 1;
@@ -216,6 +216,7 @@ std::string Server::MetricsText() const {
       if (n == "fork_destination_lag_events" || n == "fork_destination_backlog_events") {
         v = static_cast<double>(held);
       }
+      if (n == "fork_destination_lag_seconds") v = LagSeconds(f.name, f.hold, end, now);
       if (n == "fork_destination_backlog_bytes") v = static_cast<double>(log_->BytesFrom(f.hold));
       if (n == "fork_destination_queue_fill_ratio") v = HoldFill(*d, f.hold);
       Sample(&m, s.name, labels, v);
@@ -455,7 +456,7 @@ std::string Server::StatusJson() const {
         num(k, 0);
       }
       num("lag_events", static_cast<double>(lag));
-      num("lag_seconds", 0);
+      num("lag_seconds", LagSeconds(d.name, f->hold, end, now));
       num("committed_lsn", static_cast<double>(f->hold.next_lsn));
       num("start_failures", static_cast<double>(starts));
       num("retry_in_seconds",
@@ -467,7 +468,6 @@ std::string Server::StatusJson() const {
     }
     const auto& st = p->stats();
     const uint64_t lag = end - std::min(end, p->delivered_next_lsn());
-    const int64_t last = st.last_delivered_recv_us.load();
     j.append(",\"state\":\"").append(p->healthy() ? "ok" : "failing").append("\",");
     static const char* kBreaker[] = {"closed", "open", "half-open"};
     j.append("\"breaker\":\"").append(kBreaker[static_cast<int>(p->breaker_state())]).append("\",");
@@ -485,7 +485,7 @@ std::string Server::StatusJson() const {
     num("filtered", static_cast<double>(st.filtered.load()));
     num("aggregated", static_cast<double>(st.aggregated.load()));
     num("lag_events", static_cast<double>(lag));
-    num("lag_seconds", lag > 0 && last > 0 ? static_cast<double>(now - last) / 1e6 : 0);
+    num("lag_seconds", LagSeconds(d.name, p->delivered_position(), end, now));
     num("committed_lsn", static_cast<double>(p->committed_next_lsn()));
     num("start_failures", static_cast<double>(starts));
     j.append("\"last_error\":");
@@ -507,6 +507,36 @@ std::string Server::StatusJson() const {
   }
   j.append("]}");
   return j;
+}
+
+// The log keeps each entry's receipt time, so the age of the oldest one not
+// processed is exact: the entry at the destination's position is read back
+// (one block, with the position's segment hint), once per position — a
+// destination that is failing stays put, and each scrape after the first is
+// a map lookup. Nothing is tracked per event on the delivery path. Entries
+// not routed to the destination count too, as in lag_events: its position
+// passes them as soon as it reads them.
+double Server::LagSeconds(const std::string& name, const log::Position& from, uint64_t end,
+                          int64_t now_us) const {
+  if (from.next_lsn >= end) return 0;
+  int64_t recv_us = 0;
+  {
+    std::lock_guard<std::mutex> lock(lag_mu_);
+    auto it = oldest_held_.find(name);
+    if (it != oldest_held_.end() && it->second.lsn == from.next_lsn) recv_us = it->second.recv_us;
+  }
+  if (recv_us == 0) {
+    log::EntryHeader h;
+    Status s = log::FirstHeld(log_.get(), from, end, &h);
+    // The hint's segment was deleted meanwhile (retention, or a shed moved
+    // the position on): once more from wherever the log starts now.
+    if (!s.ok() && !s.IsNotFound()) s = log::FirstHeld(log_.get(), {from.next_lsn, 0, 0}, end, &h);
+    if (!s.ok()) return 0;  // nothing held is left in the log
+    recv_us = h.recv_us;
+    std::lock_guard<std::mutex> lock(lag_mu_);
+    oldest_held_[name] = OldestHeld{from.next_lsn, recv_us};
+  }
+  return static_cast<double>(std::max<int64_t>(0, now_us - recv_us)) / 1e6;
 }
 
 Server::Destinations Server::SnapshotDestinations() const {

@@ -63,4 +63,21 @@ Status CountRouted(Log* log, const std::map<std::string, uint64_t>& from, uint64
   return s;
 }
 
+Status FirstHeld(Log* log, const Position& from, uint64_t end_lsn, EntryHeader* out) {
+  // Below the oldest segment nothing is left: start at what is.
+  const uint64_t first = log->first_lsn();
+  const Position at = from.next_lsn >= first ? from : Position{first, 0, 0};
+  if (at.next_lsn >= end_lsn) return Status::NotFound("no entry held");
+  std::unique_ptr<TailReader> reader;
+  Status s = log->NewReader(at, nullptr, &reader);
+  if (!s.ok()) return s;
+  Entry e;
+  if (reader->Next(&e, &s) != TailReader::Result::kEntry) {
+    return s.ok() ? Status::NotFound("no entry held") : s;
+  }
+  if (e.header.lsn >= end_lsn) return Status::NotFound("no entry held");
+  *out = e.header;
+  return Status::Ok();
+}
+
 }  // namespace forkd::log

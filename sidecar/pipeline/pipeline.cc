@@ -123,6 +123,10 @@ Status Pipeline::Start() {
   }
   s = log_->NewReader(cursor.position, this, &reader_);
   if (!s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lock(delivered_mu_);
+    delivered_position_ = cursor.position;
+  }
   delivered_next_lsn_.store(cursor.position.next_lsn);
   committed_next_lsn_.store(cursor.position.next_lsn);
   committed_segment_.store(cursor.position.segment);
@@ -305,7 +309,13 @@ void Pipeline::Note(uint64_t first, uint64_t last, wire::OutcomeKind kind,
   noted_.push_back(NotedOutcome{first, last, kind, reason});
 }
 
-void Pipeline::Advance(uint64_t next_lsn) {
+log::Position Pipeline::delivered_position() const {
+  std::lock_guard<std::mutex> lock(delivered_mu_);
+  return delivered_position_;
+}
+
+void Pipeline::Advance(const log::Position& next) {
+  const uint64_t next_lsn = next.next_lsn;
   if (!noted_.empty()) {
     // The notes below next_lsn are done with (in practice all of them: they
     // are below the reader's position, which next_lsn is).
@@ -313,6 +323,10 @@ void Pipeline::Advance(uint64_t next_lsn) {
     while (n < noted_.size() && noted_[n].first < next_lsn) ++n;
     outcomes_->Record(noted_.data(), n);
     noted_.erase(noted_.begin(), noted_.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+  {
+    std::lock_guard<std::mutex> lock(delivered_mu_);
+    delivered_position_ = next;
   }
   delivered_next_lsn_.store(next_lsn, std::memory_order_release);
 }
@@ -529,7 +543,6 @@ void Pipeline::Run() {
     int64_t n = 0;
     uint64_t consumed = 0;
     int64_t first_us = 0;
-    int64_t last_recv_us = 0;
     bool caught_up = false;
     bool skipped = false;  // a record of ours was filtered, dead-lettered or aggregated
     bool shed = false;     // the batch was shed: the reader moved on
@@ -570,7 +583,7 @@ void Pipeline::Run() {
           // The records before this one go out and are committed first; the
           // new output unit is committed before anything is written to it.
           if (n > 0) {
-            const Flushed f = FlushBatch(start, before, n, last_recv_us);
+            const Flushed f = FlushBatch(start, before, n);
             if (f == Flushed::kStopped) return;
             if (f == Flushed::kShed) {
               shed = true;
@@ -580,7 +593,7 @@ void Pipeline::Run() {
           if (!RotateWithRetry(rec)) return;
           if (Commit(before).ok()) {
             last_commit_us = MonoMicros();
-            Advance(before.next_lsn);
+            Advance(before);
           } else {
             uncommitted_ = true;  // retried below; 'delivered' waits for it
           }
@@ -590,7 +603,6 @@ void Pipeline::Run() {
         sink_->Write(rec);
         if (bucket_.enabled()) bucket_.Take(MonoMicros());
         if (n++ == 0) first_us = MonoMicros();
-        last_recv_us = e.header.recv_us;
         continue;
       }
       caught_up = true;
@@ -613,7 +625,7 @@ void Pipeline::Run() {
           last_commit_us = MonoMicros();
           uncommitted_ = false;
           // After a commit that failed: what it held back is delivered now.
-          if (!aggregator_ || !aggregator_->dirty()) Advance(reader_->position().next_lsn);
+          if (!aggregator_ || !aggregator_->dirty()) Advance(reader_->position());
         }
       }
       const bool rows_due = aggregator_ && aggregator_->dirty();
@@ -628,7 +640,7 @@ void Pipeline::Run() {
     if (shed) continue;
     const log::Position pos = reader_->position();
     if (n > 0) {
-      const Flushed f = FlushBatch(start, pos, n, last_recv_us);
+      const Flushed f = FlushBatch(start, pos, n);
       if (f == Flushed::kStopped) return;
       if (f == Flushed::kShed) continue;
     }
@@ -675,13 +687,13 @@ void Pipeline::Run() {
       }
     }
     // An event folded into the aggregate is delivered once its row is.
-    if (committed && (!aggregator_ || !aggregator_->dirty())) Advance(pos.next_lsn);
+    if (committed && (!aggregator_ || !aggregator_->dirty())) Advance(pos);
     // Draining ends only at the log's final end: `caught_up` may predate
     // events that became durable while this batch was flushing.
     if (stopping && pos.next_lsn >= log_->durable_next_lsn()) {
       if (committed_next_lsn() < pos.next_lsn && Commit(pos).ok() &&
           (!aggregator_ || !aggregator_->dirty())) {
-        Advance(pos.next_lsn);  // what a failed commit held back
+        Advance(pos);  // what a failed commit held back
       }
       return;
     }

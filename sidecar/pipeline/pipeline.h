@@ -50,7 +50,6 @@ struct PipelineStats {
   std::atomic<uint64_t> gave_up{0};        // batches given up after retry limits
   std::atomic<uint64_t> bisections{0};     // refused batches split to find the bad records
   std::atomic<uint64_t> throttled_ms{0};   // waited for the rate limit or priority
-  std::atomic<int64_t> last_delivered_recv_us{0};
 };
 
 class Pipeline : private log::Reporter {
@@ -86,6 +85,11 @@ class Pipeline : private log::Reporter {
   // recorded in the OutcomeWatch when watched. An event folded into the
   // aggregate is done once its row is.
   uint64_t delivered_next_lsn() const { return delivered_next_lsn_.load(std::memory_order_acquire); }
+  // Thread-safe: delivered_next_lsn() with where it is in the log (a hint
+  // for a reader, as in a cursor), so that the entry there — the oldest
+  // one not done with — can be read in one go: its receipt time gives the
+  // lag in seconds.
+  log::Position delivered_position() const;
   // The lsn committed in the cursor (segments below it can go).
   uint64_t committed_next_lsn() const { return committed_next_lsn_.load(std::memory_order_acquire); }
   const PipelineStats& stats() const { return stats_; }
@@ -119,8 +123,7 @@ class Pipeline : private log::Reporter {
   // store refuses are left, and those go to dead letters; a batch given up
   // after the retry limits goes there whole.
   enum class Flushed { kDone, kStopped, kShed };
-  Flushed FlushBatch(const log::Position& start, const log::Position& end, int64_t n,
-                     int64_t last_recv_us);
+  Flushed FlushBatch(const log::Position& start, const log::Position& end, int64_t n);
   // Re-reads the batch and delivers it in halves. Counts what it delivers.
   Flushed Bisect(const log::Position& start, const log::Position& end, const Delivery& first);
   // Past the backlog quota with policy shed?
@@ -161,9 +164,9 @@ class Pipeline : private log::Reporter {
   // Notes that lsns [first, last] of ours were not stored, when anyone
   // watches (cheap otherwise).
   void Note(uint64_t first, uint64_t last, wire::OutcomeKind kind, const std::string& reason);
-  // Records the notes below `next_lsn` in the watch, then moves
-  // delivered_next_lsn to `next_lsn`.
-  void Advance(uint64_t next_lsn);
+  // Records the notes below `next` in the watch, then moves
+  // delivered_next_lsn to `next`.
+  void Advance(const log::Position& next);
   // Every record of ours in [from, end_lsn) that reaches the sink goes to
   // dead letters with `d`'s reason and attempts.
   void DeadLetterRange(const log::Position& from, uint64_t end_lsn, const Delivery& d);
@@ -218,6 +221,8 @@ class Pipeline : private log::Reporter {
   std::thread thread_;
 
   std::atomic<uint64_t> delivered_next_lsn_{1};
+  mutable std::mutex delivered_mu_;
+  log::Position delivered_position_;  // delivered_mu_; moved with delivered_next_lsn_
   std::atomic<uint64_t> committed_next_lsn_{1};
   std::atomic<bool> healthy_{true};
   mutable std::mutex err_mu_;

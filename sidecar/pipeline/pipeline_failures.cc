@@ -164,7 +164,7 @@ void Pipeline::Shed(const log::Position& from) {
     return;
   }
   if (Commit(reader_->position()).ok()) {
-    Advance(to);
+    Advance(reader_->position());
   } else {
     uncommitted_ = true;  // the write loop retries the commit, then advances
   }
@@ -217,7 +217,7 @@ void Pipeline::DeadLetterRange(const log::Position& from, uint64_t end_lsn, cons
 }
 
 Pipeline::Flushed Pipeline::FlushBatch(const log::Position& start, const log::Position& end,
-                                       int64_t n, int64_t last_recv_us) {
+                                       int64_t n) {
   stats_.received.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
   const uint64_t bytes = sink_->buffered_bytes();
   const Delivery d = Deliver();
@@ -225,7 +225,6 @@ Pipeline::Flushed Pipeline::FlushBatch(const log::Position& start, const log::Po
     case Delivery::kOk:
       stats_.delivered.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
       stats_.delivered_bytes.fetch_add(bytes, std::memory_order_relaxed);
-      stats_.last_delivered_recv_us.store(last_recv_us, std::memory_order_relaxed);
       return Flushed::kDone;
     case Delivery::kFatal:
       sink_->Discard();
@@ -336,8 +335,6 @@ Pipeline::Flushed Pipeline::Bisect(const log::Position& start, const log::Positi
       case Delivery::kOk:
         stats_.delivered.fetch_add(hi - lo, std::memory_order_relaxed);
         stats_.delivered_bytes.fetch_add(bytes, std::memory_order_relaxed);
-        stats_.last_delivered_recv_us.store(batch[hi - 1].header.recv_us,
-                                            std::memory_order_relaxed);
         break;
       case Delivery::kFatal:
         sink_->Discard();

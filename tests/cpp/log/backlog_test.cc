@@ -49,9 +49,9 @@ class TestLog {
     RecoveryInfo info;
     REQUIRE(Log::Open(o, &log, &info).ok());
   }
-  void Append(const std::string& event) {
+  void Append(const std::string& event, int64_t recv_us = 0) {
     const uint8_t client[16] = {};
-    log->Append(0, client, ++seq_, test::U8(event), event.size());
+    log->Append(recv_us, client, ++seq_, test::U8(event), event.size());
     uint64_t gen;
     REQUIRE(log->StartCommit(&gen));
     pollfd p{log->completion_fd(), POLLIN, 0};
@@ -141,6 +141,51 @@ TEST_CASE("CountRouted counts each destination's entries from its cursor to the 
     REQUIRE(CountRouted(t.log.get(), {{"audit", 1}}, 301, &counts, &damaged).ok());
     CHECK(counts.at("audit") == expected("audit", first, 301));
     CHECK(damaged == 0);
+  }
+}
+
+TEST_CASE("FirstHeld gives the oldest entry a cursor has not processed, with its receipt time",
+          "[backlog][log][lag]") {
+  TempDir dir;
+  TestLog t(dir);
+  // lsn i received at i seconds.
+  for (int i = 1; i <= 300; ++i) t.Append(Named({i % 2 ? "logs" : "hook"}), i * 1000000LL);
+  REQUIRE(t.log->segment_count() > 3);
+  EntryHeader h;
+
+  SECTION("from a cursor with its position hint: the entry right there") {
+    std::unique_ptr<TailReader> r;
+    REQUIRE(t.log->NewReader(Position{1, 0, 0}, nullptr, &r).ok());
+    Entry e;
+    Status s;
+    while (r->Next(&e, &s) == TailReader::Result::kEntry && e.header.lsn < 199) {
+    }
+    const Position at = r->position();  // past lsn 199
+    REQUIRE(at.next_lsn == 200);
+    REQUIRE(at.offset > 0);
+    REQUIRE(FirstHeld(t.log.get(), at, 301, &h).ok());
+    CHECK(h.lsn == 200);
+    CHECK(h.recv_us == 200000000);
+  }
+  SECTION("without a hint: found by lsn, whatever the destination") {
+    REQUIRE(FirstHeld(t.log.get(), Position{1, 0, 0}, 301, &h).ok());
+    CHECK(h.lsn == 1);
+    CHECK(h.recv_us == 1000000);
+    REQUIRE(FirstHeld(t.log.get(), Position{250, 0, 0}, 301, &h).ok());
+    CHECK(h.recv_us == 250000000);
+  }
+  SECTION("nothing held at or past the end") {
+    CHECK(FirstHeld(t.log.get(), Position{301, 0, 0}, 301, &h).IsNotFound());
+    CHECK(FirstHeld(t.log.get(), Position{150, 0, 0}, 150, &h).IsNotFound());
+    CHECK(FirstHeld(t.log.get(), Position{400, 0, 0}, 301, &h).IsNotFound());
+  }
+  SECTION("entries no longer in the log: the oldest that is") {
+    REQUIRE(t.log->DeleteSegmentsBefore(150) > 0);
+    const uint64_t first = t.log->first_lsn();
+    REQUIRE(first > 1);
+    REQUIRE(FirstHeld(t.log.get(), Position{1, 0, 0}, 301, &h).ok());
+    CHECK(h.lsn == first);
+    CHECK(h.recv_us == static_cast<int64_t>(first) * 1000000);
   }
 }
 
