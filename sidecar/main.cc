@@ -17,6 +17,7 @@
 #include "tools/dry_run_cli.h"
 #include "tools/init_cli.h"
 #include "tools/keygen_cli.h"
+#include "tools/status_cli.h"
 #include "transforms/transform.h"
 #include "core/crashfs.h"
 #include "core/fs.h"
@@ -129,7 +130,8 @@ std::string ConfigReference() {
       "\n## `admin`\n\n`admin: 127.0.0.1:8787` is short for `admin: { listen: "
       "127.0.0.1:8787 }`. The token is the first of `token`, the first line of `token_file`, "
       "and `FORK_ADMIN_TOKEN` in the environment of the process reading this file (`forkd "
-      "run`, and `forkd dlq` / `forkd cursors`, which send it). A `listen` address that is not "
+      "run`, and `forkd dlq` / `forkd cursors` / `forkd status`, which send it). A `listen` "
+      "address that is not "
       "loopback (localhost, 127.0.0.0/8, ::1) needs a token. POST endpoints need "
       "`Authorization: Bearer <token>` when one is set; docs/security.md has every rule.\n\n" +
       forkd::OptionsMarkdown(forkd::admin::AdminOptions()) +
@@ -273,6 +275,11 @@ int main(int argc, char** argv) {
   cursors->add_option("destination", cursors_args.destination,
                       "drop: the destination (no longer configured) whose cursor goes");
   cursors->add_option("-c,--config", config_path, kConfigHelp);
+  forkd::tools::StatusArgs status_args;
+  CLI::App* status = app.add_subcommand(
+      "status", "What the running forkd says: the instance, then each destination's state and lag");
+  status->add_option("-c,--config", config_path, kConfigHelp);
+  status->add_flag("--json", status_args.json, "Print the admin API's /api/status JSON as it is");
   forkd::tools::KeygenArgs keygen_args;
   CLI::App* keygen = app.add_subcommand(
       "keygen", "Make a CURVE key pair (Z85) for a tcp listen: prints public: and secret: lines");
@@ -296,7 +303,7 @@ int main(int argc, char** argv) {
 
   if (init->parsed()) return forkd::tools::Init(init_args);
   // The subcommands that read a configuration take ./fork.yaml by default.
-  for (CLI::App* sub : {run, check, explain, test, dlq, cursors}) {
+  for (CLI::App* sub : {run, check, explain, test, dlq, cursors, status}) {
     if (!sub->parsed() || !config_path.empty()) continue;
     std::string error;
     if (!forkd::tools::DefaultConfigPath(&config_path, &error)) {
@@ -318,6 +325,11 @@ int main(int argc, char** argv) {
     forkd::Config config;
     if (!Load(config_path, &config)) return kExitConfig;
     return forkd::tools::Cursors(config, cursors_args);
+  }
+  if (status->parsed()) {
+    forkd::Config config;
+    if (!Load(config_path, &config)) return kExitConfig;
+    return forkd::tools::ShowStatus(config, status_args);
   }
   if (keygen->parsed()) return forkd::tools::Keygen(keygen_args);
   if (reference->parsed()) {

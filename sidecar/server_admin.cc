@@ -400,6 +400,8 @@ std::string Server::StatusJson() const {
   };
   j.append("\"version\":\"" FORKD_VERSION "\",\"instance\":");
   sinks::AppendJsonString(config_->instance, &j);
+  j.append(",\"listen\":");
+  sinks::AppendJsonString(config_->listen, &j);
   j.push_back(',');
   num("uptime_seconds", static_cast<double>((MonoMicros() - start_us_) / 1000000));
   j.append("\"ingest\":{");

@@ -4,8 +4,10 @@
 
 namespace forkd::tools {
 
-bool AdminPost(const Config& config, const std::string& path, AdminReply* reply,
-               std::string* error) {
+namespace {
+
+bool Request(const Config& config, bool post, const std::string& path, AdminReply* reply,
+             std::string* error) {
   const admin::Listen& a = config.admin.address;
   // A server on every interface is reached on this machine's loopback.
   std::string host = a.host;
@@ -22,7 +24,7 @@ bool AdminPost(const Config& config, const std::string& path, AdminReply* reply,
   if (!config.admin.token.empty()) {
     headers.emplace("Authorization", "Bearer " + config.admin.token);
   }
-  auto res = client.Post(path, headers, "", "text/plain");
+  auto res = post ? client.Post(path, headers, "", "text/plain") : client.Get(path, headers);
   if (!res) {
     *error = "forkd is not answering on " + config.admin.listen + " (" +
              httplib::to_string(res.error()) + ")";
@@ -31,6 +33,18 @@ bool AdminPost(const Config& config, const std::string& path, AdminReply* reply,
   reply->status = res->status;
   reply->body = res->body;
   return true;
+}
+
+}  // namespace
+
+bool AdminPost(const Config& config, const std::string& path, AdminReply* reply,
+               std::string* error) {
+  return Request(config, true, path, reply, error);
+}
+
+bool AdminGet(const Config& config, const std::string& path, AdminReply* reply,
+              std::string* error) {
+  return Request(config, false, path, reply, error);
 }
 
 std::string AdminRefusalHint(const Config& config, int status) {

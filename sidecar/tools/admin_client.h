@@ -1,5 +1,5 @@
-// The CLI tools' way into a running forkd: a POST to its admin API, with the
-// admin token from the same config (admin.token, admin.token_file or
+// The CLI tools' way into a running forkd: a request to its admin API, with
+// the admin token from the same config (admin.token, admin.token_file or
 // FORK_ADMIN_TOKEN, as admin_config.h orders them) as `Authorization:
 // Bearer`. Blocks for the request (2 s to connect, 30 s to answer).
 #pragma once
@@ -20,6 +20,10 @@ struct AdminReply {
 // answer of any status is true. config.admin must be enabled.
 bool AdminPost(const Config& config, const std::string& path, AdminReply* reply,
                std::string* error);
+
+// The same for a GET.
+bool AdminGet(const Config& config, const std::string& path, AdminReply* reply,
+              std::string* error);
 
 // A line for stderr after a 401 or 403, saying what to do; empty otherwise.
 std::string AdminRefusalHint(const Config& config, int status);

@@ -1,0 +1,192 @@
+#include "tools/status_cli.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "tools/admin_client.h"
+
+namespace forkd::tools {
+namespace {
+
+constexpr size_t kErrorWidth = 60;
+
+std::string Str(const YAML::Node& n, const char* key) {
+  const YAML::Node v = n[key];
+  return v && v.IsScalar() ? v.Scalar() : "";
+}
+
+double Num(const YAML::Node& n, const char* key) {
+  const YAML::Node v = n[key];
+  if (!v || !v.IsScalar()) return 0;
+  try {
+    return v.as<double>();
+  } catch (const YAML::Exception&) {
+    return 0;
+  }
+}
+
+std::string Count(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.0f", v);
+  return buf;
+}
+
+std::string Duration(double seconds) {
+  const auto s = static_cast<long long>(seconds);
+  char buf[64];
+  if (s >= 86400) {
+    std::snprintf(buf, sizeof(buf), "%lldd %02lldh %02lldm", s / 86400, s % 86400 / 3600,
+                  s % 3600 / 60);
+  } else if (s >= 3600) {
+    std::snprintf(buf, sizeof(buf), "%lldh %02lldm %02llds", s / 3600, s % 3600 / 60, s % 60);
+  } else if (s >= 60) {
+    std::snprintf(buf, sizeof(buf), "%lldm %02llds", s / 60, s % 60);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%llds", s);
+  }
+  return buf;
+}
+
+// The status JSON's state and breaker, in words: a destination whose breaker
+// is open or half-open is failing too, but it is waiting, not retrying.
+std::string State(const YAML::Node& d) {
+  const std::string state = Str(d, "state");
+  const std::string breaker = Str(d, "breaker");
+  if (state == "failed") return "failed to start";
+  if (breaker == "open") return "breaker open";
+  if (breaker == "half-open") return "breaker half-open";
+  if (state == "failing") return "retrying";
+  if (state == "ok") return "running";
+  return state;
+}
+
+// One line, at most `width` characters (UTF-8 sequences kept whole).
+std::string Truncate(std::string s, size_t width) {
+  std::replace(s.begin(), s.end(), '\n', ' ');
+  std::replace(s.begin(), s.end(), '\r', ' ');
+  size_t chars = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) continue;
+    if (++chars == width) {  // the last one left is the ellipsis
+      size_t end = i + 1;
+      while (end < s.size() && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) ++end;
+      if (end < s.size()) return s.substr(0, i) + "\u2026";
+      return s;
+    }
+  }
+  return s;
+}
+
+// Columns padded to their widest cell; numbers right-aligned.
+void PrintTable(const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right) {
+  std::vector<size_t> width(rows[0].size(), 0);
+  for (const auto& r : rows) {
+    for (size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
+  }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t c = 0; c < r.size(); ++c) {
+      const std::string pad(width[c] - r[c].size(), ' ');
+      if (c + 1 == r.size() && !right[c]) {
+        line += r[c];  // no trailing blanks
+      } else {
+        line += right[c] ? pad + r[c] : r[c] + pad;
+        line += "  ";
+      }
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    std::cout << line << "\n";
+  }
+}
+
+}  // namespace
+
+int ShowStatus(const Config& config, const StatusArgs& args) {
+  if (!config.admin.enabled()) {
+    std::cerr << "forkd status: the admin server is off in " << config.path
+              << ", so a running forkd cannot be asked: add `admin: 127.0.0.1:8787` to it and "
+                 "restart forkd\n";
+    return 2;
+  }
+  AdminReply res;
+  std::string error;
+  if (!AdminGet(config, "/api/status", &res, &error)) {
+    std::cerr << "forkd status: forkd is not running (" << error << ", the admin address in "
+              << config.path << "); start it with `forkd run --config " << config.path << "`\n";
+    return 2;
+  }
+  if (res.status != 200) {
+    std::cerr << "forkd status: the admin server at " << config.admin.listen << " answered HTTP "
+              << res.status << "\n";
+    if (const std::string hint = AdminRefusalHint(config, res.status); !hint.empty()) {
+      std::cerr << "forkd status: " << hint << "\n";
+    }
+    return 1;
+  }
+  if (args.json) {
+    std::cout << res.body;
+    if (res.body.empty() || res.body.back() != '\n') std::cout << "\n";
+    return 0;
+  }
+  YAML::Node s;
+  try {
+    s = YAML::Load(res.body);  // JSON is YAML
+  } catch (const YAML::Exception& e) {
+    std::cerr << "forkd status: the answer of " << config.admin.listen
+              << " is not the status JSON: " << e.msg << "\n";
+    return 1;
+  }
+  if (!s.IsMap()) {
+    std::cerr << "forkd status: the answer of " << config.admin.listen
+              << " is not the status JSON\n";
+    return 1;
+  }
+  if (Str(s, "state") == "starting") {
+    std::cout << "forkd at " << config.admin.listen << " is starting (recovering its log)\n";
+    return 0;
+  }
+  const YAML::Node in = s["ingest"];
+  std::string accepted = Count(Num(in, "events")) + " events";
+  const double rejected = Num(in, "rejected"), duplicates = Num(in, "duplicates");
+  if (rejected > 0 || duplicates > 0) {
+    accepted += " (" + Count(rejected) + " rejected, " + Count(duplicates) + " duplicates)";
+  }
+  PrintTable({{"instance", Str(s, "instance")},
+              {"version", Str(s, "version")},
+              {"uptime", Duration(Num(s, "uptime_seconds"))},
+              {"listen", Str(s, "listen")},
+              {"accepted", accepted}},
+             {false, false});
+  std::cout << "\n";
+  std::vector<std::vector<std::string>> rows = {{"DESTINATION", "TYPE", "STATE", "DELIVERED",
+                                                 "PENDING", "LAG (S)", "DEAD LETTERS",
+                                                 "LAST ERROR"}};
+  for (const auto& d : s["destinations"]) {
+    char lag[32];
+    std::snprintf(lag, sizeof(lag), "%.1f", Num(d, "lag_seconds"));
+    rows.push_back({Str(d, "name"), Str(d, "type"), State(d), Count(Num(d, "delivered")),
+                    Count(Num(d, "lag_events")), lag, Count(Num(d, "dead_lettered")),
+                    Truncate(Str(d, "last_error"), kErrorWidth)});
+  }
+  if (rows.size() == 1) {
+    std::cout << "no destinations\n";
+  } else {
+    PrintTable(rows, {false, false, false, true, true, true, true, false});
+  }
+  const YAML::Node removed = s["removed_destinations"];
+  if (removed && removed.size() > 0) std::cout << "\n";
+  for (const auto& r : removed) {
+    std::cout << "no longer configured: " << Str(r, "name") << " holds "
+              << Count(Num(r, "undelivered_events"))
+              << " undelivered events in the log (forkd cursors drop " << Str(r, "name")
+              << " gives them up)\n";
+  }
+  return 0;
+}
+
+}  // namespace forkd::tools
