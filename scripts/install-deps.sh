@@ -13,7 +13,7 @@ build_pkgs=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
   libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   catch2 libcpp-httplib-dev libre2-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libsqlite3-dev
-  libpq-dev patchelf python3
+  libpq-dev python3
 )
 # The servers and the browser the tests start; clang for the fuzz targets
 # (its libFuzzer, scripts/fuzz.sh); qemu-user-static runs the arm64
