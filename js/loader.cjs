@@ -27,11 +27,13 @@ const PREBUILT_ADDONS = {
   'linuxmusl-arm64': path.join(__dirname, '..', 'prebuilds', 'linuxmusl-arm64', 'fork_router.node'),
 };
 
+// forkd is static (musl), so one binary per architecture serves glibc and
+// musl alike; the package ships it once, in the linux-<arch> directory.
 const PREBUILT_FORKD = {
   'linux-x64': path.join(__dirname, '..', 'prebuilds', 'linux-x64', 'forkd'),
   'linux-arm64': path.join(__dirname, '..', 'prebuilds', 'linux-arm64', 'forkd'),
-  'linuxmusl-x64': path.join(__dirname, '..', 'prebuilds', 'linuxmusl-x64', 'forkd'),
-  'linuxmusl-arm64': path.join(__dirname, '..', 'prebuilds', 'linuxmusl-arm64', 'forkd'),
+  'linuxmusl-x64': path.join(__dirname, '..', 'prebuilds', 'linux-x64', 'forkd'),
+  'linuxmusl-arm64': path.join(__dirname, '..', 'prebuilds', 'linux-arm64', 'forkd'),
 };
 
 const LOCAL_ADDON = path.join(__dirname, '..', 'build', 'Release', 'fork_router.node');

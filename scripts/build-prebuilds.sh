@@ -7,9 +7,9 @@
 # into build/prebuilds/out/<target>/ (and with --install, as npm pack's
 # prepack does, into prebuilds/<target>/, which the package ships):
 # fork_router.node, the addon, which needs only the
-# C library (libzmq, libsodium and the C++ runtime are linked in), and forkd,
-# linked fully static against musl, so that one binary per architecture runs
-# on every Linux, glibc or musl.
+# C library (libzmq, libsodium and the C++ runtime are linked in), and, in
+# the linux-<arch> directories only, forkd, linked fully static against musl:
+# one binary per architecture runs on every Linux, glibc or musl.
 #
 #   bash scripts/build-prebuilds.sh                  all four targets
 #   bash scripts/build-prebuilds.sh linux-x64 ...    some of them
@@ -322,8 +322,11 @@ for target in "${targets[@]}"; do
   out="$cache/out/$target"
   rm -rf "$out" && mkdir -p "$out"
   cp "$cache/$triple/fork/addon/fork_router.node" "$out/"
-  cp "${forkd_built[$(forkd_target "$target")]}/bin/forkd" "$out/"
-  chmod 0755 "$out/forkd"; chmod 0644 "$out/fork_router.node"
+  # forkd is the same static binary for glibc and musl: shipped once per
+  # architecture, in linux-<arch>/, where the loader looks for both.
+  [[ "$target" == linux-* ]] && cp "${forkd_built[$(forkd_target "$target")]}/bin/forkd" "$out/"
+  [[ -f "$out/forkd" ]] && chmod 0755 "$out/forkd"
+  chmod 0644 "$out/fork_router.node"
   mkdir -p "$out/licenses"
   for d in zlib openssl curl sqlite3 libsodium zeromq3 yaml-cpp re2 fmtlib spdlog cli11 cpp-httplib; do
     cp "$(unpack "$d")/debian/copyright" "$out/licenses/$d.copyright"
@@ -332,7 +335,7 @@ for target in "${targets[@]}"; do
   # What zig links in: LLVM's libc++, libc++abi and libunwind, and musl.
   for f in libcxx libcxxabi libunwind; do cp "$zig_dir/lib/$f/LICENSE.TXT" "$out/licenses/$f.license"; done
   cp "$zig_dir/lib/libc/musl/COPYRIGHT" "$out/licenses/musl.copyright"
-  log "$target: $(du -sh "$out" | cut -f1) ($(du -h "$out/fork_router.node" | cut -f1) addon, $(du -h "$out/forkd" | cut -f1) forkd)"
+  log "$target: $(du -sh "$out" | cut -f1) ($(du -h "$out/fork_router.node" | cut -f1) addon$([[ -f "$out/forkd" ]] && echo ", $(du -h "$out/forkd" | cut -f1) forkd"))"
 done
 if ((install)); then
   for target in "${targets[@]}"; do

@@ -29,7 +29,7 @@ export function packFork(dest, { log = () => {} } = {}) {
   log(reuse ? 'npm pack (the prebuilt files in build/prebuilds/out)' : 'npm pack (prepack: scripts/build-prebuilds.sh --install)');
   try {
     if (reuse) {
-      const built = TARGETS.filter((t) => existsSync(path.join(BUILT, t, 'forkd')));
+      const built = TARGETS.filter((t) => existsSync(path.join(BUILT, t, 'fork_router.node')));
       if (!built.length) throw new Error(`FORK_PACK_BUILT=1, but nothing is built in ${BUILT}: run scripts/build-prebuilds.sh`);
       for (const t of built) {
         rmSync(path.join(PREBUILDS, t), { recursive: true, force: true });

@@ -42,7 +42,11 @@ test('npm pack, then npm install of the example from the tarball: no compiler, n
   for (const c of COMPILERS) {
     assert.throws(() => execFileSync('sh', ['-c', `command -v ${c}`], { env: ctx.env() }), `${c} is not on PATH`);
   }
-  const prebuilt = TARGETS.flatMap((t) => [`prebuilds/${t}/fork_router.node`, `prebuilds/${t}/forkd`]);
+  // An addon per target; forkd, static, once per architecture (linux-<arch>).
+  const prebuilt = TARGETS.flatMap((t) => [`prebuilds/${t}/fork_router.node`, ...(t.startsWith('linux-') ? [`prebuilds/${t}/forkd`] : [])]);
+  for (const t of TARGETS.filter((t) => t.startsWith('linuxmusl-'))) {
+    assert.ok(!ctx.files.includes(`prebuilds/${t}/forkd`), `no second copy of forkd in prebuilds/${t}`);
+  }
   for (const f of [...prebuilt, 'js/index.d.ts', 'js/index.d.mts', 'js/forkd.cjs']) {
     assert.ok(ctx.files.includes(f), `the tarball holds ${f}`);
   }

@@ -91,7 +91,9 @@ test('the loader names every prebuilt file in literal requires and path.join cal
   for (const p of loader.PREBUILT_PLATFORMS) {
     assert.ok(src.includes(`require('../prebuilds/${p}/fork_router.node')`), `a literal require of the ${p} addon`);
     assert.ok(src.includes(`path.join(__dirname, '..', 'prebuilds', '${p}', 'fork_router.node')`), `the ${p} addon's path`);
-    assert.ok(src.includes(`path.join(__dirname, '..', 'prebuilds', '${p}', 'forkd')`), `the ${p} forkd's path`);
+    // forkd is static: the linux-<arch> one serves linuxmusl-<arch> too.
+    const forkdDir = p.replace('linuxmusl-', 'linux-');
+    assert.ok(src.includes(`'${p}': path.join(__dirname, '..', 'prebuilds', '${forkdDir}', 'forkd')`), `the ${p} forkd's path`);
   }
   assert.doesNotMatch(src, /require\(`/, 'no require of a template string');
   // And index.cjs reaches the loader by a literal require, so a tracer finds it.
@@ -144,7 +146,7 @@ test('an override naming a missing file is an error naming the variable and the 
 
 test('forkd: FORK_FORKD_PATH, then its alias FORKD_BIN, then the prebuild of the platform, then build/bin/forkd', (t) => {
   const dir = fakePackage(t, {
-    'prebuilds/linuxmusl-arm64/forkd': FORKD,
+    'prebuilds/linux-arm64/forkd': FORKD,
     'build/bin/forkd': FORKD,
     'a/forkd': FORKD,
     'b/forkd': FORKD,
@@ -155,8 +157,10 @@ test('forkd: FORK_FORKD_PATH, then its alias FORKD_BIN, then the prebuild of the
   const b = path.join(dir, 'b', 'forkd');
   assert.equal(child(find, { as: musl, env: { FORK_FORKD_PATH: a, FORKD_BIN: b } }), a);
   assert.equal(child(find, { as: musl, env: { FORKD_BIN: b } }), b);
-  assert.equal(child(find, { as: musl }), path.join(dir, 'prebuilds', 'linuxmusl-arm64', 'forkd'));
-  assert.equal(child(find, { as: { arch: 'arm64', glibc: '2.36' } }), path.join(dir, 'build', 'bin', 'forkd'));
+  // One static forkd per architecture, in the linux-<arch> directory, for musl too.
+  assert.equal(child(find, { as: musl }), path.join(dir, 'prebuilds', 'linux-arm64', 'forkd'));
+  assert.equal(child(find, { as: { arch: 'arm64', glibc: '2.36' } }), path.join(dir, 'prebuilds', 'linux-arm64', 'forkd'));
+  assert.equal(child(find, { as: { arch: 'x64', glibc: '2.36' } }), path.join(dir, 'build', 'bin', 'forkd'));
 });
 
 test('nothing fits: the error names the platform, where it looked, and what to do', (t) => {
