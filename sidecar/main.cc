@@ -163,6 +163,17 @@ std::string ConfigReference() {
        "true` add theirs even when the caller named some.\n\n" +
        forkd::OptionsMarkdown(forkd::RouteOptions()) + "\n### `rollout`\n\n" +
        forkd::OptionsMarkdown(forkd::RolloutOptions());
+  s += "\n## `alerts`\n\nRules over forkd's own signals, evaluated every 250 ms. A rule "
+       "fires once when its condition has held for `for`, and resolves once when it stops "
+       "holding. Each of these transitions is an event `{alert, state: firing|resolved, signal, "
+       "destination, value, threshold, since, at, instance}` that forkd appends to its log and "
+       "routes to the `notify` destinations only, where it is delivered like any event "
+       "(retries, dead letters). A rule may not name a notify destination, and a rule without "
+       "`destination` skips them, so an alert is never about the destination that carries it. "
+       "A reload (SIGHUP) applies changed rules; an unchanged rule keeps its state.\n\n" +
+       forkd::OptionsMarkdown(forkd::alerts::AlertsOptions()) + "\n### `rules[]`\n\n" +
+       forkd::OptionsMarkdown(forkd::alerts::AlertRuleOptions()) + "\n### Signals\n\n" +
+       forkd::alerts::SignalsMarkdown();
   s += "\n## Transform steps\n\nA destination's `transforms`, a template under `transforms:`, "
        "a route's `transform` and a call's `transform` are lists of steps, each a one-key map "
        "(or the name of a template). For one record they run in this order: the call's "

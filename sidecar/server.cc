@@ -345,6 +345,7 @@ void Server::Reload(Config next_config) {
   next_config.dedupe_max_keys = old.dedupe_max_keys;
   next_config.dedupe_recover_bytes = old.dedupe_recover_bytes;
   auto next = std::make_shared<const Config>(std::move(next_config));
+  if (alerts_) QueueAlerts(alerts_->SetConfig(next->alerts, WallMicros() / 1000), *next);
 
   std::vector<std::shared_ptr<pipeline::Pipeline>> current = Pipelines();
   std::vector<FailedStart> failed_before;
@@ -552,6 +553,7 @@ void Server::Tick() {
     if (d && blocks(*d) && HoldFill(*d, f.hold) >= 1.0) full.push_back(f.name);
   }
   ingest_->SetBlocked(std::move(full));
+  if (!stopping_.load()) EvaluateAlerts();
 }
 
 void Server::RetryFailedStarts() {

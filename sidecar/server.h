@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "admin/admin_server.h"
+#include "alerts/rule_evaluator.h"
 #include "core/config.h"
 #include "ingest/ingest.h"
 #include "log/cursors.h"
@@ -165,6 +166,21 @@ class Server {
   };
   mutable std::mutex lag_mu_;
   mutable std::map<std::string, OldestHeld> oldest_held_;  // guarded by lag_mu_
+  // Alerts, on the signal thread with reload_mu_ held: Tick reads the
+  // signals, runs the rules and appends the events of their transitions to
+  // the log (server_alerts.cc); Reload hands the evaluator the new rules.
+  void EvaluateAlerts();
+  alerts::Reading ReadSignals(const Destinations& snapshot) const;
+  void QueueAlerts(const std::vector<alerts::Transition>& transitions, const Config& config);
+  uint64_t DeadLetterLines(const std::string& destination);
+  std::unique_ptr<alerts::RuleEvaluator> alerts_;
+  std::vector<std::string> alert_events_;  // encoded, not yet handed to ingest
+  struct DeadLetterFile {
+    int64_t size = -1;
+    int64_t mtime_ns = 0;
+    uint64_t lines = 0;
+  };
+  std::map<std::string, DeadLetterFile> dead_letter_files_;  // counted when they change
   std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};
   int64_t start_us_ = 0;

@@ -219,6 +219,8 @@ const std::vector<OptionSpec>& TopLevelOptions() {
       {"unmatched", OptType::kString, "",
        "Destination for events that name none and match no route; unset, they are rejected "
        "with FORK_UNKNOWN_DESTINATION"},
+      {"alerts", OptType::kNode, "",
+       "Rules over forkd's own signals, and the destinations their events go to (see below)"},
   };
   return specs;
 }
@@ -665,6 +667,13 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
                                                 std::to_string(out->destinations.size())});
   }
   ParseRoutes(top, path, pc, out);
+  // Every destination named in the file counts, parsed or not: one with an
+  // error is reported already, not again as unknown.
+  std::vector<std::string> names;
+  if (dests.IsMap()) {
+    for (auto it = dests.begin(); it != dests.end(); ++it) names.push_back(it->first.Scalar());
+  }
+  alerts::ParseAlertsConfig(top.Node("alerts"), path, names, &out->alerts, errors);
   return errors->size() == before;
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "admin/admin_config.h"
+#include "alerts/alerts_config.h"
 #include "core/options.h"
 #include "ingest/curve_config.h"
 #include "log/log.h"
@@ -76,6 +77,7 @@ struct Config {
   std::map<std::string, transforms::Chain, std::less<>> templates;  // `transforms:`
   std::vector<RouteConfig> routes;
   std::string unmatched;  // destination for events no route matches; empty: nack them
+  alerts::AlertsConfig alerts;  // alerts.enabled() false: no alerts
 
   const DestinationConfig* Find(std::string_view name) const;
   // Resolves a path from the file against base_dir.
