@@ -17,6 +17,7 @@
 #include "tools/dry_run_cli.h"
 #include "tools/init_cli.h"
 #include "tools/keygen_cli.h"
+#include "tools/replay_cli.h"
 #include "tools/status_cli.h"
 #include "transforms/transform.h"
 #include "core/crashfs.h"
@@ -130,7 +131,8 @@ std::string ConfigReference() {
       "\n## `admin`\n\n`admin: 127.0.0.1:8787` is short for `admin: { listen: "
       "127.0.0.1:8787 }`. The token is the first of `token`, the first line of `token_file`, "
       "and `FORK_ADMIN_TOKEN` in the environment of the process reading this file (`forkd "
-      "run`, and `forkd dlq` / `forkd cursors` / `forkd status`, which send it). A `listen` "
+      "run`, and `forkd dlq` / `forkd cursors` / `forkd replay` / `forkd status`, which send "
+      "it). A `listen` "
       "address that is not "
       "loopback (localhost, 127.0.0.0/8, ::1) needs a token. POST endpoints need "
       "`Authorization: Bearer <token>` when one is set; docs/security.md has every rule.\n\n" +
@@ -141,7 +143,16 @@ std::string ConfigReference() {
       "`insecure_tcp: true`. `forkd keygen --out FILE` makes a key pair; docs/security.md "
       "has the steps.\n\n" +
       forkd::OptionsMarkdown(forkd::ingest::CurveOptions()) + "\n## `wal`\n\n" +
-      forkd::OptionsMarkdown(forkd::WalOptions()) + "\n## `limits`\n\n" +
+      forkd::OptionsMarkdown(forkd::WalOptions()) +
+      "\n### `wal.retention`\n\nA segment is kept until every destination's cursor has passed "
+      "it, whatever this says; after that it stays as history, for `forkd replay` and for new "
+      "destinations with `from: earliest`, until it is `max_age` old or the history outgrows "
+      "`max_bytes`. The defaults keep a day, capped at 1 GiB: enough to replay a bad deploy "
+      "or backfill a new store the morning after, without a busy forkd filling its disk. "
+      "`max_age: 0` deletes a segment as soon as every cursor has passed it. Deletion goes "
+      "by whole segments (`segment_bytes`), oldest first; a reload (SIGHUP) applies new "
+      "values.\n\n" +
+      forkd::OptionsMarkdown(forkd::RetentionOptions()) + "\n## `limits`\n\n" +
       forkd::OptionsMarkdown(forkd::LimitsOptions()) + "\n## `dedupe`\n\n" +
       forkd::OptionsMarkdown(forkd::DedupeOptions()) +
       "\n## `destinations.<name>`\n\nNames are 1-64 letters, digits, `_` or `-`. "
@@ -286,6 +297,15 @@ int main(int argc, char** argv) {
   cursors->add_option("destination", cursors_args.destination,
                       "drop: the destination (no longer configured) whose cursor goes");
   cursors->add_option("-c,--config", config_path, kConfigHelp);
+  forkd::tools::ReplayArgs replay_args;
+  CLI::App* replay = app.add_subcommand(
+      "replay", "Deliver a destination's retained events again, from a time or an event id");
+  replay->add_option("-c,--config", config_path, kConfigHelp);
+  replay->add_option("-d,--destination", replay_args.destination, "Destination")->required();
+  replay->add_option("--since", replay_args.since,
+                     "From the first event received this long ago (10m, 2h, 1d)");
+  replay->add_option("--from-id", replay_args.from_id,
+                     "From the event with this receipt id or idempotencyKey (one of the two)");
   forkd::tools::StatusArgs status_args;
   CLI::App* status = app.add_subcommand(
       "status", "What the running forkd says: the instance, then each destination's state and lag");
@@ -314,7 +334,7 @@ int main(int argc, char** argv) {
 
   if (init->parsed()) return forkd::tools::Init(init_args);
   // The subcommands that read a configuration take ./fork.yaml by default.
-  for (CLI::App* sub : {run, check, explain, test, dlq, cursors, status}) {
+  for (CLI::App* sub : {run, check, explain, test, dlq, cursors, replay, status}) {
     if (!sub->parsed() || !config_path.empty()) continue;
     std::string error;
     if (!forkd::tools::DefaultConfigPath(&config_path, &error)) {
@@ -336,6 +356,11 @@ int main(int argc, char** argv) {
     forkd::Config config;
     if (!Load(config_path, &config)) return kExitConfig;
     return forkd::tools::Cursors(config, cursors_args);
+  }
+  if (replay->parsed()) {
+    forkd::Config config;
+    if (!Load(config_path, &config)) return kExitConfig;
+    return forkd::tools::Replay(config, replay_args);
   }
   if (status->parsed()) {
     forkd::Config config;

@@ -132,7 +132,9 @@ Status Server::Start() {
         [this](const std::string& action, const std::string& dest,
                const std::vector<std::string>& ids,
                std::string* body) { return Dlq(action, dest, ids, body); },
-        [this](const std::string& dest, std::string* body) { return DropCursor(dest, body); }});
+        [this](const std::string& dest, std::string* body) { return DropCursor(dest, body); },
+        [this](const std::string& dest, const std::string& since, const std::string& from_id,
+               std::string* body) { return Replay(dest, since, from_id, body); }});
     s = admin_->Start(config_->admin);
     if (!s.ok()) return s;
     // Where the token came from, never the token.
@@ -650,7 +652,12 @@ void Server::Retain() {
   if (!started_.load() || !any) return;
   // Segments whose idempotency keys are not in the key journal yet stay.
   if (ingest_) min_lsn = std::min(min_lsn, ingest_->retain_from_lsn());
-  const size_t n = log_->DeleteSegmentsBefore(min_lsn);
+  // Passed segments stay as history for replay and `from: earliest`, as
+  // wal.retention allows (a reload changes it).
+  log::RetentionPolicy policy;
+  policy.max_age_us = config_->retention_max_age_ms * 1000;
+  policy.max_bytes = static_cast<uint64_t>(config_->retention_max_bytes);
+  const size_t n = log_->DeleteSegments(min_lsn, WallMicros(), policy);
   if (n > 0) spdlog::debug("deleted {} log segments below lsn {}", n, min_lsn);
 }
 

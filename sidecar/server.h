@@ -36,8 +36,8 @@ class Server {
   void RequestStop();
   // Housekeeping, several times a second, on the signal thread: retries the
   // destinations whose pipeline failed to start, deletes the segments every
-  // cursor has passed (those of failed and removed destinations included),
-  // and tells ingest which destinations are past a blocking backlog quota.
+  // cursor has passed (those of failed and removed destinations included)
+  // once wal.retention lets them go, and tells ingest which destinations are past a blocking backlog quota.
   void Tick();
 
   const Config& config() const { return *config_; }
@@ -70,6 +70,17 @@ class Server {
   // up. Refused (409) for a configured destination. Returns an HTTP status
   // and sets *body to a JSON answer. Any thread.
   int DropCursor(const std::string& destination, std::string* body);
+  // For the admin API (`forkd replay`): moves the cursor of `destination`
+  // back to the first retained event received in the last `since` (a
+  // duration: "10m") or to the event whose id is `from_id` (one of the two),
+  // and restarts its pipeline there, so what follows is delivered again.
+  // Its pipeline stops first (what it had not committed stays in the log),
+  // and retention waits meanwhile. 400 bad arguments, 404 unknown
+  // destination, 409 one that cannot be replayed (aggregates, not running),
+  // 422 not in the retained log. Returns an HTTP status and sets *body to a
+  // JSON answer. Any thread.
+  int Replay(const std::string& destination, const std::string& since,
+             const std::string& from_id, std::string* body);
 
   // After `failures` failed starts in a row: milliseconds until the next
   // attempt (1 s, doubling, at most 30 s).

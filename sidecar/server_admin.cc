@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/fs.h"
 #include "log/backlog.h"
+#include "log/replay.h"
 #include "server.h"
 #include "sinks/common/json.h"
 #include "sinks/registry.h"
@@ -385,6 +386,105 @@ int Server::DropCursor(const std::string& destination, std::string* body) {
   sinks::AppendJsonString(destination, body);
   body->append(",\"dropped_events\":").append(std::to_string(undelivered)).append("}\n");
   return 200;
+}
+
+int Server::Replay(const std::string& destination, const std::string& since,
+                   const std::string& from_id, std::string* body) {
+  auto fail = [&](int status, const std::string& message) {
+    *body = "{\"error\":";
+    sinks::AppendJsonString(message, body);
+    body->append("}\n");
+    return status;
+  };
+  if (!started_.load() || stopping_.load()) return fail(503, "forkd is not running");
+  if (destination.empty()) return fail(400, "destination is required (?destination=NAME)");
+  if (since.empty() == from_id.empty()) {
+    return fail(400, "give one of since (a duration: 10m, 2h) and from_id (an event id)");
+  }
+  log::ReplayRequest request;
+  request.by_time = !since.empty();
+  if (request.by_time) {
+    int64_t ms = 0;
+    if (!ParseDurationMs(since, &ms) || ms < 0) {
+      return fail(400, "since: '" + since + "' is not a duration (250ms, 30s, 10m, 2h, 1d)");
+    }
+    request.since_us = WallMicros() - ms * 1000;
+  } else {
+    request.id = from_id;
+  }
+  std::lock_guard<std::mutex> reload_lock(reload_mu_);
+  const DestinationConfig* d = config_->Find(destination);
+  if (d == nullptr) {
+    std::string known;
+    for (const auto& c : config_->destinations) known += (known.empty() ? "" : ", ") + c.name;
+    return fail(404, "unknown destination '" + destination + "' (configured: " + known + ")");
+  }
+  if (d->chain.aggregate) {
+    return fail(409, "destination '" + destination +
+                         "' aggregates: its rows already count the events, and a replay would "
+                         "count them twice");
+  }
+  std::shared_ptr<pipeline::Pipeline> p;
+  for (const auto& q : Pipelines()) {
+    if (q->name() == destination) p = q;
+  }
+  if (!p) {
+    return fail(409, "destination '" + destination +
+                         "' is not running (it failed to start): it already holds the log from "
+                         "its cursor");
+  }
+  // The pipeline stops, so its cursor is what it committed, and nothing
+  // moves it while it is rewritten; retention waits on reload_mu_.
+  {
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    pipelines_.erase(std::remove(pipelines_.begin(), pipelines_.end(), p), pipelines_.end());
+  }
+  p->Stop(/*drain=*/false, 0);
+  const uint64_t committed = p->committed_next_lsn();
+  const uint64_t delivered = p->delivered_next_lsn();
+  p.reset();
+  log::Cursor cursor;
+  Status s = cursors_->Load(destination, &cursor);
+  if (!s.ok()) cursor.position = log::Position{committed, 0, 0};
+  log::ReplayPlan plan;
+  s = log::PlanReplay(log_.get(), destination, request, cursor.position.next_lsn, delivered,
+                      log_->durable_next_lsn(), &plan);
+  int status = 200;
+  if (s.ok() && plan.from.next_lsn < cursor.position.next_lsn) {
+    // The sink's state stays: a file sink's committed length is where the
+    // events delivered again are appended.
+    const uint64_t was = cursor.position.next_lsn;
+    cursor.position = plan.from;
+    s = cursors_->Save(destination, cursor);
+    if (s.ok()) {
+      spdlog::warn("destination {}: replay from lsn {} (was at lsn {}): {} events delivered again",
+                   destination, plan.from.next_lsn, was, plan.events);
+    }
+  }
+  if (!s.ok()) {
+    status = fail(s.IsNotFound() ? 422 : 500, s.message());
+  } else {
+    *body = "{\"destination\":";
+    sinks::AppendJsonString(destination, body);
+    body->append(",\"from_lsn\":").append(std::to_string(plan.from.next_lsn));
+    body->append(",\"from_received_at\":");
+    sinks::AppendJsonString(plan.from_recv_us > 0 ? log::FormatUtc(plan.from_recv_us) : "",
+                            body);
+    body->append(",\"events\":").append(std::to_string(plan.events));
+    body->append(",\"oldest_lsn\":").append(std::to_string(plan.oldest_lsn));
+    body->append(",\"oldest_received_at\":");
+    sinks::AppendJsonString(plan.oldest_recv_us > 0 ? log::FormatUtc(plan.oldest_recv_us) : "",
+                            body);
+    body->append("}\n");
+  }
+  // Running again, from the cursor as it now is, whatever happened above.
+  std::shared_ptr<pipeline::Pipeline> np;
+  if (StartOrHold(*d, *config_, &np)) {
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
+    pipelines_.push_back(std::move(np));
+    SortPipelines();
+  }
+  return status;
 }
 
 std::string Server::StatusJson() const {

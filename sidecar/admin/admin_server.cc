@@ -95,8 +95,8 @@ Status AdminServer::Start(const AdminConfig& config) {
   auto refuse = [](const httplib::Request&, httplib::Response& res) {
     res.status = 405;
     res.set_header("Allow", "GET");
-    res.set_content("method not allowed: only POST /api/dlq/replay, /api/dlq/drop and "
-                    "/api/cursors/drop change anything\n",
+    res.set_content("method not allowed: only POST /api/dlq/replay, /api/dlq/drop, "
+                    "/api/cursors/drop and /api/replay change anything\n",
                     "text/plain");
   };
   server_->Post(R"(/api/dlq/(replay|drop))",
@@ -116,6 +116,15 @@ Status AdminServer::Start(const AdminConfig& config) {
                   res.status =
                       h_.cursor_drop ? h_.cursor_drop(req.get_param_value("destination"), &body)
                                      : 404;
+                  res.set_content(body, "application/json");
+                }));
+  server_->Post("/api/replay",
+                change([this](const httplib::Request& req, httplib::Response& res) {
+                  std::string body;
+                  res.status = h_.replay ? h_.replay(req.get_param_value("destination"),
+                                                     req.get_param_value("since"),
+                                                     req.get_param_value("from_id"), &body)
+                                         : 404;
                   res.set_content(body, "application/json");
                 }));
   server_->Post(".*", refuse);

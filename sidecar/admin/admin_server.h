@@ -11,6 +11,9 @@
 //   POST /api/cursors/drop?destination=D   deletes the cursor of D, a
 //                     destination no longer configured, so the log it held
 //                     can go (its undelivered events are given up)
+//   POST /api/replay?destination=D&(since=DURATION|from_id=ID)   moves D's
+//                     cursor back so the retained events from there are
+//                     delivered again
 // A request to any of these endpoints passes access.h's checks first: the
 // Host rule for all of them, and Origin and the token for the POSTs (other
 // paths and methods are answered 404 or 405 and touch nothing). Refusals are JSON
@@ -49,6 +52,11 @@ struct Handlers {
       dlq;
   // Drops a removed destination's cursor; returns the HTTP status, *body the JSON.
   std::function<int(const std::string& destination, std::string* body)> cursor_drop;
+  // Rewinds a destination (since: a duration, or from_id); returns the HTTP
+  // status, *body the JSON.
+  std::function<int(const std::string& destination, const std::string& since,
+                    const std::string& from_id, std::string* body)>
+      replay;
 };
 
 class AdminServer {

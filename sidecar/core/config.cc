@@ -234,6 +234,22 @@ const std::vector<OptionSpec>& WalOptions() {
        "How long a group commit waits for more events before it syncs", false, {}, 0, 1000},
       {"segment_bytes", OptType::kSize, "64MiB", "Roll to a new segment file past this size",
        false, {}, 1 << 16, 1ll << 32},
+      {"retention", OptType::kNode, "",
+       "How long segments every destination has passed are kept: {max_age, max_bytes} (see "
+       "below)"},
+  };
+  return specs;
+}
+
+const std::vector<OptionSpec>& RetentionOptions() {
+  static const std::vector<OptionSpec> specs = {
+      {"max_age", OptType::kDuration, "24h",
+       "A segment every cursor has passed is deleted once its newest event is this old; 0: "
+       "at once (no history kept)",
+       false, {}, 0, 3650ll * 86400 * 1000},
+      {"max_bytes", OptType::kSize, "1GiB",
+       "Most bytes of passed segments kept; past it the oldest go first, whatever their age",
+       false, {}, 0, 1ll << 50},
   };
   return specs;
 }
@@ -469,6 +485,13 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
       out->fsync = w.Str("fsync") == "never" ? log::FsyncPolicy::kNever : log::FsyncPolicy::kBatch;
       out->batch_ms = w.Int("batch_ms");
       out->segment_bytes = w.Bytes("segment_bytes");
+      if (const YAML::Node& r = w.Node("retention"); r.IsDefined() && !r.IsNull()) {
+        Options ro;
+        if (ParseOptions(r, RetentionOptions(), {}, "wal.retention", path, &ro, errors)) {
+          out->retention_max_age_ms = ro.Millis("max_age");
+          out->retention_max_bytes = ro.Bytes("max_bytes");
+        }
+      }
     }
   }
   if (const YAML::Node& lim = top.Node("limits"); lim.IsDefined() && !lim.IsNull()) {

@@ -64,6 +64,9 @@ struct Config {
   log::FsyncPolicy fsync = log::FsyncPolicy::kBatch;
   int64_t batch_ms = 2;
   int64_t segment_bytes = 64ll << 20;
+  // wal.retention: history kept after every cursor has passed it.
+  int64_t retention_max_age_ms = 24ll * 3600 * 1000;  // 0: none kept
+  int64_t retention_max_bytes = 1ll << 30;
   int64_t max_frame = 16ll << 20;
   int64_t max_event = 1ll << 20;
   wire::Limits limits;
@@ -101,6 +104,7 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
 // The option tables of the top-level sections, for docs.
 const std::vector<OptionSpec>& TopLevelOptions();
 const std::vector<OptionSpec>& WalOptions();
+const std::vector<OptionSpec>& RetentionOptions();
 const std::vector<OptionSpec>& LimitsOptions();
 const std::vector<OptionSpec>& DedupeOptions();
 const std::vector<OptionSpec>& DestinationOptions();

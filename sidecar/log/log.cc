@@ -49,6 +49,10 @@ class RecoveryReporter : public Reporter {
   std::vector<Region> regions;
 };
 
+int64_t MtimeMicros(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000 + st.st_mtim.tv_nsec / 1000;
+}
+
 }  // namespace
 
 Log::Log(const LogOptions& options) : options_(options) {}
@@ -107,7 +111,7 @@ Status Log::Recover(RecoveryInfo* info) {
       ::close(fd);
       return ErrnoStatus("sync log directory", options_.dir, errno);
     }
-    segments_.push_back({1, 0, false});
+    segments_.push_back({1, 0, false, WallMicros()});
     active_fd_ = fd;
     active_segment_ = 1;
     next_lsn_ = 1;
@@ -116,7 +120,7 @@ Status Log::Recover(RecoveryInfo* info) {
       struct stat st;
       const std::string path = SegmentPath(firsts[i]);
       if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat log segment", path, errno);
-      segments_.push_back({firsts[i], static_cast<uint64_t>(st.st_size), true});
+      segments_.push_back({firsts[i], static_cast<uint64_t>(st.st_size), true, MtimeMicros(st)});
       info->bytes += static_cast<uint64_t>(st.st_size);
     }
     // The last segment may end in a torn write: scan it to its last whole entry.
@@ -165,7 +169,7 @@ Status Log::Recover(RecoveryInfo* info) {
         return ErrnoStatus("truncate torn log tail", path, err);
       }
     }
-    segments_.push_back({last, end, false});
+    segments_.push_back({last, end, false, MtimeMicros(st)});
     info->bytes += end;
     active_fd_ = fd;
     active_segment_ = last;
@@ -282,9 +286,10 @@ void Log::SyncLoop() {
       if (s.ok()) {
         if (new_segment) {
           segments_.back().sealed = true;
-          segments_.push_back({b->segment, 0, false});
+          segments_.push_back({b->segment, 0, false, 0});
         }
         segments_.back().size = b->offset + b->bytes.size();
+        segments_.back().written_us = WallMicros();
         durable_next_lsn_.store(b->last_lsn + 1, std::memory_order_release);
         stats_.commits.fetch_add(1, std::memory_order_relaxed);
         stats_.entries.fetch_add(b->last_lsn - b->first_lsn + 1, std::memory_order_relaxed);
@@ -421,13 +426,19 @@ uint64_t Log::RecentStart(uint64_t min_bytes) const {
 }
 
 size_t Log::DeleteSegmentsBefore(uint64_t min_next_lsn) {
+  return DeleteSegments(min_next_lsn, WallMicros(), RetentionPolicy{0, 0});
+}
+
+size_t Log::DeleteSegments(uint64_t min_next_lsn, int64_t now_us, const RetentionPolicy& policy) {
   std::vector<uint64_t> doomed;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    while (segments_.size() > 1 && segments_[0].sealed && segments_[1].first_lsn <= min_next_lsn) {
-      doomed.push_back(segments_[0].first_lsn);
-      segments_.erase(segments_.begin());
-    }
+    std::vector<SegmentSpan> spans;
+    spans.reserve(segments_.size());
+    for (const Segment& s : segments_) spans.push_back({s.first_lsn, s.size, s.sealed, s.written_us});
+    const size_t n = SegmentsToDelete(spans, min_next_lsn, now_us, policy);
+    for (size_t i = 0; i < n; ++i) doomed.push_back(segments_[i].first_lsn);
+    segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(n));
   }
   for (uint64_t first : doomed) fs::Unlink(SegmentPath(first).c_str());
   if (!doomed.empty()) (void)fs::Fsync(dir_fd_);

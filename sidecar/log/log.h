@@ -24,6 +24,7 @@
 #include "log/entry.h"
 #include "log/log_reader.h"
 #include "log/log_writer.h"
+#include "log/retention.h"
 #include "wire/msgpack.h"
 
 namespace forkd::log {
@@ -107,6 +108,9 @@ class Log {
   // Deletes sealed segments whose entries all have lsn < min_next_lsn.
   // Returns how many were deleted.
   size_t DeleteSegmentsBefore(uint64_t min_next_lsn);
+  // The same, keeping those `policy` retains (log/retention.h) as of `now_us`
+  // (wall clock).
+  size_t DeleteSegments(uint64_t min_next_lsn, int64_t now_us, const RetentionPolicy& policy);
   // Bytes held in segment files, and the oldest retained lsn.
   uint64_t total_bytes() const;
   uint64_t first_lsn() const;
@@ -132,6 +136,7 @@ class Log {
     uint64_t first_lsn;
     uint64_t size;  // durable size
     bool sealed;
+    int64_t written_us;  // wall time of its last durable write (its file's mtime at recovery)
   };
   struct Batch {
     uint64_t generation = 0;

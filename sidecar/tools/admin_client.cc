@@ -1,6 +1,9 @@
 #include "tools/admin_client.h"
 
+#include <fcntl.h>
 #include <httplib.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 namespace forkd::tools {
 
@@ -45,6 +48,19 @@ bool AdminPost(const Config& config, const std::string& path, AdminReply* reply,
 bool AdminGet(const Config& config, const std::string& path, AdminReply* reply,
               std::string* error) {
   return Request(config, false, path, reply, error);
+}
+
+bool ForkdRunning(const Config& config, int* lock_fd) {
+  *lock_fd = -1;
+  const std::string path = config.data_dir + "/LOCK";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;  // no forkd ever ran here
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return true;
+  }
+  *lock_fd = fd;
+  return false;
 }
 
 std::string AdminRefusalHint(const Config& config, int status) {

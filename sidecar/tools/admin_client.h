@@ -25,6 +25,11 @@ bool AdminPost(const Config& config, const std::string& path, AdminReply* reply,
 bool AdminGet(const Config& config, const std::string& path, AdminReply* reply,
               std::string* error);
 
+// Whether a forkd runs with this data_dir: it holds <data_dir>/LOCK. When
+// none does, *lock_fd keeps the lock taken (so none starts meanwhile; the
+// caller closes it).
+bool ForkdRunning(const Config& config, int* lock_fd);
+
 // A line for stderr after a 401 or 403, saying what to do; empty otherwise.
 std::string AdminRefusalHint(const Config& config, int status);
 

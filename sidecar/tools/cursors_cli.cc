@@ -16,21 +16,6 @@
 namespace forkd::tools {
 namespace {
 
-// Whether a forkd runs with this data_dir: it holds <data_dir>/LOCK. When
-// none does, *lock_fd keeps the lock taken (so none starts meanwhile).
-bool ForkdRunning(const Config& config, int* lock_fd) {
-  *lock_fd = -1;
-  const std::string path = config.data_dir + "/LOCK";
-  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return false;  // no forkd ever ran here
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    ::close(fd);
-    return true;
-  }
-  *lock_fd = fd;
-  return false;
-}
-
 int List(const Config& config) {
   log::CursorStore store(config.data_dir + "/cursors");
   std::vector<std::string> names;

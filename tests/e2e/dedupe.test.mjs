@@ -100,7 +100,7 @@ test('a client resending after forkd was killed does not double its events', asy
 test('keys outlive the log segments that held them, across a crash, each with its destination', async () => {
   // A scan of the log's tail finds nothing here: the key journal must.
   const { dir, config } = tempConfig(`
-wal: { segment_bytes: 64KiB }
+wal: { segment_bytes: 64KiB, retention: { max_age: 0 } }
 dedupe: { window: 1h, recover_bytes: 0 }
 destinations:
   logs: { type: file, path: ./out.jsonl, batch: { max_wait: 5ms } }

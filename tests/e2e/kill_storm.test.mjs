@@ -34,7 +34,7 @@ const BATCH_EVENTS = 1000;
 
 const CONFIG = `
 data_dir: ./.fork
-wal: { fsync: batch, batch_ms: 2, segment_bytes: 1MiB }
+wal: { fsync: batch, batch_ms: 2, segment_bytes: 1MiB, retention: { max_age: 0 } }
 destinations:
   logs:
     type: file

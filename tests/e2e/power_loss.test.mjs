@@ -31,7 +31,7 @@ const SEED = Number(process.env.FORK_POWER_LOSS_SEED ?? (Date.now() ^ (process.p
 
 const config = (fsync) => `
 data_dir: ./.fork
-wal: { fsync: ${fsync}, batch_ms: 2, segment_bytes: 64KiB }
+wal: { fsync: ${fsync}, batch_ms: 2, segment_bytes: 64KiB, retention: { max_age: 0 } }
 destinations:
   logs: { type: file, path: ./out/logs.jsonl, rotate: 256KiB, batch: { max_events: 200, max_wait: 10ms } }
 `;

@@ -47,7 +47,7 @@ async function until(pred, ms, what) {
 const head = (port) => `
 data_dir: ./.fork
 admin: 127.0.0.1:${port}
-wal: { fsync: batch, batch_ms: 2, segment_bytes: 64KiB }
+wal: { fsync: batch, batch_ms: 2, segment_bytes: 64KiB, retention: { max_age: 0 } }
 `;
 const file = (name) => `  ${name}: { type: file, path: ./out/${name}.jsonl, batch: { max_wait: 20ms } }\n`;
 const range = (n, f) => Array.from({ length: n }, (_, i) => f(i));
