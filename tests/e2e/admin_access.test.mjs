@@ -116,7 +116,7 @@ describe('loopback admin with a token (from FORK_ADMIN_TOKEN)', () => {
 
   test('a POST without a token: 401 with WWW-Authenticate: Bearer; nothing dropped', async () => {
     for (const path of ['/api/dlq/drop?destination=checked', '/api/dlq/replay?destination=checked',
-      '/api/cursors/drop?destination=gone']) {
+      '/api/cursors/drop?destination=gone', '/api/replay?destination=checked&since=1h']) {
       const r = await request(port, path, { method: 'POST', headers: { host } });
       assert.equal(r.status, 401, path);
       assert.match(r.headers['www-authenticate'], /^Bearer\b/);
