@@ -37,7 +37,9 @@ const MANAGERS = {
     cli: ['npx', '--yes', '--package=@yarnpkg/cli-dist@4', '--', 'yarn'],
     exec: ['exec'],
     setup(app) {
-      writeFileSync(path.join(app, '.yarnrc.yml'), 'nodeLinker: node-modules\nenableTelemetry: false\n');
+      // A fresh app has no yarn.lock yet; with CI set, yarn 4 would refuse to
+      // write one (immutable installs are its CI default).
+      writeFileSync(path.join(app, '.yarnrc.yml'), 'nodeLinker: node-modules\nenableTelemetry: false\nenableImmutableInstalls: false\n');
       // The example's SQLite reader would download its binary from GitHub at
       // install (unreachable here): provideBetterSqlite puts it in place. pnpm
       // skips that build by itself.
