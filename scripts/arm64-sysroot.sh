@@ -44,7 +44,9 @@ fi
 # externalized builtins from (node-acorn, node-cjs-module-lexer, node-undici
 # and what they need). A name without :arm64 that is not arch-all is the
 # host's own package (node-acorn depends on `nodejs`): left out.
-arch_all() { apt-cache show --no-all-versions "$1" 2>/dev/null | grep -qx 'Architecture: all'; }
+# (grep reads all of apt-cache's output: with -q it could stop early, and
+# pipefail would then see apt-cache die of SIGPIPE and answer "not arch-all".)
+arch_all() { apt-cache show --no-all-versions "$1" 2>/dev/null | grep -x 'Architecture: all' >/dev/null; }
 declare -A seen=([nodejs:arm64]=1)
 pkgs=(nodejs:arm64)
 queue=(nodejs:arm64)
