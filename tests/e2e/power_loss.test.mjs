@@ -54,7 +54,15 @@ function cursorPastOutput(dir) {
   const [out, size] = state.split('\n');
   if (!out) return null;
   const have = existsSync(out) ? statSync(out).size : -1;
-  return have < Number(size) ? `cursor says ${out} holds ${size} bytes; it holds ${have}` : null;
+  if (have >= Number(size)) return null;
+  // A rotation the cursor has not seen yet: the active file was renamed to
+  // logs-<stamp>[_n].jsonl (the newest by name) and a new one begun; on
+  // restart forkd cuts that file back to the committed bytes.
+  const dirOf = path.dirname(out);
+  const rotated = readdirSync(dirOf).filter((f) => /^logs-.*\.jsonl$/.test(f)).sort().pop();
+  const inRotated = rotated ? statSync(path.join(dirOf, rotated)).size : -1;
+  if (inRotated >= Number(size)) return null;
+  return `cursor says ${out} holds ${size} bytes; it holds ${have}, and the newest rotated file ${rotated ?? '(none)'} ${inRotated}`;
 }
 
 function walSegments(dir) {

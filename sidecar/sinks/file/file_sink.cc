@@ -178,6 +178,34 @@ Status FileSink::Open(const std::string& state) {
   }
   struct stat sb;
   if (path.empty() || ::stat(path.c_str(), &sb) != 0) return Status::Ok();
+  const int64_t start_us = std::strtoll(lines[2].c_str(), nullptr, 10);
+  if (!dir_mode_ && path == s_.path && static_cast<uint64_t>(sb.st_size) < size) {
+    // A size rotation reached the disk (the active file renamed, a new one
+    // made, the directory synced) but the cursor commit naming the new file
+    // did not: the committed bytes are in the newest rotated file of the
+    // committed file's start. Cut it back to them (what follows comes
+    // again) and begin the active file anew.
+    const std::string base = NameFor(start_us);
+    std::string rotated;
+    for (int n = 1; Exists(n == 1 ? base : WithSuffix(base, n - 1)); ++n) {
+      rotated = n == 1 ? base : WithSuffix(base, n - 1);
+    }
+    struct stat rb;
+    if (!rotated.empty() && ::stat(rotated.c_str(), &rb) == 0 && static_cast<uint64_t>(rb.st_size) >= size) {
+      const int rfd = ::open(rotated.c_str(), O_WRONLY | O_CLOEXEC);
+      if (rfd < 0) return Status::Retry(ErrnoStatus("open rotated output", rotated, errno).message());
+      int rc = fs::Truncate(rfd, size);
+      if (rc == 0 && s_.fsync) rc = fs::Fsync(rfd);
+      const int err = errno;
+      ::close(rfd);
+      if (rc != 0) return Status::Retry(ErrnoStatus("truncate uncommitted output", rotated, err).message());
+      if (fs::Truncate(path.c_str(), 0) != 0) {
+        return Status::Retry(ErrnoStatus("truncate uncommitted output", path, errno).message());
+      }
+      have_file_ = false;  // the next record opens the active file again
+      return Status::Ok();
+    }
+  }
   if (static_cast<uint64_t>(sb.st_size) > size) {
     // Written after the last cursor commit: those records come again.
     if (fs::Truncate(path.c_str(), size) != 0) {
@@ -186,7 +214,7 @@ Status FileSink::Open(const std::string& state) {
   }
   cur_path_ = path;
   cur_size_ = committed_size_ = std::min<uint64_t>(static_cast<uint64_t>(sb.st_size), size);
-  cur_start_us_ = std::strtoll(lines[2].c_str(), nullptr, 10);
+  cur_start_us_ = start_us;
   have_file_ = true;
   return Status::Ok();
 }

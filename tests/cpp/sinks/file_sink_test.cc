@@ -284,6 +284,46 @@ TEST_CASE("Open(state) cuts off output written after the last commit", "[file_si
   }
 }
 
+TEST_CASE("Open(state) after a size rotation the cursor never saw: the rotated file is cut back to the committed bytes", "[file_sink]") {
+  TempDir dir;
+  const std::string path = dir.Join("events.jsonl");
+  FileSink::Settings settings = At(path);
+  settings.rotate_bytes = 100;
+  std::string committed_state, batch1;
+  {
+    FileSink sink(settings);
+    REQUIRE(sink.Open("").ok());
+    for (int i = 0; i < 3; ++i) Put(sink, kT0 + i, Id(i), Text("one"));  // 3 lines, under 100 bytes
+    REQUIRE(sink.Flush().ok());
+    committed_state = sink.State();  // the cursor commits this
+    batch1 = test::ReadFileOrDie(path);
+    // The next records pass rotate_bytes: the file is renamed, a new one
+    // begun and written; then the power goes before the cursor moves.
+    for (int i = 3; i < 6; ++i) Put(sink, kT0 + i, Id(i), Text("two"));
+    REQUIRE(sink.Flush().ok());
+    REQUIRE(test::ListDir(dir.path()).size() == 2);
+    REQUIRE(test::FileSizeOf(path) < batch1.size());
+  }
+  FileSink sink(settings);
+  REQUIRE(sink.Open(committed_state).ok());
+  // The rotated file holds the committed lines only, the active file nothing.
+  std::vector<std::string> names = test::ListDir(dir.path());
+  REQUIRE(names.size() == 2);
+  const std::string rotated = dir.Join(names[0] == "events.jsonl" ? names[1] : names[0]);
+  CHECK(test::ReadFileOrDie(rotated) == batch1);
+  CHECK(test::FileSizeOf(path) == 0);
+  // The pipeline delivers everything after the cursor again: each line once.
+  for (int i = 3; i < 6; ++i) Put(sink, kT0 + i, Id(i), Text("two"));
+  REQUIRE(sink.Flush().ok());
+  std::vector<std::string> want;
+  for (int i = 0; i < 6; ++i) want.push_back(TextLine(Id(i), i < 3 ? "one" : "two"));
+  std::vector<std::string> got;
+  for (const std::string& f : {rotated, path}) {
+    for (auto& l : Lines(test::ReadFileOrDie(f))) got.push_back(l);
+  }
+  CHECK(got == want);
+}
+
 TEST_CASE("Open(state) keeps a CSV file's columns and writes no second header", "[file_sink]") {
   TempDir dir;
   const std::string path = dir.Join("events.csv");
