@@ -18,6 +18,7 @@
 #include "tools/init_cli.h"
 #include "tools/keygen_cli.h"
 #include "tools/replay_cli.h"
+#include "tools/verify_cli.h"
 #include "tools/status_cli.h"
 #include "transforms/transform.h"
 #include "core/crashfs.h"
@@ -306,6 +307,17 @@ int main(int argc, char** argv) {
                      "From the first event received this long ago (10m, 2h, 1d)");
   replay->add_option("--from-id", replay_args.from_id,
                      "From the event with this receipt id or idempotencyKey (one of the two)");
+  forkd::tools::VerifyArgs verify_args;
+  CLI::App* verify = app.add_subcommand(
+      "verify", "Compare each store with what the retained log says it must hold");
+  verify->add_option("-c,--config", config_path, kConfigHelp);
+  verify->add_option("-d,--destination", verify_args.destinations,
+                     "Only this destination (repeat for more); default: every one that can be read back");
+  verify->add_option("--since", verify_args.since,
+                     "Judge only the events received this long ago or later (10m, 2h, 1d)");
+  verify->add_flag("--repair", verify_args.repair,
+                   "Write the missing and differing records again through the sink, then verify again");
+  verify->add_flag("--json", verify_args.json, "Print the result as JSON");
   forkd::tools::StatusArgs status_args;
   CLI::App* status = app.add_subcommand(
       "status", "What the running forkd says: the instance, then each destination's state and lag");
@@ -334,7 +346,7 @@ int main(int argc, char** argv) {
 
   if (init->parsed()) return forkd::tools::Init(init_args);
   // The subcommands that read a configuration take ./fork.yaml by default.
-  for (CLI::App* sub : {run, check, explain, test, dlq, cursors, replay, status}) {
+  for (CLI::App* sub : {run, check, explain, test, dlq, cursors, replay, status, verify}) {
     if (!sub->parsed() || !config_path.empty()) continue;
     std::string error;
     if (!forkd::tools::DefaultConfigPath(&config_path, &error)) {
@@ -361,6 +373,11 @@ int main(int argc, char** argv) {
     forkd::Config config;
     if (!Load(config_path, &config)) return kExitConfig;
     return forkd::tools::Replay(config, replay_args);
+  }
+  if (verify->parsed()) {
+    forkd::Config config;
+    if (!Load(config_path, &config)) return kExitConfig;
+    return forkd::tools::Verify(config, verify_args);
   }
   if (status->parsed()) {
     forkd::Config config;

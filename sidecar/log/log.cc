@@ -19,22 +19,6 @@
 namespace forkd::log {
 namespace {
 
-constexpr size_t kSegmentNameDigits = 20;
-
-bool ParseSegmentName(const char* name, uint64_t* first_lsn) {
-  size_t n = std::strlen(name);
-  if (n != kSegmentNameDigits + 4 || std::strcmp(name + kSegmentNameDigits, ".log") != 0) {
-    return false;
-  }
-  uint64_t v = 0;
-  for (size_t i = 0; i < kSegmentNameDigits; ++i) {
-    if (name[i] < '0' || name[i] > '9') return false;
-    v = v * 10 + static_cast<uint64_t>(name[i] - '0');
-  }
-  *first_lsn = v;
-  return v > 0;
-}
-
 // Collects what recovery finds while scanning the last segment.
 class RecoveryReporter : public Reporter {
  public:

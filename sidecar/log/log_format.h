@@ -35,4 +35,22 @@ inline constexpr size_t kHeaderSize = 4 + 2 + 1;
 
 inline constexpr size_t kEntryHeaderSize = 8 + 8 + 16 + 8;
 
+// Segment files are named by their first lsn: 00000000000000000001.log.
+inline constexpr size_t kSegmentNameDigits = 20;
+inline bool ParseSegmentName(const char* name, uint64_t* first_lsn) {
+  size_t n = 0;
+  while (name[n] != '\0') ++n;
+  if (n != kSegmentNameDigits + 4 || name[n - 4] != '.' || name[n - 3] != 'l' ||
+      name[n - 2] != 'o' || name[n - 1] != 'g') {
+    return false;
+  }
+  uint64_t v = 0;
+  for (size_t i = 0; i < kSegmentNameDigits; ++i) {
+    if (name[i] < '0' || name[i] > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(name[i] - '0');
+  }
+  *first_lsn = v;
+  return v > 0;
+}
+
 }  // namespace forkd::log

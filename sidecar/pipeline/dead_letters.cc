@@ -198,6 +198,8 @@ bool ParseLetter(const std::string& line, ParsedLetter* out, std::string* error)
     if (n["shed"] && n["shed"].IsMap()) {
       out->shed = true;
       out->shed_events = n["shed"]["events"].as<uint64_t>();
+      if (n["shed"]["from_lsn"]) out->shed_from_lsn = n["shed"]["from_lsn"].as<uint64_t>();
+      if (n["shed"]["to_lsn"]) out->shed_to_lsn = n["shed"]["to_lsn"].as<uint64_t>();
     }
     if (n["raw"] && !FromBase64(n["raw"].Scalar(), &out->raw)) {
       *error = "raw is not base64";

@@ -77,6 +77,8 @@ struct ParsedLetter {
   std::string raw;       // decoded [options, payload] msgpack; empty: not replayable
   bool shed = false;
   uint64_t shed_events = 0;
+  uint64_t shed_from_lsn = 0;  // the shed range of lsns, [from, to)
+  uint64_t shed_to_lsn = 0;
 };
 // False (with *error) for a line that is not a dead letter. `raw` is only
 // decoded here, not checked: ReplayEvent checks it.

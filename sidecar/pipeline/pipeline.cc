@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "core/clock.h"
+#include "pipeline/stored_event.h"
 #include "wire/codec.h"
 #include "wire/msgpack.h"
 
@@ -194,50 +195,20 @@ bool Pipeline::SleepInterruptible(int64_t ms) {
 }
 
 bool Pipeline::Select(const log::Entry& e, sinks::Record* r, Selected* sel) {
-  wire::Reader rd(e.event, e.event_size);
-  rd.Next();  // [dests, key, options, payload]
-  const uint8_t* dests = rd.pos();
-  const wire::Value d = rd.Next();
-  bool mine = false;
-  bool by_routes = false;  // a leading nil: the routes chose this list
-  if (d.kind == wire::Kind::kArray) {
-    for (uint32_t i = 0; i < d.len; ++i) {
-      const uint8_t* at = rd.pos();
-      const wire::Value s = rd.Next();
-      if (s.kind == wire::Kind::kNil) {
-        by_routes = by_routes || i == 0;
-      } else if (s.kind == wire::Kind::kArray) {
-        // [name, template...]: a route's transforms apply here.
-        const wire::Value n = rd.Next();
-        const bool match = !mine && n.str() == name_;
-        for (uint32_t k = 1; k < s.len; ++k) rd.Skip();
-        if (match) {
-          mine = true;
-          if (sel) {
-            sel->route_t = at;
-            sel->route_t_count = s.len - 1;
-          }
-        }
-      } else if (!mine && s.str() == name_) {
-        mine = true;
-      }
-    }
+  StoredEvent s;
+  ReadStoredEvent(e, name_, &s);
+  const bool backfill = !s.mine && e.header.lsn < backfill_until_;
+  if (!s.mine && !backfill) return false;
+  if (sel && s.route_t != nullptr) {
+    sel->route_t = s.route_t;
+    sel->route_t_count = s.route_t_count;
   }
-  const bool backfill = !mine && e.header.lsn < backfill_until_;
-  if (!mine && !backfill) return false;
-  const wire::Value k = rd.Next();
-  if (k.kind == wire::Kind::kStr) {
-    r->event_id = k.str();
-  } else {
-    r->event_id = std::string_view(
-        id_buf_, wire::FormatEventIdTo(e.header.client_id, e.header.seq, id_buf_));
-  }
-  if (sel) sel->options = rd.pos();
-  rd.Skip();  // options
+  r->event_id = StoredEventId(e, s, id_buf_);
+  if (sel) sel->options = s.options;
   r->header = &e.header;
-  r->payload = rd.pos();
-  r->payload_size = e.event_size - static_cast<size_t>(rd.pos() - e.event);
-  return !backfill || Backfilled(d, dests, by_routes, *r, sel);
+  r->payload = s.payload;
+  r->payload_size = s.payload_size;
+  return !backfill || Backfilled(s.list, s.dests, s.by_routes, *r, sel);
 }
 
 bool Pipeline::Backfilled(const wire::Value& d, const uint8_t* dests, bool by_routes,

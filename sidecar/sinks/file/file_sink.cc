@@ -382,11 +382,16 @@ void FileSink::WriteCsvHeader(std::string* out) {
 }
 
 void FileSink::AppendCsv(const Record& r, std::string* out) {
-  AppendCsvField(r.event_id, out);
+  AppendCsvRecord(csv_cols_, r.event_id, r.payload, r.payload_size, out);
+}
+
+void AppendCsvRecord(const std::vector<std::string>& columns, std::string_view id,
+                     const uint8_t* payload, size_t payload_size, std::string* out) {
+  AppendCsvField(id, out);
   // One pass over the payload, each value placed in its column.
   thread_local std::vector<std::pair<const uint8_t*, size_t>> slots;
-  slots.assign(csv_cols_.size(), {nullptr, 0});
-  wire::Reader rd(r.payload, r.payload_size);
+  slots.assign(columns.size(), {nullptr, 0});
+  wire::Reader rd(payload, payload_size);
   wire::Value m = rd.Next();
   for (uint32_t i = 0; i < m.len; ++i) {
     wire::Value k = rd.Peek();
@@ -394,8 +399,8 @@ void FileSink::AppendCsv(const Record& r, std::string* out) {
     const uint8_t* v = rd.pos();
     rd.Skip();
     if (k.kind != wire::Kind::kStr) continue;
-    for (size_t c = 0; c < csv_cols_.size(); ++c) {
-      if (csv_cols_[c] == k.str()) {
+    for (size_t c = 0; c < columns.size(); ++c) {
+      if (columns[c] == k.str()) {
         slots[c] = {v, static_cast<size_t>(rd.pos() - v)};
         break;
       }

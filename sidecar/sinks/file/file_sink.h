@@ -45,6 +45,10 @@ mode_t DirModeFor(mode_t file_mode);
 // The checks beyond the table: "file_mode: message".
 bool CheckFileOptions(const Options& options, std::string* error);
 std::unique_ptr<Sink> CreateFileSink(const SinkContext& ctx);
+// One CSV line as the sink writes it (RFC 4180 quoting, "\r\n" at the end):
+// the id, then the record's value for each of `columns` (empty when absent).
+void AppendCsvRecord(const std::vector<std::string>& columns, std::string_view id,
+                     const uint8_t* payload, size_t payload_size, std::string* out);
 
 class FileSink : public Sink {
  public:
