@@ -186,6 +186,13 @@ std::string ConfigReference() {
        forkd::OptionsMarkdown(forkd::alerts::AlertsOptions()) + "\n### `rules[]`\n\n" +
        forkd::OptionsMarkdown(forkd::alerts::AlertRuleOptions()) + "\n### Signals\n\n" +
        forkd::alerts::SignalsMarkdown();
+  s += "\n## `verify`\n\nforkd runs `forkd verify` itself every `every` (the first run 10 s "
+       "after it starts, or sooner for a shorter `every`): each destination's store compared "
+       "with what the retained log says it must hold. The last result is `verify` in "
+       "/api/status, the `fork_verify_*` series in /metrics, and the `verify_differences` "
+       "alert signal (missing + unexpected + differing rows). A run never repairs; "
+       "`forkd verify --repair` does.\n\n" +
+       forkd::OptionsMarkdown(forkd::verify::ScheduleOptions());
   s += "\n## Transform steps\n\nA destination's `transforms`, a template under `transforms:`, "
        "a route's `transform` and a call's `transform` are lists of steps, each a one-key map "
        "(or the name of a template). For one record they run in this order: the call's "

@@ -43,6 +43,7 @@ std::string RemovedWarning(const std::string& name, uint64_t undelivered, uint64
 
 Server::~Server() {
   if (admin_) admin_->Stop();
+  if (verify_) verify_->Stop();
   ingest_.reset();
   pipelines_.clear();
   log_.reset();
@@ -147,6 +148,13 @@ Status Server::Start() {
                    config_->admin.token_source);
     }
   }
+  verify_ = std::make_unique<verify::Scheduler>(
+      [this] {
+        std::lock_guard<std::mutex> lock(pipelines_mu_);
+        return config_;
+      },
+      config_->instance);
+  verify_->Start();
   start_us_ = MonoMicros();
   started_.store(true);
   return Status::Ok();
@@ -495,6 +503,7 @@ void Server::Reload(Config next_config) {
 
 void Server::Serve() {
   ingest_->Run();
+  if (verify_) verify_->Stop();
   std::lock_guard<std::mutex> reload_lock(reload_mu_);
   const auto pipelines = Pipelines();
   spdlog::info("ingest stopped; draining {} destinations", pipelines.size());

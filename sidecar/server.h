@@ -19,6 +19,7 @@
 #include "pipeline/dead_letters.h"
 #include "pipeline/outcomes.h"
 #include "pipeline/pipeline.h"
+#include "verify/scheduler.h"
 
 namespace forkd {
 
@@ -159,6 +160,10 @@ class Server {
   std::mutex reload_mu_;
   std::unique_ptr<ingest::Ingest> ingest_;
   std::unique_ptr<admin::AdminServer> admin_;
+  // The scheduled `forkd verify` (the config's `verify:`); idle without it.
+  std::unique_ptr<verify::Scheduler> verify_;
+  // The fork_verify_* series, appended to the metrics text.
+  void VerifyMetrics(std::string* m) const;
   struct RatePoint {
     int64_t at_us = 0;
     uint64_t put = 0;

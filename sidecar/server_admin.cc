@@ -236,7 +236,40 @@ std::string Server::MetricsText() const {
     Sample(&m, "fork_removed_destination_held_bytes", "destination=\"" + r.name + "\"",
            static_cast<double>(log_->BytesFrom(r.hold)));
   }
+  VerifyMetrics(&m);
   return m;
+}
+
+void Server::VerifyMetrics(std::string* m) const {
+  if (!verify_) return;
+  Metric(m, "fork_verify_runs_total", "counter", "Scheduled verify runs (the config's verify:)");
+  Sample(m, "fork_verify_runs_total", "", static_cast<double>(verify_->runs()));
+  const auto last = verify_->last();
+  if (!last) return;
+  Metric(m, "fork_verify_last_run_timestamp_seconds", "gauge", "When the last verify ran");
+  Sample(m, "fork_verify_last_run_timestamp_seconds", "", static_cast<double>(last->at_us) / 1e6);
+  Metric(m, "fork_verify_last_duration_seconds", "gauge", "How long the last verify took");
+  Sample(m, "fork_verify_last_duration_seconds", "", static_cast<double>(last->took_us) / 1e6);
+  const struct {
+    const char* name;
+    const char* help;
+    uint64_t verify::DestinationReport::*field;
+  } series[] = {
+      {"fork_verify_expected_rows", "Rows the last verify expected in the store", &verify::DestinationReport::expected},
+      {"fork_verify_missing_rows", "Expected rows the last verify did not find", &verify::DestinationReport::missing},
+      {"fork_verify_unexpected_rows", "Rows the last verify found that the retained log does not explain", &verify::DestinationReport::unexpected},
+      {"fork_verify_differing_rows", "Rows the last verify found with other values than forkd wrote", &verify::DestinationReport::differing},
+  };
+  for (const auto& x : series) {
+    Metric(m, x.name, "gauge", x.help);
+    for (const auto& d : last->destinations) {
+      Sample(m, x.name, "destination=\"" + d.name + "\"", static_cast<double>(d.*x.field));
+    }
+  }
+  Metric(m, "fork_verify_error", "gauge", "1 when the last verify could not read the destination's store");
+  for (const auto& d : last->destinations) {
+    Sample(m, "fork_verify_error", "destination=\"" + d.name + "\"", d.error.empty() ? 0 : 1);
+  }
 }
 
 int Server::Dlq(const std::string& action, const std::string& destination,
@@ -607,7 +640,11 @@ std::string Server::StatusJson() const {
     num("committed_lsn", static_cast<double>(r.hold.next_lsn), false);
     j.push_back('}');
   }
-  j.append("]}");
+  // The last scheduled verify (the config's `verify:`), or null.
+  j.append("],\"verify\":");
+  const auto verified = verify_ ? verify_->last() : nullptr;
+  j.append(verified ? verified->Json() : "null");
+  j.push_back('}');
   return j;
 }
 

@@ -94,6 +94,15 @@ alerts::Reading Server::ReadSignals(const Destinations& snapshot) const {
       r.Set(Signal::kShed, d.name, 0);
     }
   }
+  if (alerts_->Uses(Signal::kVerifyDifferences) && verify_) {
+    // Each destination's count from the last run, held until the next.
+    if (const auto last = verify_->last()) {
+      for (const auto& d : last->destinations) {
+        r.Set(Signal::kVerifyDifferences, d.name,
+              d.error.empty() ? static_cast<double>(d.missing + d.unexpected + d.differing) : -1);
+      }
+    }
+  }
   if (alerts_->Uses(Signal::kWalDiskUsedRatio)) {
     struct statvfs vfs {};
     if (::statvfs(config->data_dir.c_str(), &vfs) == 0 && vfs.f_blocks > 0) {

@@ -24,6 +24,9 @@ const std::vector<SignalSpec>& Signals() {
        "Events the destination skipped past a shed backlog quota since forkd started"},
       {Signal::kWalDiskUsedRatio, "wal_disk_used_ratio", false, false,
        "Share of the file system holding data_dir that is in use, 0 to 1 (statvfs)"},
+      {Signal::kVerifyDifferences, "verify_differences", true, false,
+       "Rows the last scheduled verify (`verify:`) found missing, unexpected or differing in "
+       "the destination's store; -1 when it could not read the store"},
   };
   return specs;
 }

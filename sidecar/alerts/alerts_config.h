@@ -29,8 +29,9 @@ enum class Signal {
   kDeadLetters,
   kShed,
   kWalDiskUsedRatio,
+  kVerifyDifferences,
 };
-inline constexpr size_t kSignalCount = 7;
+inline constexpr size_t kSignalCount = 8;
 
 struct SignalSpec {
   Signal signal;

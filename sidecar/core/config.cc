@@ -221,6 +221,8 @@ const std::vector<OptionSpec>& TopLevelOptions() {
        "with FORK_UNKNOWN_DESTINATION"},
       {"alerts", OptType::kNode, "",
        "Rules over forkd's own signals, and the destinations their events go to (see below)"},
+      {"verify", OptType::kNode, "",
+       "`forkd verify` run by forkd on a schedule: {every, destinations, since} (see below)"},
   };
   return specs;
 }
@@ -697,6 +699,14 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
     for (auto it = dests.begin(); it != dests.end(); ++it) names.push_back(it->first.Scalar());
   }
   alerts::ParseAlertsConfig(top.Node("alerts"), path, names, &out->alerts, errors);
+  std::vector<std::pair<std::string, std::string>> typed;
+  if (dests.IsMap()) {
+    for (auto it = dests.begin(); it != dests.end(); ++it) {
+      const YAML::Node t = it->second.IsMap() ? it->second["type"] : YAML::Node();
+      typed.emplace_back(it->first.Scalar(), t && t.IsScalar() ? t.Scalar() : "");
+    }
+  }
+  verify::ParseScheduleConfig(top.Node("verify"), path, typed, &out->verify, errors);
   return errors->size() == before;
 }
 

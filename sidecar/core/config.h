@@ -14,6 +14,7 @@
 #include "log/log.h"
 #include "pipeline/router.h"
 #include "transforms/transform.h"
+#include "verify/verify_config.h"
 #include "wire/msgpack.h"
 
 namespace forkd {
@@ -81,6 +82,7 @@ struct Config {
   std::vector<RouteConfig> routes;
   std::string unmatched;  // destination for events no route matches; empty: nack them
   alerts::AlertsConfig alerts;  // alerts.enabled() false: no alerts
+  verify::ScheduleConfig verify;  // verify.enabled() false: no scheduled verify
 
   const DestinationConfig* Find(std::string_view name) const;
   // Resolves a path from the file against base_dir.
