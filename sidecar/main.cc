@@ -330,6 +330,9 @@ int main(int argc, char** argv) {
       "status", "What the running forkd says: the instance, then each destination's state and lag");
   status->add_option("-c,--config", config_path, kConfigHelp);
   status->add_flag("--json", status_args.json, "Print the admin API's /api/status JSON as it is");
+  status->add_option("--event", status_args.event,
+                     "One event instead (a receipt id or idempotencyKey): its log position and "
+                     "each destination's delivered / pending / dead_lettered / filtered");
   forkd::tools::KeygenArgs keygen_args;
   CLI::App* keygen = app.add_subcommand(
       "keygen", "Make a CURVE key pair (Z85) for a tcp listen: prints public: and secret: lines");

@@ -44,6 +44,7 @@ std::string RemovedWarning(const std::string& name, uint64_t undelivered, uint64
 Server::~Server() {
   if (admin_) admin_->Stop();
   if (verify_) verify_->Stop();
+  StopEventIndex();
   ingest_.reset();
   pipelines_.clear();
   log_.reset();
@@ -124,6 +125,7 @@ Status Server::Start() {
       &outcomes_);
   s = ingest_->Recover();
   if (!s.ok()) return s;
+  StartEventIndex();
   s = ingest_->Bind();
   if (!s.ok()) return s;
   if (config_->admin.enabled()) {
@@ -135,7 +137,8 @@ Status Server::Start() {
                std::string* body) { return Dlq(action, dest, ids, body); },
         [this](const std::string& dest, std::string* body) { return DropCursor(dest, body); },
         [this](const std::string& dest, const std::string& since, const std::string& from_id,
-               std::string* body) { return Replay(dest, since, from_id, body); }});
+               std::string* body) { return Replay(dest, since, from_id, body); },
+        [this](const std::string& id, std::string* body) { return EventStatus(id, body); }});
     s = admin_->Start(config_->admin);
     if (!s.ok()) return s;
     // Where the token came from, never the token.

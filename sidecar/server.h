@@ -4,10 +4,12 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <string>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "admin/admin_server.h"
@@ -15,6 +17,7 @@
 #include "core/config.h"
 #include "ingest/ingest.h"
 #include "log/cursors.h"
+#include "log/event_indexer.h"
 #include "log/log.h"
 #include "pipeline/dead_letters.h"
 #include "pipeline/outcomes.h"
@@ -82,6 +85,16 @@ class Server {
   // JSON answer. Any thread.
   int Replay(const std::string& destination, const std::string& since,
              const std::string& from_id, std::string* body);
+
+  // For the admin API: GET /api/events/<id> (server_events.cc). `id` is a
+  // receipt id or an idempotency key; *body the JSON answer: where the event
+  // is in the log and, per destination, delivered / pending /
+  // dead_lettered / filtered (or expired, beyond the retained log). 200, 400
+  // (a malformed id), 404 (unknown), 503 (not running, or the index still
+  // being built). Any thread; reads the log, never blocks ingest.
+  int EventStatus(const std::string& id, std::string* body) const;
+  // The longest id EventStatus takes (an idempotencyKey's limit).
+  static constexpr size_t kMaxEventIdBytes = 256;
 
   // After `failures` failed starts in a row: milliseconds until the next
   // attempt (1 s, doubling, at most 30 s).
@@ -197,6 +210,25 @@ class Server {
     uint64_t lines = 0;
   };
   std::map<std::string, DeadLetterFile> dead_letter_files_;  // counted when they change
+  // The event index (server_events.cc): its own thread follows the log,
+  // indexes each entry's id, and samples where each destination's delivery
+  // stands every kTrailEveryMs, so "delivered at" is known to that
+  // precision for the last kTrailPoints moves of each destination.
+  static constexpr int64_t kTrailEveryMs = 50;
+  static constexpr size_t kTrailPoints = 8192;
+  void StartEventIndex();
+  void StopEventIndex();
+  void RunEventIndex();
+  void SampleDeliveries();
+  struct Passed {
+    int64_t at_us = 0;         // wall clock when it was seen
+    uint64_t next_lsn = 0;     // the destination's delivered_next_lsn() then
+  };
+  std::unique_ptr<log::EventIndexer> events_;
+  std::thread events_thread_;
+  std::atomic<bool> events_stop_{false};
+  mutable std::mutex trail_mu_;
+  std::map<std::string, std::deque<Passed>> trail_;  // guarded by trail_mu_
   std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};
   int64_t start_us_ = 0;

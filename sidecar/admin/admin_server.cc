@@ -87,6 +87,12 @@ Status AdminServer::Start(const AdminConfig& config) {
   server_->Get("/api/status", read([this](const httplib::Request&, httplib::Response& res) {
     res.set_content(h_.status(), "application/json");
   }));
+  server_->Get(R"(/api/events/([\s\S]*))", read([this](const httplib::Request& req,
+                                                  httplib::Response& res) {
+    std::string body;
+    res.status = h_.event ? h_.event(req.matches[1], &body) : 404;
+    res.set_content(body, "application/json");
+  }));
   server_->Get("/", read([](const httplib::Request&, httplib::Response& res) {
     res.set_content(kDashboard, "text/html; charset=utf-8");
   }));

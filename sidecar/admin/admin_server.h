@@ -4,6 +4,10 @@
 //   GET /readyz       200 once the log is recovered and ingest listens
 //   GET /metrics      Prometheus text: ingest, log and per-destination series
 //   GET /api/status   the same as JSON
+//   GET /api/events/<id>   one event (a receipt id or an idempotency key,
+//                     URL-encoded): its log position and, per destination,
+//                     delivered / pending / dead_lettered / filtered, or
+//                     expired past retention; 404 unknown, 400 malformed
 //   GET /             a small live dashboard over /api/status
 //   POST /api/dlq/replay?destination=D[&id=ID...]   dead letters back into
 //                     the log for D (all, or those ids); JSON answer
@@ -57,6 +61,9 @@ struct Handlers {
   std::function<int(const std::string& destination, const std::string& since,
                     const std::string& from_id, std::string* body)>
       replay;
+  // The status of one event (a receipt id or an idempotency key); returns
+  // the HTTP status, *body the JSON.
+  std::function<int(const std::string& id, std::string* body)> event;
 };
 
 class AdminServer {

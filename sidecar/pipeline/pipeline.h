@@ -104,6 +104,9 @@ class Pipeline : private log::Reporter {
   double backlog_fill() const;
   const DestinationConfig& config() const { return dest_; }
   std::string last_error() const;
+  // Failed flush attempts of the batch being delivered now (0 when its
+  // first try has not failed). Any thread.
+  int64_t attempts() const { return attempts_.load(std::memory_order_relaxed); }
 
  private:
   void Run();
@@ -225,6 +228,7 @@ class Pipeline : private log::Reporter {
   log::Position delivered_position_;  // delivered_mu_; moved with delivered_next_lsn_
   std::atomic<uint64_t> committed_next_lsn_{1};
   std::atomic<bool> healthy_{true};
+  std::atomic<int64_t> attempts_{0};  // attempts()
   mutable std::mutex err_mu_;
   std::string last_error_;
   PipelineStats stats_;

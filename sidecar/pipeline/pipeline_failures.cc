@@ -21,6 +21,7 @@ Pipeline::Delivery Pipeline::Deliver() {
                                   dest_.retry_max_attempts, dest_.retry_max_age_ms});
   Delivery d;
   auto fill = [&](Delivery::Kind k) {
+    attempts_.store(0, std::memory_order_relaxed);
     d.kind = k;
     d.attempts = backoff.attempts();
     d.first_error = backoff.first_error();
@@ -56,6 +57,7 @@ Pipeline::Delivery Pipeline::Deliver() {
       return fill(Delivery::kFatal);
     }
     backoff.Failed(now_ms, s.message());
+    attempts_.store(backoff.attempts(), std::memory_order_relaxed);
     if (breaker_.Failed(now_ms)) {
       spdlog::warn("destination {}: breaker open after {} consecutive failures; next probe in "
                    "{} ms: {}",

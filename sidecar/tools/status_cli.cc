@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -104,6 +105,105 @@ void PrintTable(const std::vector<std::vector<std::string>>& rows, const std::ve
   }
 }
 
+// Percent-encodes an id for a path segment.
+std::string EncodePathSegment(const std::string& id) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : id) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+// One destination's answer, in words.
+std::string Detail(const YAML::Node& d) {
+  const std::string status = Str(d, "status");
+  if (status == "delivered") {
+    const std::string at = Str(d, "delivered_at"), after = Str(d, "delivered_after");
+    if (!at.empty() && !after.empty()) return "between " + after + " and " + at;
+    if (!at.empty()) return "by " + at;
+    return "";
+  }
+  if (status == "pending") {
+    std::string s = Str(d, "state");
+    const double attempts = Num(d, "attempts");
+    if (attempts > 0) s += ", " + Count(attempts) + (attempts == 1 ? " attempt" : " attempts");
+    const double ahead = Num(d, "events_ahead");
+    if (ahead > 0) s += ", " + Count(ahead) + " log entries before it";
+    const std::string err = Str(d, "last_error");
+    if (!err.empty()) s += ": " + err;
+    return Truncate(s, kErrorWidth + 20);
+  }
+  if (status == "dead_lettered") {
+    std::string s = Str(d, "reason");
+    const double attempts = Num(d, "attempts");
+    if (attempts > 0) s += " (" + Count(attempts) + (attempts == 1 ? " attempt)" : " attempts)");
+    return Truncate(s, kErrorWidth + 20);
+  }
+  if (status == "filtered") return Truncate(Str(d, "reason"), kErrorWidth + 20);
+  return "";
+}
+
+int ShowEvent(const Config& config, const StatusArgs& args) {
+  AdminReply res;
+  std::string error;
+  if (!AdminGet(config, "/api/events/" + EncodePathSegment(args.event), &res, &error)) {
+    std::cerr << "forkd status: forkd is not running (" << error << ", the admin address in "
+              << config.path << "); an event's status comes from the running forkd: start it "
+              << "with `forkd run --config " << config.path << "`\n";
+    return 2;
+  }
+  YAML::Node s;
+  try {
+    s = YAML::Load(res.body);  // JSON is YAML
+  } catch (const YAML::Exception&) {
+  }
+  if (res.status != 200) {
+    const std::string message = s.IsMap() ? Str(s, "error") : "";
+    std::cerr << "forkd status: " << (message.empty() ? "HTTP " + std::to_string(res.status) : message)
+              << "\n";
+    if (const std::string hint = AdminRefusalHint(config, res.status); !hint.empty()) {
+      std::cerr << "forkd status: " << hint << "\n";
+    }
+    return res.status == 404 || res.status == 400 ? 1 : 2;
+  }
+  if (args.json) {
+    std::cout << res.body;
+    if (res.body.empty() || res.body.back() != '\n') std::cout << "\n";
+    return 0;
+  }
+  if (!s.IsMap()) {
+    std::cerr << "forkd status: the answer of " << config.admin.listen
+              << " is not an event's status JSON\n";
+    return 2;
+  }
+  std::cout << "event " << Str(s, "id") << "\n";
+  if (Str(s, "status") == "expired") {
+    std::cout << "expired: older than the retained log, which starts at lsn "
+              << Str(s, "retained_from_lsn") << "\n";
+    return 0;
+  }
+  std::cout << "lsn " << Str(s, "lsn") << ", received " << Str(s, "received_at") << "\n\n";
+  std::vector<std::vector<std::string>> rows = {{"DESTINATION", "STATUS", "DETAIL"}};
+  for (const auto& d : s["destinations"]) {
+    std::string status = Str(d, "status");
+    if (status == "filtered") status += " (" + Str(d, "by") + ")";
+    rows.push_back({Str(d, "name"), status, Detail(d)});
+  }
+  if (rows.size() == 1) {
+    std::cout << "no destinations\n";
+  } else {
+    PrintTable(rows, {false, false, false});
+  }
+  return 0;
+}
+
 }  // namespace
 
 int ShowStatus(const Config& config, const StatusArgs& args) {
@@ -113,6 +213,7 @@ int ShowStatus(const Config& config, const StatusArgs& args) {
                  "restart forkd\n";
     return 2;
   }
+  if (!args.event.empty()) return ShowEvent(config, args);
   AdminReply res;
   std::string error;
   if (!AdminGet(config, "/api/status", &res, &error)) {

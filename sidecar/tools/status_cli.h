@@ -4,7 +4,14 @@
 // (type, state, delivered, pending, lag in seconds, dead letters, last
 // error). --json prints the answer as it came. Reaches forkd through the
 // admin address of the same config (tools/admin_client.h).
+//
+// `forkd status --config F --event ID [--json]`: where one event stands
+// (GET /api/events/<id>): its log position, then one row per destination:
+// delivered (when), pending (state, attempts), dead_lettered (reason),
+// filtered (by routes or transforms), or expired.
 #pragma once
+
+#include <string>
 
 #include "core/config.h"
 
@@ -12,10 +19,13 @@ namespace forkd::tools {
 
 struct StatusArgs {
   bool json = false;
+  std::string event;  // --event: a receipt id or an idempotency key
 };
 
 // Exit 0; 2 when forkd cannot be asked (the config has no admin server, or
 // nothing answers there); 1 when it answered with an error.
+// With --event: exit 0 when the event was found (or expired), 1 when forkd
+// does not know the id (or refused it), 2 as above.
 int ShowStatus(const Config& config, const StatusArgs& args);
 
 }  // namespace forkd::tools

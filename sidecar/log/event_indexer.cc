@@ -1,0 +1,184 @@
+#include "log/event_indexer.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "wire/codec.h"
+#include "wire/msgpack.h"
+
+namespace forkd::log {
+
+std::string_view StoredEventId(const Entry& e, char* buf) {
+  wire::Reader rd(e.event, e.event_size);
+  rd.Next();  // [dests, key, options, payload]
+  rd.Skip();  // dests
+  const wire::Value k = rd.Next();
+  if (k.kind == wire::Kind::kStr) return k.str();
+  return std::string_view(buf, wire::FormatEventIdTo(e.header.client_id, e.header.seq, buf));
+}
+
+Status EventIndexer::CatchUp(size_t max, size_t* indexed) {
+  *indexed = 0;
+  const uint64_t floor = log_->first_lsn();
+  if (!reader_) {
+    Status s = log_->NewReader(Position{floor, 0, 0}, nullptr, &reader_);
+    if (!s.ok()) return s;
+    indexed_next_.store(floor, std::memory_order_release);
+  }
+  if (floor > index_.floor()) Forget(floor);
+  // Sequence numbers seen, folded into segment_seqs_ under the lock once per
+  // run of one client in one segment.
+  uint64_t run_segment = 0;
+  ClientId run_client{};
+  uint64_t run_seq = 0;
+  std::vector<Position> new_checkpoints;
+  auto flush_run = [&] {
+    if (run_segment == 0) return;
+    uint64_t& s = segment_seqs_[run_segment][run_client];
+    s = std::max(s, run_seq);
+  };
+  auto publish = [&] {
+    std::unique_lock<std::shared_mutex> lock(mu_);
+    flush_run();
+    run_segment = 0;
+    for (const Position& p : new_checkpoints) checkpoints_.push_back(p);
+    new_checkpoints.clear();
+  };
+  char id_buf[wire::kMaxEventIdSize];
+  Status s;
+  while (*indexed < max) {
+    const Position before = reader_->position();
+    Entry e;
+    if (reader_->Next(&e, &s) != TailReader::Result::kEntry) break;
+    const uint64_t lsn = e.header.lsn;
+    if (lsn % kCheckpointEvery == 0 || (checkpoints_.empty() && new_checkpoints.empty())) {
+      new_checkpoints.push_back(Position{lsn, before.segment, before.offset});
+    }
+    const uint64_t segment = reader_->position().segment;
+    ClientId client;
+    std::copy(e.header.client_id, e.header.client_id + 16, client.begin());
+    if (segment != run_segment || client != run_client) {
+      if (run_segment != 0) {
+        std::unique_lock<std::shared_mutex> lock(mu_);
+        flush_run();
+      }
+      run_segment = segment;
+      run_client = client;
+      run_seq = 0;
+    }
+    run_seq = std::max(run_seq, e.header.seq);
+    // The checkpoint that covers this entry is visible before the entry is.
+    if (!new_checkpoints.empty() && new_checkpoints.back().next_lsn == lsn) publish();
+    index_.Insert(EventIndex::Hash(StoredEventId(e, id_buf)), lsn);
+    indexed_next_.store(lsn + 1, std::memory_order_release);
+    ++*indexed;
+  }
+  publish();
+  if (*indexed > 0) {
+    std::lock_guard<std::mutex> lock(wait_mu_);
+    indexed_cv_.notify_all();
+  }
+  return s;
+}
+
+void EventIndexer::Forget(uint64_t floor) {
+  index_.Prune(floor);
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  while (!checkpoints_.empty() && checkpoints_.front().next_lsn < floor) checkpoints_.pop_front();
+  // Segment keys are first lsns: every one below the floor is gone.
+  while (!segment_seqs_.empty() && segment_seqs_.begin()->first < floor) {
+    for (const auto& [client, seq] : segment_seqs_.begin()->second) {
+      uint64_t& d = deleted_seq_[client];
+      d = std::max(d, seq);
+    }
+    segment_seqs_.erase(segment_seqs_.begin());
+  }
+}
+
+bool EventIndexer::WaitIndexed(uint64_t lsn, int64_t timeout_us) const {
+  std::unique_lock<std::mutex> lock(wait_mu_);
+  return indexed_cv_.wait_for(lock, std::chrono::microseconds(timeout_us),
+                              [&] { return indexed_next_lsn() >= lsn; });
+}
+
+Position EventIndexer::StartFor(uint64_t lsn) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  auto it = std::upper_bound(checkpoints_.begin(), checkpoints_.end(), lsn,
+                             [](uint64_t l, const Position& p) { return l < p.next_lsn; });
+  if (it == checkpoints_.begin()) return Position{lsn, 0, 0};
+  return *std::prev(it);
+}
+
+Status EventIndexer::ReadAt(uint64_t lsn, FoundEntry* out) const {
+  const uint64_t first = log_->first_lsn();
+  if (lsn < first || lsn >= log_->durable_next_lsn()) {
+    return Status::NotFound("lsn " + std::to_string(lsn) + " is not in the retained log");
+  }
+  std::unique_ptr<TailReader> reader;
+  Status s = log_->NewReader(StartFor(lsn), nullptr, &reader);
+  if (!s.ok()) return s.IsNotFound() ? s : Status::NotFound(s.message());
+  Entry e;
+  while (reader->Next(&e, &s) == TailReader::Result::kEntry) {
+    if (e.header.lsn > lsn) break;
+    if (e.header.lsn == lsn) {
+      out->header = e.header;
+      out->event.assign(reinterpret_cast<const char*>(e.event), e.event_size);
+      return Status::Ok();
+    }
+  }
+  if (!s.ok()) return s;
+  return Status::NotFound("lsn " + std::to_string(lsn) + " is not in the retained log");
+}
+
+Status EventIndexer::Find(std::string_view id, std::vector<FoundEntry>* out) const {
+  out->clear();
+  std::vector<uint64_t> lsns;
+  index_.Find(EventIndex::Hash(id), &lsns);
+  std::sort(lsns.begin(), lsns.end());
+  char id_buf[wire::kMaxEventIdSize];
+  for (uint64_t lsn : lsns) {
+    FoundEntry f;
+    Status s = ReadAt(lsn, &f);
+    if (s.IsNotFound()) continue;  // deleted meanwhile
+    if (!s.ok()) return s;
+    Entry e;
+    e.header = f.header;
+    e.event = reinterpret_cast<const uint8_t*>(f.event.data());
+    e.event_size = f.event.size();
+    if (StoredEventId(e, id_buf) == id) out->push_back(std::move(f));
+  }
+  return Status::Ok();
+}
+
+bool EventIndexer::Expired(std::string_view id) const {
+  // "<32 hex digits>-<decimal seq>"
+  if (id.size() < 34 || id.size() > wire::kMaxEventIdSize || id[32] != '-') return false;
+  ClientId client;
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < 16; ++i) {
+    const int hi = hex(id[2 * i]), lo = hex(id[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    client[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  uint64_t seq = 0;
+  for (size_t i = 33; i < id.size(); ++i) {
+    if (id[i] < '0' || id[i] > '9' || seq > (UINT64_MAX - 9) / 10) return false;
+    seq = seq * 10 + static_cast<uint64_t>(id[i] - '0');
+  }
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  auto it = deleted_seq_.find(client);
+  return it != deleted_seq_.end() && seq <= it->second;
+}
+
+size_t EventIndexer::memory_bytes() const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  size_t n = index_.memory_bytes() + checkpoints_.size() * sizeof(Position);
+  for (const auto& [segment, clients] : segment_seqs_) n += 64 + clients.size() * 64;
+  return n + deleted_seq_.size() * 64;
+}
+
+}  // namespace forkd::log
