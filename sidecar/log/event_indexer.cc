@@ -69,7 +69,7 @@ Status EventIndexer::CatchUp(size_t max, size_t* indexed) {
     run_seq = std::max(run_seq, e.header.seq);
     // The checkpoint that covers this entry is visible before the entry is.
     if (!new_checkpoints.empty() && new_checkpoints.back().next_lsn == lsn) publish();
-    index_.Insert(EventIndex::Hash(StoredEventId(e, id_buf)), lsn);
+    index_.Insert(hash_(StoredEventId(e, id_buf)), lsn);
     indexed_next_.store(lsn + 1, std::memory_order_release);
     ++*indexed;
   }
@@ -133,7 +133,7 @@ Status EventIndexer::ReadAt(uint64_t lsn, FoundEntry* out) const {
 Status EventIndexer::Find(std::string_view id, std::vector<FoundEntry>* out) const {
   out->clear();
   std::vector<uint64_t> lsns;
-  index_.Find(EventIndex::Hash(id), &lsns);
+  index_.Find(hash_(id), &lsns);
   std::sort(lsns.begin(), lsns.end());
   char id_buf[wire::kMaxEventIdSize];
   for (uint64_t lsn : lsns) {

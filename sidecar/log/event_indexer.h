@@ -50,7 +50,9 @@ class EventIndexer {
  public:
   static constexpr uint64_t kCheckpointEvery = 64;
 
-  explicit EventIndexer(Log* log) : log_(log) {}
+  using HashFn = uint64_t (*)(std::string_view);
+  // `hash`: EventIndex::Hash; tests give a worse one to force collisions.
+  explicit EventIndexer(Log* log, HashFn hash = &EventIndex::Hash) : log_(log), hash_(hash) {}
   EventIndexer(const EventIndexer&) = delete;
   EventIndexer& operator=(const EventIndexer&) = delete;
 
@@ -86,6 +88,7 @@ class EventIndexer {
   void Forget(uint64_t floor);
 
   Log* log_;
+  HashFn hash_;
   EventIndex index_;
   std::unique_ptr<TailReader> reader_;  // the indexer's thread only
   std::atomic<uint64_t> indexed_next_{0};
