@@ -93,8 +93,6 @@ class Server {
   // (a malformed id), 404 (unknown), 503 (not running, or the index still
   // being built). Any thread; reads the log, never blocks ingest.
   int EventStatus(const std::string& id, std::string* body) const;
-  // The longest id EventStatus takes (an idempotencyKey's limit).
-  static constexpr size_t kMaxEventIdBytes = 256;
 
   // After `failures` failed starts in a row: milliseconds until the next
   // attempt (1 s, doubling, at most 30 s).

@@ -1,9 +1,7 @@
 // GET /api/events/<id>: where one event stands. The event index
-// (log/event_indexer.h) finds its entries in the retained log; each
-// destination's answer comes from what the engine knows without tracking
-// anything per event: the routes the entry records, the destination's own
-// transforms run again on it (the pipeline's Shaper), its delivery position,
-// its dead letters, and a trail of when that position moved.
+// (log/event_indexer.h) finds its entries in the retained log;
+// pipeline/event_status.h answers per destination from the running
+// pipelines' positions and a trail of when those positions moved.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -12,127 +10,11 @@
 #include <ctime>
 
 #include "core/clock.h"
-#include "log/replay.h"
-#include "pipeline/shaper.h"
+#include "pipeline/event_status.h"
 #include "server.h"
 #include "sinks/common/json.h"
-#include "wire/msgpack.h"
 
 namespace forkd {
-namespace {
-
-// "2026-12-04T22:30:00.123Z"
-std::string UtcMillis(int64_t wall_us) {
-  const time_t t = static_cast<time_t>(wall_us / 1000000);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  char buf[40];
-  const size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof(buf) - n, ".%03dZ", static_cast<int>(wall_us / 1000 % 1000));
-  return buf;
-}
-
-// Why an id cannot be looked up ("" when it can): ids are idempotency keys
-// (UTF-8, at most 256 bytes) or receipt ids.
-std::string Malformed(const std::string& id) {
-  if (id.empty()) return "an event id is required: /api/events/<receipt id or idempotency key>";
-  if (id.size() > Server::kMaxEventIdBytes) {
-    return "the event id is " + std::to_string(id.size()) + " bytes long; ids are at most " +
-           std::to_string(Server::kMaxEventIdBytes);
-  }
-  for (size_t i = 0; i < id.size();) {
-    const auto c = static_cast<unsigned char>(id[i]);
-    if (c < 0x20 || c == 0x7f) {
-      return "the event id holds a control character at byte " + std::to_string(i);
-    }
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > id.size()) return "the event id is not UTF-8 (byte " + std::to_string(i) + ")";
-    for (size_t k = 1; k < n; ++k) {
-      if ((static_cast<unsigned char>(id[i + k]) & 0xC0) != 0x80) {
-        return "the event id is not UTF-8 (byte " + std::to_string(i + k) + ")";
-      }
-    }
-    i += n;
-  }
-  return "";
-}
-
-// A stored event's parts: its destination list, options and payload.
-struct Parsed {
-  struct Target {
-    std::string name;
-    const uint8_t* route_t = nullptr;  // [name, template...] or null
-    uint32_t route_t_count = 0;
-  };
-  std::vector<Target> targets;
-  bool by_routes = false;
-  const uint8_t* options = nullptr;
-  const uint8_t* payload = nullptr;
-  size_t payload_size = 0;
-};
-
-void Parse(const log::FoundEntry& f, Parsed* out) {
-  const auto* event = reinterpret_cast<const uint8_t*>(f.event.data());
-  wire::Reader rd(event, f.event.size());
-  rd.Next();  // [dests, key, options, payload]: checked by the log's reader
-  const wire::Value d = rd.Next();
-  if (d.kind == wire::Kind::kArray) {
-    for (uint32_t i = 0; i < d.len; ++i) {
-      const uint8_t* at = rd.pos();
-      const wire::Value s = rd.Next();
-      if (s.kind == wire::Kind::kNil) {
-        out->by_routes = out->by_routes || i == 0;
-      } else if (s.kind == wire::Kind::kArray) {
-        const wire::Value n = rd.Next();
-        for (uint32_t k = 1; k < s.len; ++k) rd.Skip();
-        out->targets.push_back({std::string(n.str()), at, s.len - 1});
-      } else if (s.kind == wire::Kind::kStr) {
-        out->targets.push_back({std::string(s.str()), nullptr, 0});
-      }
-    }
-  }
-  rd.Skip();  // key
-  out->options = rd.pos();
-  rd.Skip();
-  out->payload = rd.pos();
-  out->payload_size = f.event.size() - static_cast<size_t>(out->payload - event);
-}
-
-// The dead letter of (id, lsn) in `lines`, or a shed range holding lsn.
-bool FindLetter(const std::vector<std::string>& lines, const std::string& id, uint64_t lsn,
-                pipeline::ParsedLetter* out) {
-  const std::string lsn_field = "\"lsn\":" + std::to_string(lsn);
-  for (const std::string& line : lines) {
-    const bool shed = line.find("\"shed\":") != std::string::npos;
-    if (!shed && (line.find(lsn_field) == std::string::npos)) continue;
-    pipeline::ParsedLetter l;
-    std::string error;
-    if (!pipeline::ParseLetter(line, &l, &error)) continue;
-    if (shed) {
-      auto field = [&](const char* name) -> uint64_t {
-        const size_t at = line.find(std::string("\"") + name + "\":");
-        return at == std::string::npos ? 0
-                                       : std::strtoull(line.c_str() + at + std::strlen(name) + 3,
-                                                       nullptr, 10);
-      };
-      if (lsn >= field("from_lsn") && lsn < field("to_lsn")) {
-        *out = l;
-        return true;
-      }
-      continue;
-    }
-    // The lsn field ends where a digit does not follow.
-    const size_t at = line.find(lsn_field) + lsn_field.size();
-    if (at < line.size() && line[at] >= '0' && line[at] <= '9') continue;
-    if (l.id == id) {
-      *out = l;
-      return true;
-    }
-  }
-  return false;
-}
-
-}  // namespace
 
 void Server::StartEventIndex() {
   events_ = std::make_unique<log::EventIndexer>(log_.get());
@@ -204,7 +86,7 @@ int Server::EventStatus(const std::string& id, std::string* body) const {
     body->append("}\n");
     return status;
   };
-  if (const std::string why = Malformed(id); !why.empty()) return fail(400, why, false);
+  if (const std::string why = pipeline::MalformedEventId(id); !why.empty()) return fail(400, why, false);
   if (!started_.load() || !events_) return fail(503, "forkd is not running", true);
   const uint64_t end = log_->durable_next_lsn();
   std::vector<log::FoundEntry> found;
@@ -241,185 +123,44 @@ int Server::EventStatus(const std::string& id, std::string* body) const {
 
   const Destinations snapshot = SnapshotDestinations();
   const auto& [config, pipelines, failed, removed, start_failures] = snapshot;
-  // Per destination, its answer from the newest entry routed to it.
-  std::map<std::string, std::string> answers;
-  std::vector<std::string> order;  // config order, then names no longer configured
-  for (const auto& d : config->destinations) order.push_back(d.name);
-  std::map<std::string, std::vector<std::string>> letters;  // read once per destination
-  for (const log::FoundEntry& f : found) {
-    Parsed ev;
-    Parse(f, &ev);
-    const uint64_t lsn = f.header.lsn;
-    for (const auto& d : config->destinations) {
-      const Parsed::Target* t = nullptr;
-      for (const auto& x : ev.targets) {
-        if (x.name == d.name) t = &x;
-      }
-      std::string j = "{\"name\":";
-      sinks::AppendJsonString(d.name, &j);
-      if (found.size() > 1) j.append(",\"lsn\":").append(std::to_string(lsn));
-      if (t == nullptr) {
-        if (answers.count(d.name)) continue;  // an older entry was routed here
-        j.append(",\"status\":\"filtered\",\"by\":\"routes\",\"reason\":");
-        sinks::AppendJsonString(ev.by_routes ? "no route sent it here"
-                                             : "the caller named other destinations",
-                                &j);
-        answers[d.name] = j + "}";
-        continue;
-      }
-      // The destination's transforms, run again as its pipeline runs them.
-      pipeline::Shaper shaper(d.chain, config->templates);
-      pipeline::Shaper::EventParts parts;
-      parts.options = ev.options;
-      parts.route_t = t->route_t;
-      parts.route_t_count = t->route_t_count;
-      parts.bound = f.event.size();
-      parts.payload = ev.payload;
-      parts.payload_size = ev.payload_size;
-      parts.recv_us = f.header.recv_us;
-      parts.event_id = id;
-      std::string reason;
-      const uint8_t* rec;
-      size_t rec_size;
-      const pipeline::Shaper::Result shaped = shaper.Shape(parts, &reason, &rec, &rec_size);
-      if (shaped == pipeline::Shaper::Result::kDropped) {
-        j.append(",\"status\":\"filtered\",\"by\":\"transforms\",\"reason\":");
-        sinks::AppendJsonString("a filter or validate step of " + d.name + " dropped it", &j);
-        answers[d.name] = j + "}";
-        continue;
-      }
-      // Where its delivery stands.
-      std::shared_ptr<pipeline::Pipeline> p;
-      for (const auto& q : pipelines) {
-        if (q->name() == d.name) p = q;
-      }
-      const FailedStart* fs = nullptr;
-      for (const auto& x : failed) {
-        if (x.name == d.name) fs = &x;
-      }
-      const uint64_t next = p ? p->delivered_next_lsn() : fs ? fs->hold.next_lsn : 0;
-      if (next > lsn) {
-        auto& lines = letters[d.name];
-        if (lines.empty()) (void)dead_letters_->Read(d.name, &lines);
-        pipeline::ParsedLetter l;
-        if (FindLetter(lines, id, lsn, &l)) {
-          j.append(",\"status\":\"dead_lettered\",\"reason\":");
-          sinks::AppendJsonString(l.reason, &j);
-          j.append(",\"attempts\":").append(std::to_string(l.attempts)).append(",\"at\":");
-          sinks::AppendJsonString(l.at, &j);
-          j.append(",\"file\":");
-          sinks::AppendJsonString(dead_letters_->PathFor(d.name), &j);
-          answers[d.name] = j + "}";
-          continue;
-        }
-        if (shaped == pipeline::Shaper::Result::kDeadLetter) {
-          // Refused by a transform; its letter has been dropped or replayed since.
-          j.append(",\"status\":\"dead_lettered\",\"reason\":");
-          sinks::AppendJsonString(reason, &j);
-          j.append(",\"attempts\":0");
-          answers[d.name] = j + "}";
-          continue;
-        }
-        j.append(",\"status\":\"delivered\"");
-        // The first moment the trail saw its position past the event, and
-        // the one before, when it was not yet: it was delivered in between.
-        int64_t at = 0, after = 0;
-        {
-          std::lock_guard<std::mutex> lock(trail_mu_);
-          auto it = trail_.find(d.name);
-          if (it != trail_.end()) {
-            const auto& t = it->second;
-            auto pass = std::partition_point(t.begin(), t.end(),
-                                             [&](const Passed& x) { return x.next_lsn <= lsn; });
-            if (pass != t.end()) {
-              at = pass->at_us;
-              if (pass != t.begin()) after = std::prev(pass)->at_us;
-            }
-          }
-        }
-        j.append(",\"delivered_at\":");
-        if (at > 0) {
-          sinks::AppendJsonString(UtcMillis(at), &j);
-        } else {
-          j.append("null");
-        }
-        j.append(",\"delivered_after\":");
-        if (after > 0) {
-          sinks::AppendJsonString(UtcMillis(after), &j);
-        } else {
-          j.append("null");
-        }
-        if (d.chain.aggregate) j.append(",\"aggregated\":true");
-        answers[d.name] = j + "}";
-        continue;
-      }
-      // Not yet.
-      j.append(",\"status\":\"pending\",\"state\":");
-      std::string state = "restarting", last_error;
-      int64_t attempts = 0;
-      if (p) {
-        const auto breaker = p->breaker_state();
-        state = breaker == pipeline::Breaker::State::kOpen       ? "breaker open"
-                : breaker == pipeline::Breaker::State::kHalfOpen ? "breaker half-open"
-                : p->healthy()                                   ? "running"
-                                                                 : "retrying";
-        attempts = p->attempts();
-        last_error = p->last_error();
-      } else if (fs) {
-        state = "failed to start";
-        attempts = fs->failures;
-        last_error = fs->error;
-      }
-      sinks::AppendJsonString(state, &j);
-      j.append(",\"attempts\":").append(std::to_string(attempts));
-      j.append(",\"events_ahead\":").append(std::to_string(lsn - std::min(lsn, next)));
-      if (shaped == pipeline::Shaper::Result::kDeadLetter) {
-        j.append(",\"will_dead_letter\":");
-        sinks::AppendJsonString(reason, &j);
-      }
-      j.append(",\"last_error\":");
-      sinks::AppendJsonString(last_error, &j);
-      answers[d.name] = j + "}";
+  auto progress = [&](const std::string& name) {
+    pipeline::DeliveryProgress dp;
+    for (const auto& p : pipelines) {
+      if (p->name() != name) continue;
+      dp.known = true;
+      dp.next_lsn = p->delivered_next_lsn();
+      const auto breaker = p->breaker_state();
+      dp.state = breaker == pipeline::Breaker::State::kOpen       ? "breaker open"
+                 : breaker == pipeline::Breaker::State::kHalfOpen ? "breaker half-open"
+                 : p->healthy()                                   ? "running"
+                                                                  : "retrying";
+      dp.attempts = p->attempts();
+      dp.last_error = p->last_error();
     }
-    // Routed to a destination no longer configured.
-    for (const auto& x : ev.targets) {
-      if (config->Find(x.name) != nullptr) continue;
-      if (std::find(order.begin(), order.end(), x.name) == order.end()) order.push_back(x.name);
-      std::string j = "{\"name\":";
-      sinks::AppendJsonString(x.name, &j);
-      j.append(",\"status\":\"pending\",\"state\":\"not configured\",\"attempts\":0}");
-      answers[x.name] = j;
+    for (const auto& f : failed) {
+      if (f.name != name) continue;
+      dp.known = true;
+      dp.next_lsn = f.hold.next_lsn;
+      dp.state = "failed to start";
+      dp.attempts = f.failures;
+      dp.last_error = f.error;
     }
-  }
-  const log::FoundEntry& e = found.front();
-  *body = "{\"id\":";
-  sinks::AppendJsonString(id, body);
-  body->append(",\"lsn\":").append(std::to_string(e.header.lsn));
-  body->append(",\"received_at\":");
-  sinks::AppendJsonString(UtcMillis(e.header.recv_us), body);
-  body->append(",\"received_us\":").append(std::to_string(e.header.recv_us));
-  if (found.size() > 1) {
-    // A dead letter replayed is appended again under its id.
-    body->append(",\"entries\":[");
-    for (size_t i = 0; i < found.size(); ++i) {
-      if (i) body->push_back(',');
-      body->append("{\"lsn\":").append(std::to_string(found[i].header.lsn));
-      body->append(",\"received_at\":");
-      sinks::AppendJsonString(UtcMillis(found[i].header.recv_us), body);
-      body->push_back('}');
-    }
-    body->push_back(']');
-  }
-  body->append(",\"destinations\":[");
-  bool comma = false;
-  for (const auto& name : order) {
-    auto it = answers.find(name);
-    if (it == answers.end()) continue;
-    if (comma) body->push_back(',');
-    comma = true;
-    body->append(it->second);
-  }
-  body->append("]}\n");
+    // The first moment the trail saw its position past the event, and the
+    // one before, when it was not yet: it was delivered in between.
+    dp.passed = [this, name](uint64_t lsn, int64_t* at, int64_t* after) {
+      std::lock_guard<std::mutex> lock(trail_mu_);
+      auto it = trail_.find(name);
+      if (it == trail_.end()) return;
+      const auto& t = it->second;
+      auto pass = std::partition_point(t.begin(), t.end(),
+                                       [&](const Passed& x) { return x.next_lsn <= lsn; });
+      if (pass == t.end()) return;
+      *at = pass->at_us;
+      if (pass != t.begin()) *after = std::prev(pass)->at_us;
+    };
+    return dp;
+  };
+  *body = pipeline::EventStatusJson(*config, id, found, progress, *dead_letters_);
   return 200;
 }
 

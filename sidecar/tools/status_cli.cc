@@ -1,5 +1,7 @@
 #include "tools/status_cli.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -9,7 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "log/cursors.h"
+#include "log/event_indexer.h"
+#include "log/scan.h"
+#include "pipeline/event_status.h"
 #include "tools/admin_client.h"
+#include "wire/codec.h"
 
 namespace forkd::tools {
 namespace {
@@ -150,33 +157,17 @@ std::string Detail(const YAML::Node& d) {
   return "";
 }
 
-int ShowEvent(const Config& config, const StatusArgs& args) {
-  AdminReply res;
-  std::string error;
-  if (!AdminGet(config, "/api/events/" + EncodePathSegment(args.event), &res, &error)) {
-    std::cerr << "forkd status: forkd is not running (" << error << ", the admin address in "
-              << config.path << "); an event's status comes from the running forkd: start it "
-              << "with `forkd run --config " << config.path << "`\n";
-    return 2;
+// Prints an event's status JSON (`body`) as a table, or as it is with --json.
+int PrintEvent(const Config& config, const StatusArgs& args, const std::string& body) {
+  if (args.json) {
+    std::cout << body;
+    if (body.empty() || body.back() != '\n') std::cout << "\n";
+    return 0;
   }
   YAML::Node s;
   try {
-    s = YAML::Load(res.body);  // JSON is YAML
+    s = YAML::Load(body);  // JSON is YAML
   } catch (const YAML::Exception&) {
-  }
-  if (res.status != 200) {
-    const std::string message = s.IsMap() ? Str(s, "error") : "";
-    std::cerr << "forkd status: " << (message.empty() ? "HTTP " + std::to_string(res.status) : message)
-              << "\n";
-    if (const std::string hint = AdminRefusalHint(config, res.status); !hint.empty()) {
-      std::cerr << "forkd status: " << hint << "\n";
-    }
-    return res.status == 404 || res.status == 400 ? 1 : 2;
-  }
-  if (args.json) {
-    std::cout << res.body;
-    if (res.body.empty() || res.body.back() != '\n') std::cout << "\n";
-    return 0;
   }
   if (!s.IsMap()) {
     std::cerr << "forkd status: the answer of " << config.admin.listen
@@ -204,16 +195,111 @@ int ShowEvent(const Config& config, const StatusArgs& args) {
   return 0;
 }
 
+// forkd is stopped: the event from its log (read without opening it), each
+// destination's position from its cursor file, and the dead letters.
+int OfflineEvent(const Config& config, const StatusArgs& args) {
+  if (const std::string why = pipeline::MalformedEventId(args.event); !why.empty()) {
+    std::cerr << "forkd status: " << why << "\n";
+    return 1;
+  }
+  std::vector<log::FoundEntry> found;
+  log::ScanInfo info;
+  char buf[wire::kMaxEventIdSize];
+  Status s = log::ScanLog(
+      config.data_dir + "/wal", 0, 0,
+      [&](const log::Entry& e) {
+        if (log::StoredEventId(e, buf) == args.event) {
+          log::FoundEntry f;
+          f.header = e.header;
+          f.event.assign(reinterpret_cast<const char*>(e.event), e.event_size);
+          found.push_back(std::move(f));
+        }
+        return true;
+      },
+      &info);
+  if (!s.ok() && !s.IsNotFound()) {
+    std::cerr << "forkd status: reading the log in " << config.data_dir << "/wal: " << s.message()
+              << "\n";
+    return 2;
+  }
+  if (found.empty()) {
+    std::cerr << "forkd status: no event with id " << args.event << " is in the retained log";
+    if (info.entries > 0) std::cerr << " (lsn " << info.first_lsn << " to " << info.next_lsn << ")";
+    std::cerr << "; forkd is not running, so its log in " << config.data_dir
+              << "/wal was read directly\n";
+    return 1;
+  }
+  const log::CursorStore cursors(config.data_dir + "/cursors");
+  const pipeline::DeadLetters dead_letters(config.data_dir + "/dead_letters");
+  auto progress = [&](const std::string& name) {
+    pipeline::DeliveryProgress dp;
+    dp.known = true;
+    dp.state = "stopped (forkd is not running)";
+    log::Cursor c;
+    if (!cursors.Load(name, &c).ok()) return dp;  // nothing committed yet
+    dp.next_lsn = c.position.next_lsn;
+    // The cursor file was last written when its commit passed the event at
+    // the latest: delivered by then.
+    struct stat st;
+    if (::stat(cursors.PathFor(name).c_str(), &st) == 0) {
+      const int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000 +
+                            st.st_mtim.tv_nsec / 1000;
+      dp.passed = [mtime](uint64_t, int64_t* at, int64_t*) { *at = mtime; };
+    }
+    return dp;
+  };
+  std::cerr << "forkd status: forkd is not running: read from its log, cursors and dead letters in "
+            << config.data_dir << "\n";
+  return PrintEvent(config, args,
+                    pipeline::EventStatusJson(config, args.event, found, progress, dead_letters));
+}
+
+int ShowEvent(const Config& config, const StatusArgs& args) {
+  AdminReply res;
+  std::string error;
+  if (!config.admin.enabled() ||
+      !AdminGet(config, "/api/events/" + EncodePathSegment(args.event), &res, &error)) {
+    int lock_fd = -1;
+    if (!ForkdRunning(config, &lock_fd)) {
+      // Held while reading, so no forkd starts meanwhile.
+      const int rc = OfflineEvent(config, args);
+      if (lock_fd >= 0) ::close(lock_fd);
+      return rc;
+    }
+    std::cerr << "forkd status: forkd runs with " << config.data_dir << " but "
+              << (config.admin.enabled() ? "its admin server does not answer (" + error + ")"
+                                         : "the admin server is off in " + config.path +
+                                               ": add `admin: 127.0.0.1:8787` and restart it")
+              << "\n";
+    return 2;
+  }
+  if (res.status != 200) {
+    YAML::Node s;
+    try {
+      s = YAML::Load(res.body);
+    } catch (const YAML::Exception&) {
+    }
+    const std::string message = s.IsMap() ? Str(s, "error") : "";
+    std::cerr << "forkd status: " << (message.empty() ? "HTTP " + std::to_string(res.status) : message)
+              << "\n";
+    if (const std::string hint = AdminRefusalHint(config, res.status); !hint.empty()) {
+      std::cerr << "forkd status: " << hint << "\n";
+    }
+    return res.status == 404 || res.status == 400 ? 1 : 2;
+  }
+  return PrintEvent(config, args, res.body);
+}
+
 }  // namespace
 
 int ShowStatus(const Config& config, const StatusArgs& args) {
+  if (!args.event.empty()) return ShowEvent(config, args);
   if (!config.admin.enabled()) {
     std::cerr << "forkd status: the admin server is off in " << config.path
               << ", so a running forkd cannot be asked: add `admin: 127.0.0.1:8787` to it and "
                  "restart forkd\n";
     return 2;
   }
-  if (!args.event.empty()) return ShowEvent(config, args);
   AdminReply res;
   std::string error;
   if (!AdminGet(config, "/api/status", &res, &error)) {

@@ -8,7 +8,11 @@
 // `forkd status --config F --event ID [--json]`: where one event stands
 // (GET /api/events/<id>): its log position, then one row per destination:
 // delivered (when), pending (state, attempts), dead_lettered (reason),
-// filtered (by routes or transforms), or expired.
+// filtered (by routes or transforms), or expired. When no forkd runs with
+// the config's data_dir, it reads the log directly (without opening it),
+// each destination's cursor file and its dead letters, and says so on
+// stderr: delivered is then "by" the cursor file's last write, pending is
+// "stopped".
 #pragma once
 
 #include <string>
@@ -24,8 +28,9 @@ struct StatusArgs {
 
 // Exit 0; 2 when forkd cannot be asked (the config has no admin server, or
 // nothing answers there); 1 when it answered with an error.
-// With --event: exit 0 when the event was found (or expired), 1 when forkd
-// does not know the id (or refused it), 2 as above.
+// With --event: exit 0 when the event was found (or expired), 1 when the id
+// is unknown or malformed, 2 when forkd runs but cannot be asked, or the log
+// cannot be read.
 int ShowStatus(const Config& config, const StatusArgs& args);
 
 }  // namespace forkd::tools

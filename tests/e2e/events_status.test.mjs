@@ -194,3 +194,30 @@ test('forkd status --event prints the event per destination, --json the API answ
   assert.equal(unknown.status, 1);
   assert.match(unknown.stderr, /no-such-event/);
 });
+
+test('forkd status --event, with forkd stopped, reads the log, cursors and dead letters itself', async () => {
+  const key = 'order-offline';
+  await client.routeData({ order: 3 }, 'logs', { idempotencyKey: key });
+  await untilDest(key, 'logs', (d) => d.status === 'delivered', 'logs delivered');
+  const refused = await client.routeData({ n: 2 }, 'checked');
+  await untilDest(refused.id, 'checked', (d) => d.status === 'dead_lettered', 'checked dead_lettered');
+  await client.close();
+  client = null;
+  const { code } = await forkd.stop();
+  assert.equal(code, 0);
+  forkd = null;
+  const r = spawnSync(FORKD, ['status', '--config', config, '--event', key, '--json'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /forkd is not running: read from its log, cursors and dead letters/);
+  const body = JSON.parse(r.stdout);
+  assert.equal(body.id, key);
+  assert.equal(dest(body, 'logs').status, 'delivered');
+  assert.equal(typeof dest(body, 'logs').delivered_at, 'string');
+  assert.equal(dest(body, 'big').status, 'filtered');
+  const letter = spawnSync(FORKD, ['status', '--config', config, '--event', refused.id], { encoding: 'utf8' });
+  assert.equal(letter.status, 0, letter.stderr);
+  assert.match(letter.stdout, /^checked\s+dead_lettered\s+.*total/m);
+  const unknown = spawnSync(FORKD, ['status', '--config', config, '--event', 'no-such-event'], { encoding: 'utf8' });
+  assert.equal(unknown.status, 1);
+  assert.match(unknown.stderr, /no event with id no-such-event is in the retained log/);
+});
