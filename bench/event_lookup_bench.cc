@@ -117,8 +117,9 @@ int main(int argc, char** argv) {
   }
   commit();
   std::printf("log: %llu events, %.0f MiB in %zu segments, written in %.1f s\n",
-              static_cast<unsigned long long>(n), static_cast<double>(wal->total_bytes()) / (1 << 20),
-              wal->segment_count(), Now() - t0);
+              static_cast<unsigned long long>(n),
+              static_cast<double>(wal->total_bytes()) / (1 << 20), wal->segment_count(),
+              Now() - t0);
 
   const long rss0 = RssKb();
   log::EventIndexer ix(wal.get());

@@ -86,7 +86,9 @@ int Server::EventStatus(const std::string& id, std::string* body) const {
     body->append("}\n");
     return status;
   };
-  if (const std::string why = pipeline::MalformedEventId(id); !why.empty()) return fail(400, why, false);
+  if (const std::string why = pipeline::MalformedEventId(id); !why.empty()) {
+    return fail(400, why, false);
+  }
   if (!started_.load() || !events_) return fail(503, "forkd is not running", true);
   const uint64_t end = log_->durable_next_lsn();
   std::vector<log::FoundEntry> found;

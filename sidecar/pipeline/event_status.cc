@@ -34,7 +34,9 @@ std::string MalformedEventId(const std::string& id) {
       return "the event id holds a control character at byte " + std::to_string(i);
     }
     size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > id.size()) return "the event id is not UTF-8 (byte " + std::to_string(i) + ")";
+    if (n == 0 || i + n > id.size()) {
+      return "the event id is not UTF-8 (byte " + std::to_string(i) + ")";
+    }
     for (size_t k = 1; k < n; ++k) {
       if ((static_cast<unsigned char>(id[i + k]) & 0xC0) != 0x80) {
         return "the event id is not UTF-8 (byte " + std::to_string(i + k) + ")";

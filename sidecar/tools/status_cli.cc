@@ -280,8 +280,8 @@ int ShowEvent(const Config& config, const StatusArgs& args) {
     } catch (const YAML::Exception&) {
     }
     const std::string message = s.IsMap() ? Str(s, "error") : "";
-    std::cerr << "forkd status: " << (message.empty() ? "HTTP " + std::to_string(res.status) : message)
-              << "\n";
+    std::cerr << "forkd status: "
+              << (message.empty() ? "HTTP " + std::to_string(res.status) : message) << "\n";
     if (const std::string hint = AdminRefusalHint(config, res.status); !hint.empty()) {
       std::cerr << "forkd status: " << hint << "\n";
     }

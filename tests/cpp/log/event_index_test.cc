@@ -177,13 +177,15 @@ TEST_CASE("EventIndex looks up one of 10M ids in well under a millisecond (timin
   CHECK(hits == kLookups);
   const double insert_ns = std::chrono::duration<double, std::nano>(t1 - t0).count() / kN;
   const double lookup_ns = std::chrono::duration<double, std::nano>(t3 - t2).count() / kLookups;
-  std::printf("event index, 10M ids: insert %.0f ns, lookup %.0f ns, %.1f bytes per id (%.0f MiB)\n",
+  std::printf("event index, 10M ids: insert %.0f ns, lookup %.0f ns, %.1f bytes per id (%.0f MiB)"
+              "\n",
               insert_ns, lookup_ns, static_cast<double>(idx.memory_bytes()) / kN,
               static_cast<double>(idx.memory_bytes()) / (1 << 20));
   CHECK(lookup_ns < 100000);  // a loose bound: the target is 1 ms with the log read
 }
 
-TEST_CASE("EventIndexer indexes a log's entries by receipt id and key and reads them back across segments",
+TEST_CASE("EventIndexer indexes a log's entries by receipt id and key and reads them back across "
+          "segments",
           "[event_index][log]") {
   TempDir dir;
   TestLog t(dir);
