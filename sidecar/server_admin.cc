@@ -237,6 +237,18 @@ std::string Server::MetricsText() const {
            static_cast<double>(log_->BytesFrom(r.hold)));
   }
   VerifyMetrics(&m);
+  if (events_) {
+    Metric(&m, "fork_event_index_entries", "gauge",
+           "Log entries in the event index (GET /api/events/<id>)");
+    Sample(&m, "fork_event_index_entries", "", static_cast<double>(events_->index().entries()));
+    Metric(&m, "fork_event_index_bytes", "gauge", "Memory held by the event index");
+    Sample(&m, "fork_event_index_bytes", "", static_cast<double>(events_->memory_bytes()));
+    Metric(&m, "fork_event_index_lag_events", "gauge",
+           "Durable log entries the event index has not reached yet");
+    const uint64_t indexed = events_->indexed_next_lsn();
+    Sample(&m, "fork_event_index_lag_events", "",
+           static_cast<double>(end - std::min(end, indexed)));
+  }
   return m;
 }
 

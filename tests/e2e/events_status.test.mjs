@@ -195,6 +195,20 @@ test('forkd status --event prints the event per destination, --json the API answ
   assert.match(unknown.stderr, /no-such-event/);
 });
 
+test('/metrics reports the event index: its entries, its bytes, and how far it trails the log', async () => {
+  const text = await new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: '/metrics' }, (res) => {
+      let t = '';
+      res.on('data', (d) => (t += d));
+      res.on('end', () => resolve(t));
+    }).on('error', reject);
+  });
+  const value = (name) => Number(text.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1]);
+  assert.ok(value('fork_event_index_entries') >= 7, text); // the events sent so far
+  assert.ok(value('fork_event_index_bytes') > 0);
+  assert.ok(value('fork_event_index_lag_events') >= 0);
+});
+
 test('forkd status --event, with forkd stopped, reads the log, cursors and dead letters itself', async () => {
   const key = 'order-offline';
   await client.routeData({ order: 3 }, 'logs', { idempotencyKey: key });
