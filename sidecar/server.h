@@ -219,8 +219,9 @@ class Server {
   void RunEventIndex();
   void SampleDeliveries();
   struct Passed {
-    int64_t at_us = 0;         // wall clock when it was seen
-    uint64_t next_lsn = 0;     // the destination's delivered_next_lsn() then
+    int64_t at_us = 0;         // wall clock when it was first seen there
+    int64_t last_us = 0;       // and last seen there
+    uint64_t next_lsn = 0;     // the destination's delivered_next_lsn()
   };
   std::unique_ptr<log::EventIndexer> events_;
   std::thread events_thread_;

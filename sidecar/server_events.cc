@@ -67,10 +67,13 @@ void Server::SampleDeliveries() {
   for (const auto& p : snapshot.pipelines) {
     const uint64_t next = p->delivered_next_lsn();
     auto& t = trail_[p->name()];
-    if (!t.empty() && t.back().next_lsn == next) continue;
+    if (!t.empty() && t.back().next_lsn == next) {
+      t.back().last_us = now;
+      continue;
+    }
     // A replay moved it back: what it passed before says nothing now.
     if (!t.empty() && next < t.back().next_lsn) t.clear();
-    t.push_back(Passed{now, next});
+    t.push_back(Passed{now, now, next});
     if (t.size() > kTrailPoints) t.pop_front();
   }
 }
@@ -158,7 +161,7 @@ int Server::EventStatus(const std::string& id, std::string* body) const {
                                        [&](const Passed& x) { return x.next_lsn <= lsn; });
       if (pass == t.end()) return;
       *at = pass->at_us;
-      if (pass != t.begin()) *after = std::prev(pass)->at_us;
+      if (pass != t.begin()) *after = std::prev(pass)->last_us;
     };
     return dp;
   };

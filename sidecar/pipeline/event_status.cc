@@ -207,6 +207,7 @@ std::string EventStatusJson(const Config& config, const std::string& id,
         // the one before, when it was not yet: it was delivered in between.
         int64_t at = 0, after = 0;
         if (dp.passed) dp.passed(lsn, &at, &after);
+        if (after > 0) after = std::max(after, f.header.recv_us);  // not before it arrived
         j.append(",\"delivered_at\":");
         if (at > 0) {
           sinks::AppendJsonString(UtcMillis(at), &j);
