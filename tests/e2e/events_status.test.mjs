@@ -115,6 +115,8 @@ test('an event to a failing http destination is pending with its attempts, then 
   // Delivered between two samples of the destination's position, after it recovered.
   assert.ok(Date.parse(d.delivered_at) >= failingSince - 100, `${d.delivered_at} after recovery`);
   assert.ok(Date.parse(d.delivered_after) <= Date.parse(d.delivered_at));
+  // Seen short of it while the server failed, until about when it recovered.
+  assert.ok(Date.parse(d.delivered_after) >= failingSince - 100, `${d.delivered_after} near recovery`);
 });
 
 test('an event the http server refuses for good is dead_lettered with the reason', async () => {
