@@ -53,19 +53,32 @@ class ClickHouseStore : public StoreReader {
     curl_easy_setopt(c, CURLOPT_USERNAME, user_.empty() ? "default" : user_.c_str());
     curl_easy_setopt(c, CURLOPT_PASSWORD, password_.c_str());
     std::string body;
-    Status s = Query("SELECT name FROM system.columns WHERE database = '" + Literal(database_) +
-                         "' AND table = '" + Literal(table_) + "' ORDER BY position FORMAT TabSeparated",
-                     "read the table's columns", &body);
-    if (!s.ok()) return s;
+    const std::string target =
+        sinks::clickhouse::QuoteIdent(database_) + "." + sinks::clickhouse::QuoteIdent(table_);
+    Status s = Query("DESCRIBE TABLE " + target + " FORMAT TabSeparated", "describe the table", &body);
+    if (!s.ok()) {
+      // Code 60 (UNKNOWN_TABLE) or 81 (UNKNOWN_DATABASE): nothing written yet.
+      if (body.find("Code: 60.") != std::string::npos || body.find("Code: 81.") != std::string::npos) {
+        return Status::Ok();
+      }
+      return s;
+    }
     bool has_id = false;
     size_t at = 0;
     std::string scratch;
     while (at < body.size()) {
       size_t nl = body.find('\n', at);
       if (nl == std::string::npos) nl = body.size();
-      const auto name = Unescape(std::string_view(body).substr(at, nl - at), &scratch);
+      std::string_view line = std::string_view(body).substr(at, nl - at);
       at = nl + 1;
-      if (!name) continue;
+      const size_t tab = line.find('\t');
+      // Columns the server computes are not forkd's.
+      if (line.find("\tMATERIALIZED") != std::string_view::npos ||
+          line.find("\tALIAS") != std::string_view::npos) {
+        continue;
+      }
+      const auto name = Unescape(line.substr(0, tab), &scratch);
+      if (!name || name->empty()) continue;
       if (*name == "_fork_id") {
         has_id = true;
       } else if (*name != "_version") {

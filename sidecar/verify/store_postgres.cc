@@ -29,6 +29,14 @@ class PostgresStore : public StoreReader {
     conn_ = PQconnectdbParams(keys, values, 1);
     if (PQstatus(conn_) != CONNECTION_OK) return Error("connect");
     if (!Exec("SET TIME ZONE 'UTC'")) return Error("set the time zone");
+    if (schema_.empty()) {
+      // As the sink does: the first schema of the search_path that exists.
+      PGresult* r = PQexec(conn_, "SELECT current_schema()");
+      const bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0);
+      if (ok) schema_ = PQgetvalue(r, 0, 0);
+      PQclear(r);
+      if (!ok) return Error("read current_schema() (set `schema`)");
+    }
     const char* params[] = {schema_.c_str(), table_.c_str()};
     PGresult* r = PQexecParams(conn_,
                                "SELECT column_name FROM information_schema.columns WHERE "
@@ -109,6 +117,9 @@ class PostgresStore : public StoreReader {
   Status Error(const std::string& what) const {
     std::string m = conn_ ? PQerrorMessage(conn_) : "out of memory";
     while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+    for (char& c : m) {
+      if (c == '\n' || c == '\t') c = ' ';  // one line per destination in the report
+    }
     return Status::IoError(sinks::pg::Redact(where() + ": " + what + ": " + m, url_));
   }
   std::string url_, schema_, table_;

@@ -188,8 +188,8 @@ bool InShed(const Dest& x, uint64_t lsn) {
 Status Repair(const Config& config, StoreReader* reader, Dest* x) {
   if (x->to_repair.empty()) return Status::Ok();
   if (x->d->type == "file") {
-    return Status::InvalidArgument(
-        "files are append-only and are not repaired; `forkd replay` delivers the events again");
+    x->rep->note = "not repaired: files are append-only; `forkd replay` delivers the events again";
+    return Status::Ok();
   }
   if (!x->upsert && !x->to_delete.empty()) {
     Status s = reader->Delete(x->to_delete);
@@ -442,6 +442,9 @@ Status Verify(const Config& config, const VerifyOptions& options, VerifyReport* 
     }
     if (!rs.ok()) {
       rep.error = rs.message();
+      for (char& c : rep.error) {
+        if (c == '\n' || c == '\t') c = ' ';
+      }
       continue;
     }
     rep.expected = x.want.size();
@@ -467,6 +470,7 @@ Status Verify(const Config& config, const VerifyOptions& options, VerifyReport* 
   if (!s.ok()) return s;
   for (size_t i = 0; i < after.destinations.size() && i < out->destinations.size(); ++i) {
     after.destinations[i].repaired = out->destinations[i].repaired;
+    after.destinations[i].note = out->destinations[i].note;
     if (!out->destinations[i].error.empty() && after.destinations[i].error.empty()) {
       after.destinations[i].error = out->destinations[i].error;
     }
@@ -509,6 +513,7 @@ std::string VerifyReport::Text() const {
     list("missing", d.missing_samples, d.missing);
     list("unexpected", d.unexpected_samples, d.unexpected);
     list("differing", d.differing_samples, d.differing);
+    if (!d.note.empty()) t += "  " + d.note + "\n";
     if (!d.error.empty()) t += "  error: " + d.error + "\n";
   }
   return t;
@@ -534,6 +539,10 @@ std::string VerifyReport::Json() const {
     if (!d.error.empty()) {
       j += ",\"error\":";
       sinks::AppendJsonString(d.error, &j);
+    }
+    if (!d.note.empty()) {
+      j += ",\"note\":";
+      sinks::AppendJsonString(d.note, &j);
     }
     auto list = [&](const char* k, const std::vector<std::string>& v) {
       j += std::string(",\"") + k + "\":[";

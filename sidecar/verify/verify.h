@@ -54,6 +54,7 @@ struct DestinationReport {
   uint64_t not_judged = 0;   // in flight, dead-lettered, before --since, other instances'
   uint64_t outside = 0;      // ids the retained log no longer has
   uint64_t repaired = 0;     // records written again by --repair
+  std::string note;          // what --repair could not do (files are not repaired)
   std::vector<std::string> missing_samples, unexpected_samples, differing_samples;
   bool agrees() const { return error.empty() && missing == 0 && unexpected == 0 && differing == 0; }
 };

@@ -65,3 +65,15 @@ TEST_CASE("ParseInstantMs reads UTC timestamps and refuses others", "[verify]") 
 }
 
 }  // namespace forkd::verify
+
+namespace forkd::verify {
+
+TEST_CASE("SameCell matches a store that keeps whole seconds only when it stored no fraction", "[verify]") {
+  using S = std::optional<std::string>;
+  using V = std::optional<std::string_view>;
+  CHECK(SameCell(S("2026-12-05T01:02:03.456Z"), V("2026-12-05 01:02:03")));
+  CHECK_FALSE(SameCell(S("2026-12-05T01:02:03.456Z"), V("2026-12-05 01:02:04")));
+  CHECK_FALSE(SameCell(S("2026-12-05T01:02:03.456Z"), V("2026-12-05 01:02:03.000")));
+}
+
+}  // namespace forkd::verify
