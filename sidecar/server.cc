@@ -18,6 +18,7 @@
 #include "log/backlog.h"
 #include "sinks/common/json.h"
 #include "sinks/registry.h"
+#include "streams/hub.h"
 
 namespace forkd {
 namespace {
@@ -42,6 +43,7 @@ std::string RemovedWarning(const std::string& name, uint64_t undelivered, uint64
 }  // namespace
 
 Server::~Server() {
+  streams::CloseAllHubs();  // subscribers' threads return, so the admin server can stop
   if (admin_) admin_->Stop();
   if (verify_) verify_->Stop();
   StopEventIndex();
@@ -129,7 +131,7 @@ Status Server::Start() {
   s = ingest_->Bind();
   if (!s.ok()) return s;
   if (config_->admin.enabled()) {
-    admin_ = std::make_unique<admin::AdminServer>(admin::Handlers{
+    admin::Handlers handlers{
         [this] { return started_.load(); }, [this] { return MetricsText(); },
         [this] { return StatusJson(); },
         [this](const std::string& action, const std::string& dest,
@@ -138,7 +140,15 @@ Status Server::Start() {
         [this](const std::string& dest, std::string* body) { return DropCursor(dest, body); },
         [this](const std::string& dest, const std::string& since, const std::string& from_id,
                std::string* body) { return Replay(dest, since, from_id, body); },
-        [this](const std::string& id, std::string* body) { return EventStatus(id, body); }});
+        [this](const std::string& id, std::string* body) { return EventStatus(id, body); }};
+    handlers.stream_policy = [this](const std::string& name) { return StreamPolicyFor(name); };
+    handlers.stream = [this](const std::string& name, const httplib::Request& req,
+                             httplib::Response& res) { ServeStream(name, req, res); };
+    for (const auto& d : config_->destinations) {
+      if (d.type == "stream") handlers.stream_threads += static_cast<size_t>(d.sink.Int("max_subscribers"));
+    }
+    handlers.stream_threads = std::min<size_t>(handlers.stream_threads, 4096);
+    admin_ = std::make_unique<admin::AdminServer>(std::move(handlers));
     s = admin_->Start(config_->admin);
     if (!s.ok()) return s;
     // Where the token came from, never the token.

@@ -173,6 +173,10 @@ class Server {
   std::unique_ptr<admin::AdminServer> admin_;
   // The scheduled `forkd verify` (the config's `verify:`); idle without it.
   std::unique_ptr<verify::Scheduler> verify_;
+  // GET /streams/<name> (server_streams.cc): who may subscribe, and the
+  // subscription, on an admin worker thread.
+  admin::Handlers::StreamPolicy StreamPolicyFor(const std::string& name) const;
+  void ServeStream(const std::string& name, const httplib::Request& req, httplib::Response& res);
   // The fork_verify_* series, appended to the metrics text.
   void VerifyMetrics(std::string* m) const;
   struct RatePoint {

@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "sinks/common/json.h"
@@ -93,6 +94,36 @@ Status AdminServer::Start(const AdminConfig& config) {
     res.status = h_.event ? h_.event(req.matches[1], &body) : 404;
     res.set_content(body, "application/json");
   }));
+  server_->Get(R"(/streams/([^/]{1,128}))", [this](const httplib::Request& req, httplib::Response& res) {
+    const std::string name = req.matches[1];
+    const Handlers::StreamPolicy p = h_.stream_policy ? h_.stream_policy(name) : Handlers::StreamPolicy{};
+    if (!p.found) {
+      // Named like the other refusals; never a destination of another type.
+      res.status = 404;
+      std::string body = "{\"error\":";
+      sinks::AppendJsonString("no stream destination '" + name + "'", &body);
+      res.set_content(body + "}\n", "application/json");
+      return;
+    }
+    if (p.is_public) {
+      res.set_header("Access-Control-Allow-Origin", "*");
+    } else if (!p.token.empty()) {
+      std::string given = req.get_param_value("token");
+      const std::string auth = req.get_header_value("Authorization");
+      if (auth.rfind("Bearer ", 0) == 0) given = auth.substr(7);
+      if (given.empty() || !TokenEquals(given, p.token)) {
+        res.status = given.empty() ? 401 : 403;
+        if (given.empty()) res.set_header("WWW-Authenticate", "Bearer realm=\"forkd stream\"");
+        res.set_content(given.empty() ? "{\"error\":\"this stream needs its token: Authorization: Bearer <token>, or ?token=\"}\n"
+                                      : "{\"error\":\"wrong stream token\"}\n",
+                        "application/json");
+        return;
+      }
+    } else if (!Allowed(access_->Read(HeadersOf(req)), req, res)) {
+      return;
+    }
+    h_.stream(name, req, res);
+  });
   server_->Get("/", read([](const httplib::Request&, httplib::Response& res) {
     res.set_content(kDashboard, "text/html; charset=utf-8");
   }));
@@ -137,6 +168,10 @@ Status AdminServer::Start(const AdminConfig& config) {
   server_->Put(".*", refuse);
   server_->Patch(".*", refuse);
   server_->Delete(".*", refuse);
+  if (h_.stream_threads > 0) {
+    const size_t n = std::max<size_t>(8, std::thread::hardware_concurrency()) + h_.stream_threads;
+    server_->new_task_queue = [n] { return new httplib::ThreadPool(n); };
+  }
   server_->set_payload_max_length(64 * 1024);
   server_->set_keep_alive_max_count(100);
   server_->set_keep_alive_timeout(2);

@@ -9,6 +9,8 @@
 //                     delivered / pending / dead_lettered / filtered, or
 //                     expired past retention; 404 unknown, 400 malformed
 //   GET /             a small live dashboard over /api/status
+//   GET /streams/D    a `stream` destination's records as Server-Sent Events
+//                     (public, or with its own token, or under the read rules)
 //   POST /api/dlq/replay?destination=D[&id=ID...]   dead letters back into
 //                     the log for D (all, or those ids); JSON answer
 //   POST /api/dlq/drop?destination=D[&id=ID...]     deletes them
@@ -64,6 +66,19 @@ struct Handlers {
   // The status of one event (a receipt id or an idempotency key); returns
   // the HTTP status, *body the JSON.
   std::function<int(const std::string& id, std::string* body)> event;
+  // GET /streams/<name>: who may subscribe to a stream destination, and the
+  // subscription itself (Server-Sent Events, server_streams.cc).
+  struct StreamPolicy {
+    bool found = false;  // a configured destination of type stream
+    bool is_public = false;
+    std::string token;   // empty: the admin server's read rules apply
+  };
+  std::function<StreamPolicy(const std::string& name)> stream_policy;
+  std::function<void(const std::string& name, const httplib::Request& req, httplib::Response& res)>
+      stream;
+  // Worker threads for the stream subscribers (each holds one while it is
+  // connected), on top of the admin server's own.
+  size_t stream_threads = 0;
 };
 
 class AdminServer {

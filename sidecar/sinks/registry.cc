@@ -6,6 +6,7 @@
 #include "sinks/postgres/postgres_sink.h"
 #include "sinks/sqlite/sqlite_sink.h"
 #include "sinks/stdout/stdout_sink.h"
+#include "sinks/stream/stream_sink.h"
 
 namespace forkd::sinks {
 
@@ -17,6 +18,7 @@ const std::vector<SinkType>& SinkTypes() {
       {"postgres", &PostgresSinkOptions, &CreatePostgresSink, &CheckPostgresOptions},
       {"sqlite", &SqliteSinkOptions, &CreateSqliteSink, &CheckTableOptions, &InspectSqlite},
       {"stdout", &StdoutSinkOptions, &CreateStdoutSink},
+      {"stream", &StreamSinkOptions, &CreateStreamSink, &CheckStreamOptions},
   };
   return types;
 }
