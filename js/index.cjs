@@ -549,7 +549,11 @@ function routeData(payload, destination, options) {
   return fallback.routeData(payload, destination, options);
 }
 
+const { subscribe, streamResponse } = require('./streams.cjs');
+
 module.exports = {
+  subscribe,
+  streamResponse,
   routeData,
   createClient,
   getDefaultClient,

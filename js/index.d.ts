@@ -201,3 +201,47 @@ export declare function getDefaultClient(): Client;
 export declare function warmup(): Client | undefined;
 
 export declare const version: string;
+
+/** Where forkd's admin server serves the streams, and a stream's token. */
+export interface StreamOptions {
+  /** Base URL of forkd's admin server (default: $FORK_STREAM_URL, $FORK_ADMIN_URL, else http://127.0.0.1:8787). */
+  url?: string;
+  /** The stream's token, for a stream configured with `token:` (default: $FORK_STREAM_TOKEN). */
+  token?: string;
+}
+
+/** One message of a stream: a record, or an explicit reset. */
+export type StreamMessage =
+  | {
+      /** Its position: pass it as `after` to resume after it. */
+      id: string;
+      /** The record as the destination's transforms made it, with its `_fork_id`. */
+      record: Record<string, unknown>;
+      reset?: undefined;
+    }
+  | {
+      id: string | null;
+      /** forkd no longer has what followed the position asked for (older than its log's retention, or an aggregate's older updates). */
+      reset: true;
+      reason: string;
+    };
+
+export interface SubscribeOptions extends StreamOptions {
+  /** Resume after this position (a message's `id`); default: from now on. */
+  after?: string;
+  /** Stops the iteration when aborted. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The records of a `stream` destination as they are delivered. Reconnects by
+ * itself and resumes exactly after the last message it gave.
+ */
+export declare function subscribe(destination: string, options?: SubscribeOptions): AsyncGenerator<StreamMessage, void, void>;
+
+/**
+ * A Response that proxies a `stream` destination to the browser from a route
+ * handler, passing the browser's Last-Event-ID on:
+ * `export const GET = (req: Request) => streamResponse('ticker', req)`.
+ */
+export declare function streamResponse(destination: string, request: Request, options?: StreamOptions): Promise<Response>;
