@@ -9,6 +9,8 @@ import fork, {
   ForkError,
   createClient,
   routeData,
+  streamResponse,
+  subscribe,
 } from 'fork-router';
 
 interface Purchase {
@@ -72,4 +74,25 @@ export async function examples(): Promise<void> {
   await routeData(purchase, 'logs', { timestamp: { format: 'unix' } });
   // @ts-expect-error client options are known by name
   createClient({ endpoints: 'x' });
+
+  // Streams: records or explicit resets, and a Response for a route handler.
+  const ac = new AbortController();
+  for await (const m of subscribe('ticker', { after: '42', signal: ac.signal, url: 'http://127.0.0.1:8787' })) {
+    if (m.reset) {
+      const reason: string = m.reason;
+      void reason;
+    } else {
+      const pos: string = m.id;
+      const rec: Record<string, unknown> = m.record;
+      void [pos, rec];
+    }
+  }
+  const res: Response = await streamResponse('ticker', new Request('http://app/api/ticker'), { token: 't' });
+  void res;
+  // @ts-expect-error a stream is named by a string
+  subscribe(7);
+  // @ts-expect-error after is a position string
+  subscribe('ticker', { after: 42 });
+  // @ts-expect-error streamResponse needs the request
+  await streamResponse('ticker');
 }
