@@ -141,6 +141,7 @@ Status Server::Start() {
         [this](const std::string& dest, const std::string& since, const std::string& from_id,
                std::string* body) { return Replay(dest, since, from_id, body); },
         [this](const std::string& id, std::string* body) { return EventStatus(id, body); }};
+    handlers.history = [this](int64_t since) { return HistoryJson(since); };
     handlers.stream_policy = [this](const std::string& name) { return StreamPolicyFor(name); };
     handlers.stream = [this](const std::string& name, const httplib::Request& req,
                              httplib::Response& res) { ServeStream(name, req, res); };
@@ -577,7 +578,10 @@ void Server::Tick() {
     if (d && blocks(*d) && HoldFill(*d, f.hold) >= 1.0) full.push_back(f.name);
   }
   ingest_->SetBlocked(std::move(full));
-  if (!stopping_.load()) EvaluateAlerts();
+  if (stopping_.load()) return;
+  RecordHistory(SnapshotDestinations());
+  EvaluateAlerts();
+  PublishAlerts();
 }
 
 void Server::RetryFailedStarts() {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "admin/admin_server.h"
+#include "admin/history.h"
 #include "alerts/rule_evaluator.h"
 #include "core/config.h"
 #include "ingest/ingest.h"
@@ -232,6 +233,21 @@ class Server {
   std::atomic<bool> events_stop_{false};
   mutable std::mutex trail_mu_;
   std::map<std::string, std::deque<Passed>> trail_;  // guarded by trail_mu_
+  // The dashboard (server_dashboard.cc). Tick records a sample of every
+  // destination into history_ once a second, on the signal thread with
+  // reload_mu_ held, and copies the alerts firing for the admin threads.
+  void RecordHistory(const Destinations& snapshot);
+  void PublishAlerts();
+  std::string HistoryJson(int64_t since) const;
+  // Appends `"alerts_firing":[...],` to the /api/status JSON.
+  void AppendAlertsFiring(std::string* j) const;
+  // A destination's condition for people: running, retrying, breaker_open
+  // (open or half-open) or failed (its pipeline did not start).
+  static const char* Condition(const pipeline::Pipeline* p);
+  admin::History history_;
+  int64_t history_at_ = 0;  // the unix second last recorded; signal thread
+  mutable std::mutex firing_mu_;
+  std::vector<alerts::Transition> firing_;  // guarded by firing_mu_
   std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};
   int64_t start_us_ = 0;

@@ -561,7 +561,9 @@ std::string Server::StatusJson() const {
   num("segments", static_cast<double>(log_->segment_count()));
   num("bytes", static_cast<double>(log_->total_bytes()));
   num("commits", static_cast<double>(log_->stats().commits.load()), false);
-  j.append("},\"destinations\":[");
+  j.append("},");
+  AppendAlertsFiring(&j);
+  j.append("\"destinations\":[");
   const Destinations snapshot = SnapshotDestinations();
   const auto& [config, pipelines, failed, removed, start_failures] = snapshot;
   static const char* kPriority[] = {"low", "normal", "high"};
@@ -590,7 +592,7 @@ std::string Server::StatusJson() const {
     if (!p) {
       // Not running: what it holds, and why it does not run.
       const uint64_t lag = end - std::min(end, f->hold.next_lsn);
-      j.append(",\"state\":\"failed\",\"breaker\":\"closed\",\"priority\":\"")
+      j.append(",\"state\":\"failed\",\"condition\":\"failed\",\"breaker\":\"closed\",\"priority\":\"")
           .append(priority(d.priority))
           .append("\",");
       num("shed", 0);
@@ -616,6 +618,7 @@ std::string Server::StatusJson() const {
     const auto& st = p->stats();
     const uint64_t lag = end - std::min(end, p->delivered_next_lsn());
     j.append(",\"state\":\"").append(p->healthy() ? "ok" : "failing").append("\",");
+    j.append("\"condition\":\"").append(Condition(p.get())).append("\",");
     static const char* kBreaker[] = {"closed", "open", "half-open"};
     j.append("\"breaker\":\"").append(kBreaker[static_cast<int>(p->breaker_state())]).append("\",");
     j.append("\"priority\":\"").append(priority(p->config().priority)).append("\",");

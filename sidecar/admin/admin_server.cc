@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "admin/dashboard_html.h"
+#include "admin/history.h"
 #include "sinks/common/json.h"
 
 namespace forkd::admin {
@@ -23,34 +25,6 @@ RequestHeaders HeadersOf(const httplib::Request& req) {
   return h;
 }
 
-const char kDashboard[] = R"HTML(<!doctype html>
-<html><head><meta charset="utf-8"><title>forkd</title>
-<style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
-td,th{padding:4px 12px;border-bottom:1px solid #ddd;text-align:right}th:first-child,td:first-child{text-align:left}
-.bad{color:#b00}.ok{color:#070}</style></head>
-<body><h1>forkd</h1><p id="summary">loading…</p>
-<table id="dests"><thead><tr><th>destination</th><th>type</th><th>state</th><th>received</th>
-<th>delivered</th><th>lag (events)</th><th>lag (s)</th><th>retries</th><th>breaker</th><th>backlog</th><th>dead letters</th><th>shed</th><th>last error</th></tr></thead><tbody></tbody></table>
-<p id="removed"></p>
-<script>
-async function refresh(){
-  try{
-    const s=await (await fetch('/api/status')).json();
-    document.getElementById('summary').textContent=
-      `forkd ${s.version} · up ${s.uptime_seconds}s · ${s.ingest.events} events accepted · log ${s.log.segments} segments, ${s.log.bytes} bytes`;
-    const tb=document.querySelector('#dests tbody');tb.innerHTML='';
-    for(const d of s.destinations){
-      const tr=document.createElement('tr');
-      for(const v of [d.name,d.type,d.state,d.received,d.delivered,d.lag_events,d.lag_seconds,d.retries,d.breaker,Math.round(d.queue_fill_ratio*100)+'%',d.dead_lettered,d.shed,d.last_error||'']){
-        const td=document.createElement('td');td.textContent=v;tr.appendChild(td);}
-      tr.children[2].className=d.state==='ok'?'ok':'bad';tb.appendChild(tr);}
-    document.getElementById('removed').textContent=(s.removed_destinations||[]).map(r=>
-      `${r.name} (no longer configured): ${r.undelivered_events} undelivered events, ${r.held_bytes} log bytes held`).join(' · ');
-  }catch(e){document.getElementById('summary').textContent='forkd is not answering';}
-}
-refresh();setInterval(refresh,1000);
-</script></body></html>
-)HTML";
 
 }  // namespace
 
@@ -87,6 +61,9 @@ Status AdminServer::Start(const AdminConfig& config) {
   }));
   server_->Get("/api/status", read([this](const httplib::Request&, httplib::Response& res) {
     res.set_content(h_.status(), "application/json");
+  }));
+  server_->Get("/api/history", read([this](const httplib::Request& req, httplib::Response& res) {
+    HistoryRequest(req, res);
   }));
   server_->Get(R"(/api/events/([\s\S]*))", read([this](const httplib::Request& req,
                                                   httplib::Response& res) {
@@ -125,7 +102,13 @@ Status AdminServer::Start(const AdminConfig& config) {
     h_.stream(name, req, res);
   });
   server_->Get("/", read([](const httplib::Request&, httplib::Response& res) {
-    res.set_content(kDashboard, "text/html; charset=utf-8");
+    res.set_content(kDashboardHtml, kDashboardHtmlSize, "text/html; charset=utf-8");
+    // Everything it needs is in the page: no other origin is ever asked.
+    res.set_header("Content-Security-Policy",
+                   "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                   "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+                   "frame-ancestors 'none'");
+    res.set_header("Cache-Control", "no-store");
   }));
   // Every other method is refused after its body is read, so a keep-alive
   // connection never mistakes an unread body for the next request.
@@ -172,6 +155,13 @@ Status AdminServer::Start(const AdminConfig& config) {
     const size_t n = std::max<size_t>(8, std::thread::hardware_concurrency()) + h_.stream_threads;
     server_->new_task_queue = [n] { return new httplib::ThreadPool(n); };
   }
+  // httplib answers a request line over its limit (8 KiB) itself: say why.
+  server_->set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.status == 414 && res.body.empty()) {
+      res.set_content("{\"error\":\"request target too long (over 8192 bytes)\"}\n",
+                      "application/json");
+    }
+  });
   server_->set_payload_max_length(64 * 1024);
   server_->set_keep_alive_max_count(100);
   server_->set_keep_alive_timeout(2);
@@ -181,6 +171,43 @@ Status AdminServer::Start(const AdminConfig& config) {
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return Status::Ok();
+}
+
+namespace {
+void JsonError(httplib::Response& res, int status, const std::string& message) {
+  res.status = status;
+  std::string body = "{\"error\":";
+  sinks::AppendJsonString(message, &body);
+  body.append("}\n");
+  res.set_content(body, "application/json");
+}
+}  // namespace
+
+void AdminServer::HistoryRequest(const httplib::Request& req, httplib::Response& res) {
+  // The page polls with ?since=<unix s>; anything else is a mistake to
+  // name, not to guess around.
+  constexpr size_t kMaxTarget = 256;
+  if (req.target.size() > kMaxTarget) {
+    return JsonError(res, 400,
+                     "query too long (" + std::to_string(req.target.size()) +
+                         " bytes; GET /api/history takes only ?since=<unix seconds>)");
+  }
+  for (const auto& [key, value] : req.params) {
+    if (key != "since") {
+      std::string shown = key.size() > 40 ? key.substr(0, 40) + "..." : key;
+      return JsonError(res, 400,
+                       "unknown parameter '" + shown + "' (GET /api/history takes only since)");
+    }
+  }
+  if (req.params.count("since") > 1) return JsonError(res, 400, "since: given more than once");
+  int64_t since = 0;
+  std::string error;
+  if (!ParseSince(req.get_param_value("since"), &since, &error)) {
+    return JsonError(res, 400, error);
+  }
+  if (!h_.history) return JsonError(res, 404, "no history in this forkd");
+  res.set_content(h_.history(since), "application/json");
+  res.set_header("Cache-Control", "no-store");
 }
 
 bool AdminServer::Allowed(const Verdict& v, const httplib::Request& req, httplib::Response& res) {

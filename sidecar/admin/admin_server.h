@@ -3,12 +3,23 @@
 //   GET /healthz      200 while the process serves
 //   GET /readyz       200 once the log is recovered and ingest listens
 //   GET /metrics      Prometheus text: ingest, log and per-destination series
-//   GET /api/status   the same as JSON
+//   GET /api/status   the same as JSON, with each destination's condition
+//                     (running, retrying, breaker_open, failed) and the
+//                     alerts firing
 //   GET /api/events/<id>   one event (a receipt id or an idempotency key,
 //                     URL-encoded): its log position and, per destination,
 //                     delivered / pending / dead_lettered / filtered, or
 //                     expired past retention; 404 unknown, 400 malformed
-//   GET /             a small live dashboard over /api/status
+//   GET /api/history[?since=UNIX_S]   the last hour per destination, one
+//                     sample a second (history.h); only the samples newer
+//                     than `since`. A bad since, another parameter or a query
+//                     over 256 bytes: 400 with a JSON error
+//   GET /             the live dashboard (dashboard.html, built into forkd:
+//                     it asks nothing of any other origin): per destination
+//                     its condition and charts of the last hour from
+//                     /api/history, the alerts firing and the last verify
+//                     from /api/status, and an event lookup through
+//                     /api/events/<id>
 //   GET /streams/D    a `stream` destination's records as Server-Sent Events
 //                     (public, or with its own token, or under the read rules)
 //   POST /api/dlq/replay?destination=D[&id=ID...]   dead letters back into
@@ -79,6 +90,8 @@ struct Handlers {
   // Worker threads for the stream subscribers (each holds one while it is
   // connected), on top of the admin server's own.
   size_t stream_threads = 0;
+  // The history JSON of the samples newer than `since` (history.h).
+  std::function<std::string(int64_t since)> history;
 };
 
 class AdminServer {
@@ -94,6 +107,7 @@ class AdminServer {
   using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
   // True when `v` lets the request through; else answers it with the refusal.
   bool Allowed(const Verdict& v, const httplib::Request& req, httplib::Response& res);
+  void HistoryRequest(const httplib::Request& req, httplib::Response& res);
 
   Handlers h_;
   std::unique_ptr<Access> access_;

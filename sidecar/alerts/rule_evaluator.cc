@@ -101,6 +101,19 @@ std::vector<Transition> RuleEvaluator::Evaluate(const Reading& reading, int64_t 
   return out;
 }
 
+std::vector<Transition> RuleEvaluator::Firing() const {
+  std::vector<Transition> out;
+  for (const auto& r : config_.rules) {
+    for (auto it = states_.lower_bound({r.name, ""});
+         it != states_.end() && it->first.first == r.name; ++it) {
+      if (!it->second.firing) continue;
+      Transition t = Make(r, it->first.second, it->second, true, it->second.last, 0);
+      out.push_back(std::move(t));
+    }
+  }
+  return out;
+}
+
 namespace {
 std::string Iso(int64_t ms) {
   std::string s;

@@ -55,6 +55,10 @@ class RuleEvaluator {
 
   const AlertsConfig& config() const { return config_; }
 
+  // The rules firing now, in rule order then by destination (each as its
+  // firing transition, with the last value read).
+  std::vector<Transition> Firing() const;
+
  private:
   struct State {
     int64_t since_ms = 0;  // the condition holds since
