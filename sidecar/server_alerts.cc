@@ -144,6 +144,14 @@ void Server::EvaluateAlerts() {
         r.Set(alerts::Signal::kDeadLetters, d.name, static_cast<double>(DeadLetterLines(d.name)));
       }
     }
+    if (alerts_->Uses(alerts::Signal::kRate)) {
+      for (const auto& d : config.destinations) {
+        double v = 0;
+        if (history_.RoutedRate(d.name, alerts::kRateWindowSeconds, &v)) {
+          r.Set(alerts::Signal::kRate, d.name, v);
+        }
+      }
+    }
     QueueAlerts(alerts_->Evaluate(r, now_ms), config);
   }
   if (alert_events_.empty()) return;

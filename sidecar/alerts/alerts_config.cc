@@ -27,6 +27,10 @@ const std::vector<SignalSpec>& Signals() {
       {Signal::kVerifyDifferences, "verify_differences", true, false,
        "Rows the last scheduled verify (`verify:`) found missing, unexpected or differing in "
        "the destination's store; -1 when it could not read the store"},
+      {Signal::kRate, "rate", true, false,
+       "Events per second routed to the destination (taken into the log for it, whether or "
+       "not delivered yet), averaged over the last 10 s; `below` finds a destination gone "
+       "quiet, `above` a flood. Not judged in forkd's first second"},
   };
   return specs;
 }

@@ -30,8 +30,12 @@ enum class Signal {
   kShed,
   kWalDiskUsedRatio,
   kVerifyDifferences,
+  kRate,
 };
-inline constexpr size_t kSignalCount = 8;
+inline constexpr size_t kSignalCount = 9;
+// The `rate` signal averages the events routed to a destination over this
+// many seconds (samples of the one-second history).
+inline constexpr int64_t kRateWindowSeconds = 10;
 
 struct SignalSpec {
   Signal signal;
