@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from '../../js/index.mjs';
@@ -271,4 +271,26 @@ test('GET /api/history refuses a bad since, other parameters and huge query stri
   assert.equal(r.status, 403);
   // And forkd still answers.
   assert.equal((await getJson('/api/history?since=0')).capacity, 3600);
+});
+
+test('a SIGHUP that removes a destination and adds one: its history and row go, the new one gets both', async () => {
+  const file = `${dir}/fork.yaml`;
+  const yaml = readFileSync(file, 'utf8');
+  const destinations = JSON.parse(yaml.match(/^destinations: (.*)$/m)[1]);
+  delete destinations.logs;
+  destinations.extra = { type: 'file', format: 'jsonl', path: './out/extra.jsonl' };
+  writeFileSync(file, yaml.replace(/^destinations: .*$/m, `destinations: ${JSON.stringify(destinations)}`));
+  forkd.proc.kill('SIGHUP');
+  await until('the history to follow the reload', async () => {
+    const h = await getJson('/api/history');
+    const names = h.destinations.map((d) => d.name).join(',');
+    return names === 'hook,ops,extra' && h.destinations.find((d) => d.name === 'extra').at.length >= 1;
+  });
+  await client.routeData({ order: 'extra' }, 'extra', { ack: 'delivered' });
+  await until('the page to show the new row', async () => (await row('extra').count()) === 1 && (await shown('extra', 'delivered')) === 1);
+  assert.equal(await row('logs').count(), 0);
+  assert.equal(await row('extra').getAttribute('data-condition'), 'running');
+  // The others kept their hour.
+  const hook = (await getJson('/api/history')).destinations.find((d) => d.name === 'hook');
+  assert.ok(hook.at.length > 10, `${hook.at.length} samples`);
 });
