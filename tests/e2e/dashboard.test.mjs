@@ -196,29 +196,22 @@ test('an http destination whose server answers 500, then is stopped, turns its r
   await until('hook back to running', async () => (await row('hook').getAttribute('data-condition')) === 'running', 15000);
 });
 
-// GET /api/events/<id> comes with per-event status; a forkd without it
-// answers httplib's bare 404 (no JSON body).
-async function eventsEndpointServed() {
-  const r = await request('/api/events/probe', { headers: { host: `127.0.0.1:${port}` } });
-  return !(r.status === 404 && r.body === '');
-}
-
-test('the lookup box finds an event by receipt id and by idempotency key, and shows each destination\'s state', async (t) => {
-  if (!(await eventsEndpointServed())) {
-    t.skip('GET /api/events/<id> is not served by this forkd (per-event status has not landed)');
-    return;
-  }
-  const receipt = await client.routeData({ order: 'find-me' }, ['logs', 'hook'], { ack: 'delivered', idempotencyKey: 'order-find-me' });
-  for (const id of [receipt.id, 'order-find-me']) {
+test('the lookup box finds an event by receipt id and by idempotency key, and shows each destination\'s state', async () => {
+  const keyed = await client.routeData({ order: 'find-me' }, ['logs', 'hook'], { ack: 'delivered', idempotencyKey: 'order-find-me' });
+  assert.equal(keyed.id, 'order-find-me');
+  const plain = await client.routeData({ order: 'find-me-too' }, ['logs', 'hook'], { ack: 'delivered' });
+  for (const id of [plain.id, 'order-find-me']) {
     await page.getByLabel('Receipt id or idempotency key').fill(id);
     await page.getByTestId('lookup-button').click();
+    // One row per configured destination: ops was not named by the caller.
     const rows = page.getByTestId('lookup-row');
-    await until(`the lookup rows for ${id}`, async () => (await rows.count()) === 2);
+    await until(`the lookup rows for ${id}`, async () => (await rows.count()) === 3);
     assert.equal(await page.getByTestId('lookup-error').innerText(), '');
-    for (const name of ['logs', 'hook']) {
-      const r = page.locator(`[data-testid=lookup-row][data-destination="${name}"]`);
-      assert.equal(await r.getByTestId('lookup-state').innerText(), 'delivered', `${id} at ${name}`);
-    }
+    const state = (name) => page.locator(`[data-testid=lookup-row][data-destination="${name}"]`).getByTestId('lookup-state').innerText();
+    assert.equal(await state('logs'), 'delivered', `${id} at logs`);
+    assert.equal(await state('hook'), 'delivered', `${id} at hook`);
+    assert.equal(await state('ops'), 'filtered', `${id} at ops`);
+    assert.match(await page.getByTestId('lookup-result').innerText(), new RegExp(`id ${id}`));
   }
 });
 
