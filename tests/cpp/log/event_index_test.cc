@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <atomic>
 #include <random>
+#include <thread>
 
 #include "log/event_indexer.h"
 #include "test_util.h"
@@ -139,6 +141,54 @@ TEST_CASE("EventIndex forgets entries below the pruned floor, reuses their slots
   CHECK(FindAll(idx, hashes[390001 - 1]) == std::vector<uint64_t>{390001});
   CHECK(FindAll(idx, hashes[300000 - 1]).empty());
   CHECK(idx.memory_bytes() < full);
+}
+
+TEST_CASE("EventIndex answers readers on other threads while its writer inserts, grows and prunes",
+          "[event_index][log]") {
+  EventIndex idx;
+  constexpr uint64_t kN = 400000;
+  constexpr uint64_t kKeep = 50000;  // the writer prunes all but the last kKeep
+  std::vector<uint64_t> hashes(kN);
+  std::mt19937_64 rng(13);
+  for (auto& h : hashes) h = rng();
+  std::atomic<uint64_t> published{0};  // lsns below are inserted
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> misses{0}, wrong{0}, reads{0};
+  auto reader = [&](uint64_t seed) {
+    std::mt19937_64 pick(seed);
+    std::vector<uint64_t> found;
+    while (!done.load()) {
+      const uint64_t top = published.load();
+      if (top <= kKeep + 1) continue;
+      // Within the last kKeep / 2 inserted: never pruned while we look.
+      const uint64_t lsn = top - 1 - pick() % (kKeep / 2);
+      found.clear();
+      idx.Find(hashes[lsn - 1], &found);
+      // Descheduled long enough for the writer to prune past it: no answer due.
+      if (idx.floor() > lsn) continue;
+      if (std::count(found.begin(), found.end(), lsn) != 1) misses.fetch_add(1);
+      // Another lsn only when it shares the 32 bits kept (the tag's lowest
+      // bit is forced to 1).
+      for (uint64_t f : found) {
+        if (f != lsn && (hashes[f - 1] >> 32 | 1) != (hashes[lsn - 1] >> 32 | 1)) {
+          wrong.fetch_add(1);
+        }
+      }
+      reads.fetch_add(1);
+    }
+  };
+  std::thread r1(reader, 1), r2(reader, 2);
+  for (uint64_t lsn = 1; lsn <= kN; ++lsn) {
+    idx.Insert(hashes[lsn - 1], lsn);
+    published.store(lsn + 1);
+    if (lsn % 1000 == 0 && lsn > kKeep) idx.Prune(lsn - kKeep);
+  }
+  done.store(true);
+  r1.join();
+  r2.join();
+  CHECK(reads.load() > 0);
+  CHECK(misses.load() == 0);
+  CHECK(wrong.load() == 0);
 }
 
 TEST_CASE("EventIndex reads lsns past 2^40 back exactly (kept modulo 2^40)", "[event_index][log]") {
