@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include "core/clock.h"
+#include "ingest/key_journal.h"
 #include "pipeline/event_status.h"
 #include "server.h"
 #include "sinks/common/json.h"
@@ -103,6 +104,8 @@ int Server::EventStatus(const std::string& id, std::string* body) const {
   }
   if (!s.ok()) return fail(500, "reading the log: " + s.message(), true);
   const uint64_t first = log_->first_lsn();
+  const Destinations snapshot = SnapshotDestinations();
+  const auto& [config, pipelines, failed, removed, start_failures] = snapshot;
   if (found.empty()) {
     if (events_->indexed_next_lsn() < end) {
       return fail(503,
@@ -111,10 +114,26 @@ int Server::EventStatus(const std::string& id, std::string* body) const {
                       std::to_string(end) + "); try again shortly",
                   true);
     }
-    if (events_->Expired(id)) {
+    // A receipt id of a client whose events retention deleted up to it, or
+    // an idempotency key the dedupe journal still remembers below the log.
+    uint64_t key_lsn = 0;
+    int64_t key_recv_us = 0;
+    const bool expired =
+        events_->Expired(id) ||
+        (config->dedupe_max_keys > 0 &&
+         ingest::KeyJournal::Find(config->data_dir + "/dedupe", id, &key_lsn, &key_recv_us)
+             .ok() &&
+         key_lsn < first);
+    if (expired) {
       *body = "{\"id\":";
       sinks::AppendJsonString(id, body);
-      body->append(",\"status\":\"expired\",\"retained_from_lsn\":")
+      body->append(",\"status\":\"expired\"");
+      if (key_lsn > 0) {
+        body->append(",\"lsn\":").append(std::to_string(key_lsn));
+        body->append(",\"received_at\":");
+        sinks::AppendJsonString(pipeline::UtcMillis(key_recv_us), body);
+      }
+      body->append(",\"retained_from_lsn\":")
           .append(std::to_string(first))
           .append(",\"destinations\":[]}\n");
       return 200;
@@ -126,8 +145,6 @@ int Server::EventStatus(const std::string& id, std::string* body) const {
                 true);
   }
 
-  const Destinations snapshot = SnapshotDestinations();
-  const auto& [config, pipelines, failed, removed, start_failures] = snapshot;
   auto progress = [&](const std::string& name) {
     pipeline::DeliveryProgress dp;
     for (const auto& p : pipelines) {
@@ -159,7 +176,12 @@ int Server::EventStatus(const std::string& id, std::string* body) const {
       const auto& t = it->second;
       auto pass = std::partition_point(t.begin(), t.end(),
                                        [&](const Passed& x) { return x.next_lsn <= lsn; });
-      if (pass == t.end()) return;
+      if (pass == t.end()) {
+        // Passed since the last sample: seen now.
+        *at = WallMicros();
+        if (!t.empty()) *after = t.back().last_us;
+        return;
+      }
       *at = pass->at_us;
       if (pass != t.begin()) *after = std::prev(pass)->last_us;
     };

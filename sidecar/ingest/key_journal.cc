@@ -134,6 +134,36 @@ Status KeyJournal::Open(const Each& each, uint64_t* next_lsn) {
   return Status::Ok();
 }
 
+Status KeyJournal::Find(const std::string& dir, std::string_view key, uint64_t* lsn,
+                        int64_t* recv_us) {
+  std::string data;
+  Status s = fs::ReadFile(dir + "/keys.journal", &data);
+  if (!s.ok()) return s;
+  if (data.size() < kHeaderSize || std::memcmp(data.data(), kMagic, kMagicSize) != 0 ||
+      static_cast<uint8_t>(data[kMagicSize]) != kVersion) {
+    return Status::NotFound("no key journal of version " + std::to_string(kVersion));
+  }
+  bool found = false;
+  size_t off = kHeaderSize;
+  while (data.size() - off >= kFixed) {
+    const auto* p = reinterpret_cast<const uint8_t*>(data.data() + off);
+    const size_t n = static_cast<size_t>(p[20]) | (static_cast<size_t>(p[21]) << 8);
+    const size_t dn = p[22];
+    if (data.size() - off < kFixed + n + dn) break;  // torn tail
+    if (crc32c::Unmask(wire::GetU32(p)) != crc32c::Value(p + 4, kFixed - 4 + n + dn)) break;
+    if (n == key.size() && std::memcmp(p + kFixed, key.data(), n) == 0) {
+      const uint64_t l = wire::GetU64(p + 4);
+      if (!found || l > *lsn) {
+        *lsn = l;
+        *recv_us = static_cast<int64_t>(wire::GetU64(p + 12));
+      }
+      found = true;
+    }
+    off += kFixed + n + dn;
+  }
+  return found ? Status::Ok() : Status::NotFound("key not in the journal");
+}
+
 void KeyJournal::Add(std::string_view key, std::string_view dest, uint64_t lsn,
                      int64_t recv_us) {
   Encode(key, dest, lsn, recv_us, &buf_);

@@ -61,6 +61,13 @@ class KeyJournal {
   [[nodiscard]] Status Rewrite(const std::function<void(const Each&)>& each_live,
                                uint64_t committed_next_lsn);
 
+  // Reads the journal in `dir` without opening it for writing (any thread,
+  // any process; a torn tail ends it) for the newest record of `key`:
+  // its event's lsn and receipt time. NotFound when there is none. For
+  // GET /api/events/<id>, which tells a key older than the retained log.
+  [[nodiscard]] static Status Find(const std::string& dir, std::string_view key, uint64_t* lsn,
+                                   int64_t* recv_us);
+
   uint64_t synced_next_lsn() const { return synced_next_lsn_; }
   uint64_t records() const { return records_; }
   bool dirty() const { return !buf_.empty(); }

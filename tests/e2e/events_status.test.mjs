@@ -237,3 +237,49 @@ test('forkd status --event, with forkd stopped, reads the log, cursors and dead 
   assert.equal(unknown.status, 1);
   assert.match(unknown.stderr, /no event with id no-such-event is in the retained log/);
 });
+
+test('ids older than the retained log are expired: a receipt id, and an idempotency key the dedupe journal remembers', async () => {
+  const p = await freePort();
+  const { dir: d, config: c } = tempConfig(
+    [
+      `admin: 127.0.0.1:${p}`,
+      'wal: { segment_bytes: 64KiB, retention: { max_age: 0 } }',
+      "destinations: { logs: { type: file, format: jsonl, path: ./out/logs.jsonl, batch: { max_wait: '10ms' } } }",
+      '',
+    ].join('\n'),
+    'fork-events-expired-',
+  );
+  const f = await startForkd(c);
+  const cl = createClient({ endpoint: endpointFor(d) });
+  try {
+    const first = await cl.routeData({ n: 0, pad: 'x'.repeat(2000) }, 'logs');
+    await cl.routeData({ n: 1, pad: 'x'.repeat(2000) }, 'logs', { idempotencyKey: 'old-order' });
+    // Enough to fill several segments; every one delivered, so retention deletes them.
+    for (let i = 2; i < 200; i++) await cl.routeData({ n: i, pad: 'x'.repeat(2000) }, 'logs');
+    const getOn = (id) =>
+      new Promise((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port: p, path: `/api/events/${encodeURIComponent(id)}` }, (res) => {
+          let t = '';
+          res.on('data', (x) => (t += x));
+          res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(t) }));
+        }).on('error', reject);
+      });
+    const expired = await until('the first receipt id expired', async () => {
+      const r = await getOn(first.id);
+      return { ok: r.status === 200 && r.body.status === 'expired', value: r };
+    });
+    assert.ok(expired.body.retained_from_lsn > 1);
+    const key = await until('the old key expired', async () => {
+      const r = await getOn('old-order');
+      return { ok: r.status === 200 && r.body.status === 'expired', value: r };
+    });
+    assert.equal(key.body.lsn, 2);
+    assert.equal(typeof key.body.received_at, 'string');
+    // A client never seen is still unknown.
+    assert.equal((await getOn('00000000000000000000000000000001-1')).status, 404);
+  } finally {
+    await cl.close();
+    await f.stop();
+    rmSync(d, { recursive: true, force: true });
+  }
+});

@@ -241,3 +241,39 @@ TEST_CASE("key journal: a newer version is an error naming the file, and left al
 
 }  // namespace
 }  // namespace forkd::ingest
+
+namespace forkd::ingest {
+
+TEST_CASE("key journal: Find reads the newest record of a key without opening the journal",
+          "[key_journal]") {
+  TempDir dir;
+  uint64_t lsn = 0;
+  int64_t recv_us = 0;
+  CHECK(KeyJournal::Find(dir.path(), "order-1", &lsn, &recv_us).IsNotFound());  // no file
+  {
+    KeyJournal j(dir.path());
+    uint64_t next = 0;
+    OpenAndRead(&j, &next);
+    j.Add("order-1", "production", 5, 1000);
+    j.Add("order-1", "analytics", 5, 1000);
+    j.Add("order-2", "production", 6, 2000);
+    j.Add("order-1", "production", 9, 3000);  // the same key again, later
+    REQUIRE(j.Sync(10).ok());
+    // Still open for appending: Find only reads.
+    REQUIRE(KeyJournal::Find(dir.path(), "order-1", &lsn, &recv_us).ok());
+    CHECK(lsn == 9);
+    CHECK(recv_us == 3000);
+    REQUIRE(KeyJournal::Find(dir.path(), "order-2", &lsn, &recv_us).ok());
+    CHECK(lsn == 6);
+    CHECK(KeyJournal::Find(dir.path(), "order-3", &lsn, &recv_us).IsNotFound());
+    CHECK(KeyJournal::Find(dir.path(), "order-", &lsn, &recv_us).IsNotFound());  // a prefix
+  }
+  // A torn tail ends it: what came before is still found.
+  const std::string path = dir.Join("keys.journal");
+  const std::string bytes = test::ReadFileOrDie(path);
+  test::WriteFileOrDie(path, bytes + std::string("\x01\x02\x03", 3));
+  REQUIRE(KeyJournal::Find(dir.path(), "order-2", &lsn, &recv_us).ok());
+  CHECK(lsn == 6);
+}
+
+}  // namespace forkd::ingest
