@@ -95,11 +95,13 @@ int Server::EventStatus(const std::string& id, std::string* body) const {
   }
   if (!started_.load() || !events_) return fail(503, "forkd is not running", true);
   const uint64_t end = log_->durable_next_lsn();
+  // Read before the lookup: an index that reaches `end` only after it may
+  // have missed the event.
+  const uint64_t indexed = events_->indexed_next_lsn();
   std::vector<log::FoundEntry> found;
   Status s = events_->Find(id, &found);
   // Acknowledged a moment ago: the index may not have reached it yet.
-  if (s.ok() && found.empty() && events_->indexed_next_lsn() < end &&
-      events_->WaitIndexed(end, 2000000)) {
+  if (s.ok() && found.empty() && indexed < end && events_->WaitIndexed(end, 2000000)) {
     s = events_->Find(id, &found);
   }
   if (!s.ok()) return fail(500, "reading the log: " + s.message(), true);
