@@ -51,7 +51,10 @@ void Server::RecordHistory(const Destinations& snapshot) {
       c.lag_events = static_cast<double>(end - std::min(end, f->hold.next_lsn));
       c.lag_seconds = LagSeconds(d.name, f->hold, end, now_us);
     } else {
-      continue;  // between a reload's stop and start: this second has no sample
+      // Between a stop and a start (a replay restarting it): no sample this
+      // second, for anyone, rather than a destination left out, which
+      // History would take for removed.
+      return;
     }
     c.dead_letters = static_cast<double>(DeadLetterLines(d.name));
     readings.emplace_back(d.name, c);

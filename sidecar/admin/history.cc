@@ -156,3 +156,4 @@ bool ParseSince(const std::string& text, int64_t* out, std::string* error) {
 }
 
 }  // namespace forkd::admin
+static_assert(sizeof(forkd::admin::Sample) == 40, "history.h and the docs say 40 bytes a sample");

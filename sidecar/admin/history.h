@@ -1,7 +1,8 @@
 // The last hour of every destination, one sample a second: what the
 // dashboard charts (GET /api/history) and what the `rate` alert signal reads.
 //
-// Each destination has a fixed ring of kCapacity samples (about 100 KiB),
+// Each destination has a fixed ring of kCapacity samples (40 bytes each,
+// about 140 KiB),
 // allocated when it first appears. Record() is called once a second by one
 // thread (the server's housekeeping tick) with cumulative counters; the ring
 // keeps per-second rates computed from the difference with the previous

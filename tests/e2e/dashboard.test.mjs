@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from '../../js/index.mjs';
@@ -286,4 +286,39 @@ test('a SIGHUP that removes a destination and adds one: its history and row go, 
   // The others kept their hour.
   const hook = (await getJson('/api/history')).destinations.find((d) => d.name === 'hook');
   assert.ok(hook.at.length > 10, `${hook.at.length} samples`);
+});
+
+test('the last scheduled verify: the page shows what /api/status says, agreeing and then with a row added behind forkd\'s back', { timeout: 60000 }, async () => {
+  const vport = await freePort();
+  const { dir: vdir, config } = tempConfig(
+    [`admin: 127.0.0.1:${vport}`, 'destinations:', '  logs: { type: file, format: jsonl, path: ./out/logs.jsonl }', 'verify: { every: 1s, destinations: [logs] }', ''].join('\n'),
+    'fork-dashboard-verify-',
+  );
+  const vforkd = await startForkd(config);
+  const vclient = createClient({ endpoint: endpointFor(vdir) });
+  const vpage = await browser.newPage();
+  try {
+    for (let i = 0; i < 10; i++) await vclient.routeData({ order: i }, 'logs', { ack: 'delivered' });
+    await vpage.goto(`http://127.0.0.1:${vport}/`);
+    const result = vpage.getByTestId('verify-result');
+    const cell = (k) => vpage.locator('[data-testid=verify-row][data-destination="logs"] [data-field=' + k + ']').innerText();
+    await until('a verify of the 10 on the page', async () => (await result.count()) === 1 && (await cell('expected')) === '10', 15000);
+    assert.equal(await result.innerText(), 'every destination agrees');
+    const v = (await (await fetch(`http://127.0.0.1:${vport}/api/status`)).json()).verify;
+    assert.equal(v.ok, true);
+    assert.equal(await vpage.getByTestId('verify').locator('p').innerText(), `every destination agrees · at ${v.at} · took ${v.took_ms.toLocaleString('en-US')} ms`);
+
+    appendFileSync(`${vdir}/out/logs.jsonl`, '{"_fork_id":"not-from-forkd","order":99}\n');
+    await until('the difference on the page', async () => (await result.innerText()) === 'differences found', 15000);
+    assert.equal(await cell('unexpected'), '1');
+    assert.equal(await cell('missing'), '0');
+    const row = vpage.locator('[data-testid=verify-row][data-destination="logs"]');
+    assert.match(await row.innerText(), /differs/);
+    assert.match(await row.innerText(), /unexpected: not-from-forkd/);
+  } finally {
+    await vpage.close();
+    await vclient.close();
+    assert.equal((await vforkd.stop()).code, 0);
+    rmSync(vdir, { recursive: true, force: true });
+  }
 });
