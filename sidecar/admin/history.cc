@@ -109,20 +109,26 @@ std::string History::Json(int64_t since) const {
         {"lag_seconds", [](const Sample& s) { return static_cast<double>(s.lag_seconds); }},
         {"dead_letters", [](const Sample& s) { return static_cast<double>(s.dead_letters); }},
     };
+    // The samples newer than `since`: counted from the newest end, so the
+    // page's poll (one or two new samples) does not walk the whole hour.
+    size_t newer = 0;
+    while (newer < r.count &&
+           r.samples[(r.next + kCapacity - 1 - newer) % kCapacity].at > since) {
+      ++newer;
+    }
+    const size_t first = (r.next + kCapacity - newer) % kCapacity;
     for (const Column& c : kColumns) {
       const bool whole = &c == &kColumns[0];  // seconds, printed in full
       j.append(",\"").append(c.key).append("\":[");
-      bool any = false;
-      r.ForEach([&](const Sample& s) {
-        if (s.at <= since) return;
-        if (any) j.push_back(',');
-        any = true;
+      for (size_t i = 0; i < newer; ++i) {
+        const Sample& s = r.samples[(first + i) % kCapacity];
+        if (i > 0) j.push_back(',');
         if (whole) {
           j.append(std::to_string(s.at));
         } else {
           AppendNumber(c.get(s), &j);
         }
-      });
+      }
       j.push_back(']');
     }
     j.push_back('}');
