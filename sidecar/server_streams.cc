@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <thread>
 
 #include "core/clock.h"
 #include "pipeline/shaper.h"
@@ -24,6 +25,10 @@ namespace {
 constexpr int64_t kKeepAliveMs = 15000;
 constexpr size_t kChunkBytes = 64 * 1024;
 constexpr int kCatchUpEntries = 512;  // log entries read per provider call
+// A subscriber writes at most once per this many ms, taking every record
+// that came meanwhile in one write: with a thousand subscribers, a wakeup
+// per record each would be a million context switches a second.
+constexpr int64_t kCoalesceMs = 10;
 
 // One subscriber's connection.
 struct Subscription {
@@ -153,6 +158,9 @@ void Server::ServeStream(const std::string& name, const httplib::Request& req,
             sub->after = sub->until;
           }
         } else {
+          if (out.empty() && now_ms - sub->last_write_ms < kCoalesceMs) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(kCoalesceMs - (now_ms - sub->last_write_ms)));
+          }
           streams::Pos last, covered;
           const int64_t wait = std::max<int64_t>(0, kKeepAliveMs - (now_ms - sub->last_write_ms));
           switch (sub->hub->Next(sub->after, out.empty() ? std::min<int64_t>(wait, 1000) : 0, kChunkBytes, &out, &last, &covered)) {
