@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(wire log_reader config expr dead_letters)
+all=(wire log_reader config expr dead_letters http_body)
 targets=("$@")
 ((${#targets[@]})) || targets=("${all[@]}")
 seconds=${FORK_FUZZ_SECONDS:-20}

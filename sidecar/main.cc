@@ -138,6 +138,16 @@ std::string ConfigReference() {
       "loopback (localhost, 127.0.0.0/8, ::1) needs a token. POST endpoints need "
       "`Authorization: Bearer <token>` when one is set; docs/security.md has every rule.\n\n" +
       forkd::OptionsMarkdown(forkd::admin::AdminOptions()) +
+      "\n## `http_ingest`\n\n`POST /v1/events` for callers that cannot load the addon (edge "
+      "runtimes, platforms without a prebuilt addon): `{payload, destination, options}`, a "
+      "JSON array of them, or NDJSON, answered with the receipts once the events are durable "
+      "(docs/protocol.md, \"HTTP ingest\"). `http_ingest: 127.0.0.1:8788` is short for "
+      "`http_ingest: { listen: 127.0.0.1:8788 }`. The token is the first of `token`, the first "
+      "line of `token_file`, and `FORK_INGEST_TOKEN` in forkd's environment; with one, every "
+      "request needs `Authorization: Bearer <token>`. A `listen` address that is not loopback "
+      "without a token is allowed, with a warning at every start. It speaks plain HTTP: TLS "
+      "belongs to a proxy in front (docs/security.md).\n\n" +
+      forkd::OptionsMarkdown(forkd::ingest::http::HttpIngestOptions()) +
       "\n## `curve`\n\nCURVE (CurveZMQ) on `listen`: every connection is encrypted, clients "
       "authenticate forkd by its public key (`curveServerKey`), and with `clients` forkd "
       "accepts only the listed client keys. A `listen` other than ipc:// needs it, or "
@@ -234,6 +244,12 @@ int Check(const std::string& config_path) {
   if (!ok) return kExitConfig;
   std::cout << config_path << ": ok (" << config.destinations.size() << " destinations)\n";
   for (const auto& n : notes) std::cout << n << "\n";
+  if (!config.http_ingest.warning.empty()) {
+    std::cerr << forkd::ConfigError{config_path, config.http_ingest.mark,
+                                    "warning: " + config.http_ingest.warning}
+                     .ToString()
+              << "\n";
+  }
   return 0;
 }
 

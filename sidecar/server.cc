@@ -47,6 +47,7 @@ Server::~Server() {
   if (admin_) admin_->Stop();
   if (verify_) verify_->Stop();
   StopEventIndex();
+  http_ingest_.reset();
   ingest_.reset();
   pipelines_.clear();
   log_.reset();
@@ -130,6 +131,13 @@ Status Server::Start() {
   StartEventIndex();
   s = ingest_->Bind();
   if (!s.ok()) return s;
+  if (config_->http_ingest.enabled()) {
+    http_ingest_ = std::make_unique<ingest::http::HttpIngest>(
+        ingest_->context(), ingest::Ingest::kInprocEndpoint, config_->http_ingest,
+        static_cast<size_t>(config_->max_event), static_cast<size_t>(config_->max_frame));
+    s = http_ingest_->Start();
+    if (!s.ok()) return s;
+  }
   if (config_->admin.enabled()) {
     admin::Handlers handlers{
         [this] { return started_.load(); }, [this] { return MetricsText(); },
@@ -517,6 +525,7 @@ void Server::Reload(Config next_config) {
 
 void Server::Serve() {
   ingest_->Run();
+  if (http_ingest_) http_ingest_->Stop();
   if (verify_) verify_->Stop();
   std::lock_guard<std::mutex> reload_lock(reload_mu_);
   const auto pipelines = Pipelines();
@@ -545,6 +554,8 @@ void Server::Serve() {
 
 void Server::RequestStop() {
   stopping_.store(true);
+  // Requests being served get their answers while ingest still runs.
+  if (http_ingest_) http_ingest_->Stop();
   if (ingest_) ingest_->Stop();
 }
 

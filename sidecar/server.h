@@ -14,6 +14,7 @@
 
 #include "admin/admin_server.h"
 #include "admin/history.h"
+#include "ingest/http/http_ingest.h"
 #include "alerts/rule_evaluator.h"
 #include "core/config.h"
 #include "ingest/ingest.h"
@@ -172,6 +173,8 @@ class Server {
   std::mutex reload_mu_;
   std::unique_ptr<ingest::Ingest> ingest_;
   std::unique_ptr<admin::AdminServer> admin_;
+  // After ingest_: destroyed first, its DEALERs closed before ingest's context.
+  std::unique_ptr<ingest::http::HttpIngest> http_ingest_;
   // The scheduled `forkd verify` (the config's `verify:`); idle without it.
   std::unique_ptr<verify::Scheduler> verify_;
   // GET /streams/<name> (server_streams.cc): who may subscribe, and the

@@ -50,10 +50,6 @@ Verdict Refuse(int status, std::string message, bool challenge = false) {
   return Verdict{status, std::move(message), challenge};
 }
 
-const char kHowToSetToken[] =
-    "set admin: {listen, token_file} (or token) in the config, or FORK_ADMIN_TOKEN in forkd's "
-    "environment";
-
 }  // namespace
 
 bool TokenEquals(const std::string& given, const std::string& expected) {
@@ -67,8 +63,8 @@ bool TokenEquals(const std::string& given, const std::string& expected) {
   return diff == 0;
 }
 
-Access::Access(Listen address, std::string token)
-    : address_(std::move(address)), token_(std::move(token)) {}
+Access::Access(Listen address, std::string token, AccessWords words)
+    : address_(std::move(address)), token_(std::move(token)), words_(std::move(words)) {}
 
 Verdict Access::Read(const RequestHeaders& h) const {
   if (h.host.size() > 1) return Refuse(403, "more than one Host header");
@@ -78,7 +74,7 @@ Verdict Access::Read(const RequestHeaders& h) const {
   int port = 0;
   if (!SplitHost(h.host[0], &name, &port) || !IsLoopbackName(name) || port != address_.port) {
     return Refuse(403, "Host " + Quoted(h.host[0]) +
-                           " is not this admin server: it serves only localhost, 127.0.0.1 or "
+                           " is not this " + words_.server + ": it serves only localhost, 127.0.0.1 or "
                            "[::1] on port " +
                            std::to_string(address_.port) +
                            " (other names are refused against DNS rebinding)");
@@ -96,12 +92,12 @@ Verdict Access::Change(const RequestHeaders& h) const {
     const std::string host = h.host.empty() ? "" : Lower(h.host[0]);
     if (host.empty() || (origin != "http://" + host && origin != "https://" + host)) {
       std::string m = "cross-origin request refused: Origin " + Quoted(h.origin[0]) +
-                      " is not this admin server's own (http://" +
+                      " is not this " + words_.server + "'s own (http://" +
                       (h.host.empty() ? std::string("<Host>") : h.host[0]) + ")";
       if (token_.empty()) {
         m += "; without a token, state-changing requests are taken only from local clients "
              "that are not web pages (curl, forkd dlq): to allow others, " +
-             std::string(kHowToSetToken);
+             words_.how_to_set;
       }
       return Refuse(403, m);
     }
@@ -109,14 +105,15 @@ Verdict Access::Change(const RequestHeaders& h) const {
   if (token_.empty()) {
     if (!h.authorization.empty()) {
       return Refuse(403,
-                    "this forkd has no admin token configured, yet the request carries an "
-                    "Authorization header: give forkd the same token (" +
-                        std::string(kHowToSetToken) + ") or send none");
+                    "this forkd has no " + words_.token +
+                        " configured, yet the request carries an Authorization header: give "
+                        "forkd the same token (" +
+                        words_.how_to_set + ") or send none");
     }
     return {};
   }
   if (h.authorization.empty()) {
-    return Refuse(401, "this endpoint needs `Authorization: Bearer <token>` (the admin token)",
+    return Refuse(401, "this endpoint needs `Authorization: Bearer <token>` (the " + words_.token + ")",
                   /*challenge=*/true);
   }
   const std::string& a = h.authorization[0];
@@ -126,7 +123,7 @@ Verdict Access::Change(const RequestHeaders& h) const {
   }
   const size_t start = a.find_first_not_of(' ', sp);
   const std::string given = start == std::string::npos ? "" : a.substr(start);
-  if (!TokenEquals(given, token_)) return Refuse(403, "wrong admin token");
+  if (!TokenEquals(given, token_)) return Refuse(403, "wrong " + words_.token);
   return {};
 }
 

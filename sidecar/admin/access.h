@@ -50,9 +50,19 @@ struct Verdict {
 // first difference is.
 bool TokenEquals(const std::string& given, const std::string& expected);
 
+// How refusals name the server and its token: the admin server's by
+// default; HTTP ingest (ingest/http/) names its own.
+struct AccessWords {
+  std::string server = "admin server";
+  std::string token = "admin token";
+  std::string how_to_set =
+      "set admin: {listen, token_file} (or token) in the config, or FORK_ADMIN_TOKEN in forkd's "
+      "environment";
+};
+
 class Access {
  public:
-  Access(Listen address, std::string token);
+  Access(Listen address, std::string token, AccessWords words = {});
 
   // Any request (the Host rule).
   Verdict Read(const RequestHeaders& h) const;
@@ -64,6 +74,7 @@ class Access {
  private:
   Listen address_;
   std::string token_;
+  AccessWords words_;
 };
 
 }  // namespace forkd::admin

@@ -208,6 +208,9 @@ const std::vector<OptionSpec>& TopLevelOptions() {
       {"admin", OptType::kNode, "",
        "The admin HTTP server: host:port, or {listen, token or token_file} (see below); off "
        "when unset"},
+      {"http_ingest", OptType::kNode, "",
+       "HTTP ingest (POST /v1/events) for callers without the addon: host:port, or {listen, "
+       "token or token_file, ...} (see below); off when unset"},
       {"wal", OptType::kNode, "", "Write-ahead log settings (see below)"},
       {"limits", OptType::kNode, "", "Limits on what clients may send (see below)"},
       {"dedupe", OptType::kNode, "", "Duplicate detection for resends and idempotency keys"},
@@ -480,6 +483,9 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
   admin::ParseAdminConfig(top.Node("admin"), path,
                           [&](const std::string& p) { return out->Resolve(p); }, &out->admin,
                           errors);
+  ingest::http::ParseHttpIngestConfig(
+      top.Node("http_ingest"), path, [&](const std::string& p) { return out->Resolve(p); },
+      &out->http_ingest, errors);
 
   if (const YAML::Node& wal = top.Node("wal"); wal.IsDefined() && !wal.IsNull()) {
     Options w;

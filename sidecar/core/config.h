@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "admin/admin_config.h"
+#include "ingest/http/http_ingest_config.h"
 #include "alerts/alerts_config.h"
 #include "core/options.h"
 #include "ingest/curve_config.h"
@@ -62,6 +63,7 @@ struct Config {
   // A network `listen` without CURVE was asked for: warned about at every start.
   bool insecure_tcp = false;
   admin::AdminConfig admin;  // admin.enabled() false: no admin server
+  ingest::http::HttpIngestConfig http_ingest;  // http_ingest.enabled() false: none
   log::FsyncPolicy fsync = log::FsyncPolicy::kBatch;
   int64_t batch_ms = 2;
   int64_t segment_bytes = 64ll << 20;

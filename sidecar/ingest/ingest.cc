@@ -285,6 +285,11 @@ Status Ingest::Bind() {
   if (zmq_bind(socket_, config_->listen.c_str()) != 0) {
     return Status::IoError("cannot listen on " + config_->listen + ": " + zmq_strerror(errno));
   }
+  // In-process peers skip ZAP and CURVE: they are forkd's own HTTP ingest.
+  if (config_->http_ingest.enabled() && zmq_bind(socket_, kInprocEndpoint) != 0) {
+    return Status::IoError(std::string("cannot bind ") + kInprocEndpoint + ": " +
+                           zmq_strerror(errno));
+  }
   if (curve.enabled()) {
     spdlog::info("listening on {} with CURVE: public key {} (secret from {}); {}", config_->listen,
                  curve.public_key, curve.secret_source,

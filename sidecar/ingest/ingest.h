@@ -103,8 +103,15 @@ class Ingest {
   // log, so a client resending after a forkd crash does not double events.
   // Call before Bind().
   [[nodiscard]] Status Recover();
-  // Creates the socket and binds `listen`.
+  // Where HTTP ingest's DEALERs (ingest/http/http_ingest.h) reach this
+  // socket, in context(), when the config has http_ingest.
+  static constexpr const char* kInprocEndpoint = "inproc://forkd-ingest";
+  // Creates the socket and binds `listen` (and kInprocEndpoint with
+  // http_ingest).
   [[nodiscard]] Status Bind();
+  // The ZeroMQ context of the socket, after Bind(); it lives until this
+  // object is destroyed.
+  void* context() const { return ctx_; }
   // Serves until Stop(); then stops taking frames, commits and acks what it
   // has, and returns.
   void Run();
