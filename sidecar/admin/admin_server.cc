@@ -5,6 +5,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "admin/dashboard_html.h"
 #include "admin/history.h"
@@ -25,6 +30,65 @@ RequestHeaders HeadersOf(const httplib::Request& req) {
   return h;
 }
 
+
+}  // namespace
+
+namespace {
+
+// httplib's ThreadPool starts all its threads at once; stream subscribers
+// need up to a thousand or more, most of the time none. This pool starts a
+// thread only when a request finds none idle, up to `max`, and keeps it for
+// the next ones. A request beyond `max` waits in the queue.
+class GrowingPool : public httplib::TaskQueue {
+ public:
+  explicit GrowingPool(size_t max) : max_(max) {}
+  ~GrowingPool() override { shutdown(); }
+  void enqueue(std::function<void()> fn) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      jobs_.push_back(std::move(fn));
+      if (idle_ == 0 && threads_.size() < max_) {
+        threads_.emplace_back([this] { Work(); });
+        return;
+      }
+    }
+    cv_.notify_one();
+  }
+  void shutdown() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  void Work() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      while (jobs_.empty() && !stop_) {
+        ++idle_;
+        cv_.wait(lock);
+        --idle_;
+      }
+      if (jobs_.empty()) return;  // stopping, nothing left
+      std::function<void()> fn = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      fn();
+      lock.lock();
+    }
+  }
+  const size_t max_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  std::vector<std::thread> threads_;
+  size_t idle_ = 0;
+  bool stop_ = false;
+};
 
 }  // namespace
 
@@ -153,7 +217,7 @@ Status AdminServer::Start(const AdminConfig& config) {
   server_->Delete(".*", refuse);
   if (h_.stream_threads > 0) {
     const size_t n = std::max<size_t>(8, std::thread::hardware_concurrency()) + h_.stream_threads;
-    server_->new_task_queue = [n] { return new httplib::ThreadPool(n); };
+    server_->new_task_queue = [n] { return new GrowingPool(n); };
   }
   // httplib answers a request line over its limit (8 KiB) itself: say why.
   server_->set_error_handler([](const httplib::Request&, httplib::Response& res) {
