@@ -4,6 +4,7 @@
 #include "sinks/file/file_sink.h"
 #include "sinks/http/http_sink.h"
 #include "sinks/postgres/postgres_sink.h"
+#include "sinks/redis/redis_sink.h"
 #include "sinks/sqlite/sqlite_sink.h"
 #include "sinks/stdout/stdout_sink.h"
 #include "sinks/stream/stream_sink.h"
@@ -16,6 +17,7 @@ const std::vector<SinkType>& SinkTypes() {
       {"file", &FileSinkOptions, &CreateFileSink, &CheckFileOptions},
       {"http", &HttpSinkOptions, &CreateHttpSink},
       {"postgres", &PostgresSinkOptions, &CreatePostgresSink, &CheckPostgresOptions},
+      {"redis", &RedisSinkOptions, &CreateRedisSink, &CheckRedisOptions},
       {"sqlite", &SqliteSinkOptions, &CreateSqliteSink, &CheckTableOptions, &InspectSqlite},
       {"stdout", &StdoutSinkOptions, &CreateStdoutSink},
       {"stream", &StreamSinkOptions, &CreateStreamSink, &CheckStreamOptions},
