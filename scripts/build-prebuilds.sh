@@ -246,6 +246,24 @@ dep() {
       printf 'prefix=%s\nName: cpp-httplib\nDescription: cpp-httplib\nVersion: 0.11.4\nCflags: -I${prefix}/include\nLibs: -lpthread\n' \
         "$prefix" >"$prefix/lib/pkgconfig/cpp-httplib.pc"
       ;;
+    hiredis)
+      # The synchronous client only, compiled as its Makefile does; headers
+      # where Debian's libhiredis-dev puts them (<hiredis/hiredis.h>).
+      # Debian's backport of the CVE-2021-32765 fix gives createArrayObject a
+      # size_t count but leaves read.h's callback taking an int (gcc warns,
+      # clang refuses): read.h gets the size_t that upstream's fix has.
+      rm -rf "$b" && cp -a "$src" "$b"
+      sed -i 's/void \*(\*createArray)(const redisReadTask\*, int);/void *(*createArray)(const redisReadTask*, size_t);/' \
+        "$b/read.h"
+      (cd "$b" && grep -q 'createArray)(const redisReadTask\*, size_t)' read.h &&
+       for f in net hiredis sds read alloc; do "$CC" -std=c99 -c "$f.c" -o "$f.o" || exit 1; done &&
+       "$AR" rcs libhiredis.a net.o hiredis.o sds.o read.o alloc.o && cp libhiredis.a "$prefix/lib/" &&
+       mkdir -p "$prefix/include/hiredis" && cp hiredis.h read.h sds.h alloc.h async.h "$prefix/include/hiredis/") \
+        >"$b.log" 2>&1 ||
+        { tail -30 "$b.log"; die "hiredis failed"; }
+      printf 'prefix=%s\nName: hiredis\nDescription: hiredis\nVersion: %s\nCflags: -I${prefix}/include\nLibs: -L${prefix}/lib -lhiredis\n' \
+        "$prefix" "$(source_field hiredis 2)" >"$prefix/lib/pkgconfig/hiredis.pc"
+      ;;
     pq-src)
       dep openssl
       # libpq, src/common and src/port as pq-src's build.rs compiles them.
@@ -309,7 +327,7 @@ for target in "${targets[@]}"; do
   ft="$(forkd_target "$target")"
   [[ -n "${forkd_built[$ft]:-}" ]] && continue
   setup_target "$(zig_triple "$ft")"
-  for d in zlib openssl curl sqlite3 zeromq3 yaml-cpp re2 spdlog cli11 cpp-httplib pq-src; do dep "$d"; done
+  for d in zlib openssl curl sqlite3 zeromq3 yaml-cpp re2 spdlog cli11 cpp-httplib hiredis pq-src; do dep "$d"; done
   t0=$SECONDS; build_fork ON; log "$triple: forkd and addon built in $((SECONDS - t0)) s"
   forkd_built[$ft]="$cache/$triple/fork"
 done
@@ -328,7 +346,7 @@ for target in "${targets[@]}"; do
   [[ -f "$out/forkd" ]] && chmod 0755 "$out/forkd"
   chmod 0644 "$out/fork_router.node"
   mkdir -p "$out/licenses"
-  for d in zlib openssl curl sqlite3 libsodium zeromq3 yaml-cpp re2 fmtlib spdlog cli11 cpp-httplib; do
+  for d in zlib openssl curl sqlite3 libsodium zeromq3 yaml-cpp re2 fmtlib spdlog cli11 cpp-httplib hiredis; do
     cp "$(unpack "$d")/debian/copyright" "$out/licenses/$d.copyright"
   done
   cp "$here/libpq.COPYRIGHT" "$out/licenses/libpq.copyright"
