@@ -39,7 +39,7 @@ bool AllDigits(std::string_view s) {
          std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// The first byte of a msgpack map, array or nil.
+// The first byte of a msgpack map or array.
 bool IsContainer(uint8_t b) {
   return (b >= 0x80 && b <= 0x9f) || b == 0xdc || b == 0xdd || b == 0xde || b == 0xdf;
 }
@@ -59,7 +59,7 @@ bool ParseUrl(std::string_view text, Url* out, std::string* error) {
   }
   std::string_view rest = text.substr(kScheme.size());
   if (rest.find_first_of("?#") != std::string_view::npos) {
-    *error = "query parameters are not supported: expected redis://[user:password@]host[:port][/db]";
+    *error = "query parameters are not supported: redis://[user:password@]host[:port][/db]";
     return false;
   }
   std::string_view path;
@@ -204,9 +204,9 @@ bool KeyTemplate::Render(const transforms::Doc& doc, std::string* out, std::stri
 bool IsRetryable(std::string_view error) {
   const std::string_view word = error.substr(0, error.find(' '));
   static constexpr std::string_view kPassing[] = {
-      "LOADING",  "BUSY",        "MASTERDOWN", "READONLY", "OOM",      "MISCONF", "TRYAGAIN",
-      "CLUSTERDOWN", "NOREPLICAS", "MOVED",  "ASK",      "NOAUTH",   "WRONGPASS", "NOPERM",
-      "NOSCRIPT", "UNBLOCKED",  "EXECABORT"};
+      "LOADING", "BUSY", "MASTERDOWN", "READONLY", "OOM", "MISCONF", "TRYAGAIN", "CLUSTERDOWN",
+      "NOREPLICAS", "MOVED", "ASK", "NOAUTH", "WRONGPASS", "NOPERM", "NOSCRIPT", "UNBLOCKED",
+      "EXECABORT"};
   for (std::string_view w : kPassing) {
     if (word == w) return true;
   }
@@ -223,8 +223,8 @@ const std::vector<OptionSpec>& RedisSinkOptions() {
        "password percent-encoded; AUTH and SELECT are sent on connecting). No TLS (rediss://)",
        true},
       {"mode", OptType::kEnum, "stream",
-       "stream: XADD each record to the stream `key`; publish: PUBLISH each record (as JSON) to the "
-       "channel `key`, reaching only the subscribers connected at that moment",
+       "stream: XADD each record to the stream `key`; publish: PUBLISH each record (as JSON) to "
+       "the channel `key`, reaching only the subscribers connected at that moment",
        false, {"stream", "publish"}},
       {"key", OptType::kString, "",
        "The stream or channel; `{field}` takes a field of the record (`orders:{region}`, "
