@@ -135,6 +135,18 @@ export interface ClientOptions {
   curvePublicKey?: string;
   /** The secret half of curvePublicKey's pair. Default: $FORK_CURVE_SECRET_KEY. */
   curveSecretKey?: string;
+  /**
+   * forkd's HTTP ingest (`http_ingest:` in fork.yaml), e.g. `http://127.0.0.1:8788`: the
+   * client then sends each call with `fetch` (POST /v1/events) instead of through the
+   * native addon. The edge build (edge-light and worker conditions) always does, and so
+   * does a platform without an addon when $FORK_HTTP_ENDPOINT is set. Only `token`,
+   * `timeoutMs` and `maxInFlight` apply then. Over HTTP a payload travels as JSON (a Date
+   * becomes its ISO string; pre-encoded msgpack is refused), and an `ack: 'none'` receipt's
+   * id is the idempotencyKey, or '' (forkd assigns it later).
+   */
+  httpEndpoint?: string;
+  /** The Bearer token of forkd's HTTP ingest (default: $FORK_INGEST_TOKEN). Server code only. */
+  token?: string;
 }
 
 export interface ClientStats {
@@ -162,7 +174,7 @@ export interface Client {
   stats(): ClientStats;
   readonly closed: boolean;
   readonly endpoint: string;
-  /** 32 hex digits; the prefix of generated event ids. */
+  /** 32 hex digits; the prefix of generated event ids ('' for an HTTP client: forkd's HTTP ingest assigns them). */
   readonly clientId: string;
 }
 
@@ -175,9 +187,11 @@ export interface Client {
  * naming a missing file is an error, never a fallback. Without an addon (macOS,
  * a platform with no prebuild) the module still loads; createClient and
  * getDefaultClient throw, and routeData rejects, a ForkError FORK_UNAVAILABLE
- * that names the platform and what to do. $FORK_HTTP_ENDPOINT (HTTP ingest,
- * which needs no addon) is not supported yet in this version: with it set, that
- * error says so.
+ * that names the platform and both ways to fix it — unless $FORK_HTTP_ENDPOINT
+ * is set: then the default client sends to forkd's HTTP ingest with fetch
+ * (with $FORK_INGEST_TOKEN), as the edge build (edge-light and worker export
+ * conditions: Next.js middleware and edge route handlers) always does. The
+ * browser condition throws at import: the token must never reach a page.
  */
 
 /** Routes one event through the default client (created on first use). */

@@ -145,7 +145,7 @@ function advice(platform, thing) {
         ? 'On macOS, run forkd in Docker beside your dev server (docs/deployment.md, "macOS").'
         : 'On macOS, run forkd in Docker beside `next dev`, build the addon with Homebrew\'s zeromq ' +
             '(`brew install zeromq cmake pkg-config`) and set FORK_ADDON_PATH to it (docs/deployment.md, ' +
-            '"macOS"); HTTP ingest (FORK_HTTP_ENDPOINT), which needs no addon, is not built yet in this version.',
+            '"macOS").',
     );
   }
   return lines.join(' ');

@@ -1,12 +1,12 @@
 'use strict';
 
-// What `fork-router` resolves to outside Node.js (the edge-light, worker and
-// browser export conditions): Fork talks to forkd through a native addon and
-// a local socket, which only the Node.js runtime has.
+// What `fork-router` resolves to under the browser export condition: it
+// must never run in a page, where forkd's ingest token would be exposed to
+// anyone. (Edge runtimes get the HTTP client, edge.cjs.)
 throw new Error(
-  "fork-router needs the Node.js runtime: it is a native addon that talks to the forkd sidecar. " +
-    "In Next.js, import it only from server code that runs on Node.js: add " +
-    "`export const runtime = 'nodejs'` to the route (the default for API and app routes), never " +
-    "use it from middleware, an edge route or a client component, and list it in " +
-    "`serverExternalPackages` in next.config.",
+  'fork-router cannot run in a browser: it sends events to forkd with credentials that must stay on the ' +
+    'server. Call it from server code: an API route, route handler or server action (the Node.js runtime, ' +
+    'through the native addon), or middleware and edge route handlers (through forkd\'s HTTP ingest, ' +
+    'FORK_HTTP_ENDPOINT); never from a client component. In Next.js, list it in `serverExternalPackages` in ' +
+    'next.config.',
 );

@@ -183,7 +183,6 @@ test('nothing fits: the error names the platform, where it looked, and what to d
   assert.match(mac.message, /FORK_ADDON_PATH/);
   assert.match(mac.message, /On macOS, run forkd in Docker beside `next dev`/);
   assert.match(mac.message, /brew install zeromq cmake pkg-config/);
-  assert.match(mac.message, /FORK_HTTP_ENDPOINT\), which needs no addon, is not built yet/);
 
   const forkd = child(attempt('findForkd'), { as: { platform: 'darwin', arch: 'x64' } });
   assert.ok(forkd.message.startsWith('forkd: no binary for darwin-x64 (looked for '), forkd.message);
@@ -236,10 +235,22 @@ test('FORK_ADDON_PATH naming a missing file: the package loads, and routeData re
   assert.equal(out.createClient, 'FORK_UNAVAILABLE');
 });
 
-test('no addon with FORK_HTTP_ENDPOINT set: the error says HTTP ingest is not built yet', (t) => {
+test('no addon and no FORK_HTTP_ENDPOINT: the FORK_UNAVAILABLE message names both fixes, the addon and HTTP ingest', (t) => {
   const pkg = fakePackage(t);
-  const out = child(USE_WITHOUT_ADDON(pkg), { as: { platform: 'darwin', arch: 'arm64' }, env: { FORK_HTTP_ENDPOINT: 'http://127.0.0.1:8788' } });
-  assert.equal(out.routeData.code, 'FORK_UNAVAILABLE');
-  assert.match(out.routeData.message, /FORK_HTTP_ENDPOINT is set, but HTTP ingest is not built yet in fork-router \d+\.\d+\.\d+/);
+  const out = child(USE_WITHOUT_ADDON(pkg), { as: { platform: 'darwin', arch: 'arm64' } });
   assert.match(out.routeData.message, /no native addon for darwin-arm64/);
+  assert.match(out.routeData.message, /FORK_ADDON_PATH/);
+  assert.match(out.routeData.message, /set FORK_HTTP_ENDPOINT \(e\.g\. http:\/\/127\.0\.0\.1:8788/);
+  assert.match(out.routeData.message, /FORK_INGEST_TOKEN/);
+  assert.match(out.routeData.message, /createClient\(\{ httpEndpoint, token \}\)/);
+});
+
+test('no addon with FORK_HTTP_ENDPOINT set: clients are HTTP clients, and an endpoint nobody serves is FORK_UNAVAILABLE naming it', (t) => {
+  const pkg = fakePackage(t);
+  const out = child(USE_WITHOUT_ADDON(pkg), { as: { platform: 'darwin', arch: 'arm64' }, env: { FORK_HTTP_ENDPOINT: 'http://127.0.0.1:9' } });
+  assert.equal(out.routeData.code, 'FORK_UNAVAILABLE');
+  assert.match(out.routeData.message, /forkd is not reachable at http:\/\/127\.0\.0\.1:9\/v1\/events \(HTTP ingest\)/);
+  assert.equal(out.getDefaultClient, 'created');
+  assert.equal(out.warmup, 'client');
+  assert.deepEqual(out.warnings, [], 'no warning: HTTP ingest is the way to forkd here');
 });

@@ -40,6 +40,8 @@ export async function examples(): Promise<void> {
 
   const opts: RouteOptions = { aggregate: { window: '1d', group_by: ['currency'] } };
   const client: Client = createClient({ endpoint: 'tcp://127.0.0.1:7600', timeoutMs: 1000, maxInFlight: 10 });
+  const overHttp: Client = createClient({ httpEndpoint: 'http://127.0.0.1:8788', token: 'x'.repeat(32), timeoutMs: 1000 });
+  void overHttp;
   await client.routeData(purchase, 'logs', opts);
   await client.flush(1000);
   const s: ClientStats = client.stats();
