@@ -1,6 +1,7 @@
-// Outside Node.js (the edge-light, worker and browser export conditions),
-// importing fork-router fails at once with a message that says what to do;
-// under Node.js both module systems get the real API.
+// The export conditions: under browser, importing fork-router fails at once
+// with a message that says what to do; under edge-light and worker it is the
+// HTTP client (js/edge.cjs); under Node.js both module systems get the
+// addon's API.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
