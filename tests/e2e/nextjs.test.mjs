@@ -21,6 +21,12 @@ import { COMPILERS, TARGETS, prepareApp, startForkd as startAppForkd, forkdPid, 
 const startForkd = () => startAppForkd(ctx);
 
 const work = mkdtempSync(path.join(tmpdir(), 'fork-nextjs-'));
+// forkd's admin port (fork.yaml reads FORK_ADMIN_PORT) and where the app's
+// stream routes find it (FORK_ADMIN_URL): both through the environment the
+// app's processes inherit.
+const adminPort = await freePort();
+process.env.FORK_ADMIN_PORT = String(adminPort);
+process.env.FORK_ADMIN_URL = `http://127.0.0.1:${adminPort}`;
 let ctx; // prepareApp's answer
 let app;
 let tarball;
@@ -288,6 +294,79 @@ test('headless Chromium loads the page and sees the latest orders and today\'s r
     const revenue = await page.getByTestId('revenue-row').allInnerTexts();
     assert.equal(revenue.length, 3, revenue.join(' | '));
     for (const c of CURRENCIES) assert.ok(revenue.some((t) => t.includes(c)), `${c} in ${revenue.join(' | ')}`);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('the live page: Chromium sees today\'s revenue and the ticker move after POSTs, and after a kill -9 and restart of forkd catches up without losing or repeating a purchase', { timeout: 180000 }, async () => {
+  assert.ok(server, 'running');
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium', args: ['--no-sandbox'] });
+  try {
+    const page = await browser.newPage();
+    const res = await page.goto(`http://127.0.0.1:${port}/live`);
+    assert.equal(res.status(), 200);
+    await page.waitForSelector('[data-testid="live-status"][data-connected="yes"]', { timeout: 20000 });
+    const eurRow = page.locator('[data-testid="live-revenue-row"][data-currency="EUR"]');
+    const eurOrders = async () => Number((await eurRow.getAttribute('data-orders')) ?? 0);
+    assert.ok((await eurOrders()) > 0, 'the server rendered today\'s revenue from the analytics store');
+    assert.equal(await eurRow.getAttribute('data-live'), 'no');
+    const seen = async () => {
+      const el = page.getByTestId('live-seen');
+      return { purchases: Number(await el.getAttribute('data-purchases')), messages: Number(await el.getAttribute('data-messages')) };
+    };
+    const until = async (what, fn, ms = 30000) => {
+      const t0 = Date.now();
+      for (;;) {
+        const v = await fn();
+        if (v) return v;
+        if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(await seen())}`);
+        await sleep(100);
+      }
+    };
+    // One EUR purchase: the row now shows the stream's count (the
+    // revenue_live destination's own aggregate).
+    const sent = [];
+    const first = purchase(21000, { status: 'live' });
+    assert.equal(first.currency, 'EUR');
+    assert.equal(await post('/api/purchase', first), 200, JSON.stringify(outcomes.at(-1)));
+    sent.push(first);
+    await until('the EUR row updated by the stream', async () => (await eurRow.getAttribute('data-live')) === 'yes');
+    const before = await eurOrders();
+    // 30 purchases through both routes (10 in EUR): the ticker and the revenue move.
+    for (let i = 0; i < 30; i++) {
+      const p = purchase(20000 + i, { status: 'live' });
+      assert.equal(await post(i % 2 ? '/api/orders' : '/api/purchase', p), 200, JSON.stringify(outcomes.at(-1)));
+      sent.push(p);
+    }
+    await until('31 purchases on the page', async () => (await seen()).purchases === 31);
+    await until('the EUR revenue to count 10 more orders', async () => (await eurOrders()) === before + 10);
+    assert.match(await page.getByTestId('ticker-row').first().innerText(), /^o-20029: /);
+
+    // Acknowledged, then forkd killed at once: its stream may not have sent
+    // them yet. After the restart the browser's EventSource reconnects with
+    // its Last-Event-ID and gets exactly what it missed.
+    for (let i = 30; i < 40; i++) {
+      const p = purchase(20000 + i, { status: 'live' });
+      assert.equal(await post('/api/purchase', p), 200, JSON.stringify(outcomes.at(-1)));
+      sent.push(p);
+    }
+    process.kill(forkdPid(forkd), 'SIGKILL');
+    await forkd.exited;
+    forkd = startForkd();
+    await forkd.up;
+    for (let i = 40; i < 60; i++) {
+      const p = purchase(20000 + i, { status: 'live' });
+      assert.equal(await post('/api/orders', p), 200, JSON.stringify(outcomes.at(-1)));
+      sent.push(p);
+    }
+    await until('61 purchases on the page', async () => (await seen()).purchases === 61, 60000);
+    await sleep(1000);  // anything repeated would have come by now
+    const s = await seen();
+    assert.deepEqual(s, { purchases: 61, messages: 61 }, 'each purchase shown once: none lost, none repeated');
+    const eur = sent.slice(1).filter((p) => p.currency === 'EUR').length;
+    await until('the EUR revenue to count every EUR purchase', async () => (await eurOrders()) === before + eur);
   } finally {
     await browser.close();
   }

@@ -15,7 +15,8 @@ export default function Home() {
       <p>
         <code>POST /api/purchase</code> (Pages Router) and <code>POST /api/orders</code> (App Router) hand each
         purchase to forkd, which writes it to <code>data/production.db</code>, adds it to today&apos;s revenue in{' '}
-        <code>data/analytics.db</code> and logs it to <code>data/logs/events.jsonl</code>. Reload to see new rows.
+        <code>data/analytics.db</code> and logs it to <code>data/logs/events.jsonl</code>. Reload to see new rows, or
+        watch them arrive on the <a href="/live">live page</a>.
       </p>
 
       <section data-testid="revenue">

@@ -1,4 +1,5 @@
-// POST /api/purchase (Pages Router): one purchase, routed to three stores.
+// POST /api/purchase (Pages Router): one purchase, routed to three stores
+// and to the live page's streams.
 //
 //   curl -X POST localhost:3000/api/purchase -H 'content-type: application/json' \
 //     -d '{"orderId":"o-1","amount":12.5,"currency":"EUR"}'
@@ -23,28 +24,31 @@ export default async function handler(req, res) {
   if (error) return res.status(400).json({ ok: false, error });
 
   // An optional Idempotency-Key header makes a retry safe everywhere: forkd
-  // dedupes a key per destination, so the one key serves all three events,
+  // dedupes a key per destination, so the one key serves all four events,
   // and a key a destination has had (within 24 h) is acknowledged without
   // being delivered to it again.
   const key = req.headers['idempotency-key'];
   const once = typeof key === 'string' && key ? { idempotencyKey: key } : {};
 
-  // Three independent events, sent at once:
+  // Four independent events, sent at once:
   //   production  the order row (stamped with `timestamp`: when forkd took it)
   //   analytics   folded into today's revenue per currency
   //   logs        one JSON line
-  const destinations = ['production', 'analytics', 'logs'];
+  //   live        the live page's ticker and revenue streams (app/live)
+  const destinations = ['production', 'analytics', 'logs', 'live'];
   const results = await Promise.allSettled([
     routeData(purchase, 'production', { timestamp: true, ...once }),
     routeData(purchase, 'analytics', { aggregate: 'daily', ...once }),
     routeData(purchase, 'logs', once),
+    // The live page's two streams (fork.yaml): the ticker and the totals.
+    routeData(purchase, ['ticker', 'revenue_live'], once),
   ]);
 
   const failed = results.find((r) => r.status === 'rejected');
   if (!failed) {
     // Each receipt: { id, ack: 'accepted', destinations: [name] }.
-    const [production, analytics, logs] = results.map((r) => r.value);
-    return res.status(200).json({ ok: true, receipts: { production, analytics, logs } });
+    const [production, analytics, logs, live] = results.map((r) => r.value);
+    return res.status(200).json({ ok: true, receipts: { production, analytics, logs, live } });
   }
 
   // A ForkError: forkd did not take (all of) the purchase. Nothing is ever
@@ -61,7 +65,7 @@ export default async function handler(req, res) {
   }
   // FORK_UNAVAILABLE / FORK_TIMEOUT (forkd is not running or did not answer
   // in time), FORK_BACKPRESSURE (too much in flight), ...: 503, and the
-  // caller may retry. A retry sends all three again: the production row is
+  // caller may retry. A retry sends all four again: the production row is
   // upserted on orderId and the log may hold the line twice; with an
   // Idempotency-Key header nothing is counted twice in analytics either.
   res.setHeader('Retry-After', '1');

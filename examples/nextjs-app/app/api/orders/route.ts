@@ -12,7 +12,7 @@ import { parsePurchase, BAD_REQUEST_CODES } from '../../../lib/purchase';
 export const runtime = 'nodejs';
 export const dynamic = 'force-dynamic';
 
-type Destination = 'production' | 'analytics' | 'logs';
+type Destination = 'production' | 'analytics' | 'logs' | 'live';
 
 export async function POST(request: Request): Promise<NextResponse> {
   let body: unknown;
@@ -26,17 +26,19 @@ export async function POST(request: Request): Promise<NextResponse> {
   const { purchase } = parsed;
 
   // An optional Idempotency-Key header makes a retry safe: forkd dedupes a
-  // key per destination, so the one key serves all three events, and a key a
+  // key per destination, so the one key serves all four events, and a key a
   // destination has had (within 24 h) is not delivered to it again.
   const key = request.headers.get('idempotency-key');
   const once = key ? { idempotencyKey: key } : {};
 
-  // Three independent events; each resolves once forkd has it in its log.
-  const destinations: Destination[] = ['production', 'analytics', 'logs'];
+  // Four independent events; each resolves once forkd has it in its log.
+  const destinations: Destination[] = ['production', 'analytics', 'logs', 'live'];
   const results = await Promise.allSettled([
     routeData(purchase, 'production', { timestamp: true, ...once }),
     routeData(purchase, 'analytics', { aggregate: 'daily', ...once }),
     routeData(purchase, 'logs', once),
+    // The live page's two streams (fork.yaml): the ticker and the totals.
+    routeData(purchase, ['ticker', 'revenue_live'], once),
   ]);
 
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -56,7 +58,7 @@ export async function POST(request: Request): Promise<NextResponse> {
     );
   }
 
-  const [production, analytics, logs] = results.map((r) => (r as PromiseFulfilledResult<Receipt>).value);
+  const [production, analytics, logs, live] = results.map((r) => (r as PromiseFulfilledResult<Receipt>).value);
 
   // after() runs once the response has been sent: a fire-and-forget event
   // that adds no latency to the request. Its failure is nobody's to answer,
@@ -64,5 +66,5 @@ export async function POST(request: Request): Promise<NextResponse> {
   const { orderId, ts } = purchase;
   after(() => routeData({ event: 'order_seen', orderId, ts }, 'logs').catch(() => {}));
 
-  return NextResponse.json({ ok: true, receipts: { production, analytics, logs } });
+  return NextResponse.json({ ok: true, receipts: { production, analytics, logs, live } });
 }
