@@ -30,6 +30,7 @@ const LIBRARY_PACKAGES = {
   'libsqlite3.so.0': 'libsqlite3-0',
   'libpq.so.5': 'libpq5',
   'libcpp-httplib.so.0.11': 'libcpp-httplib0.11',
+  'libhiredis.so.0.14': 'libhiredis0.14',
 };
 
 // Where the binary is looked for, in order (for messages and tests).
