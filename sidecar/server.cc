@@ -355,6 +355,7 @@ void Server::Reload(Config next_config) {
                     next_config.insecure_tcp == old.insecure_tcp);
   keep("admin", next_config.admin.listen == old.admin.listen &&
                     next_config.admin.token == old.admin.token);
+  keep("http_ingest", next_config.http_ingest == old.http_ingest);
   keep("wal", next_config.fsync == old.fsync && next_config.batch_ms == old.batch_ms &&
                   next_config.segment_bytes == old.segment_bytes);
   keep("limits", next_config.max_frame == old.max_frame && next_config.max_event == old.max_event &&
@@ -367,6 +368,7 @@ void Server::Reload(Config next_config) {
   next_config.curve = old.curve;
   next_config.insecure_tcp = old.insecure_tcp;
   next_config.admin = old.admin;
+  next_config.http_ingest = old.http_ingest;
   next_config.fsync = old.fsync;
   next_config.batch_ms = old.batch_ms;
   next_config.segment_bytes = old.segment_bytes;

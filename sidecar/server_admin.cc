@@ -74,6 +74,17 @@ std::string Server::MetricsText() const {
   Metric(&m, "fork_ingest_refused_frames_total", "counter",
          "Route frames dropped: their connection has no accepted hello for the client id");
   Sample(&m, "fork_ingest_refused_frames_total", "", static_cast<double>(in.refused_frames.load()));
+  if (http_ingest_) {
+    const auto& h = http_ingest_->stats();
+    Metric(&m, "fork_http_ingest_requests_total", "counter", "POST /v1/events requests past the token, method and Content-Type checks");
+    Sample(&m, "fork_http_ingest_requests_total", "", static_cast<double>(h.requests.load()));
+    Metric(&m, "fork_http_ingest_events_total", "counter",
+           "Events of HTTP requests answered 200 with their receipts");
+    Sample(&m, "fork_http_ingest_events_total", "", static_cast<double>(h.events.load()));
+    Metric(&m, "fork_http_ingest_refused_total", "counter",
+           "HTTP ingest requests answered 4xx or 5xx (token, Host, body, or forkd's refusal)");
+    Sample(&m, "fork_http_ingest_refused_total", "", static_cast<double>(h.refused.load()));
+  }
   Metric(&m, "fork_log_commits_total", "counter", "Group commits (one fsync each)");
   Sample(&m, "fork_log_commits_total", "", static_cast<double>(ls.commits.load()));
   Metric(&m, "fork_log_sync_seconds_total", "counter", "Time spent writing and syncing");

@@ -13,10 +13,11 @@ import { startForkd, tempConfig, readJsonl, endpointFor, freePort } from './help
 
 const TOKEN = 'http-ingest-test-token-0123456789';
 
-let dir, forkd, port, url, client;
+let dir, forkd, port, url, client, adminPort;
 
-const configFor = (ingestPort, closed) => `
+const configFor = (ingestPort, closed, adminPort) => `
 data_dir: ./.fork
+admin: 127.0.0.1:${adminPort}
 http_ingest: { listen: 127.0.0.1:${ingestPort}, token: ${TOKEN}, max_body: 256KiB, timeout: 3s }
 limits: { max_event: 64KiB }
 dedupe: { window: 1h }
@@ -86,7 +87,8 @@ before(async () => {
   port = await freePort();
   url = `http://127.0.0.1:${port}/v1/events`;
   let config;
-  ({ dir, config } = tempConfig(configFor(port, await closedPort()), 'fork-http-ingest-'));
+  adminPort = await freePort();
+  ({ dir, config } = tempConfig(configFor(port, await closedPort(), adminPort), 'fork-http-ingest-'));
   forkd = await startForkd(config);
   client = createClient({ endpoint: endpointFor(dir), timeoutMs: 10000 });
 });
@@ -298,4 +300,12 @@ test('keep-alive: many requests over one connection, each answered in turn', asy
   }
   await until(() => read('logs').filter((x) => x.ka !== undefined).length === 500, 10000);
   assert.ok(Date.now() - t0 < 20000);
+});
+
+test('/metrics counts HTTP ingest requests, events answered with receipts, and refusals', async () => {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  const value = (name) => Number((text.match(new RegExp(`^${name} (\\S+)$`, 'm')) || [])[1]);
+  assert.ok(value('fork_http_ingest_requests_total') > 50, text);
+  assert.ok(value('fork_http_ingest_events_total') > 500);
+  assert.ok(value('fork_http_ingest_refused_total') >= 20);
 });
