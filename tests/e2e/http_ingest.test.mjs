@@ -309,3 +309,38 @@ test('/metrics counts HTTP ingest requests, events answered with receipts, and r
   assert.ok(value('fork_http_ingest_events_total') > 500);
   assert.ok(value('fork_http_ingest_refused_total') >= 20);
 });
+
+test("a connection ingest forgot while idle (limits.client_idle) says hello again: the next request is answered, not refused", async () => {
+  const p = await freePort();
+  const { dir: d, config } = tempConfig(
+    `
+data_dir: ./.fork
+http_ingest: { listen: 127.0.0.1:${p}, token: ${TOKEN}, threads: 1 }
+limits: { client_idle: 1s }
+destinations:
+  logs: { type: file, path: ./out/logs.jsonl, batch: { max_wait: 10ms } }
+`,
+    'fork-http-idle-',
+  );
+  const f = await startForkd(config);
+  try {
+    const send = (n) =>
+      fetch(`http://127.0.0.1:${p}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+        body: JSON.stringify({ payload: { n }, destination: 'logs' }),
+      });
+    assert.equal((await send(1)).status, 200);
+    await new Promise((r) => setTimeout(r, 2500));
+    const again = await send(2);
+    assert.equal(again.status, 200, await again.text());
+    const file = path.join(d, 'out', 'logs.jsonl');
+    await until(() => existsSync(file) && readJsonl(file).length === 2);
+    assert.deepEqual(readJsonl(file).map((r) => r.n), [1, 2]);
+    const hellos = f.stderr().match(/client [0-9a-f]{32} connected \(forkd\/http-ingest\)/g) ?? [];
+    assert.equal(hellos.length, 2, `one hello, then another after ingest forgot the client:\n${f.stderr()}`);
+  } finally {
+    await f.stop();
+    rmSync(d, { recursive: true, force: true });
+  }
+});
