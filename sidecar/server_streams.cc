@@ -28,7 +28,7 @@ constexpr int kCatchUpEntries = 512;  // log entries read per provider call
 // A subscriber writes at most once per this many ms, taking every record
 // that came meanwhile in one write: with a thousand subscribers, a wakeup
 // per record each would be a million context switches a second.
-constexpr int64_t kCoalesceMs = 10;
+constexpr int64_t kCoalesceMs = 25;
 
 // One subscriber's connection.
 struct Subscription {

@@ -29,7 +29,7 @@ bool ParsePos(std::string_view s, Pos* out) {
 }
 
 void Hub::Open(Pos after, size_t capacity) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::shared_mutex> lock(mu_);
   capacity_ = std::max<size_t>(1, capacity);
   while (ring_.size() > capacity_) {
     covered_after_ = ring_.front().pos;
@@ -47,7 +47,7 @@ void Hub::Open(Pos after, size_t capacity) {
 void Hub::Publish(std::vector<Item>* items) {
   if (items->empty()) return;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::shared_mutex> lock(mu_);
     for (Item& it : *items) {
       if (it.pos <= last_) continue;
       last_ = it.pos;
@@ -63,18 +63,18 @@ void Hub::Publish(std::vector<Item>* items) {
 }
 
 Pos Hub::last() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_lock<std::shared_mutex> lock(mu_);
   return last_;
 }
 
 Pos Hub::covered_after() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_lock<std::shared_mutex> lock(mu_);
   return covered_after_;
 }
 
 Hub::Read Hub::Next(Pos after, int64_t timeout_ms, size_t max_bytes, std::string* out, Pos* last,
                     Pos* covered) {
-  std::unique_lock<std::mutex> lock(mu_);
+  std::shared_lock<std::shared_mutex> lock(mu_);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
     if (closed_) return Read::kClosed;
@@ -98,25 +98,25 @@ Hub::Read Hub::Next(Pos after, int64_t timeout_ms, size_t max_bytes, std::string
 }
 
 bool Hub::Join(size_t max) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::shared_mutex> lock(mu_);
   if (subscribers_ >= max) return false;
   ++subscribers_;
   return true;
 }
 
 void Hub::Leave() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::shared_mutex> lock(mu_);
   if (subscribers_ > 0) --subscribers_;
 }
 
 size_t Hub::subscribers() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_lock<std::shared_mutex> lock(mu_);
   return subscribers_;
 }
 
 void Hub::Close() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::shared_mutex> lock(mu_);
     closed_ = true;
   }
   cv_.notify_all();

@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -72,8 +73,10 @@ class Hub {
   void Close();
 
  private:
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
+  // Subscribers read under a shared lock (a thousand of them copy frames at
+  // once); the pipeline appends under the exclusive one.
+  mutable std::shared_mutex mu_;
+  std::condition_variable_any cv_;
   std::deque<Item> ring_;
   size_t capacity_ = 10000;
   Pos covered_after_;  // the ring holds every record after this
