@@ -139,16 +139,20 @@ Status Server::Start() {
     if (!s.ok()) return s;
   }
   if (config_->admin.enabled()) {
-    admin::Handlers handlers{
-        [this] { return started_.load(); }, [this] { return MetricsText(); },
-        [this] { return StatusJson(); },
-        [this](const std::string& action, const std::string& dest,
-               const std::vector<std::string>& ids,
-               std::string* body) { return Dlq(action, dest, ids, body); },
-        [this](const std::string& dest, std::string* body) { return DropCursor(dest, body); },
-        [this](const std::string& dest, const std::string& since, const std::string& from_id,
-               std::string* body) { return Replay(dest, since, from_id, body); },
-        [this](const std::string& id, std::string* body) { return EventStatus(id, body); }};
+    admin::Handlers handlers;
+    handlers.ready = [this] { return started_.load(); };
+    handlers.metrics = [this] { return MetricsText(); };
+    handlers.status = [this] { return StatusJson(); };
+    handlers.dlq = [this](const std::string& action, const std::string& dest,
+                          const std::vector<std::string>& ids,
+                          std::string* body) { return Dlq(action, dest, ids, body); };
+    handlers.cursor_drop = [this](const std::string& dest, std::string* body) {
+      return DropCursor(dest, body);
+    };
+    handlers.replay = [this](const std::string& dest, const std::string& since,
+                             const std::string& from_id,
+                             std::string* body) { return Replay(dest, since, from_id, body); };
+    handlers.event = [this](const std::string& id, std::string* body) { return EventStatus(id, body); };
     handlers.history = [this](int64_t since) { return HistoryJson(since); };
     handlers.stream_policy = [this](const std::string& name) { return StreamPolicyFor(name); };
     handlers.stream = [this](const std::string& name, const httplib::Request& req,
