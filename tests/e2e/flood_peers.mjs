@@ -11,7 +11,8 @@
 //   garbage   maximum-size random bytes; never reads its socket
 //   prefixes  lying counts and lengths, and messages past max_frame (which
 //             disconnect it; ZeroMQ reconnects)
-//   churn     a new routing id each time: hello, one event, gone
+//   churn     a new routing id each time: hello, one event, gone (no wait
+//             for the welcome)
 import { randomBytes } from 'node:crypto';
 import * as zmq from 'zeromq';
 import { pack } from 'msgpackr';
@@ -51,15 +52,23 @@ async function send(s, buf) {
 async function flood(kind) {
   const { endpoint, maxFrame, maxEvent } = opts;
   if (kind === 'churn') {
+    // Hello and one event under a new id, without waiting for the welcome:
+    // while forkd's reading is paused at max_pending a welcome can take
+    // seconds, and the point is many ids, each read when reading resumes.
     while (!stopping) {
       try {
-        const s = await rawClient(endpoint);
+        const id = randomBytes(16);
+        const s = new zmq.Dealer({ routingId: id.toString('latin1'), linger: 2000, sendTimeout: 2000 });
+        s.routingId = id;
+        s.connect(endpoint);
+        await s.send(Buffer.concat([Buffer.from([1, 1]), pack({ client: id, protocol: 1, agent: 'raw' })]));
         await send(s, routeFrame(1, [pack([['flood'], null, null, { churn: counts.churned }])]));
         s.close();
         counts.churned++;
       } catch {
         counts.errors++;
       }
+      await new Promise((r) => setTimeout(r, 10));
     }
     return;
   }
