@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "core/config.h"
+#include "config/config.h"
 #include "pipeline/router.h"
 #include "pipeline/shaper.h"
 #include "sinks/common/json.h"

@@ -11,7 +11,7 @@
 #include <iostream>
 #include <thread>
 
-#include "core/config.h"
+#include "config/config.h"
 #include "tools/cursors_cli.h"
 #include "tools/dlq_cli.h"
 #include "tools/dry_run_cli.h"

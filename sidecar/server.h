@@ -16,7 +16,7 @@
 #include "admin/history.h"
 #include "ingest/http/http_ingest.h"
 #include "alerts/rule_evaluator.h"
-#include "core/config.h"
+#include "config/config.h"
 #include "ingest/ingest.h"
 #include "log/cursors.h"
 #include "log/event_indexer.h"

@@ -312,3 +312,15 @@ std::string OptionsMarkdown(const std::vector<OptionSpec>& specs) {
 }
 
 }  // namespace forkd
+
+namespace forkd {
+
+bool ValidName(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-';
+  });
+}
+
+}  // namespace forkd

@@ -90,6 +90,9 @@ bool ParseDurationMs(const std::string& s, int64_t* ms);
 bool ParseSize(const std::string& s, int64_t* bytes);
 // The closest of `candidates` to `word`, or empty if none is close.
 std::string DidYouMean(std::string_view word, const std::vector<std::string_view>& candidates);
+// A component's name (a destination, a source, a template): 1-64 letters,
+// digits, _ or -.
+bool ValidName(std::string_view name);
 // One Markdown table row per option, for docs/configuration.md.
 std::string OptionsMarkdown(const std::vector<OptionSpec>& specs);
 

@@ -39,7 +39,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/config.h"
+#include "config/config.h"
 #include "core/status.h"
 #include "ingest/key_journal.h"
 #include "log/log.h"

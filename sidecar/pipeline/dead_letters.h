@@ -21,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/config.h"
+#include "config/config.h"
 #include "core/status.h"
 
 namespace forkd::pipeline {

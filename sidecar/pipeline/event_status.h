@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "core/config.h"
+#include "config/config.h"
 #include "log/event_indexer.h"
 #include "pipeline/dead_letters.h"
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <thread>
 
-#include "core/config.h"
+#include "config/config.h"
 #include "log/cursors.h"
 #include "log/log.h"
 #include "pipeline/dead_letters.h"

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "core/config.h"
+#include "config/config.h"
 #include "transforms/aggregate.h"
 #include "wire/protocol.h"
 

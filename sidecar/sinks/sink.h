@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "core/config.h"
+#include "config/config.h"
 #include "core/status.h"
 #include "log/entry.h"
 

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "core/config.h"
+#include "config/config.h"
 
 namespace forkd::tools {
 

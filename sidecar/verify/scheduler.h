@@ -14,7 +14,7 @@
 #include <mutex>
 #include <thread>
 
-#include "core/config.h"
+#include "config/config.h"
 #include "verify/verify.h"
 
 namespace forkd::verify {

@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "core/config.h"
+#include "config/config.h"
 #include "core/status.h"
 
 namespace forkd::verify {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "core/config.h"
+#include "config/config.h"
 #include "core/fs.h"
 #include "fuzz_util.h"
 #include "sinks/registry.h"

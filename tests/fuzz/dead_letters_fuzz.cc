@@ -5,7 +5,7 @@
 // and with the letter's id.
 #include <string>
 
-#include "core/config.h"
+#include "config/config.h"
 #include "fuzz_util.h"
 #include "pipeline/dead_letters.h"
 #include "wire/codec.h"

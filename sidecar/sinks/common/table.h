@@ -25,7 +25,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/config.h"
+#include "config/config.h"
 #include "core/options.h"
 #include "sinks/sink.h"
 #include "wire/msgpack.h"

@@ -2,7 +2,7 @@
 // `file:line:col: alerts...: message` at the value it is about.
 #include "alerts/alerts_config.h"
 
-#include "core/config.h"
+#include "config/config.h"
 #include "sinks/registry.h"
 #include "test_util.h"
 

@@ -4,7 +4,7 @@
 #include "admin/history.h"
 #include "alerts/alerts_config.h"
 #include "alerts/rule_evaluator.h"
-#include "core/config.h"
+#include "config/config.h"
 #include "sinks/registry.h"
 #include "test_util.h"
 

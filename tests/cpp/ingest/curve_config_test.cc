@@ -2,7 +2,7 @@
 // allow-list, and the rule that a network listen needs CURVE or insecure_tcp.
 #include "ingest/curve_config.h"
 
-#include "core/config.h"
+#include "config/config.h"
 #include "sinks/registry.h"
 #include "test_util.h"
 

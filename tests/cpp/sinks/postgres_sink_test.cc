@@ -6,7 +6,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "core/config.h"
+#include "config/config.h"
 
 namespace forkd::sinks {
 namespace {

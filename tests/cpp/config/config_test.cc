@@ -1,6 +1,6 @@
 // LoadConfig: defaults, every option, and every kind of mistake reported as
 // `file:line:col: key.path: message` at the right place.
-#include "core/config.h"
+#include "config/config.h"
 
 #include <cstdlib>
 
