@@ -25,6 +25,7 @@
 #include "core/fs.h"
 #include "server.h"
 #include "sinks/registry.h"
+#include "sources/registry.h"
 
 namespace {
 
@@ -38,7 +39,9 @@ bool Load(const std::string& path, forkd::Config* config,
     return t == nullptr ? nullptr : &t->options();
   };
   return forkd::LoadConfig(path, lookup, forkd::sinks::SinkTypeNames(), config, errors,
-                           &forkd::sinks::CheckSinkOptions);
+                           &forkd::sinks::CheckSinkOptions, &forkd::sources::SourceOptionsOf,
+                           forkd::sources::SourceTypeNames(),
+                           &forkd::sources::CheckSourceOptions);
 }
 
 bool Load(const std::string& path, forkd::Config* config) {
@@ -179,6 +182,11 @@ std::string ConfigReference() {
       forkd::OptionsMarkdown(forkd::BreakerOptions()) + "\n### `rate_limit`\n\n" +
       forkd::OptionsMarkdown(forkd::RateLimitOptions()) + "\n### `backlog`\n\n" +
       forkd::OptionsMarkdown(forkd::BacklogOptions());
+  s += "\n## `sources.<name>`\n\nWhat feeds the log besides clients. Names are 1-64 "
+       "letters, digits, `_` or `-`. Every source has these keys, plus those of its type "
+       "(below). Its events go to the destinations in `to`, or, without `to`, where the "
+       "routes send them. Sources are parsed and checked; none is started yet.\n\n" +
+       forkd::OptionsMarkdown(forkd::SourceOptions());
   s += "\n## `routes[]`\n\nRoutes are evaluated in order, once, when forkd receives an event; "
        "the destinations they pick are stored with it in the log. An event that names no "
        "destination goes to those of every route whose `when` matches; routes with `also: "
@@ -216,6 +224,10 @@ std::string ConfigReference() {
   }
   for (const auto& t : forkd::sinks::SinkTypes()) {
     s += "\n## Destination type `" + std::string(t.name) + "`\n\n";
+    s += t.options().empty() ? "No options of its own.\n" : forkd::OptionsMarkdown(t.options());
+  }
+  for (const auto& t : forkd::sources::SourceTypes()) {
+    s += "\n## Source type `" + std::string(t.name) + "`\n\n";
     s += t.options().empty() ? "No options of its own.\n" : forkd::OptionsMarkdown(t.options());
   }
   return s;

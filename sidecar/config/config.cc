@@ -70,6 +70,8 @@ const std::vector<OptionSpec>& TopLevelOptions() {
       {"wal", OptType::kNode, "", "Write-ahead log settings (see below)"},
       {"limits", OptType::kNode, "", "Limits on what clients may send (see below)"},
       {"dedupe", OptType::kNode, "", "Duplicate detection for resends and idempotency keys"},
+      {"sources", OptType::kNode, "",
+       "Named sources that feed the log besides clients: name: {type, to, ...} (see below)"},
       {"destinations", OptType::kNode, "", "Named destinations", true},
       {"transforms", OptType::kNode, "",
        "Named transform templates: each a list of steps, usable by destinations, routes and "
@@ -100,7 +102,10 @@ std::string Config::Resolve(const std::string& p) const {
 
 bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
                 const std::vector<std::string_view>& sink_types, Config* out,
-                std::vector<ConfigError>* errors, const SinkCheck& check) {
+                std::vector<ConfigError>* errors, const SinkCheck& check,
+                const SourceOptionsLookup& sources,
+                const std::vector<std::string_view>& source_types,
+                const SourceCheck& source_check) {
   const size_t before = errors->size();
   out->path = path;
   YAML::Node root;
@@ -204,6 +209,8 @@ bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
   if (dests.IsMap()) {
     for (auto it = dests.begin(); it != dests.end(); ++it) names.push_back(it->first.Scalar());
   }
+  ParseSources(top.Node("sources"), path, sources, source_types, source_check, names,
+               &out->sources, errors);
   alerts::ParseAlertsConfig(top.Node("alerts"), path, names, &out->alerts, errors);
   std::vector<std::pair<std::string, std::string>> typed;
   if (dests.IsMap()) {

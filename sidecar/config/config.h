@@ -2,7 +2,8 @@
 // runs. Every problem is reported as `file:line:col: key.path: message`.
 //
 // This is the assembly: it reads the file, hands each section to the
-// component that owns it (pipeline/destination_config.h, log/log_config.h ...), and cross-checks what sections name.
+// component that owns it (pipeline/destination_config.h, log/log_config.h,
+// sources/source_config.h ...), and cross-checks what sections name.
 #pragma once
 
 #include <functional>
@@ -21,6 +22,7 @@
 #include "pipeline/destination_config.h"
 #include "pipeline/route_config.h"
 #include "pipeline/router.h"
+#include "sources/source_config.h"
 #include "transforms/templates_config.h"
 #include "transforms/transform.h"
 #include "verify/verify_config.h"
@@ -60,6 +62,7 @@ struct Config {
   int64_t dedupe_window_ms = ingest::IngestConfig{}.dedupe_window_ms;
   int64_t dedupe_max_keys = ingest::IngestConfig{}.dedupe_max_keys;
   int64_t dedupe_recover_bytes = ingest::IngestConfig{}.dedupe_recover_bytes;
+  std::vector<SourceConfig> sources;  // none is started yet
   std::vector<DestinationConfig> destinations;
   transforms::Templates templates;  // `transforms:`
   std::vector<RouteConfig> routes;
@@ -73,9 +76,16 @@ struct Config {
 };
 
 // Loads and validates `path`. Returns false with every problem in *errors.
+// `sinks` and `sink_types` are the destination types (sinks/registry.h),
+// `check` their checks beyond the tables; `sources`, `source_types` and
+// `source_check` the same for source types (sources/registry.h). Without
+// them, any source in the file is reported as of an unknown type.
 bool LoadConfig(const std::string& path, const SinkOptionsLookup& sinks,
                 const std::vector<std::string_view>& sink_types, Config* out,
-                std::vector<ConfigError>* errors, const SinkCheck& check = nullptr);
+                std::vector<ConfigError>* errors, const SinkCheck& check = nullptr,
+                const SourceOptionsLookup& sources = nullptr,
+                const std::vector<std::string_view>& source_types = {},
+                const SourceCheck& source_check = nullptr);
 
 // The table of the top level of the file, for docs. Each section's table is
 // declared by its component (WalOptions in log/log_config.h ...).

@@ -13,6 +13,7 @@
 #include "core/fs.h"
 #include "fuzz_util.h"
 #include "sinks/registry.h"
+#include "sources/registry.h"
 
 namespace {
 std::string g_path;
@@ -41,10 +42,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   forkd::Config config;
   std::vector<forkd::ConfigError> errors;
   const bool ok = forkd::LoadConfig(g_path, lookup, forkd::sinks::SinkTypeNames(), &config,
-                                    &errors, forkd::sinks::CheckSinkOptions);
+                                    &errors, forkd::sinks::CheckSinkOptions,
+                                    &forkd::sources::SourceOptionsOf,
+                                    forkd::sources::SourceTypeNames(),
+                                    &forkd::sources::CheckSourceOptions);
   fork_fuzz::Require(ok == errors.empty(), "a config loads exactly when it has no errors");
   for (const auto& e : errors) fork_fuzz::Use(e.ToString());
   if (ok) {
+    for (const auto& src : config.sources) {
+      for (const auto& to : src.to) {
+        fork_fuzz::Require(config.Find(to) != nullptr, "sources name configured destinations");
+      }
+    }
     for (const auto& r : config.routes) {
       for (const auto& to : r.to) {
         fork_fuzz::Require(config.Find(to) != nullptr, "routes name configured destinations");
