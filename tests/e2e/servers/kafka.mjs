@@ -126,6 +126,10 @@ export async function startKafka({
     'share.coordinator.state.topic.replication.factor': 1,
     'share.coordinator.state.topic.min.isr': 1,
     'group.initial.rebalance.delay.ms': 0,
+    // After a crash the restarted node waits out its old registration's
+    // session: 9 s by default.
+    'broker.heartbeat.interval.ms': 500,
+    'broker.session.timeout.ms': 2000,
     ...properties,
   };
   writeFileSync(propsFile, Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
