@@ -264,6 +264,44 @@ dep() {
       printf 'prefix=%s\nName: hiredis\nDescription: hiredis\nVersion: %s\nCflags: -I${prefix}/include\nLibs: -L${prefix}/lib -lhiredis\n' \
         "$prefix" "$(source_field hiredis 2)" >"$prefix/lib/pkgconfig/hiredis.pc"
       ;;
+    librdkafka)
+      dep zlib; dep openssl
+      # The C library alone (not librdkafka++), static: TLS with the OpenSSL
+      # above (statically linked, so librdkafka probes the usual CA bundle
+      # paths itself), SASL PLAIN, SCRAM and OAUTHBEARER built in (they need
+      # only OpenSSL), gzip by zlib, lz4 and snappy bundled. No Cyrus SASL
+      # (GSSAPI), zstd or libcurl (OIDC token fetching), no plugins (no
+      # dlopen in a static binary). CMake's WITH_SASL means Cyrus SASL and
+      # would take SCRAM and OAUTHBEARER with it: those are asked for alone.
+      # The OpenSSL above has no ENGINE API (no-engine), which 2.0.2 builds
+      # in whenever OpenSSL is ≥ 1.1 (ssl.engine.location): rdkafka_conf.h
+      # gets the test for OPENSSL_NO_ENGINE it lacks, and the setting then
+      # reports itself unsupported. CMake's config.h defines WITH_SASL_CYRUS
+      # as 0, which builtin.features takes for GSSAPI (it asks `defined`):
+      # the line goes, so sasl_gssapi is not claimed.
+      rm -rf "$b" && cp -a "$src" "$b"
+      sed -i 's/^    !defined(OPENSSL_IS_BORINGSSL)$/    !defined(OPENSSL_IS_BORINGSSL) \&\& !defined(OPENSSL_NO_ENGINE)/' \
+        "$b/src/rdkafka_conf.h"
+      (grep -q 'defined(OPENSSL_IS_BORINGSSL) && !defined(OPENSSL_NO_ENGINE)$' "$b/src/rdkafka_conf.h" &&
+       cmake -S "$b" -B "$b/build" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$here/toolchain.cmake" -DCMAKE_BUILD_TYPE=Release \
+         -DCMAKE_INSTALL_PREFIX="$prefix" -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DRDKAFKA_BUILD_STATIC=ON \
+         -DRDKAFKA_BUILD_EXAMPLES=OFF -DRDKAFKA_BUILD_TESTS=OFF -DOPENSSL_USE_STATIC_LIBS=TRUE -DWITH_SSL=ON \
+         -DWITH_ZLIB=ON -DWITH_SASL=OFF -DWITH_SASL_SCRAM=ON -DWITH_SASL_OAUTHBEARER=ON -DWITH_ZSTD=OFF \
+         -DENABLE_LZ4_EXT=OFF -DWITH_CURL=OFF -DWITH_PLUGINS=OFF &&
+       grep -q '^#define WITH_SSL 1' "$b/build/generated/config.h" &&
+       grep -q '^#define WITH_SASL_SCRAM 1' "$b/build/generated/config.h" &&
+       grep -q '^#define WITH_ZLIB 1' "$b/build/generated/config.h" &&
+       sed -i '/^#define WITH_SASL_CYRUS 0$/d' "$b/build/generated/config.h" &&
+       ! grep -q WITH_SASL_CYRUS "$b/build/generated/config.h" &&
+       ninja -C "$b/build" -j"$jobs" rdkafka && cp "$b/build/src/librdkafka.a" "$prefix/lib/" &&
+       mkdir -p "$prefix/include/librdkafka" && cp "$b/src/rdkafka.h" "$b/src/rdkafka_mock.h" "$prefix/include/librdkafka/") \
+        >"$b.log" 2>&1 || { tail -30 "$b.log"; die "librdkafka failed"; }
+      # rdkafka.pc as librdkafka-dev names it (<librdkafka/rdkafka.h>). What a
+      # static link needs is in Libs, not Libs.private: pkg_check_modules'
+      # IMPORTED_TARGET reads only Libs (as libpq.pc and libzmq.pc here).
+      printf 'prefix=%s\nName: rdkafka\nDescription: The Apache Kafka C library (static)\nVersion: %s\nCflags: -I${prefix}/include -DLIBRDKAFKA_STATICLIB\nLibs: -L${prefix}/lib -lrdkafka -lssl -lcrypto -lz -lpthread -lm\n' \
+        "$prefix" "$(source_field librdkafka 2 | sed 's/-[^-]*$//')" >"$prefix/lib/pkgconfig/rdkafka.pc"
+      ;;
     pq-src)
       dep openssl
       # libpq, src/common and src/port as pq-src's build.rs compiles them.
@@ -327,7 +365,7 @@ for target in "${targets[@]}"; do
   ft="$(forkd_target "$target")"
   [[ -n "${forkd_built[$ft]:-}" ]] && continue
   setup_target "$(zig_triple "$ft")"
-  for d in zlib openssl curl sqlite3 zeromq3 yaml-cpp re2 spdlog cli11 cpp-httplib hiredis pq-src; do dep "$d"; done
+  for d in zlib openssl curl sqlite3 zeromq3 yaml-cpp re2 spdlog cli11 cpp-httplib hiredis librdkafka pq-src; do dep "$d"; done
   t0=$SECONDS; build_fork ON; log "$triple: forkd and addon built in $((SECONDS - t0)) s"
   forkd_built[$ft]="$cache/$triple/fork"
 done
@@ -346,7 +384,7 @@ for target in "${targets[@]}"; do
   [[ -f "$out/forkd" ]] && chmod 0755 "$out/forkd"
   chmod 0644 "$out/fork_router.node"
   mkdir -p "$out/licenses"
-  for d in zlib openssl curl sqlite3 libsodium zeromq3 yaml-cpp re2 fmtlib spdlog cli11 cpp-httplib hiredis; do
+  for d in zlib openssl curl sqlite3 libsodium zeromq3 yaml-cpp re2 fmtlib spdlog cli11 cpp-httplib hiredis librdkafka; do
     cp "$(unpack "$d")/debian/copyright" "$out/licenses/$d.copyright"
   done
   cp "$here/libpq.COPYRIGHT" "$out/licenses/libpq.copyright"

@@ -7,18 +7,21 @@
 #   scripts/install-deps.sh --runtime only what a built forkd needs to run
 set -euo pipefail
 
-runtime_pkgs=(libzmq5 libyaml-cpp0.7 libspdlog1.10 libfmt9 libcpp-httplib0.11 libre2-9 libssl3 libcurl4 zlib1g libsqlite3-0 libpq5 libhiredis0.14)
+runtime_pkgs=(libzmq5 libyaml-cpp0.7 libspdlog1.10 libfmt9 libcpp-httplib0.11 libre2-9 libssl3 libcurl4 zlib1g libsqlite3-0 libpq5 libhiredis0.14 librdkafka1)
 build_pkgs=(
   build-essential cmake ninja-build pkg-config
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
   libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   catch2 libcpp-httplib-dev libre2-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libsqlite3-dev
-  libpq-dev libhiredis-dev python3
+  libpq-dev libhiredis-dev librdkafka-dev python3
 )
 # The servers and the browser the tests start; clang for the fuzz targets
 # (its libFuzzer, scripts/fuzz.sh); qemu-user-static runs the arm64
 # prebuilds (scripts/arm64-sysroot.sh, tests/e2e/prebuilds.test.mjs).
-test_pkgs=(postgresql clickhouse-server clickhouse-client redis-server redis-tools chromium clang qemu-user-static)
+# Java 17 and Maven for the Kafka broker (scripts/fetch-kafka.sh fetches its
+# jars from Maven Central; tests/e2e/servers/kafka.mjs runs it).
+test_pkgs=(postgresql clickhouse-server clickhouse-client redis-server redis-tools chromium clang qemu-user-static
+  openjdk-17-jre-headless maven)
 # scripts/build-prebuilds.sh: Debian's source tooling, autotools for the
 # dependencies whose Debian sources carry no configure script, tclsh for
 # SQLite's amalgamation, the Unicode tables re2 generates (zig itself comes

@@ -32,5 +32,8 @@ fi
 echo "== prebuilt binaries: linux-x64, linux-arm64, linuxmusl-x64, linuxmusl-arm64"
 bash scripts/build-prebuilds.sh
 
+echo "== Kafka broker for the end-to-end tests (jars cached in build/kafka/)"
+bash scripts/fetch-kafka.sh
+
 echo "== JS and end-to-end tests"
 node --test --test-concurrency=1 --test-timeout=300000 tests/js/ tests/e2e/

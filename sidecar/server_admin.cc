@@ -234,6 +234,30 @@ std::string Server::MetricsText() const {
       Sample(&m, s.name, labels, v);
     }
   }
+  // The sinks' own gauges (a kafka destination's librdkafka queue ...),
+  // each series once, with a sample per destination that has it.
+  {
+    std::vector<std::pair<std::string, std::vector<sinks::Gauge>>> per;
+    for (const auto& p : pipelines) {
+      std::vector<sinks::Gauge> g;
+      p->SinkGauges(&g);
+      if (!g.empty()) per.emplace_back(p->name(), std::move(g));
+    }
+    std::vector<std::string_view> done;
+    for (const auto& [_, gauges] : per) {
+      for (const sinks::Gauge& g : gauges) {
+        if (std::find(done.begin(), done.end(), g.name) != done.end()) continue;
+        done.push_back(g.name);
+        const std::string name(g.name), help(g.help);
+        Metric(&m, name.c_str(), "gauge", help.c_str());
+        for (const auto& [dest, others] : per) {
+          for (const sinks::Gauge& o : others) {
+            if (o.name == g.name) Sample(&m, name.c_str(), "destination=\"" + dest + "\"", o.value);
+          }
+        }
+      }
+    }
+  }
   Metric(&m, "fork_removed_destination_undelivered_events", "gauge",
          "Events routed to a destination no longer configured that it did not deliver; its "
          "cursor keeps them in the log until it is configured again or dropped");

@@ -93,6 +93,8 @@ class Pipeline : private log::Reporter {
   // The lsn committed in the cursor (segments below it can go).
   uint64_t committed_next_lsn() const { return committed_next_lsn_.load(std::memory_order_acquire); }
   const PipelineStats& stats() const { return stats_; }
+  // The sink's own gauges. Any thread.
+  void SinkGauges(std::vector<sinks::Gauge>* out) const { sink_->Gauges(out); }
   bool healthy() const { return healthy_.load(); }
   Breaker::State breaker_state() const { return breaker_.state(); }
   uint64_t breaker_opens() const { return breaker_.opens(); }

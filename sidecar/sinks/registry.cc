@@ -3,6 +3,7 @@
 #include "sinks/clickhouse/clickhouse_sink.h"
 #include "sinks/file/file_sink.h"
 #include "sinks/http/http_sink.h"
+#include "sinks/kafka/kafka_sink.h"
 #include "sinks/postgres/postgres_sink.h"
 #include "sinks/redis/redis_sink.h"
 #include "sinks/sqlite/sqlite_sink.h"
@@ -16,6 +17,7 @@ const std::vector<SinkType>& SinkTypes() {
       {"clickhouse", &ClickHouseSinkOptions, &CreateClickHouseSink, &CheckClickHouseOptions},
       {"file", &FileSinkOptions, &CreateFileSink, &CheckFileOptions},
       {"http", &HttpSinkOptions, &CreateHttpSink},
+      {"kafka", &KafkaSinkOptions, &CreateKafkaSink, &CheckKafkaOptions},
       {"postgres", &PostgresSinkOptions, &CreatePostgresSink, &CheckPostgresOptions},
       {"redis", &RedisSinkOptions, &CreateRedisSink, &CheckRedisOptions},
       {"sqlite", &SqliteSinkOptions, &CreateSqliteSink, &CheckTableOptions, &InspectSqlite},

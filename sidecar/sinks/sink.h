@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.h"
 #include "core/status.h"
@@ -22,6 +23,14 @@ struct Record {
   std::string_view event_id;  // the idempotencyKey, or "<client hex>-<seq>"
   const uint8_t* payload = nullptr;
   size_t payload_size = 0;
+};
+
+// A sink's own gauge, shown in /metrics beside the pipeline's with the
+// destination as label.
+struct Gauge {
+  std::string_view name;  // fork_destination_<type>_...
+  std::string_view help;
+  double value = 0;
 };
 
 class Sink {
@@ -51,6 +60,9 @@ class Sink {
   // pipeline then emits this instance's partial rows (transforms/aggregate.h),
   // which the store merges (sinks/common/merge.h).
   virtual bool merges_instances() const { return false; }
+  // The sink's own gauges (librdkafka's queue ...). Called from the admin
+  // server's thread while the pipeline runs: it may read only atomics.
+  virtual void Gauges(std::vector<Gauge>* out) const {}
   // Opaque state to commit with the cursor after a successful Flush.
   virtual std::string State() const { return {}; }
 

@@ -14,6 +14,7 @@
 #include "admin/access.h"
 #include "core/clock.h"
 #include "ingest/http/json_events.h"
+#include "ingest/inproc_client.h"
 #include "wire/codec.h"
 #include "wire/random.h"
 
@@ -22,7 +23,7 @@ namespace forkd::ingest::http {
 namespace {
 
 constexpr int64_t kHelloTimeoutMs = 2000;
-constexpr int64_t kStopGraceMs = 2000;
+constexpr const char* kAgent = "forkd/http-ingest";
 
 int64_t NowMs() { return MonoMicros() / 1000; }
 
@@ -56,37 +57,6 @@ void SendError(httplib::Response& res, int status, const std::string& code,
 }
 
 }  // namespace
-
-// One in-process DEALER with its own client id; used by one request at a time.
-struct HttpIngest::Conn {
-  void* socket = nullptr;
-  uint8_t id[wire::kClientIdSize] = {};
-  uint8_t session[wire::kClientIdSize] = {};
-  uint64_t next_seq = 1;
-  bool ready = false;  // welcomed, and not told to say hello again
-  wire::Buffer frame;
-  ~Conn() {
-    if (socket != nullptr) zmq_close(socket);
-  }
-};
-
-// One request's events and what became of each.
-struct HttpIngest::Call {
-  Events events;
-  uint64_t first_seq = 0;
-  struct State {
-    enum { kPending, kAccepted, kDone, kFailed } state = kPending;
-    AckLevel reached = AckLevel::kNone;
-    std::string code, message;
-    bool has_routed = false;
-    std::vector<std::string> routed;
-    std::vector<wire::DestinationOutcome> outcomes;  // not plainly delivered
-    bool outcomes_known = false;
-    int64_t deadline_ms = 0;
-  };
-  std::vector<State> states;
-  size_t open = 0;  // events not yet settled
-};
 
 HttpIngest::HttpIngest(void* zmq_ctx, std::string endpoint, HttpIngestConfig config,
                        size_t max_event, size_t max_frame)
@@ -203,7 +173,7 @@ void HttpIngest::Stop() {
   stopped_ = true;
 }
 
-std::unique_ptr<HttpIngest::Conn> HttpIngest::TakeConn(std::string* error) {
+std::unique_ptr<InprocClient> HttpIngest::TakeConn(std::string* error) {
   {
     std::lock_guard<std::mutex> lock(conns_mu_);
     if (!idle_.empty()) {
@@ -212,295 +182,12 @@ std::unique_ptr<HttpIngest::Conn> HttpIngest::TakeConn(std::string* error) {
       return c;
     }
   }
-  auto c = std::make_unique<Conn>();
-  c->socket = zmq_socket(ctx_, ZMQ_DEALER);
-  if (c->socket == nullptr) {
-    *error = std::string("cannot open a connection to ingest: ") + zmq_strerror(errno);
-    return nullptr;
-  }
-  wire::FillRandom(c->id, sizeof c->id);
-  wire::FillRandom(c->session, sizeof c->session);
-  const int linger = 0;
-  zmq_setsockopt(c->socket, ZMQ_LINGER, &linger, sizeof linger);
-  zmq_setsockopt(c->socket, ZMQ_ROUTING_ID, c->id, sizeof c->id);
-  if (zmq_connect(c->socket, endpoint_.c_str()) != 0) {
-    *error = std::string("cannot connect to ingest: ") + zmq_strerror(errno);
-    return nullptr;
-  }
-  return c;
+  return OpenInprocClient(ctx_, endpoint_, error);
 }
 
-void HttpIngest::ReturnConn(std::unique_ptr<Conn> c) {
+void HttpIngest::ReturnConn(std::unique_ptr<InprocClient> c) {
   std::lock_guard<std::mutex> lock(conns_mu_);
   if (!stopping_.load()) idle_.push_back(std::move(c));
-}
-
-bool HttpIngest::Hello(Conn* c, int64_t deadline_ms, std::string* error) {
-  wire::Hello h;
-  std::memcpy(h.client_id, c->id, sizeof c->id);
-  h.agent = "forkd/http-ingest";
-  h.outcomes = true;
-  h.has_session = true;
-  std::memcpy(h.session, c->session, sizeof c->session);
-  c->frame.clear();
-  wire::EncodeHello(h, &c->frame);
-  if (zmq_send(c->socket, c->frame.data(), c->frame.size(), ZMQ_DONTWAIT) < 0) {
-    *error = "ingest takes no more frames (forkd is overloaded)";
-    return false;
-  }
-  for (;;) {
-    const int64_t left = deadline_ms - NowMs();
-    if (left <= 0) {
-      *error = "ingest did not answer the hello";
-      return false;
-    }
-    zmq_pollitem_t item{c->socket, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&item, 1, static_cast<long>(std::min<int64_t>(left, 100))) <= 0) continue;
-    zmq_msg_t msg;
-    zmq_msg_init(&msg);
-    if (zmq_msg_recv(&msg, c->socket, ZMQ_DONTWAIT) < 0) {
-      zmq_msg_close(&msg);
-      continue;
-    }
-    const auto* data = static_cast<const uint8_t*>(zmq_msg_data(&msg));
-    const size_t size = zmq_msg_size(&msg);
-    wire::FrameType type;
-    std::string ignored;
-    bool welcomed = false;
-    if (wire::PeekHeader(data, size, &type, &ignored)) {
-      if (type == wire::FrameType::kWelcome) {
-        welcomed = true;
-      } else if (type == wire::FrameType::kNack) {
-        wire::Nack n;
-        if (wire::DecodeNack(data, size, &n, &ignored) && n.range.first == 0 &&
-            n.code != wire::kCodeHelloRequired) {
-          *error = "ingest refused the hello: " + n.message;
-          zmq_msg_close(&msg);
-          return false;
-        }
-      }
-    }
-    zmq_msg_close(&msg);
-    if (welcomed) {
-      c->ready = true;
-      return true;
-    }
-  }
-}
-
-// Sends the call's events and waits until each is settled or past its deadline.
-void HttpIngest::Route(Conn* c, Call* call) {
-  const size_t n = call->events.events.size();
-  call->first_seq = c->next_seq;
-  c->next_seq += n;
-  const int64_t now = NowMs();
-  call->states.resize(n);
-  call->open = n;
-  int64_t last_deadline = now;
-  for (size_t i = 0; i < n; ++i) {
-    const Event& ev = call->events.events[i];
-    call->states[i].deadline_ms = now + (ev.timeout_ms > 0 ? ev.timeout_ms : config_.timeout_ms);
-    last_deadline = std::max(last_deadline, call->states[i].deadline_ms);
-  }
-  auto fail = [&](size_t i, const char* code, const std::string& message) {
-    Call::State& s = call->states[i];
-    if (s.state == Call::State::kDone || s.state == Call::State::kFailed) return;
-    s.state = Call::State::kFailed;
-    s.code = code;
-    s.message = message;
-    --call->open;
-  };
-  auto settle = [&](size_t i, AckLevel reached) {
-    Call::State& s = call->states[i];
-    if (s.state == Call::State::kDone || s.state == Call::State::kFailed) return;
-    s.reached = reached;
-    s.state = Call::State::kDone;
-    --call->open;
-  };
-  // Frames of at most max_frame bytes, in order.
-  std::vector<std::pair<size_t, size_t>> frames;  // [first, last) event indexes
-  {
-    size_t start = 0, bytes = wire::kRouteHeaderSize;
-    for (size_t i = 0; i < n; ++i) {
-      const size_t add = wire::kRouteEntryHeaderSize + call->events.events[i].size;
-      if (i > start && bytes + add > max_frame_) {
-        frames.emplace_back(start, i);
-        start = i;
-        bytes = wire::kRouteHeaderSize;
-      }
-      bytes += add;
-    }
-    frames.emplace_back(start, n);
-  }
-  auto send_all = [&]() -> bool {
-    for (const auto& [first, last] : frames) {
-      wire::Buffer& f = c->frame;
-      f.clear();
-      f.Resize(wire::kRouteHeaderSize);
-      for (size_t i = first; i < last; ++i) {
-        const Event& ev = call->events.events[i];
-        wire::AppendRouteEntry(&f, ev.ack == AckLevel::kDelivered ? wire::kFlagWantDelivered : 0,
-                               call->events.wire.data() + ev.offset,
-                               static_cast<uint32_t>(ev.size));
-      }
-      wire::WriteRouteHeader(f.data(), call->first_seq + first,
-                             static_cast<uint32_t>(last - first));
-      // A full pipe means ingest stopped reading (limits.max_pending): wait
-      // a little, as the addon would, then give up with backpressure.
-      const int64_t until = std::min(last_deadline, NowMs() + 1000);
-      for (;;) {
-        if (zmq_send(c->socket, f.data(), f.size(), ZMQ_DONTWAIT) >= 0) break;
-        if (errno != EAGAIN || NowMs() >= until || stopping_.load()) {
-          for (size_t i = first; i < n; ++i) {
-            if (call->states[i].state == Call::State::kPending) {
-              fail(i, wire::kCodeBackpressure,
-                   "forkd is not taking events fast enough (its pending bytes are at "
-                   "limits.max_pending); retry later");
-            }
-          }
-          return false;
-        }
-        zmq_pollitem_t item{c->socket, 0, ZMQ_POLLOUT, 0};
-        zmq_poll(&item, 1, 10);
-      }
-      for (size_t i = first; i < last; ++i) {
-        if (call->events.events[i].ack == AckLevel::kNone) settle(i, AckLevel::kNone);
-      }
-    }
-    return true;
-  };
-  send_all();
-  bool rehello = false;
-  while (call->open > 0) {
-    int64_t t = NowMs();
-    if (stopping_.load()) last_deadline = std::min(last_deadline, t + kStopGraceMs);
-    for (size_t i = 0; i < n; ++i) {
-      Call::State& s = call->states[i];
-      if ((s.state == Call::State::kPending || s.state == Call::State::kAccepted) &&
-          (t >= s.deadline_ms || t >= last_deadline)) {
-        const int64_t ms = call->events.events[i].timeout_ms > 0 ? call->events.events[i].timeout_ms
-                                                                 : config_.timeout_ms;
-        if (s.state == Call::State::kAccepted) {
-          fail(i, "FORK_TIMEOUT",
-               "forkd accepted the event, but not every destination confirmed delivery within " +
-                   std::to_string(ms) + " ms");
-        } else {
-          fail(i, "FORK_TIMEOUT",
-               "forkd did not acknowledge the event within " + std::to_string(ms) + " ms");
-        }
-      }
-    }
-    if (call->open == 0) break;
-    if (rehello) {
-      rehello = false;
-      std::string error;
-      if (!Hello(c, std::min<int64_t>(last_deadline, NowMs() + kHelloTimeoutMs), &error)) {
-        for (size_t i = 0; i < n; ++i) fail(i, wire::kCodeUnavailable, error);
-        break;
-      }
-      send_all();
-      continue;
-    }
-    zmq_pollitem_t item{c->socket, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&item, 1, 50) <= 0) continue;
-    zmq_msg_t msg;
-    zmq_msg_init(&msg);
-    while (zmq_msg_recv(&msg, c->socket, ZMQ_DONTWAIT) >= 0) {
-      const auto* data = static_cast<const uint8_t*>(zmq_msg_data(&msg));
-      const size_t size = zmq_msg_size(&msg);
-      wire::FrameType type;
-      std::string error;
-      if (!wire::PeekHeader(data, size, &type, &error)) continue;
-      // Answers about earlier requests (timed out) have seqs below first_seq.
-      auto index = [&](uint64_t seq, size_t* i) {
-        if (seq < call->first_seq || seq >= call->first_seq + n) return false;
-        *i = static_cast<size_t>(seq - call->first_seq);
-        return true;
-      };
-      switch (type) {
-        case wire::FrameType::kAck: {
-          wire::Ack a;
-          if (!wire::DecodeAck(data, size, &a, &error)) break;
-          for (auto& r : a.routed) {
-            size_t i;
-            if (index(r.seq, &i)) {
-              call->states[i].has_routed = true;
-              call->states[i].routed = std::move(r.destinations);
-            }
-          }
-          for (const auto& r : a.ranges) {
-            for (uint64_t seq = std::max(r.first, call->first_seq);
-                 seq <= r.last && seq < call->first_seq + n; ++seq) {
-              size_t i = static_cast<size_t>(seq - call->first_seq);
-              Call::State& s = call->states[i];
-              if (s.state != Call::State::kPending) continue;
-              if (call->events.events[i].ack == AckLevel::kDelivered) {
-                s.state = Call::State::kAccepted;
-              } else {
-                settle(i, AckLevel::kAccepted);
-              }
-            }
-          }
-          break;
-        }
-        case wire::FrameType::kNack: {
-          wire::Nack nk;
-          if (!wire::DecodeNack(data, size, &nk, &error)) break;
-          if (nk.code == wire::kCodeHelloRequired) {
-            // Ingest forgot this client while it was idle: hello, then the
-            // events again (those it took are acked again, not doubled).
-            if (nk.range.last >= call->first_seq) rehello = true;
-            break;
-          }
-          for (uint64_t seq = std::max(nk.range.first, call->first_seq);
-               seq <= nk.range.last && seq < call->first_seq + n; ++seq) {
-            fail(static_cast<size_t>(seq - call->first_seq),
-                 nk.code == wire::kCodeInvalidPayload || nk.code == wire::kCodeUnknownDestination ||
-                         nk.code == wire::kCodeTooLarge || nk.code == wire::kCodeBackpressure ||
-                         nk.code == wire::kCodeUnavailable
-                     ? nk.code.c_str()
-                     : wire::kCodeRejected,
-                 nk.message);
-            // fail() keeps a copy of the code string.
-          }
-          break;
-        }
-        case wire::FrameType::kDelivered: {
-          wire::Delivered d;
-          if (!wire::DecodeDelivered(data, size, &d, &error)) break;
-          std::unordered_map<uint64_t, std::vector<wire::DestinationOutcome>*> trailer;
-          for (auto& o : d.outcomes) trailer[o.seq] = &o.outcomes;
-          for (const auto& r : d.ranges) {
-            for (uint64_t seq = std::max(r.first, call->first_seq);
-                 seq <= r.last && seq < call->first_seq + n; ++seq) {
-              size_t i = static_cast<size_t>(seq - call->first_seq);
-              Call::State& s = call->states[i];
-              if (s.state != Call::State::kAccepted && s.state != Call::State::kPending) continue;
-              s.outcomes_known = true;
-              auto it = trailer.find(seq);
-              if (it != trailer.end()) s.outcomes = std::move(*it->second);
-              const wire::DestinationOutcome* bad = nullptr;
-              for (const auto& o : s.outcomes) {
-                if (o.kind != wire::OutcomeKind::kFiltered) {
-                  bad = &o;
-                  break;
-                }
-              }
-              if (bad != nullptr) {
-                fail(i, wire::kCodeRejected, wire::DescribeOutcome(*bad));
-              } else {
-                settle(i, AckLevel::kDelivered);
-              }
-            }
-          }
-          break;
-        }
-        default:
-          break;
-      }
-    }
-    zmq_msg_close(&msg);
-  }
 }
 
 void HttpIngest::Handle(const httplib::Request& req, httplib::Response& res) {
@@ -508,7 +195,7 @@ void HttpIngest::Handle(const httplib::Request& req, httplib::Response& res) {
   std::string type = req.get_header_value("Content-Type");
   const BodyFormat format = type.find("ndjson") != std::string::npos ? BodyFormat::kNdjson
                                                                      : BodyFormat::kJson;
-  Call call;
+  InprocCall call;
   BodyError berr;
   EventLimits limits;
   limits.max_event = max_event_;
@@ -522,14 +209,18 @@ void HttpIngest::Handle(const httplib::Request& req, httplib::Response& res) {
     return;
   }
   std::string error;
-  std::unique_ptr<Conn> conn = TakeConn(&error);
-  if (conn && !conn->ready && !Hello(conn.get(), NowMs() + kHelloTimeoutMs, &error)) conn.reset();
+  std::unique_ptr<InprocClient> conn = TakeConn(&error);
+  if (conn && !conn->ready && !Hello(conn.get(), kAgent, NowMs() + kHelloTimeoutMs, &error)) conn.reset();
   if (!conn) {
     stats_.refused.fetch_add(1, std::memory_order_relaxed);
     SendError(res, 503, wire::kCodeUnavailable, "forkd cannot take events now: " + error);
     return;
   }
-  Route(conn.get(), &call);
+  RouteSettings rs;
+  rs.agent = kAgent;
+  rs.max_frame = max_frame_;
+  rs.timeout_ms = config_.timeout_ms;
+  Route(conn.get(), &call, rs, stopping_);
   uint8_t client_id[wire::kClientIdSize];
   std::memcpy(client_id, conn->id, sizeof client_id);
   ReturnConn(std::move(conn));
@@ -537,7 +228,7 @@ void HttpIngest::Handle(const httplib::Request& req, httplib::Response& res) {
   // The answer: the receipts; or the first failure, with each event's result.
   const size_t n = call.events.events.size();
   char id[wire::kMaxEventIdSize];
-  auto outcomes = [&](const Call::State& s, const std::vector<std::string>& dests,
+  auto outcomes = [&](const InprocCall::State& s, const std::vector<std::string>& dests,
                       std::string* out) {
     *out += "\"outcomes\":{";
     for (size_t k = 0; k < dests.size(); ++k) {
@@ -559,9 +250,9 @@ void HttpIngest::Handle(const httplib::Request& req, httplib::Response& res) {
   };
   auto result = [&](size_t i, std::string* out) {
     const Event& ev = call.events.events[i];
-    const Call::State& s = call.states[i];
+    const InprocCall::State& s = call.states[i];
     const auto& dests = s.has_routed ? s.routed : ev.destinations;
-    if (s.state == Call::State::kFailed) {
+    if (s.state == InprocCall::State::kFailed) {
       *out += "{\"error\":";
       AppendError(s.code, s.message, call.events.single ? "" : "[" + std::to_string(i) + "]", out);
       *out += ",\"id\":";
@@ -599,7 +290,7 @@ void HttpIngest::Handle(const httplib::Request& req, httplib::Response& res) {
   };
   size_t failed = n;
   for (size_t i = 0; i < n && failed == n; ++i) {
-    if (call.states[i].state == Call::State::kFailed) failed = i;
+    if (call.states[i].state == InprocCall::State::kFailed) failed = i;
   }
   std::string body;
   body.reserve(n * 100 + 64);
@@ -621,7 +312,7 @@ void HttpIngest::Handle(const httplib::Request& req, httplib::Response& res) {
     return;
   }
   stats_.refused.fetch_add(1, std::memory_order_relaxed);
-  const Call::State& f = call.states[failed];
+  const InprocCall::State& f = call.states[failed];
   const int status = StatusFor(f.code);
   if (call.events.single) {
     result(0, &body);

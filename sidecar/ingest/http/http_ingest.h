@@ -37,6 +37,7 @@
 
 #include "core/status.h"
 #include "ingest/http/http_ingest_config.h"
+#include "ingest/inproc_client.h"
 
 namespace httplib {
 class Server;
@@ -72,13 +73,9 @@ class HttpIngest {
   const HttpIngestStats& stats() const { return stats_; }
 
  private:
-  struct Conn;
-  struct Call;
   void Handle(const httplib::Request& req, httplib::Response& res);
-  std::unique_ptr<Conn> TakeConn(std::string* error);
-  void ReturnConn(std::unique_ptr<Conn> c);
-  bool Hello(Conn* c, int64_t deadline_ms, std::string* error);
-  void Route(Conn* c, Call* call);
+  std::unique_ptr<InprocClient> TakeConn(std::string* error);
+  void ReturnConn(std::unique_ptr<InprocClient> c);
 
   void* ctx_;
   std::string endpoint_;
@@ -88,7 +85,7 @@ class HttpIngest {
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   std::mutex conns_mu_;
-  std::vector<std::unique_ptr<Conn>> idle_;  // guarded by conns_mu_
+  std::vector<std::unique_ptr<InprocClient>> idle_;  // guarded by conns_mu_
   std::atomic<bool> stopping_{false};
   std::mutex stop_mu_;
   bool stopped_ = false;  // guarded by stop_mu_
