@@ -33,7 +33,7 @@ test('check reports every problem as file:line:col: message and exits 2', () => 
     const lines = r.stderr.trim().split('\n');
     const expect = [
       [2, 1, /unknown option 'wall' \(did you mean 'wal'\?\)/],
-      [4, 14, /destinations\.a\.type: expected one of clickhouse, file, http, postgres, redis, sqlite, stdout, stream, got 'fiel' \(did you mean 'file'\?\)/],
+      [4, 14, /destinations\.a\.type: expected one of clickhouse, file, http, kafka, postgres, redis, sqlite, stdout, stream, got 'fiel' \(did you mean 'file'\?\)/],
       [5, 3, /destinations\.b\.path: required option is missing/],
       [5, 20, /destinations\.b: unknown option 'pth' \(did you mean 'path'\?\)/],
       [5, 36, /destinations\.b\.format: expected one of jsonl, csv, got 'jsnl'/],
