@@ -47,6 +47,7 @@ Server::~Server() {
   if (admin_) admin_->Stop();
   if (verify_) verify_->Stop();
   StopEventIndex();
+  StopSources();
   http_ingest_.reset();
   ingest_.reset();
   pipelines_.clear();
@@ -138,6 +139,7 @@ Status Server::Start() {
     s = http_ingest_->Start();
     if (!s.ok()) return s;
   }
+  ApplySources(*config_);
   if (config_->admin.enabled()) {
     admin::Handlers handlers;
     handlers.ready = [this] { return started_.load(); };
@@ -484,6 +486,7 @@ void Server::Reload(Config next_config) {
     SortPipelines();
   }
   ingest_->SetConfig(next);
+  ApplySources(*next);
   // Removed ones deliver what they can, together, for a moment.
   {
     std::vector<std::thread> stopping;
@@ -531,6 +534,7 @@ void Server::Reload(Config next_config) {
 
 void Server::Serve() {
   ingest_->Run();
+  StopSources();
   if (http_ingest_) http_ingest_->Stop();
   if (verify_) verify_->Stop();
   std::lock_guard<std::mutex> reload_lock(reload_mu_);
@@ -560,8 +564,10 @@ void Server::Serve() {
 
 void Server::RequestStop() {
   stopping_.store(true);
-  // Requests being served get their answers while ingest still runs.
+  // Requests being served, and the batch each source is sending, get their
+  // answers while ingest still runs.
   if (http_ingest_) http_ingest_->Stop();
+  StopSources();
   if (ingest_) ingest_->Stop();
 }
 

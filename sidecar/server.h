@@ -15,6 +15,7 @@
 #include "admin/admin_server.h"
 #include "admin/history.h"
 #include "ingest/http/http_ingest.h"
+#include "sources/source.h"
 #include "alerts/rule_evaluator.h"
 #include "config/config.h"
 #include "ingest/ingest.h"
@@ -175,6 +176,24 @@ class Server {
   std::unique_ptr<admin::AdminServer> admin_;
   // After ingest_: destroyed first, its DEALERs closed before ingest's context.
   std::unique_ptr<ingest::http::HttpIngest> http_ingest_;
+
+  // Sources (server_sources.cc): started after ingest binds, stopped before
+  // it stops; a reload restarts those whose section changed.
+  struct RunningSource {
+    std::string name;
+    std::string type;
+    std::string fingerprint;
+    std::unique_ptr<sources::Source> source;
+  };
+  mutable std::mutex sources_mu_;
+  std::vector<RunningSource> sources_;  // guarded by sources_mu_
+  // Starts every source of `config` not running with the same section;
+  // stops the others. A source that fails to start is logged and left out.
+  void ApplySources(const Config& config);
+  void StopSources();
+  void SourceMetricsText(std::string* m) const;
+  // "sources":[{name, type, last_error, <metric>: value ...}],
+  void SourcesJson(std::string* j) const;
   // The scheduled `forkd verify` (the config's `verify:`); idle without it.
   std::unique_ptr<verify::Scheduler> verify_;
   // GET /streams/<name> (server_streams.cc): who may subscribe, and the

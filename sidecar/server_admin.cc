@@ -272,6 +272,7 @@ std::string Server::MetricsText() const {
            static_cast<double>(log_->BytesFrom(r.hold)));
   }
   VerifyMetrics(&m);
+  SourceMetricsText(&m);
   if (events_) {
     Metric(&m, "fork_event_index_entries", "gauge",
            "Log entries in the event index (GET /api/events/<id>)");
@@ -598,6 +599,7 @@ std::string Server::StatusJson() const {
   num("commits", static_cast<double>(log_->stats().commits.load()), false);
   j.append("},");
   AppendAlertsFiring(&j);
+  SourcesJson(&j);
   j.append("\"destinations\":[");
   const Destinations snapshot = SnapshotDestinations();
   const auto& [config, pipelines, failed, removed, start_failures] = snapshot;

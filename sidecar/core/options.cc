@@ -323,4 +323,20 @@ bool ValidName(std::string_view s) {
   });
 }
 
+Mark MarkOfCheckError(const Options& o, const std::string& error, Mark fallback) {
+  const std::string option = error.substr(0, error.find_first_of(".:"));
+  const auto v = o.values.find(option);
+  if (v == o.values.end() || v->second.mark.line <= 0) return fallback;
+  const size_t colon = error.find(": ");
+  if (error.size() > option.size() && error[option.size()] == '.' && colon != std::string::npos &&
+      v->second.node.IsMap()) {
+    // The key may hold dots itself (linger.ms): everything up to ": ".
+    const std::string key = error.substr(option.size() + 1, colon - option.size() - 1);
+    for (auto it = v->second.node.begin(); it != v->second.node.end(); ++it) {
+      if (it->first.IsScalar() && it->first.Scalar() == key) return MarkOf(it->first);
+    }
+  }
+  return v->second.mark;
+}
+
 }  // namespace forkd

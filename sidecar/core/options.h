@@ -83,6 +83,11 @@ bool ParseOptions(const YAML::Node& node, const std::vector<OptionSpec>& specs,
 
 // Helpers shared with the config loader.
 Mark MarkOf(const YAML::Node& n);
+// Where a component's check error ("option: ...", "option.key: ...") is:
+// at `key` inside the option's map when it has that key (a librdkafka
+// property under `options`, a column under `columns`), else at the option,
+// else `fallback`.
+Mark MarkOfCheckError(const Options& o, const std::string& error, Mark fallback);
 // Replaces ${NAME} and ${NAME:-default} with environment values. False (and
 // *missing set) when a variable without default is unset.
 bool Interpolate(const std::string& in, std::string* out, std::string* missing);

@@ -285,8 +285,9 @@ Status Ingest::Bind() {
   if (zmq_bind(socket_, config_->listen.c_str()) != 0) {
     return Status::IoError("cannot listen on " + config_->listen + ": " + zmq_strerror(errno));
   }
-  // In-process peers skip ZAP and CURVE: they are forkd's own HTTP ingest.
-  if (config_->http_ingest.enabled() && zmq_bind(socket_, kInprocEndpoint) != 0) {
+  // In-process peers skip ZAP and CURVE: they are forkd's own HTTP ingest
+  // and sources. Always bound, so a reload may add either.
+  if (zmq_bind(socket_, kInprocEndpoint) != 0) {
     return Status::IoError(std::string("cannot bind ") + kInprocEndpoint + ": " +
                            zmq_strerror(errno));
   }

@@ -103,11 +103,10 @@ class Ingest {
   // log, so a client resending after a forkd crash does not double events.
   // Call before Bind().
   [[nodiscard]] Status Recover();
-  // Where HTTP ingest's DEALERs (ingest/http/http_ingest.h) reach this
-  // socket, in context(), when the config has http_ingest.
+  // Where forkd's own wire clients (ingest/inproc_client.h: HTTP ingest,
+  // the sources) reach this socket, in context().
   static constexpr const char* kInprocEndpoint = "inproc://forkd-ingest";
-  // Creates the socket and binds `listen` (and kInprocEndpoint with
-  // http_ingest).
+  // Creates the socket and binds `listen` and kInprocEndpoint.
   [[nodiscard]] Status Bind();
   // The ZeroMQ context of the socket, after Bind(); it lives until this
   // object is destroyed.

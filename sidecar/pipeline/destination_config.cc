@@ -167,9 +167,7 @@ void ParseDestinations(const YAML::Node& dests, const SinkOptionsLookup& sinks,
       if (errors->size() != errors_before) continue;
       if (std::string error; check && !check(d.type, d.sink, &error)) {
         // Reported at the option it names ("columns.x: ..." -> columns).
-        const std::string option = error.substr(0, error.find_first_of(".:"));
-        const auto v = d.sink.values.find(option);
-        const Mark mark = v != d.sink.values.end() && v->second.mark.line > 0 ? v->second.mark : d.mark;
+        const Mark mark = MarkOfCheckError(d.sink, error, d.mark);
         errors->push_back({path, mark, where + "." + error});
         continue;
       }

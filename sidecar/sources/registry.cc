@@ -1,12 +1,13 @@
 #include "sources/registry.h"
 
+#include "sources/kafka/kafka_source.h"
 #include "sources/kafka/kafka_source_options.h"
 
 namespace forkd::sources {
 
 const std::vector<SourceType>& SourceTypes() {
   static const std::vector<SourceType> types = {
-      {"kafka", &KafkaSourceOptions, &CheckKafkaSourceOptions},
+      {"kafka", &KafkaSourceOptions, &CheckKafkaSourceOptions, &CreateKafkaSource},
   };
   return types;
 }

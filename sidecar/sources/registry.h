@@ -2,11 +2,13 @@
 // one entry in registry.cc.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/options.h"
+#include "sources/source.h"
 
 namespace forkd::sources {
 
@@ -15,6 +17,8 @@ struct SourceType {
   const std::vector<OptionSpec>& (*options)();
   // Checks beyond the option table; may be null.
   bool (*check)(const Options&, std::string* error) = nullptr;
+  // The running source, from its section (checked already).
+  std::unique_ptr<Source> (*create)(const SourceContext&) = nullptr;
 };
 
 const std::vector<SourceType>& SourceTypes();

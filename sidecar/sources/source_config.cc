@@ -118,10 +118,7 @@ void ParseSources(const YAML::Node& sources, const std::string& file,
     if (errors->size() != errors_before) continue;
     if (std::string error; check && !check(s.type, s.options, &error)) {
       // Reported at the option it names ("options.x: ..." -> options).
-      const std::string option = error.substr(0, error.find_first_of(".:"));
-      const auto v = s.options.values.find(option);
-      const Mark mark =
-          v != s.options.values.end() && v->second.mark.line > 0 ? v->second.mark : s.mark;
+      const Mark mark = MarkOfCheckError(s.options, error, s.mark);
       errors->push_back({file, mark, where + "." + error});
       continue;
     }

@@ -1,7 +1,7 @@
 #include "sources/kafka/kafka_source_options.h"
 
-#include <algorithm>
-#include <cctype>
+#include "kafka/kafka_conf.h"
+#include "sources/kafka/kafka_source.h"
 
 namespace forkd::sources {
 
@@ -18,43 +18,28 @@ const std::vector<OptionSpec>& KafkaSourceOptions() {
        "messages produced from now on",
        false, {"earliest", "latest"}},
       {"options", OptType::kNode, "",
-       "librdkafka properties passed through as they are (`{ \"fetch.min.bytes\": 1 }`): a "
-       "map of string values; empty by default"},
+       "librdkafka consumer properties, name: value (`session.timeout.ms: 6000` for a faster "
+       "takeover when a member dies; security.protocol, sasl.* and ssl.* for SASL and TLS). "
+       "`forkd check` asks librdkafka about each. Fork sets group.id, auto.offset.reset and "
+       "enable.auto.offset.store itself (an offset is stored once its event is durable); its "
+       "defaults are enable.auto.commit: true, auto.commit.interval.ms: 1000"},
   };
   return specs;
 }
 
 bool CheckKafkaSourceOptions(const Options& o, std::string* error) {
-  const std::string& brokers = o.Str("brokers");
-  size_t i = 0;
-  while (i <= brokers.size()) {
-    size_t j = brokers.find(',', i);
-    if (j == std::string::npos) j = brokers.size();
-    std::string b = brokers.substr(i, j - i);
-    b.erase(0, b.find_first_not_of(' '));
-    b.erase(b.find_last_not_of(' ') + 1);
-    const size_t colon = b.rfind(':');
-    const std::string port = colon == std::string::npos ? "" : b.substr(colon + 1);
-    if (colon == std::string::npos || colon == 0 || port.empty() || port.size() > 5 ||
-        !std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c); })) {
-      *error = "brokers: expected a comma-separated list of host:port, got '" + b + "'";
-      return false;
-    }
-    i = j + 1;
+  std::string why;
+  if (!kafka::CheckBrokers(o.Str("brokers"), &why)) {
+    *error = "brokers: " + why;
+    return false;
   }
-  if (const YAML::Node& n = o.Node("options"); n.IsDefined() && !n.IsNull()) {
-    if (!n.IsMap()) {
-      *error = "options: expected a map of librdkafka properties";
-      return false;
-    }
-    for (auto kv = n.begin(); kv != n.end(); ++kv) {
-      if (!kv->second.IsScalar()) {
-        *error = "options." + kv->first.Scalar() + ": expected a string value";
-        return false;
-      }
-    }
+  if (o.Str("group").empty()) {
+    *error = "group: the consumer group id must not be empty";
+    return false;
   }
-  return true;
+  kafka::Properties props;
+  if (!kafka::ReadProperties(o.Node("options"), KafkaSourceReserved(), &props, error)) return false;
+  return kafka::CheckProperties(o.Str("brokers"), props, error);
 }
 
 }  // namespace forkd::sources

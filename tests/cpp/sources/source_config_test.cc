@@ -158,12 +158,14 @@ TEST_CASE("mistakes in sources are reported where they are", "[config][sources]"
     const Loaded l = Load(dir, head + "  bus: { type: kafka, brokers: \"a:9092,b\", topic: t, "
                                       "group: g }\n");
     ExpectOneError(l, 5, 32,
-                   "sources.bus.brokers: expected a comma-separated list of host:port, got 'b'");
+                   "sources.bus.brokers: 'b' is not host:port");
   }
   SECTION("a librdkafka property that is not a string") {
     const Loaded l = Load(dir, head + "  bus: { type: kafka, brokers: b:9092, topic: t, "
                                       "group: g, options: { x: [1] } }\n");
-    ExpectOneError(l, 5, 69, "sources.bus.options.x: expected a string value");
+    ExpectOneError(l, 5, 71,
+                   "sources.bus.options.x: expected a scalar value (librdkafka takes every "
+                   "property as text)");
   }
   SECTION("a start that is not a choice") {
     const Loaded l = Load(dir, head + "  bus: { type: kafka, brokers: b:9092, topic: t, "
