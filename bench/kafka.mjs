@@ -1,0 +1,517 @@
+// Kafka: events/s into a topic through forkd's kafka destination, against
+// producers with nothing in front of them, in the same run, on the same
+// broker (tests/e2e/servers/kafka.mjs: Kafka 4.x, one KRaft node, started
+// here), each into its own topic of 3 partitions:
+//   - Fork: one Node process routes N reference events (bench/route.mjs's:
+//     purchases(99)) with routeData to a `kafka` destination keyed by
+//     userId, ack 'accepted'; timed from the first send until forkd's
+//     fork_destination_delivered_total for it (admin /metrics) has grown by
+//     N: every event durable in forkd's log, then acknowledged by the broker
+//     (acks=all, idempotent).
+//   - librdkafka alone: bench/kafka_peer.c (librdkafka's rdkafka_performance
+//     needs librdkafka's internal headers, so it does not build against
+//     librdkafka-dev; kafka_peer is the smallest equivalent), built here
+//     into build/bench/ once. The kafka destination's settings
+//     (enable.idempotence, acks=all, linger.ms 5, murmur2_random), the same
+//     N messages: the values Fork writes (the event as JSON with its
+//     `_fork_id`), the same keys, the same three headers. Waits for every
+//     delivery report.
+//   - kafkajs: an idempotent producer, sendBatch of 1 000 messages at a
+//     time, acks -1, the same messages.
+// Fork does more than either peer (an fsync'd log, an ack to the app, a
+// cursor per batch); the ratio says what that costs.
+//
+// Then, when forkd has the kafka source (`forkd check` accepts `sources:`),
+// end-to-end latency edge -> Kafka -> hub -> SQLite: an edge forkd with a
+// kafka destination, a hub forkd whose kafka source feeds a sqlite
+// destination; events paced at --rate for --seconds with their send time in
+// the payload; the table is polled every 10 ms and each row's first-seen
+// time minus its send time gives p50/p99 (so the figures include up to
+// 10 ms of polling).
+//
+// Prints a table and writes the figures to bench/results/kafka-<date>.json.
+// Figures only: it never fails on timing.
+//
+//   node bench/kafka.mjs [--events 200000] [--kafkajs-batch 1000]
+//                        [--rate 1000] [--seconds 20] [--max-wait 5ms] [--no-latency]
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
+import kafkajs from 'kafkajs';
+import { createClient } from '../js/index.mjs';
+import { startForkd, tempConfig, ROOT, FORKD } from '../scripts/lib/forkd.mjs';
+import { startKafka } from '../tests/e2e/servers/kafka.mjs';
+import { freePort } from '../tests/e2e/helpers.mjs';
+import { purchases, percentile } from './workload.mjs';
+
+const { values: args } = parseArgs({
+  options: {
+    events: { type: 'string', default: '200000' },
+    window: { type: 'string', default: '20000' },
+    'kafkajs-batch': { type: 'string', default: '1000' },
+    rate: { type: 'string', default: '1000' },
+    seconds: { type: 'string', default: '20' },
+    'max-wait': { type: 'string' },
+    'no-latency': { type: 'boolean', default: false },
+  },
+});
+const N = Number(args.events);
+const WINDOW = Number(args.window);
+const KJS_BATCH = Number(args['kafkajs-batch']);
+const RATE = Number(args.rate);
+const SECONDS = Number(args.seconds);
+const MAX_WAIT = args['max-wait'];
+const KEY = 'userId';
+const PARTITIONS = 3;
+
+const fmt = (n, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+const cpu = (pid) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+// What else is running: builds, tests and brokers that share the cores, one
+// entry per kind of process with a count; `mine` (this run's broker
+// directory) left out.
+function others(mine) {
+  const lines = spawnSync('pgrep', ['-a', '-f', 'ninja|cmake|zig|node --test|cc1plus|java|fork_tests'], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .filter((l) => l && !l.includes('pgrep -a') && !(mine && l.includes(mine)));
+  const kinds = new Map();
+  for (const l of lines) {
+    const pid = Number(l.split(' ')[0]);
+    if (pid === process.pid || pid === process.ppid) continue;
+    const cmd = l.split(' ').slice(1);
+    const base = path.basename(cmd[0]);
+    let kind;
+    if (base === 'cc1plus' || base === 'cc1') kind = 'gcc (compiling)';
+    else if (base === 'zig') kind = 'zig clang (cross build)';
+    else if (base === 'java') kind = l.includes('kafka.Kafka') ? 'another Kafka broker (java)' : 'java';
+    else kind = cmd.join(' ').slice(0, 70);
+    kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+  }
+  return [...kinds].map(([k, n]) => (n > 1 ? `${k} (x${n})` : k));
+}
+const seenOthers = new Set();
+const noteOthers = (mine) => {
+  for (const o of others(mine)) seenOthers.add(o);
+};
+
+// 0. The peer, built once.
+function buildPeer() {
+  const src = path.join(ROOT, 'bench', 'kafka_peer.c');
+  const bin = path.join(ROOT, 'build', 'bench', 'kafka_peer');
+  if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(src).mtimeMs) {
+    mkdirSync(path.dirname(bin), { recursive: true });
+    execFileSync('cc', ['-O2', src, '-o', bin, '-lrdkafka', '-lm', '-lpthread'], { stdio: 'inherit' });
+  }
+  return bin;
+}
+
+async function metric(admin, name, label) {
+  const text = await (await fetch(`${admin}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${label}`));
+  return line === undefined ? undefined : Number(line.split(' ').pop());
+}
+const delivered = (admin, dest) => metric(admin, 'fork_destination_delivered_total', `destination="${dest}"`);
+
+async function waitFor(pred, ms, what, every = 20) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      if (await pred()) return;
+    } catch {}
+    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${typeof what === 'function' ? await what() : what}`);
+    await sleep(every);
+  }
+}
+
+// Routes `events` to `dest`, at most WINDOW in flight; resolves when all are
+// accepted (durable in forkd's log).
+async function route(client, events, dest) {
+  let pending = [];
+  for (const ev of events) {
+    pending.push(client.routeData(ev, dest, { ack: 'accepted' }));
+    if (pending.length >= WINDOW) {
+      await Promise.all(pending);
+      pending = [];
+    }
+  }
+  await Promise.all(pending);
+}
+
+// 1a. Fork.
+async function benchFork(kafka, events) {
+  const adminPort = await freePort();
+  const batch = MAX_WAIT ? `, batch: { max_wait: ${MAX_WAIT} }` : '';
+  const { dir, config } = tempConfig(
+    `admin: 127.0.0.1:${adminPort}
+wal: { fsync: batch }
+destinations:
+  bus: { type: kafka, brokers: "${kafka.brokers}", topic: fork, key: ${KEY}${batch} }
+  sample: { type: kafka, brokers: "${kafka.brokers}", topic: fork-sample, key: ${KEY}${batch} }
+`,
+    'fork-bench-kafka-',
+  );
+  const admin = `http://127.0.0.1:${adminPort}`;
+  const forkd = await startForkd(config);
+  const client = createClient({ endpoint: `ipc://${dir}/.fork/fork.sock`, maxInFlight: WINDOW * 2, timeoutMs: 60_000 });
+  try {
+    // Warm up (the producers connected, the log and the broker going) with
+    // 1 000 other events, also sent to a small topic read back to see what
+    // Fork writes.
+    const warm = Array.from({ length: 1000 }, purchases(7));
+    await route(client, warm, ['bus', 'sample']);
+    await waitFor(async () => (await delivered(admin, 'bus')) >= 1000 && (await delivered(admin, 'sample')) >= 1000, 60_000,
+      () => `warm-up not delivered\n${forkd.stderr().slice(-2000)}`);
+    const sample = await kafka.readAll('fork-sample');
+
+    noteOthers(kafka.dir);
+    const d0 = await delivered(admin, 'bus');
+    const cpu0 = cpu(forkd.pid);
+    const t0 = performance.now();
+    await route(client, events, 'bus');
+    const acceptedS = (performance.now() - t0) / 1000;
+    await waitFor(async () => (await delivered(admin, 'bus')) >= d0 + N, 120_000,
+      async () => `delivered ${(await delivered(admin, 'bus')) - d0} of ${N}\n${forkd.stderr().slice(-2000)}`);
+    const s = (performance.now() - t0) / 1000;
+    const forkdCpu = cpu(forkd.pid) - cpu0;
+    const inTopic = await kafka.count('fork');
+    return { s, acceptedS, forkdCpu, inTopic: inTopic - 1000, sample, warm };
+  } finally {
+    await client.close();
+    await forkd.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// 1a'. The kafka destination alone: the same events made durable in the
+// log while the destination's brokers are unreachable (nothing listens on
+// port 1), then forkd restarted with the real broker; timed from the
+// restart until delivered_total reaches N.
+async function benchForkDrain(kafka, events) {
+  const adminPort = await freePort();
+  const batch = MAX_WAIT ? `, batch: { max_wait: ${MAX_WAIT} }` : '';
+  const yaml = (brokers) => `admin: 127.0.0.1:${adminPort}
+wal: { fsync: batch }
+destinations:
+  bus: { type: kafka, brokers: "${brokers}", topic: fork-drain, key: ${KEY}${batch}, retry: { initial: 50ms, max: 1s } }
+`;
+  const { dir, config } = tempConfig(yaml('127.0.0.1:1'), 'fork-bench-kafka-drain-');
+  const admin = `http://127.0.0.1:${adminPort}`;
+  let forkd = await startForkd(config);
+  try {
+    const client = createClient({ endpoint: `ipc://${dir}/.fork/fork.sock`, maxInFlight: WINDOW * 2, timeoutMs: 60_000 });
+    await route(client, events, 'bus');
+    await client.close();
+    await forkd.stop('SIGKILL');
+    writeFileSync(config, yaml(kafka.brokers));
+    noteOthers(kafka.dir);
+    const t0 = performance.now();
+    forkd = await startForkd(config);
+    const readyS = (performance.now() - t0) / 1000;
+    let firstS;
+    let firstN;
+    await waitFor(async () => {
+      const d = await delivered(admin, 'bus');
+      if (d > 0 && firstS === undefined) {
+        firstS = (performance.now() - t0) / 1000;
+        firstN = d;
+      }
+      return d >= N;
+    }, 120_000,
+      async () => `drained ${await delivered(admin, 'bus')} of ${N}\n${forkd.stderr().slice(-2000)}`);
+    const s = (performance.now() - t0) / 1000;
+    // librdkafka's own complaints on the way (a producer id refused for a
+    // while: the broker's "coordinator load in progress").
+    const warnings = forkd.stderr().split('\n').filter((l) => / (warning|error) /.test(l)).map((l) => l.slice(25, 220));
+    return { s, readyS, firstS, firstN, warnings, forkdCpu: cpu(forkd.pid), inTopic: await kafka.count('fork-drain') };
+  } finally {
+    await forkd.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// The messages Fork wrote for `events`, as the peers send them: value the
+// event as JSON led by `_fork_id` (an id as Fork makes one: the client id
+// in hex, a dash, the sequence number), key the event's userId.
+function peerMessages(events) {
+  const client = randomBytes(16).toString('hex');
+  return events.map((ev, i) => {
+    const id = `${client}-${i + 1}`;
+    return { key: String(ev[KEY]), id, value: JSON.stringify({ _fork_id: id, ...ev }) };
+  });
+}
+
+// 1b. librdkafka alone.
+function runPeer(bin, kafka, topic, file) {
+  const r = spawnSync(bin, [kafka.brokers, topic, file], { encoding: 'utf8', timeout: 300_000 });
+  if (r.status !== 0) throw new Error(`kafka_peer: exit ${r.status}\n${r.stdout}${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop());
+}
+
+// 1c. kafkajs.
+async function benchKafkajs(kafka, messages) {
+  const producer = kafka
+    .client()
+    .producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
+  await producer.connect();
+  const toKjs = (m) => ({
+    key: m.key,
+    value: m.value,
+    headers: { 'fork-id': m.id, 'fork-destination': 'bus', 'fork-instance': 'kafkajs' },
+  });
+  await producer.send({ topic: 'kafkajs', acks: -1, messages: [toKjs(messages[0])] });
+  const batches = [];
+  for (let i = 0; i < messages.length; i += KJS_BATCH) batches.push(messages.slice(i, i + KJS_BATCH).map(toKjs));
+  noteOthers(kafka.dir);
+  const t0 = performance.now();
+  for (const b of batches) await producer.sendBatch({ acks: -1, topicMessages: [{ topic: 'kafkajs', messages: b }] });
+  const s = (performance.now() - t0) / 1000;
+  await producer.disconnect();
+  return { s, inTopic: (await kafka.count('kafkajs')) - 1 };
+}
+
+// 2. Does this forkd have the kafka source?
+function hasKafkaSource() {
+  const { dir, config } = tempConfig(
+    `sources:
+  bus: { type: kafka, brokers: "127.0.0.1:9092", topic: t, group: g, to: [store] }
+destinations:
+  store: { type: sqlite, path: ./hub.db, table: events }
+`,
+    'fork-bench-kafka-check-',
+  );
+  const r = spawnSync(FORKD, ['check', '--config', config], { encoding: 'utf8' });
+  rmSync(dir, { recursive: true, force: true });
+  return { ok: r.status === 0, why: `${r.stdout}${r.stderr}`.trim() };
+}
+
+async function benchLatency(kafka) {
+  await kafka.createTopic('e2e', PARTITIONS);
+  const batch = MAX_WAIT ? `, batch: { max_wait: ${MAX_WAIT} }` : '';
+  const edgeCfg = tempConfig(
+    `destinations:
+  bus: { type: kafka, brokers: "${kafka.brokers}", topic: e2e, key: ${KEY}${batch} }
+`,
+    'fork-bench-kafka-edge-',
+  );
+  const hubAdminPort = await freePort();
+  const hubCfg = tempConfig(
+    `admin: 127.0.0.1:${hubAdminPort}
+sources:
+  bus: { type: kafka, brokers: "${kafka.brokers}", topic: e2e, group: fork-bench-hub, to: [store] }
+destinations:
+  store: { type: sqlite, path: ./hub.db, table: events${batch} }
+`,
+    'fork-bench-kafka-hub-',
+  );
+  const edge = await startForkd(edgeCfg.config);
+  const hub = await startForkd(hubCfg.config);
+  const client = createClient({ endpoint: `ipc://${edgeCfg.dir}/.fork/fork.sock`, timeoutMs: 30_000 });
+  const dbPath = path.join(hubCfg.dir, 'hub.db');
+  let db;
+  const seen = new Map(); // orderId -> latency ms
+  let lastRow = 0;
+  const now = () => performance.timeOrigin + performance.now();
+  const poll = () => {
+    try {
+      if (!db) {
+        if (!existsSync(dbPath)) return;
+        db = new Database(dbPath, { fileMustExist: true });
+      }
+      const rows = db.prepare('SELECT rowid AS r, "orderId" AS id, "sentAt" AS sent FROM events WHERE rowid > ? ORDER BY rowid').all(lastRow);
+      const t = now();
+      for (const row of rows) {
+        lastRow = row.r;
+        if (!seen.has(row.id)) seen.set(row.id, t - Number(row.sent));
+      }
+    } catch {
+      // no table yet, or busy: the next tick
+    }
+  };
+  try {
+    // The path warm: 200 events through to the table (the hub's consumer
+    // has joined its group and has every partition by then).
+    const warm = purchases(11);
+    const warmIds = [];
+    for (let i = 0; i < 200; i++) {
+      const ev = { ...warm(), sentAt: now() };
+      warmIds.push(ev.orderId);
+      await client.routeData(ev, 'bus');
+    }
+    await waitFor(() => (poll(), warmIds.every((id) => seen.has(id))), 60_000,
+      () => `warm-up: ${warmIds.filter((id) => seen.has(id)).length} of 200 in the table\n${hub.stderr().slice(-2000)}`, 10);
+    seen.clear();
+
+    const next = purchases(99);
+    const total = RATE * SECONDS;
+    const sent = [];
+    const pending = [];
+    let failed = 0;
+    const poller = setInterval(poll, 10);
+    const t0 = performance.now();
+    for (let n = 0; n < total; ) {
+      const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * RATE));
+      for (; n < due; n++) {
+        const ev = { ...next(), sentAt: now() };
+        sent.push(ev.orderId);
+        pending.push(client.routeData(ev, 'bus').catch(() => failed++));
+      }
+      await sleep(5);
+    }
+    const sendS = (performance.now() - t0) / 1000;
+    await Promise.all(pending);
+    const deadline = Date.now() + 60_000;
+    while (sent.some((id) => !seen.has(id)) && Date.now() < deadline) await sleep(50);
+    clearInterval(poller);
+    poll();
+    const lat = sent.filter((id) => seen.has(id)).map((id) => seen.get(id)).sort((a, b) => a - b);
+    return {
+      sent: sent.length,
+      sendSeconds: sendS,
+      failed,
+      seen: lat.length,
+      p50: percentile(lat, 50),
+      p90: percentile(lat, 90),
+      p99: percentile(lat, 99),
+      max: lat[lat.length - 1] ?? 0,
+      pollMs: 10,
+    };
+  } finally {
+    db?.close();
+    await client.close();
+    await edge.stop();
+    await hub.stop();
+    rmSync(edgeCfg.dir, { recursive: true, force: true });
+    rmSync(hubCfg.dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------
+const started = new Date();
+noteOthers();
+const load0 = os.loadavg();
+const peerBin = buildPeer();
+const events = Array.from({ length: N }, purchases(99));
+const messages = peerMessages(events);
+const valueBytes = messages.reduce((n, m) => n + m.value.length, 0) / N;
+const tmp = tempConfig('', 'fork-bench-kafka-peer-');
+const peerFile = path.join(tmp.dir, 'messages.tsv');
+writeFileSync(peerFile, messages.map((m) => `${m.key}\t${m.id}\t${m.value}\n`).join(''));
+writeFileSync(path.join(tmp.dir, 'warm.tsv'), messages.slice(0, 20000).map((m) => `${m.key}\t${m.id}\t${m.value}\n`).join(''));
+
+const kafka = await startKafka({ partitions: PARTITIONS });
+let result;
+try {
+  for (const t of ['warm', 'fork', 'fork-sample', 'fork-drain', 'peer', 'kafkajs']) await kafka.createTopic(t, PARTITIONS);
+  // The broker's JIT warm: 20 000 messages from the peer first.
+  runPeer(peerBin, kafka, 'warm', path.join(tmp.dir, 'warm.tsv'));
+
+  const fork = await benchFork(kafka, events);
+  // What Fork wrote is what the peers send: the event as JSON led by its
+  // _fork_id, keyed by userId.
+  const byOrder = new Map(fork.warm.map((e) => [e.orderId, e]));
+  const formatMatches = fork.sample.filter((m) => {
+    const id = m.headers['fork-id']?.toString();
+    const ev = byOrder.get(JSON.parse(m.value).orderId);
+    return ev && m.value.toString() === JSON.stringify({ _fork_id: id, ...ev }) && m.key?.toString() === ev[KEY];
+  }).length;
+  const forkHeaders = Object.keys(fork.sample[0]?.headers ?? {});
+  const drain = await benchForkDrain(kafka, events);
+  noteOthers(kafka.dir);
+  const peer = runPeer(peerBin, kafka, 'peer', peerFile);
+  const kjs = await benchKafkajs(kafka, messages);
+
+  const latencyCheck = args['no-latency'] ? { ok: false, why: '--no-latency' } : hasKafkaSource();
+  if (latencyCheck.ok) noteOthers(kafka.dir);
+  const latency = latencyCheck.ok ? await benchLatency(kafka) : null;
+  noteOthers(kafka.dir);
+
+  const forkRate = N / fork.s;
+  const kjsRate = N / kjs.s;
+  result = {
+    bench: 'kafka',
+    date: started.toISOString(),
+    machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, loadavgStart: load0, loadavgEnd: os.loadavg() },
+    othersRunning: [...seenOthers],
+    broker: { kafka: kafka.version, partitions: PARTITIONS, replicas: 1 },
+    events: N,
+    key: KEY,
+    valueBytes: Math.round(valueBytes),
+    forkFormatChecked: `${formatMatches} of ${fork.sample.length} messages Fork wrote are byte for byte what the peers send for the same event (value and key)`,
+    forkHeaders,
+    forkValueExample: fork.sample[0]?.value.toString(),
+    batchMaxWait: MAX_WAIT ?? 'default (100ms)',
+    fork: {
+      eventsPerSec: Math.round(forkRate),
+      seconds: fork.s,
+      acceptedSeconds: fork.acceptedS,
+      forkdCpuUsPerEvent: (fork.forkdCpu * 1e6) / N,
+      inTopic: fork.inTopic,
+    },
+    forkSinkAlone: {
+      eventsPerSec: Math.round(N / drain.s),
+      seconds: drain.s,
+      afterFirstBatch: { eventsPerSec: drain.firstN < N ? Math.round((N - drain.firstN) / (drain.s - drain.firstS)) : null, firstBatch: drain.firstN }, readySeconds: drain.readyS, firstDeliveredSeconds: drain.firstS, warnings: drain.warnings, forkdCpuUsPerEvent: (drain.forkdCpu * 1e6) / N, inTopic: drain.inTopic },
+    rdkafka: { eventsPerSec: peer.msgs_per_sec, seconds: peer.seconds, firstMessageSeconds: peer.first_message_seconds, delivered: peer.delivered, failed: peer.failed },
+    kafkajs: { eventsPerSec: Math.round(kjsRate), seconds: kjs.s, batch: KJS_BATCH, inTopic: kjs.inTopic },
+    ratio: {
+      forkOverRdkafka: forkRate / peer.msgs_per_sec,
+      forkOverKafkajs: forkRate / kjsRate,
+      forkSinkAloneOverRdkafka: N / drain.s / peer.msgs_per_sec,
+      target: 0.8,
+    },
+    latency: latency
+      ? { ...latency, rate: RATE, seconds: SECONDS, measuredBy: 'polling the SQLite table every 10 ms' }
+      : { skipped: `the kafka source is not in this forkd (forkd check: ${latencyCheck.why.split('\n')[0]})` },
+  };
+} finally {
+  await kafka.stop();
+  rmSync(tmp.dir, { recursive: true, force: true });
+}
+
+const r = result;
+console.log(`kafka ${r.broker.kafka}, one broker, topics of ${PARTITIONS} partitions; ${fmt(N)} reference purchase events, key ${KEY}, ` +
+  `value ~${r.valueBytes} B JSON, headers ${r.forkHeaders.join(', ')}; acks=all, idempotent; batch.max_wait ${r.batchMaxWait}`);
+console.log(`machine: ${r.machine.cores} cores, node ${process.version}, load ${r.machine.loadavgStart.map((x) => x.toFixed(2)).join(' ')} at start`);
+console.log(r.forkFormatChecked);
+console.log(`also running: ${r.othersRunning.length ? r.othersRunning.join(' | ') : 'no build or test'}\n`);
+const rows = [
+  ['Fork: routeData -> kafka destination, all acked by the broker', `${fmt(r.fork.eventsPerSec)} events/s`,
+    `${r.fork.seconds.toFixed(2)} s (accepted after ${r.fork.acceptedSeconds.toFixed(2)} s; forkd ${r.fork.forkdCpuUsPerEvent.toFixed(1)} us CPU/event)`],
+  ['Fork: the kafka destination alone (log -> broker, on restart)', `${fmt(r.forkSinkAlone.eventsPerSec)} events/s`,
+    `${r.forkSinkAlone.seconds.toFixed(2)} s from the restart (forkd up after ${r.forkSinkAlone.readySeconds.toFixed(2)} s, first batch acked at ${r.forkSinkAlone.firstDeliveredSeconds?.toFixed(2)} s; forkd ${r.forkSinkAlone.forkdCpuUsPerEvent.toFixed(1)} us CPU/event)`],
+  ['  … after its first batch was acknowledged', r.forkSinkAlone.afterFirstBatch.eventsPerSec ? `${fmt(r.forkSinkAlone.afterFirstBatch.eventsPerSec)} events/s` : '-',
+    `the ${fmt(N - r.forkSinkAlone.afterFirstBatch.firstBatch)} events after the first ${fmt(r.forkSinkAlone.afterFirstBatch.firstBatch)}`],
+  ['librdkafka producer alone (bench/kafka_peer.c)', `${fmt(r.rdkafka.eventsPerSec)} events/s`,
+    `${r.rdkafka.seconds.toFixed(2)} s (its warm-up message, before the clock: ${r.rdkafka.firstMessageSeconds.toFixed(2)} s from rd_kafka_new to acked)`],
+  [`kafkajs, idempotent, sendBatch of ${fmt(KJS_BATCH)}`, `${fmt(r.kafkajs.eventsPerSec)} events/s`, `${r.kafkajs.seconds.toFixed(2)} s`],
+  ['  ratio Fork / librdkafka', `${fmt(r.ratio.forkOverRdkafka, 2)}x`, 'target >= 0.8x'],
+  ['  ratio Fork / kafkajs', `${fmt(r.ratio.forkOverKafkajs, 2)}x`, ''],
+  ['  ratio Fork destination alone / librdkafka', `${fmt(r.ratio.forkSinkAloneOverRdkafka, 2)}x`, ''],
+];
+if (r.latency.skipped) {
+  rows.push(['edge -> kafka -> hub -> sqlite latency', 'skipped', r.latency.skipped]);
+} else {
+  const l = r.latency;
+  rows.push([`edge -> kafka -> hub -> sqlite at ${fmt(RATE)} events/s for ${SECONDS} s`,
+    `p50 ${fmt(l.p50, 1)} ms, p99 ${fmt(l.p99, 1)} ms`,
+    `measured by polling the table every 10 ms; p90 ${fmt(l.p90, 1)}, max ${fmt(l.max, 1)} ms; ${fmt(l.seen)} of ${fmt(l.sent)} seen`]);
+}
+const w = Math.max(...rows.map((x) => x[0].length));
+for (const [a, b, c] of rows) console.log(`${a.padEnd(w)}  ${b.padEnd(28)} ${c}`);
+if (r.forkSinkAlone.warnings.length) console.log(`\nforkd said, while draining: ${r.forkSinkAlone.warnings.slice(0, 3).join('\n  ')}`);
+if (r.fork.inTopic < N || r.forkSinkAlone.inTopic < N || r.kafkajs.inTopic < N || r.rdkafka.delivered < N) {
+  console.log(`\nnote: the topics hold fork ${r.fork.inTopic}, fork-drain ${r.forkSinkAlone.inTopic}, kafkajs ${r.kafkajs.inTopic}, peer delivered ${r.rdkafka.delivered} of ${N}`);
+}
+
+const outDir = path.join(ROOT, 'bench', 'results');
+mkdirSync(outDir, { recursive: true });
+const out = path.join(outDir, `kafka-${started.toISOString().slice(0, 10)}.json`);
+writeFileSync(out, JSON.stringify(r, null, 2) + '\n');
+console.log(`\nwrote ${path.relative(ROOT, out)}`);
