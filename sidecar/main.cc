@@ -185,7 +185,9 @@ std::string ConfigReference() {
   s += "\n## `sources.<name>`\n\nWhat feeds the log besides clients. Names are 1-64 "
        "letters, digits, `_` or `-`. Every source has these keys, plus those of its type "
        "(below). Its events go to the destinations in `to`, or, without `to`, where the "
-       "routes send them. Sources are parsed and checked; none is started yet.\n\n" +
+       "routes send them, through ingest like a client's events (limits, idempotency keys, "
+       "group commit). Each runs from forkd's start; a reload restarts a source whose "
+       "section changed.\n\n" +
        forkd::OptionsMarkdown(forkd::SourceOptions());
   s += "\n## `routes[]`\n\nRoutes are evaluated in order, once, when forkd receives an event; "
        "the destinations they pick are stored with it in the log. An event that names no "

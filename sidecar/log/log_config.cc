@@ -7,8 +7,11 @@ const std::vector<OptionSpec>& WalOptions() {
       {"fsync", OptType::kEnum, "batch",
        "batch: acknowledge after fdatasync (group commit); never: after write()",
        false, {"batch", "never"}},
-      {"batch_ms", OptType::kInt, "2",
-       "How long a group commit waits for more events before it syncs", false, {}, 0, 1000},
+      {"batch_ms", OptType::kInt, "0",
+       "0: adaptive group commit: a commit starts as soon as none is in flight, so an idle log "
+       "syncs an event at once and a busy one syncs together what came during the previous "
+       "sync. N > 0: a commit also waits until its oldest event is N ms old (a fixed linger)",
+       false, {}, 0, 1000},
       {"segment_bytes", OptType::kSize, "64MiB", "Roll to a new segment file past this size",
        false, {}, 1 << 16, 1ll << 32},
       {"retention", OptType::kNode, "",

@@ -18,7 +18,7 @@ namespace log {
 
 struct LogConfig {
   FsyncPolicy fsync = FsyncPolicy::kBatch;
-  int64_t batch_ms = 2;
+  int64_t batch_ms = 0;  // 0: adaptive (no linger)
   int64_t segment_bytes = 64ll << 20;
   // wal.retention: history kept after every cursor has passed it.
   int64_t retention_max_age_ms = 24ll * 3600 * 1000;  // 0: none kept

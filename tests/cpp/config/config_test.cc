@@ -96,7 +96,7 @@ TEST_CASE("a minimal config gets every default", "[config]") {
   CHECK(c.listen == "ipc://" + dir.path() + "/.fork/fork.sock");
   CHECK_FALSE(c.admin.enabled());
   CHECK(c.fsync == log::FsyncPolicy::kBatch);
-  CHECK(c.batch_ms == 2);
+  CHECK(c.batch_ms == 0);  // adaptive group commit
   CHECK(c.segment_bytes == 64ll << 20);
   CHECK(c.max_frame == 16ll << 20);
   CHECK(c.max_event == 1ll << 20);
