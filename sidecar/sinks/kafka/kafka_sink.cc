@@ -201,6 +201,15 @@ Status KafkaSink::Connect() {
     rd_kafka_conf_destroy(conf);
     return Status::Fatal(std::string("cannot create the Kafka producer: ") + errstr);
   }
+  // The topic's handle now: librdkafka asks for its metadata at once, rather
+  // than at its next periodic scan (up to a second) after the first message.
+  rkt_ = rd_kafka_topic_new(rk_, s_.topic.c_str(), nullptr);
+  if (rkt_ == nullptr) {
+    const std::string why = rd_kafka_err2str(rd_kafka_last_error());
+    rd_kafka_destroy(rk_);
+    rk_ = nullptr;
+    return Status::Fatal("topic " + s_.topic + ": " + why);
+  }
   return Status::Ok();
 }
 
@@ -210,6 +219,8 @@ void KafkaSink::Close() {
   // does not cover it: drop it rather than wait.
   rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
   rd_kafka_poll(rk_, 0);
+  if (rkt_ != nullptr) rd_kafka_topic_destroy(rkt_);
+  rkt_ = nullptr;
   rd_kafka_destroy(rk_);
   rk_ = nullptr;
   in_flight_.store(0);
@@ -287,7 +298,7 @@ Status KafkaSink::Flush() {
     }
     for (;;) {
       const rd_kafka_resp_err_t err = rd_kafka_producev(
-          rk_, RD_KAFKA_V_TOPIC(s_.topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          rk_, RD_KAFKA_V_RKT(rkt_), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
           RD_KAFKA_V_KEY(m.has_key ? m.key.data() : nullptr, m.has_key ? m.key.size() : 0),
           RD_KAFKA_V_VALUE(m.value.data(), m.value.size()), RD_KAFKA_V_HEADERS(h),
           RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(m.serial))),

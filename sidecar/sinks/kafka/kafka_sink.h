@@ -100,6 +100,7 @@ class KafkaSink : public Sink {
   transforms::Path key_path_;
   std::string error_;  // from the options; Open reports it
   rd_kafka_t* rk_ = nullptr;
+  rd_kafka_topic_t* rkt_ = nullptr;
   bool opened_ = false;
 
   std::deque<Message> batch_;
