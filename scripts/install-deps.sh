@@ -19,9 +19,10 @@ build_pkgs=(
 # (its libFuzzer, scripts/fuzz.sh); qemu-user-static runs the arm64
 # prebuilds (scripts/arm64-sysroot.sh, tests/e2e/prebuilds.test.mjs).
 # Java 17 and Maven for the Kafka broker (scripts/fetch-kafka.sh fetches its
-# jars from Maven Central; tests/e2e/servers/kafka.mjs runs it).
+# jars from Maven Central; tests/e2e/servers/kafka.mjs runs it), openssl for
+# the test CA and certificate of its SASL_SSL listener.
 test_pkgs=(postgresql clickhouse-server clickhouse-client redis-server redis-tools chromium clang qemu-user-static
-  openjdk-17-jre-headless maven)
+  openjdk-17-jre-headless maven openssl)
 # scripts/build-prebuilds.sh: Debian's source tooling, autotools for the
 # dependencies whose Debian sources carry no configure script, tclsh for
 # SQLite's amalgamation, the Unicode tables re2 generates (zig itself comes

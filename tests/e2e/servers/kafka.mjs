@@ -14,6 +14,23 @@
 // The jars come from scripts/fetch-kafka.sh (build/kafka/<version>/libs,
 // fetched from Maven Central once); startKafka runs it when they are missing.
 // FORK_KAFKA_VERSION picks another version, JAVA another java.
+//
+// With security: 'sasl_ssl' the broker also listens for SASL_SSL on another
+// free port: TLS with a broker certificate for 127.0.0.1 and localhost
+// signed by a throwaway CA (made with openssl in the temp dir; the broker's
+// keystore is PKCS12), and one user (`user`, a random password) for both
+// SCRAM-SHA-512 (its credentials written into the metadata log at format
+// time) and PLAIN (in the listener's JAAS config). PLAIN is there because
+// librdkafka before 2.6.1 cannot do SCRAM with Kafka 4.x brokers (it sends
+// the client nonce twice in its final message, which brokers since 3.8.1
+// refuse: librdkafka#4895). PLAINTEXT stays for the harness's own admin and
+// reads (and between broker and controller); secureClient() is a kafkajs
+// client over SASL_SSL with SCRAM-SHA-512.
+//
+//   const kafka = await startKafka({ security: 'sasl_ssl' });
+//   // + { saslBrokers: '127.0.0.1:<port>', saslPort, caFile, user, password,
+//   //     saslMechanisms, secureClient(), ... }; readAll(topic, { secure: true })
+//   // reads over SASL_SSL
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -61,6 +78,29 @@ function clusterId() {
   }
 }
 
+// A CA (ca.pem, the file clients trust) and a broker certificate for
+// 127.0.0.1 and localhost signed by it, in a PKCS12 keystore (broker.p12,
+// its password `storePassword`). Returns the files.
+export function makeCertificates(dir, storePassword, prefix = '') {
+  const f = (name) => path.join(dir, `${prefix}${name}`);
+  const openssl = (...args) => execFileSync('openssl', args, { stdio: 'pipe' });
+  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2',
+    '-subj', `/CN=fork-test-ca-${randomBytes(4).toString('hex')}`,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('broker.key'), '-out', f('broker.csr'), '-subj', '/CN=localhost');
+  writeFileSync(f('broker.ext'), [
+    'basicConstraints=CA:FALSE',
+    'keyUsage=critical,digitalSignature,keyEncipherment',
+    'extendedKeyUsage=serverAuth',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost',
+  ].join('\n') + '\n');
+  openssl('x509', '-req', '-in', f('broker.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial',
+    '-out', f('broker.pem'), '-days', '2', '-extfile', f('broker.ext'));
+  openssl('pkcs12', '-export', '-in', f('broker.pem'), '-inkey', f('broker.key'), '-certfile', f('ca.pem'),
+    '-name', 'broker', '-out', f('broker.p12'), '-passout', `pass:${storePassword}`);
+  return { caFile: f('ca.pem'), keystore: f('broker.p12') };
+}
+
 function tail(file, bytes = 6000) {
   if (!existsSync(file)) return '';
   const text = readFileSync(file, 'utf8');
@@ -90,12 +130,17 @@ function plain(partition, m) {
 // partitions: the broker's num.partitions (a topic created without a count).
 // properties: more server.properties, e.g. { 'message.max.bytes': 10000 }.
 // startTimeoutMs: how long startServer() waits for the broker to answer.
+// security: 'sasl_ssl' adds the SASL_SSL listener (above); user its SASL
+// user, for SCRAM-SHA-512 and PLAIN (a random password is made).
 export async function startKafka({
   partitions = 1,
   properties = {},
   version = KAFKA_VERSION,
   startTimeoutMs = 90_000,
+  security,
+  user = 'fork',
 } = {}) {
+  if (security !== undefined && security !== 'sasl_ssl') throw new Error(`startKafka: security '${security}': only 'sasl_ssl'`);
   const libs = kafkaLibs(version);
   const java = process.env.JAVA || (process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : 'java');
   const dir = mkdtempSync(path.join(tmpdir(), 'fork-kafka-'));
@@ -103,6 +148,20 @@ export async function startKafka({
   let controllerPort = await freePort();
   while (controllerPort === port) controllerPort = await freePort();
   const brokers = `127.0.0.1:${port}`;
+  let sasl = null;
+  if (security === 'sasl_ssl') {
+    let saslPort = await freePort();
+    while (saslPort === port || saslPort === controllerPort) saslPort = await freePort();
+    const storePassword = randomBytes(12).toString('hex');
+    let certs;
+    try {
+      certs = makeCertificates(dir, storePassword);
+    } catch (e) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`making the test certificates failed: ${e.message}\n${e.stderr ?? ''}`);
+    }
+    sasl = { port: saslPort, brokers: `127.0.0.1:${saslPort}`, user, password: randomBytes(12).toString('hex'), storePassword, ...certs };
+  }
   const propsFile = path.join(dir, 'server.properties');
   const logFile = path.join(dir, 'server.log');
   const outFile = path.join(dir, 'stdout.log');
@@ -130,6 +189,23 @@ export async function startKafka({
     // session: 9 s by default.
     'broker.heartbeat.interval.ms': 500,
     'broker.session.timeout.ms': 2000,
+    ...(sasl
+      ? {
+          listeners: `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort},SASL_SSL://127.0.0.1:${sasl.port}`,
+          'advertised.listeners': `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort},SASL_SSL://127.0.0.1:${sasl.port}`,
+          'listener.security.protocol.map': 'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL',
+          'sasl.enabled.mechanisms': 'SCRAM-SHA-512,PLAIN',
+          'listener.name.sasl_ssl.sasl.enabled.mechanisms': 'SCRAM-SHA-512,PLAIN',
+          'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config':
+            'org.apache.kafka.common.security.scram.ScramLoginModule required;',
+          'listener.name.sasl_ssl.plain.sasl.jaas.config':
+            `org.apache.kafka.common.security.plain.PlainLoginModule required user_${sasl.user}="${sasl.password}";`,
+          'listener.name.sasl_ssl.ssl.keystore.type': 'PKCS12',
+          'listener.name.sasl_ssl.ssl.keystore.location': sasl.keystore,
+          'listener.name.sasl_ssl.ssl.keystore.password': sasl.storePassword,
+          'listener.name.sasl_ssl.ssl.key.password': sasl.storePassword,
+        }
+      : {}),
     ...properties,
   };
   writeFileSync(propsFile, Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
@@ -157,7 +233,8 @@ export async function startKafka({
     '-cp', `${libs}/*`,
   ];
   try {
-    execFileSync(java, [...jvm, 'kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', propsFile, '--standalone'], {
+    const scram = sasl ? ['--add-scram', `SCRAM-SHA-512=[name=${sasl.user},password=${sasl.password}]`] : [];
+    execFileSync(java, [...jvm, 'kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', propsFile, '--standalone', ...scram], {
       stdio: 'pipe',
     });
   } catch (e) {
@@ -167,6 +244,18 @@ export async function startKafka({
 
   const client = (options = {}) =>
     new Kafka({ clientId: 'fork-test', brokers: [brokers], logLevel: logLevel.NOTHING, ...options });
+  // kafkajs over the SASL_SSL listener: TLS trusting the test CA, SCRAM-SHA-512.
+  const secureClient = (options = {}) => {
+    if (!sasl) throw new Error('secureClient(): start the broker with security: \'sasl_ssl\'');
+    return new Kafka({
+      clientId: 'fork-test-secure',
+      brokers: [sasl.brokers],
+      logLevel: logLevel.NOTHING,
+      ssl: { ca: [readFileSync(sasl.caFile, 'utf8')] },
+      sasl: { mechanism: 'scram-sha-512', username: sasl.user, password: sasl.password },
+      ...options,
+    });
+  };
   const withAdmin = async (fn) => {
     const admin = client({ retry: { retries: 2, initialRetryTime: 100 } }).admin();
     await admin.connect();
@@ -186,6 +275,17 @@ export async function startKafka({
     version,
     // A kafkajs client on this broker (quiet unless options.logLevel says).
     client,
+    ...(sasl
+      ? {
+          saslBrokers: sasl.brokers,
+          saslPort: sasl.port,
+          caFile: sasl.caFile,
+          user: sasl.user,
+          password: sasl.password,
+          saslMechanisms: ['SCRAM-SHA-512', 'PLAIN'],
+          secureClient,
+        }
+      : {}),
     log: () => tail(logFile, 1 << 20),
     logTail: () => `${tail(outFile, 2000)}${tail(logFile)}`,
     get running() {
@@ -208,6 +308,16 @@ export async function startKafka({
         }
         try {
           await withAdmin((admin) => admin.listTopics());
+          // The SASL_SSL listener answers too: TLS and SCRAM accepted.
+          if (sasl) {
+            const admin = secureClient({ retry: { retries: 0 } }).admin();
+            await admin.connect();
+            try {
+              await admin.listTopics();
+            } finally {
+              await admin.disconnect();
+            }
+          }
           server.startMs = Date.now() - started;
           return;
         } catch (e) {
@@ -279,13 +389,14 @@ export async function startKafka({
     },
     // Every record in the topic now (up to each partition's high watermark
     // when called), in partition then offset order. A fresh consumer group
-    // each call, reading from the beginning.
-    async readAll(topic, { timeoutMs = 60_000 } = {}) {
+    // each call, reading from the beginning; secure: true reads over the
+    // SASL_SSL listener.
+    async readAll(topic, { timeoutMs = 60_000, secure = false } = {}) {
       const ends = await server.offsets(topic);
       const want = Object.values(ends).reduce((n, { low, high }) => n + high - low, 0);
       const out = [];
       if (want === 0) return out;
-      const consumer = client().consumer({
+      const consumer = (secure ? secureClient() : client()).consumer({
         groupId: `fork-test-read-${randomBytes(6).toString('hex')}`,
         maxWaitTimeInMs: 100,
         retry: { retries: 10 },
