@@ -1,5 +1,7 @@
 #include "pipeline/destination_config.h"
 
+#include "core/typed_options.h"
+
 #include <algorithm>
 
 namespace forkd {
@@ -128,49 +130,11 @@ void ParseDestinations(const YAML::Node& dests, const SinkOptionsLookup& sinks,
         errors->push_back({path, MarkOf(it->second), where + ": expected a map with a type"});
         continue;
       }
-      // The keys every destination has are read here; the rest belong to the
-      // sink and are checked against its table (unknown keys reported once).
-      std::vector<std::string> present;
-      for (auto kv = it->second.begin(); kv != it->second.end(); ++kv) {
-        present.push_back(kv->first.Scalar());
-      }
-      std::vector<std::string_view> present_views(present.begin(), present.end());
-      const size_t errors_before = errors->size();
-      ParseOptions(it->second, dest_specs, present_views, where, path, &d.common, errors);
-      d.type = d.common.Str("type");
-      const std::vector<OptionSpec>* sink_specs =
-          d.type.empty() ? nullptr : sinks(d.type);
-      if (sink_specs == nullptr) continue;  // the bad type is reported already
-      YAML::Node sink_node(YAML::NodeType::Map);
-      for (auto kv = it->second.begin(); kv != it->second.end(); ++kv) {
-        const std::string k = kv->first.Scalar();
-        if (std::none_of(dest_specs.begin(), dest_specs.end(),
-                         [&](const OptionSpec& s) { return s.name == k; })) {
-          sink_node[k] = kv->second;
-        }
-      }
-      std::vector<std::string_view> common_names;
-      for (const auto& s : dest_specs) common_names.push_back(s.name);
-      // Missing required options are reported at the destination's name.
-      for (const auto& spec : *sink_specs) {
-        const YAML::Node v = it->second[std::string(spec.name)];
-        if (spec.required && (!v.IsDefined() || v.IsNull())) {
-          errors->push_back({path, d.mark, where + "." + std::string(spec.name) +
-                                               ": required option is missing (" +
-                                               std::string(spec.description) + ")"});
-        }
-      }
-      std::vector<OptionSpec> optional_specs = *sink_specs;
-      for (auto& spec : optional_specs) spec.required = false;
-      ParseOptions(sink_node, optional_specs, common_names, where, path, &d.sink, errors,
-                   &it->second);
-      if (errors->size() != errors_before) continue;
-      if (std::string error; check && !check(d.type, d.sink, &error)) {
-        // Reported at the option it names ("columns.x: ..." -> columns).
-        const Mark mark = MarkOfCheckError(d.sink, error, d.mark);
-        errors->push_back({path, mark, where + "." + error});
+      if (!ParseTypedEntry(it->second, dest_specs, sinks, check, where, path, d.mark, &d.common,
+                           &d.sink, errors)) {
         continue;
       }
+      d.type = d.common.Str("type");
 
       Options batch;
       const YAML::Node bn = d.common.Node("batch");

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/typed_options.h"
+
 namespace forkd {
 namespace {
 
@@ -63,8 +65,6 @@ void ParseSources(const YAML::Node& sources, const std::string& file,
   }
   std::vector<OptionSpec> common_specs = SourceOptions();
   common_specs[0].choices = types;
-  std::vector<std::string_view> common_names;
-  for (const auto& s : common_specs) common_names.push_back(s.name);
   for (auto it = sources.begin(); it != sources.end(); ++it) {
     SourceConfig s;
     s.name = it->first.Scalar();
@@ -78,50 +78,15 @@ void ParseSources(const YAML::Node& sources, const std::string& file,
       errors->push_back({file, MarkOf(it->second), where + ": expected a map with a type"});
       continue;
     }
-    // The keys every source has are read here; the rest belong to the type
-    // and are checked against its table (unknown keys reported once).
-    std::vector<std::string> present;
-    for (auto kv = it->second.begin(); kv != it->second.end(); ++kv) {
-      present.push_back(kv->first.Scalar());
-    }
-    std::vector<std::string_view> present_views(present.begin(), present.end());
-    const size_t errors_before = errors->size();
     Options common;
-    ParseOptions(it->second, common_specs, present_views, where, file, &common, errors);
+    const bool ok = ParseTypedEntry(it->second, common_specs, lookup, check, where, file, s.mark,
+                                    &common, &s.options, errors);
     s.type = common.Str("type");
-    if (common.Has("to")) {
-      ParseTo(common.Node("to"), where + ".to", file, destinations, &s.to, errors);
-    }
-    const std::vector<OptionSpec>* specs =
-        s.type.empty() || !lookup ? nullptr : lookup(s.type);
-    if (specs == nullptr) continue;  // the bad type is reported already
-    YAML::Node own(YAML::NodeType::Map);
-    for (auto kv = it->second.begin(); kv != it->second.end(); ++kv) {
-      const std::string k = kv->first.Scalar();
-      if (std::find(common_names.begin(), common_names.end(), k) == common_names.end()) {
-        own[k] = kv->second;
-      }
-    }
-    // Missing required options are reported at the source's name.
-    for (const auto& spec : *specs) {
-      const YAML::Node v = it->second[std::string(spec.name)];
-      if (spec.required && (!v.IsDefined() || v.IsNull())) {
-        errors->push_back({file, s.mark, where + "." + std::string(spec.name) +
-                                             ": required option is missing (" +
-                                             std::string(spec.description) + ")"});
-      }
-    }
-    std::vector<OptionSpec> optional_specs = *specs;
-    for (auto& spec : optional_specs) spec.required = false;
-    ParseOptions(own, optional_specs, common_names, where, file, &s.options, errors,
-                 &it->second);
-    if (errors->size() != errors_before) continue;
-    if (std::string error; check && !check(s.type, s.options, &error)) {
-      // Reported at the option it names ("options.x: ..." -> options).
-      const Mark mark = MarkOfCheckError(s.options, error, s.mark);
-      errors->push_back({file, mark, where + "." + error});
+    if (common.Has("to") &&
+        !ParseTo(common.Node("to"), where + ".to", file, destinations, &s.to, errors)) {
       continue;
     }
+    if (!ok) continue;
     s.fingerprint = YAML::Dump(it->second);
     out->push_back(std::move(s));
   }
