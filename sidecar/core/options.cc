@@ -182,6 +182,8 @@ bool ParseDurationMs(const std::string& s, int64_t* ms) {
   } else {
     return false;
   }
+  // Also refuses NaN, and what an int64 cannot hold ("1e70s").
+  if (!(n * mult < 9.2e18)) return false;
   *ms = static_cast<int64_t>(n * mult);
   return true;
 }
@@ -199,6 +201,7 @@ bool ParseSize(const std::string& s, int64_t* bytes) {
       {"K", 1024.0},   {"M", 1048576.0}, {"G", 1073741824.0}};
   for (const auto& [u, m] : kUnits) {
     if (unit == u) {
+      if (!(n * m < 9.2e18)) return false;  // NaN, or more than an int64 holds
       *bytes = static_cast<int64_t>(n * m);
       return true;
     }

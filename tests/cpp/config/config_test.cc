@@ -520,6 +520,15 @@ TEST_CASE("durations, sizes and suggestions", "[config]") {
   CHECK_FALSE(ParseDurationMs("-1s", &v));
   CHECK_FALSE(ParseDurationMs("1w", &v));
   CHECK_FALSE(ParseDurationMs("s", &v));
+  // Past what an int64 of milliseconds holds, and NaN: refused, not cast
+  // (a fuzzer found "1e70d").
+  CHECK_FALSE(ParseDurationMs("1e70d", &v));
+  CHECK_FALSE(ParseDurationMs("1e16s", &v));
+  CHECK_FALSE(ParseDurationMs("nan", &v));
+  CHECK(ParseDurationMs("1e15s", &v));
+  CHECK(v == 1000000000000000000);
+  CHECK_FALSE(ParseSize("1e30GiB", &v));
+  CHECK_FALSE(ParseSize("nanKiB", &v));
   CHECK(ParseSize("64KiB", &v));
   CHECK(v == 65536);
   CHECK(ParseSize("64MiB", &v));
