@@ -52,21 +52,32 @@ async function send(s, buf) {
 async function flood(kind) {
   const { endpoint, maxFrame, maxEvent } = opts;
   if (kind === 'churn') {
-    // Hello and one event under a new id, without waiting for the welcome:
-    // while forkd's reading is paused at max_pending a welcome can take
-    // seconds, and the point is many ids, each read when reading resumes.
-    while (!stopping) {
+    // Hello and one event under a new id, without waiting for the welcome,
+    // and without waiting for the previous id: while forkd's reading is
+    // paused at max_pending a new connection's first send can wait seconds,
+    // and the point is many ids, each read when reading resumes. At most
+    // 200 ids are on their way at once.
+    let open = 0;
+    const one = async () => {
+      const id = randomBytes(16);
+      const s = new zmq.Dealer({ routingId: id.toString('latin1'), linger: 2000, sendTimeout: 5000 });
+      s.routingId = id;
       try {
-        const id = randomBytes(16);
-        const s = new zmq.Dealer({ routingId: id.toString('latin1'), linger: 2000, sendTimeout: 2000 });
-        s.routingId = id;
         s.connect(endpoint);
         await s.send(Buffer.concat([Buffer.from([1, 1]), pack({ client: id, protocol: 1, agent: 'raw' })]));
         await send(s, routeFrame(1, [pack([['flood'], null, null, { churn: counts.churned }])]));
-        s.close();
         counts.churned++;
       } catch {
         counts.errors++;
+      } finally {
+        s.close();
+        open--;
+      }
+    };
+    while (!stopping) {
+      if (open < 200) {
+        open++;
+        one();
       }
       await new Promise((r) => setTimeout(r, 10));
     }
