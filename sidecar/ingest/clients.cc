@@ -1,7 +1,10 @@
 // Client bookkeeping: one Client per routing id that said hello (or that
 // Recover found in the log), in order of last activity, forgotten when idle
 // or to make room past limits.max_clients — only once nothing of theirs is in
-// flight. The ingest thread's; see ingest.h.
+// flight. To make room, the youngest of the least recently active goes: a
+// peer that churns through client ids then evicts its own, not a
+// long-lived client that happens to sit between two calls. The ingest
+// thread's; see ingest.h.
 #include <spdlog/spdlog.h>
 
 #include "core/clock.h"
@@ -10,8 +13,8 @@
 namespace forkd::ingest {
 namespace {
 
-// Clients with events in flight that one eviction passes over (moving them
-// to the back) before it gives up: what a hello costs when the table is full.
+// The least recently active clients one eviction looks at: what a hello
+// costs when the table is full.
 constexpr int kEvictScan = 64;
 constexpr int64_t kIdleSweepUs = 1000000;
 constexpr int64_t kEvictWarningUs = 10000000;
@@ -41,6 +44,7 @@ uint32_t Ingest::ClientFor(const uint8_t* id, size_t size) {
   Client& c = clients_[ci];
   c.identity.assign(reinterpret_cast<const char*>(id), size);
   c.active_us = now_us;
+  c.created_us = now_us;
   LruPushBack(ci);
   client_index_.emplace(c.identity, ci);
   ++client_count_;
@@ -66,30 +70,30 @@ void Ingest::Forget(uint32_t ci) {
 }
 
 bool Ingest::EvictOne(int64_t now_us) {
-  for (int i = 0; i < kEvictScan && lru_head_ != kNoClient; ++i) {
-    const uint32_t ci = lru_head_;
+  // Of the kEvictScan least recently active clients with nothing in flight,
+  // the one created last.
+  uint32_t pick = kNoClient;
+  uint32_t ci = lru_head_;
+  for (int i = 0; i < kEvictScan && ci != kNoClient; ++i, ci = clients_[ci].lru_next) {
     const Client& c = clients_[ci];
-    if (!Forgettable(c)) {
-      // Events in flight: it stays; look at the next oldest.
-      LruUnlink(ci);
-      LruPushBack(ci);
-      continue;
-    }
-    const int64_t idle_us = now_us - c.active_us;
-    if (!c.taken.ranges().empty() && idle_us < config_->client_idle_ms * 1000 &&
-        now_us - last_evict_warning_us_ >= kEvictWarningUs) {
-      // Its sequence numbers go early: a resend of an event it already had
-      // acked would now be taken as new. Only a lost ack makes a client
-      // resend, so this needs both a full table and bad luck; say so.
-      last_evict_warning_us_ = now_us;
-      spdlog::warn("limits.max_clients ({}) reached: forgetting a client active {} s ago; were "
-                   "it to resend events already acknowledged, they would be taken again",
-                   config_->max_clients, idle_us / 1000000);
-    }
-    Forget(ci);
-    return true;
+    if (!Forgettable(c)) continue;  // events in flight: it stays
+    if (pick == kNoClient || c.created_us > clients_[pick].created_us) pick = ci;
   }
-  return false;
+  if (pick == kNoClient) return false;
+  const Client& c = clients_[pick];
+  const int64_t idle_us = now_us - c.active_us;
+  if (!c.taken.ranges().empty() && idle_us < config_->client_idle_ms * 1000 &&
+      now_us - last_evict_warning_us_ >= kEvictWarningUs) {
+    // Its sequence numbers go early: a resend of an event it already had
+    // acked would now be taken as new. Only a lost ack makes a client
+    // resend, so this needs both a full table and bad luck; say so.
+    last_evict_warning_us_ = now_us;
+    spdlog::warn("limits.max_clients ({}) reached: forgetting a client active {} s ago; were "
+                 "it to resend events already acknowledged, they would be taken again",
+                 config_->max_clients, idle_us / 1000000);
+  }
+  Forget(pick);
+  return true;
 }
 
 void Ingest::ForgetIdleClients(int64_t now_us) {

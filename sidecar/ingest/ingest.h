@@ -154,6 +154,7 @@ class Ingest {
     bool hello = false;    // said hello to this forkd
     uint32_t waiting = 0;  // its entries in waiters_
     int64_t active_us = 0;  // MonoMicros of its last frame
+    int64_t created_us = 0;  // MonoMicros of its first frame
     uint32_t lru_prev = kNoClient, lru_next = kNoClient;  // by active_us, oldest first
     SeqSet taken;    // appended to the log (durable or in flight)
     SeqSet durable;  // committed

@@ -15,8 +15,9 @@ const std::vector<OptionSpec>& LimitsOptions() {
        "until the commit in flight completes",
        false, {}, 1 << 20, 1ll << 36},
       {"max_clients", OptType::kInt, "10000",
-       "Most clients remembered; past it the least recently active one with nothing in flight "
-       "is forgotten",
+       "Most clients remembered; past it, of the 64 least recently active with nothing in "
+       "flight, the one that appeared last is forgotten (a peer churning through ids evicts "
+       "its own)",
        false, {}, 16, 10000000},
       {"client_idle", OptType::kDuration, "10m",
        "A client with nothing in flight that sent nothing for this long is forgotten (it says "
