@@ -68,7 +68,7 @@ destinations:
     const summary = `RSS ${before.toFixed(1)} MiB before, peak ${peak.toFixed(1)} MiB during the flood; ` +
       `normal client: ${flood.acks} acks (${calm.acks} in 3 s calm), p50 ${flood.p50.toFixed(1)} ms, ` +
       `p99 ${flood.p99.toFixed(1)} ms; peers sent ${counts.sent} messages (${(counts.bytes / 2 ** 20).toFixed(0)} MiB), ` +
-      `${counts.churned} client ids`;
+      `${counts.churned} client ids (${counts.churnStarted} started, ${counts.errors} send errors, timer lag ≤ ${counts.maxLagMs} ms)`;
     console.log(summary);
 
     assert.equal(flood.failures.length, 0, `normal client failed: ${flood.failures[0]}`);

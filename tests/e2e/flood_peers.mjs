@@ -21,7 +21,7 @@ import { rawClient, routeFrame } from './wire.mjs';
 const opts = JSON.parse(process.argv[2]);
 const KINDS = ['max', 'entries', 'empty', 'garbage', 'prefixes', 'churn', 'max', 'entries'];
 let stopping = false;
-const counts = { sent: 0, bytes: 0, replies: 0, errors: 0, churned: 0 };
+const counts = { sent: 0, bytes: 0, replies: 0, errors: 0, churned: 0, churnStarted: 0, maxLagMs: 0 };
 
 function header(firstSeq, count) {
   const h = Buffer.alloc(14);
@@ -77,9 +77,12 @@ async function flood(kind) {
     while (!stopping) {
       if (open < 200) {
         open++;
+        counts.churnStarted++;
         one();
       }
+      const t0 = Date.now();
       await new Promise((r) => setTimeout(r, 10));
+      counts.maxLagMs = Math.max(counts.maxLagMs, Date.now() - t0 - 10);
     }
     return;
   }
@@ -130,6 +133,10 @@ async function flood(kind) {
     } catch {
       counts.errors++;  // a send timeout while forkd pushes back
     }
+    // Back to the event loop after every send: zeromq resolves sends
+    // synchronously while the socket is writable, and seven loops chaining
+    // resolved promises would starve the churning peer's timer for seconds.
+    await new Promise(setImmediate);
   }
   s.linger = 0;
   s.close();
