@@ -9,9 +9,10 @@
 //     N: every event durable in forkd's log, then acknowledged by the broker
 //     (acks=all, idempotent).
 //   - librdkafka alone: bench/kafka_peer.c (librdkafka's rdkafka_performance
-//     needs librdkafka's internal headers, so it does not build against
-//     librdkafka-dev; kafka_peer is the smallest equivalent), built here
-//     into build/bench/ once. The kafka destination's settings
+//     needs librdkafka's internal headers, so it does not build against an
+//     installed librdkafka; kafka_peer is the smallest equivalent), built
+//     here into build/bench/ once, against the librdkafka forkd links
+//     (scripts/librdkafka.sh). The kafka destination's settings
 //     (enable.idempotence, acks=all, linger.ms 5, murmur2_random), the same
 //     N messages: the values Fork writes (the event as JSON with its
 //     `_fork_id`), the same keys, the same three headers. Waits for every
@@ -22,7 +23,7 @@
 // cursor per batch); the ratio says what that costs. The kafka destination
 // alone is timed too: the same events made durable while its broker is
 // unreachable, drained when forkd restarts with the real one (from the
-// restart, and after its first batch: librdkafka 2.0.2 asks for a topic's
+// restart, and after its first batch: librdkafka asks for a topic's
 // metadata only on its next 1 s scan when the topic is first produced to
 // after the producer connected, which the first batch waits out).
 //
@@ -121,9 +122,12 @@ const noteOthers = (mine) => {
 function buildPeer() {
   const src = path.join(ROOT, 'bench', 'kafka_peer.c');
   const bin = path.join(ROOT, 'build', 'bench', 'kafka_peer');
-  if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(src).mtimeMs) {
+  const prefix = execFileSync('bash', [path.join(ROOT, 'scripts', 'librdkafka.sh')], { encoding: 'utf8' }).trim();
+  const lib = path.join(prefix, 'lib', 'librdkafka.a');
+  if (!existsSync(bin) || statSync(bin).mtimeMs < Math.max(statSync(src).mtimeMs, statSync(lib).mtimeMs)) {
     mkdirSync(path.dirname(bin), { recursive: true });
-    execFileSync('cc', ['-O2', src, '-o', bin, '-lrdkafka', '-lm', '-lpthread'], { stdio: 'inherit' });
+    execFileSync('cc', ['-O2', '-DLIBRDKAFKA_STATICLIB', '-I', path.join(prefix, 'include'), src, '-o', bin, lib,
+      '-lssl', '-lcrypto', '-lz', '-lm', '-lpthread'], { stdio: 'inherit' });
   }
   return bin;
 }

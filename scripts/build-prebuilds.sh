@@ -59,55 +59,8 @@ forkd_target() { case "$1" in *x64) echo linuxmusl-x64 ;; *arm64) echo linuxmusl
 
 # --- sources ---------------------------------------------------------------
 
-source_field() {  # source_field NAME COLUMN
-  awk -v n="$1" -v c="$2" '!/^#/ && $1 == n { print $c }' "$here/sources.txt"
-}
-
-check_sha256() {  # check_sha256 FILE SHA256
-  local got
-  got="$(sha256sum "$1" | cut -d' ' -f1)"
-  [[ "$got" == "$2" ]] || die "$(basename "$1"): sha256 $got, expected $2 (scripts/prebuilds/sources.txt)"
-}
-
-fetch() {  # fetch URL FILE
-  [[ -s "$2" ]] && return 0
-  curl -fsSL --retry 3 -o "$2.part" "$1" || die "cannot download $1"
-  mv "$2.part" "$2"
-}
-
-# Unpacks source NAME once; prints its directory.
-unpack() {
-  local name="$1" version sha url dir
-  version="$(source_field "$name" 2)"; sha="$(source_field "$name" 3)"; url="$(source_field "$name" 4)"
-  [[ -n "$url" ]] || die "no source '$name' in scripts/prebuilds/sources.txt"
-  dir="$cache/src/$name-$version"
-  if [[ ! -f "$dir/.unpacked" ]]; then
-    rm -rf "$dir"
-    case "$url" in
-      *.dsc)
-        local dsc base
-        dsc="$cache/dl/$(basename "$url")"; base="$(dirname "$url")"
-        fetch "$url" "$dsc"
-        check_sha256 "$dsc" "$sha"
-        # The files the .dsc lists; dpkg-source checks them against it.
-        for f in $(awk '/^Checksums-Sha256:/ { on = 1; next } /^[^ ]/ { on = 0 } on { print $3 }' "$dsc"); do
-          fetch "$base/$f" "$cache/dl/$f"
-        done
-        (cd "$cache/dl" && dpkg-source --no-check --require-strong-checksums -x "$(basename "$dsc")" "$dir" >/dev/null) ||
-          die "dpkg-source could not unpack $(basename "$dsc")"
-        ;;
-      https://static.crates.io/*)
-        local crate="$cache/dl/$name-$version.crate"
-        fetch "$url" "$crate"
-        check_sha256 "$crate" "$sha"
-        mkdir -p "$dir" && tar -xzf "$crate" -C "$dir" --strip-components=1
-        ;;
-      *) die "$name: no way to fetch $url" ;;
-    esac
-    touch "$dir/.unpacked"
-  fi
-  echo "$dir"
-}
+# source_field, check_sha256, fetch, unpack; build_librdkafka.
+source "$here/sources.sh"
 
 # zig, from its PyPI wheel.
 zig_dir="$cache/zig-$(source_field zig 2)"
@@ -163,7 +116,7 @@ cmake_dep() {  # cmake_dep SRC_DIR [cmake args...]
 
 # Builds dependency $1 for the current target once.
 dep() {
-  local name="$1" stamp="$cache/$triple/.$1" t0=$SECONDS src
+  local name="$1" stamp="$cache/$triple/.$1-$(source_field "$1" 2)" t0=$SECONDS src
   [[ -f "$stamp" ]] && return 0
   src="$(unpack "$name")"
   log "$triple: $name"
@@ -266,41 +219,7 @@ dep() {
       ;;
     librdkafka)
       dep zlib; dep openssl
-      # The C library alone (not librdkafka++), static: TLS with the OpenSSL
-      # above (statically linked, so librdkafka probes the usual CA bundle
-      # paths itself), SASL PLAIN, SCRAM and OAUTHBEARER built in (they need
-      # only OpenSSL), gzip by zlib, lz4 and snappy bundled. No Cyrus SASL
-      # (GSSAPI), zstd or libcurl (OIDC token fetching), no plugins (no
-      # dlopen in a static binary). CMake's WITH_SASL means Cyrus SASL and
-      # would take SCRAM and OAUTHBEARER with it: those are asked for alone.
-      # The OpenSSL above has no ENGINE API (no-engine), which 2.0.2 builds
-      # in whenever OpenSSL is ≥ 1.1 (ssl.engine.location): rdkafka_conf.h
-      # gets the test for OPENSSL_NO_ENGINE it lacks, and the setting then
-      # reports itself unsupported. CMake's config.h defines WITH_SASL_CYRUS
-      # as 0, which builtin.features takes for GSSAPI (it asks `defined`):
-      # the line goes, so sasl_gssapi is not claimed.
-      rm -rf "$b" && cp -a "$src" "$b"
-      sed -i 's/^    !defined(OPENSSL_IS_BORINGSSL)$/    !defined(OPENSSL_IS_BORINGSSL) \&\& !defined(OPENSSL_NO_ENGINE)/' \
-        "$b/src/rdkafka_conf.h"
-      (grep -q 'defined(OPENSSL_IS_BORINGSSL) && !defined(OPENSSL_NO_ENGINE)$' "$b/src/rdkafka_conf.h" &&
-       cmake -S "$b" -B "$b/build" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$here/toolchain.cmake" -DCMAKE_BUILD_TYPE=Release \
-         -DCMAKE_INSTALL_PREFIX="$prefix" -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DRDKAFKA_BUILD_STATIC=ON \
-         -DRDKAFKA_BUILD_EXAMPLES=OFF -DRDKAFKA_BUILD_TESTS=OFF -DOPENSSL_USE_STATIC_LIBS=TRUE -DWITH_SSL=ON \
-         -DWITH_ZLIB=ON -DWITH_SASL=OFF -DWITH_SASL_SCRAM=ON -DWITH_SASL_OAUTHBEARER=ON -DWITH_ZSTD=OFF \
-         -DENABLE_LZ4_EXT=OFF -DWITH_CURL=OFF -DWITH_PLUGINS=OFF &&
-       grep -q '^#define WITH_SSL 1' "$b/build/generated/config.h" &&
-       grep -q '^#define WITH_SASL_SCRAM 1' "$b/build/generated/config.h" &&
-       grep -q '^#define WITH_ZLIB 1' "$b/build/generated/config.h" &&
-       sed -i '/^#define WITH_SASL_CYRUS 0$/d' "$b/build/generated/config.h" &&
-       ! grep -q WITH_SASL_CYRUS "$b/build/generated/config.h" &&
-       ninja -C "$b/build" -j"$jobs" rdkafka && cp "$b/build/src/librdkafka.a" "$prefix/lib/" &&
-       mkdir -p "$prefix/include/librdkafka" && cp "$b/src/rdkafka.h" "$b/src/rdkafka_mock.h" "$prefix/include/librdkafka/") \
-        >"$b.log" 2>&1 || { tail -30 "$b.log"; die "librdkafka failed"; }
-      # rdkafka.pc as librdkafka-dev names it (<librdkafka/rdkafka.h>). What a
-      # static link needs is in Libs, not Libs.private: pkg_check_modules'
-      # IMPORTED_TARGET reads only Libs (as libpq.pc and libzmq.pc here).
-      printf 'prefix=%s\nName: rdkafka\nDescription: The Apache Kafka C library (static)\nVersion: %s\nCflags: -I${prefix}/include -DLIBRDKAFKA_STATICLIB\nLibs: -L${prefix}/lib -lrdkafka -lssl -lcrypto -lz -lpthread -lm\n' \
-        "$prefix" "$(source_field librdkafka 2 | sed 's/-[^-]*$//')" >"$prefix/lib/pkgconfig/rdkafka.pc"
+      build_librdkafka "$src" "$b" "$prefix" -DCMAKE_TOOLCHAIN_FILE="$here/toolchain.cmake" -DOPENSSL_USE_STATIC_LIBS=TRUE
       ;;
     pq-src)
       dep openssl
@@ -384,9 +303,10 @@ for target in "${targets[@]}"; do
   [[ -f "$out/forkd" ]] && chmod 0755 "$out/forkd"
   chmod 0644 "$out/fork_router.node"
   mkdir -p "$out/licenses"
-  for d in zlib openssl curl sqlite3 libsodium zeromq3 yaml-cpp re2 fmtlib spdlog cli11 cpp-httplib hiredis librdkafka; do
+  for d in zlib openssl curl sqlite3 libsodium zeromq3 yaml-cpp re2 fmtlib spdlog cli11 cpp-httplib hiredis; do
     cp "$(unpack "$d")/debian/copyright" "$out/licenses/$d.copyright"
   done
+  cp "$(unpack librdkafka)/librdkafka/LICENSES.txt" "$out/licenses/librdkafka.license"
   cp "$here/libpq.COPYRIGHT" "$out/licenses/libpq.copyright"
   # What zig links in: LLVM's libc++, libc++abi and libunwind, and musl.
   for f in libcxx libcxxabi libunwind; do cp "$zig_dir/lib/$f/LICENSE.TXT" "$out/licenses/$f.license"; done

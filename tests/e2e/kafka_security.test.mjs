@@ -5,16 +5,17 @@
 // docs/configuration.md gives them; kafkajs (an independent client) reads
 // the topic back over the same listener, with SCRAM-SHA-512.
 //
-// What is proved: TLS + SASL (PLAIN) settings work end to end (edge → Kafka
-// → hub), with the password taken from forkd's environment through ${ENV};
+// What is proved: TLS + SASL (PLAIN and SCRAM-SHA-512) settings work end to
+// end (edge → Kafka → hub), with the password taken from forkd's environment
+// through ${ENV};
 // a wrong password and an untrusted CA are retried, never dead-lettered,
 // with the cause in /api/status, and nothing acknowledged meanwhile is lost
 // once a reload (SIGHUP) puts the right setting in.
 //
-// Not yet: SCRAM-SHA-512 from forkd. librdkafka before 2.6.1 (forkd links
-// 2.0.2) sends the client nonce twice in its SCRAM final message, which Kafka
-// brokers since 3.8.1 refuse as invalid credentials (librdkafka#4895): that
-// test is a todo until forkd links a fixed librdkafka.
+// SCRAM needs librdkafka ≥ 2.6.1: before it, the client nonce went twice
+// into the SCRAM final message, which Kafka brokers since 3.8.1 refuse as
+// invalid credentials (librdkafka#4895); forkd links 2.12.1
+// (scripts/librdkafka.sh).
 //
 // Each test has its own topic and forkd processes (temp dirs), against the
 // one broker.
@@ -271,9 +272,8 @@ async function endToEnd(mechanism, topic, N) {
 test('SASL_SSL + PLAIN end to end: a kafka destination (sasl.password from ${KAFKA_PASSWORD} in forkd\'s environment, ssl.ca.location the test CA) delivers 500 events that kafkajs reads back over SASL_SSL with their fork-id headers and keys, and a kafka source on the same listener puts each once into SQLite', () =>
   endToEnd('PLAIN', 'sec-plain', 500));
 
-test('SASL_SSL + SCRAM-SHA-512 end to end: the same with sasl.mechanisms SCRAM-SHA-512 (100 events)', {
-  todo: 'librdkafka 2.0.2 fails SCRAM against Kafka >= 3.8.1 (client nonce sent twice, librdkafka#4895, fixed in 2.6.1): the broker says invalid credentials, while kafkajs authenticates with SCRAM-SHA-512 on the same listener',
-}, () => endToEnd('SCRAM-SHA-512', 'sec-scram', 100));
+test('SASL_SSL + SCRAM-SHA-512 end to end: the same with sasl.mechanisms SCRAM-SHA-512 against a Kafka 4 broker (100 events)', () =>
+  endToEnd('SCRAM-SHA-512', 'sec-scram', 100));
 
 test('a wrong SASL/PLAIN password: the kafka destination retries (/api/status retrying, last_error an authentication failure), dead-letters nothing and sends nothing; after the file gets the right ${KAFKA_PASSWORD} and SIGHUP reloads it, the 200 events acknowledged meanwhile are each delivered once', async () => {
   await kafka.createTopic('sec-password', 3);

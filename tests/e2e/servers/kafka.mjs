@@ -20,10 +20,7 @@
 // signed by a throwaway CA (made with openssl in the temp dir; the broker's
 // keystore is PKCS12), and one user (`user`, a random password) for both
 // SCRAM-SHA-512 (its credentials written into the metadata log at format
-// time) and PLAIN (in the listener's JAAS config). PLAIN is there because
-// librdkafka before 2.6.1 cannot do SCRAM with Kafka 4.x brokers (it sends
-// the client nonce twice in its final message, which brokers since 3.8.1
-// refuse: librdkafka#4895). PLAINTEXT stays for the harness's own admin and
+// time) and PLAIN (in the listener's JAAS config). PLAINTEXT stays for the harness's own admin and
 // reads (and between broker and controller); secureClient() is a kafkajs
 // client over SASL_SSL with SCRAM-SHA-512.
 //
