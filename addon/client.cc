@@ -60,6 +60,7 @@ Napi::Function Client::Define(Napi::Env env) {
   return DefineClass(env, "Client",
                      {
                          InstanceMethod<&Client::Route>("route"),
+                         InstanceMethod<&Client::RouteMany>("routeMany"),
                          InstanceMethod<&Client::Kick>("kick"),
                          InstanceMethod<&Client::Close>("close"),
                          InstanceMethod<&Client::Stats>("stats"),
@@ -216,6 +217,191 @@ Napi::Value Client::Route(const Napi::CallbackInfo& info) {
   return Napi::Value(env, promise);
 }
 
+Napi::Value Client::RouteMany(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  if (closed_) {
+    return Napi::Value(env, Rejected(env, MakeForkError(env, kClosed, "the client is closed")));
+  }
+  napi_value payloads = info[0];
+  napi_value keys = info[2].IsArray() ? static_cast<napi_value>(info[2]) : nullptr;
+  const auto ack = static_cast<AckLevel>(info[4].As<Napi::Number>().Int32Value());
+  const uint32_t timeout_ms = info[5].As<Napi::Number>().Uint32Value();
+  uint32_t n = 0;
+  napi_get_array_length(env, payloads, &n);
+  if (link_->in_flight() + n > max_in_flight_) {
+    return Napi::Value(
+        env, Rejected(env, MakeForkError(env, kBackpressure,
+                                         "routeMany of " + std::to_string(n) +
+                                             " events: too many events in flight (maxInFlight " +
+                                             std::to_string(max_in_flight_) + ", " +
+                                             std::to_string(link_->in_flight()) +
+                                             " in flight): forkd is slow or not reachable at " +
+                                             link_->endpoint())));
+  }
+  // Every event encoded first: one that cannot be sends none.
+  encoder_.set_max_size(link_->max_event());
+  many_.clear();
+  many_ends_.clear();
+  many_meta_.clear();
+  for (uint32_t i = 0; i < n; ++i) {
+    napi_value payload, key = nullptr;
+    napi_get_element(env, payloads, i, &payload);
+    if (keys != nullptr) napi_get_element(env, keys, i, &key);
+    EncodeError err;
+    if (!encoder_.EncodeEvent(env, payload, info[1], key != nullptr ? key : static_cast<napi_value>(info[2]),
+                              info[3], &scratch_, &err)) {
+      napi_value fields;
+      napi_create_object(env, &fields);
+      napi_value index;
+      napi_create_uint32(env, i, &index);
+      napi_set_named_property(env, fields, "index", index);
+      // "payload.items[3]: ..." becomes "payloads[7].items[3]: ...".
+      std::string message = err.message;
+      const std::string at = "payloads[" + std::to_string(i) + "]";
+      if (std::string_view(err.root) == "payload") {
+        napi_set_named_property(env, fields, "path", NewString(env, err.path));
+        if (message.rfind("payload", 0) == 0) {
+          message.replace(0, 7, at);
+        } else {
+          message = at + ": " + message;
+        }
+      } else {
+        if (std::string_view(err.root) == "options") {
+          napi_set_named_property(env, fields, "option", NewString(env, err.path));
+        }
+        message = at + ": " + message;
+      }
+      if (err.cause != nullptr) {
+        napi_value cause;
+        napi_get_reference_value(env, err.cause, &cause);
+        napi_set_named_property(env, fields, "cause", cause);
+        napi_delete_reference(env, err.cause);
+      }
+      return Napi::Value(env, Rejected(env, MakeForkError(env, err.code, "routeMany: " + message, fields)));
+    }
+    many_.Append(scratch_.data(), scratch_.size());
+    many_ends_.push_back(static_cast<uint32_t>(many_.size()));
+    many_meta_.push_back(static_cast<uint32_t>(encoder_.meta_end()));
+  }
+  if (link_->in_flight_bytes() + many_.size() > max_in_flight_bytes_) {
+    return Napi::Value(
+        env, Rejected(env, MakeForkError(env, kBackpressure,
+                                         "routeMany of " + std::to_string(n) + " events (" +
+                                             std::to_string(many_.size()) +
+                                             " bytes): too many bytes in flight (maxInFlightBytes " +
+                                             std::to_string(max_in_flight_bytes_) +
+                                             "): forkd is slow or not reachable at " +
+                                             link_->endpoint())));
+  }
+  napi_deferred deferred;
+  napi_value promise, results;
+  napi_create_promise(env, &deferred, &promise);
+  napi_create_array_with_length(env, n, &results);
+  if (n == 0) {
+    napi_resolve_deferred(env, deferred, results);
+    return Napi::Value(env, promise);
+  }
+  uint32_t id = next_group_++;
+  if (next_group_ == 0) next_group_ = 1;
+  Group* g = nullptr;
+  if (ack != AckLevel::kNone) {
+    g = &groups_[id];
+    g->deferred = deferred;
+    napi_create_reference(env, results, 1, &g->results);
+    g->size = g->remaining = n;
+  }
+  const uint8_t flags = ack == AckLevel::kDelivered ? wire::kFlagWantDelivered : 0;
+  const int64_t deadline = Link::NowMs() + timeout_ms;
+  uint32_t begin = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint8_t* event = many_.data() + begin;
+    const uint64_t seq = link_->Enqueue(event, many_ends_[i] - begin, flags, deadline);
+    Pending& p = pending_.emplace_back();
+    p.timeout_ms = timeout_ms;
+    p.ack = ack;
+    p.meta.assign(reinterpret_cast<const char*>(event) + 1, many_meta_[i] - 1);
+    if (pending_count_++ == 0) SetBusy(env, true);
+    if (g != nullptr) {
+      p.group = id;
+      p.index = i;
+    } else {
+      // ack 'none': queued is all it asks for; each event is still tracked.
+      napi_set_element(env, results, i, MakeReceipt(env, seq, p, AckLevel::kNone, nullptr, false));
+    }
+    begin = many_ends_[i];
+  }
+  if (g == nullptr) napi_resolve_deferred(env, deferred, results);
+  if (many_.capacity() > (4u << 20)) many_ = wire::Buffer();  // a huge call keeps no huge buffer
+  return Napi::Value(env, promise);
+}
+
+void Client::Settle(napi_env env, Pending& p, napi_value value, bool ok) {
+  if (p.group != 0) {
+    SettleGroupMember(env, p, value, ok);
+  } else if (p.deferred != nullptr) {
+    if (ok) {
+      napi_resolve_deferred(env, p.deferred, value);
+    } else {
+      napi_reject_deferred(env, p.deferred, value);
+    }
+  }
+  p.deferred = nullptr;
+  p.group = 0;
+}
+
+void Client::SettleGroupMember(napi_env env, const Pending& p, napi_value value, bool ok) {
+  auto it = groups_.find(p.group);
+  if (it == groups_.end()) return;
+  Group& g = it->second;
+  napi_value results;
+  napi_get_reference_value(env, g.results, &results);
+  napi_set_element(env, results, p.index, value);
+  if (!ok && g.first_error == nullptr) {
+    napi_create_reference(env, value, 1, &g.first_error);
+    g.first_failed = p.index;
+  }
+  if (--g.remaining != 0) return;
+  if (g.first_error == nullptr) {
+    napi_resolve_deferred(env, g.deferred, results);
+  } else {
+    // The first failure, naming its place, with what became of every event.
+    napi_value first, error, index, message;
+    napi_get_reference_value(env, g.first_error, &first);
+    napi_create_object(env, &error);
+    napi_value fields;
+    napi_create_object(env, &fields);
+    napi_create_uint32(env, g.first_failed, &index);
+    napi_set_named_property(env, fields, "index", index);
+    napi_set_named_property(env, fields, "results", results);
+    napi_set_named_property(env, fields, "cause", first);
+    napi_value code_value;
+    napi_get_named_property(env, first, "code", &code_value);
+    napi_get_named_property(env, first, "message", &message);
+    size_t len = 0;
+    napi_get_value_string_utf8(env, message, nullptr, 0, &len);
+    std::string text(len, '\0');
+    napi_get_value_string_utf8(env, message, text.data(), len + 1, &len);
+    size_t code_len = 0;
+    napi_get_value_string_utf8(env, code_value, nullptr, 0, &code_len);
+    std::string code(code_len, '\0');
+    napi_get_value_string_utf8(env, code_value, code.data(), code_len + 1, &code_len);
+    uint32_t failed = 0;
+    for (uint32_t i = 0; i < g.size; ++i) {
+      napi_value r;
+      napi_get_element(env, results, i, &r);
+      bool is_error = false;
+      napi_is_error(env, r, &is_error);
+      failed += is_error ? 1 : 0;
+    }
+    const std::string summary = "routeMany: " + std::to_string(failed) + " of " + std::to_string(g.size) +
+                                " events failed; payloads[" + std::to_string(g.first_failed) + "]: " + text;
+    napi_reject_deferred(env, g.deferred, MakeForkError(env, code.c_str(), summary, fields));
+    napi_delete_reference(env, g.first_error);
+  }
+  napi_delete_reference(env, g.results);
+  groups_.erase(it);
+}
+
 Napi::Value Client::Kick(const Napi::CallbackInfo& info) {
   if (!closed_) link_->Kick();
   return info.Env().Undefined();
@@ -353,18 +539,16 @@ void Client::DrainCompletions(napi_env env) {
     if (p.done) continue;
     p.done = true;
     --pending_count_;
-    if (p.deferred == nullptr) continue;  // ack 'none': resolved when queued
+    if (p.deferred == nullptr && p.group == 0) continue;  // ack 'none': resolved when queued
     if (c.outcome == Outcome::kAccepted || c.outcome == Outcome::kDelivered) {
       const CompletionDetail* detail =
           c.detail >= 0 ? &batch_.details[static_cast<size_t>(c.detail)] : nullptr;
       const AckLevel reached =
           c.outcome == Outcome::kDelivered ? AckLevel::kDelivered : AckLevel::kAccepted;
-      napi_resolve_deferred(env, p.deferred,
-                            MakeReceipt(env, c.seq, p, reached, detail, c.outcomes));
+      Settle(env, p, MakeReceipt(env, c.seq, p, reached, detail, c.outcomes), true);
     } else {
-      napi_reject_deferred(env, p.deferred, MakeSettleError(env, c.seq, p, c, batch_));
+      Settle(env, p, MakeSettleError(env, c.seq, p, c, batch_), false);
     }
-    p.deferred = nullptr;
     p.meta.clear();
   }
   while (!pending_.empty() && pending_.front().done) {
@@ -399,15 +583,14 @@ void Client::Shutdown(napi_env env) {
     Pending& p = pending_[i];
     if (p.done) continue;
     p.done = true;
-    if (p.deferred == nullptr) continue;
+    if (p.deferred == nullptr && p.group == 0) continue;
     napi_value fields;
     napi_create_object(env, &fields);
     napi_set_named_property(env, fields, "id", NewString(env, EventId(pending_base_ + i, p)));
-    napi_reject_deferred(
-        env, p.deferred,
-        MakeForkError(env, kClosed,
-                      "the client was closed before forkd acknowledged the event", fields));
-    p.deferred = nullptr;
+    Settle(env, p,
+           MakeForkError(env, kClosed, "the client was closed before forkd acknowledged the event",
+                         fields),
+           false);
   }
   pending_base_ += pending_.size();
   pending_.clear();

@@ -9,6 +9,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "encoder.h"
@@ -46,6 +47,11 @@ class Client : public Napi::ObjectWrap<Client> {
 
   // route(payload, destinations, idempotencyKey, options, ack, timeoutMs) -> Promise<Receipt>
   Napi::Value Route(const Napi::CallbackInfo& info);
+  // routeMany(payloads, destinations, keys, options, ack, timeoutMs) ->
+  // Promise<Receipt[]>: every payload encoded before any is queued, so an
+  // invalid one rejects the call with nothing sent; one promise for all.
+  // `keys`: an array of idempotency keys, one per payload, or undefined.
+  Napi::Value RouteMany(const Napi::CallbackInfo& info);
   Napi::Value Kick(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
@@ -60,6 +66,19 @@ class Client : public Napi::ObjectWrap<Client> {
     AckLevel ack = AckLevel::kAccepted;
     bool done = false;
     std::string meta;  // msgpack destinations then key, copied from the event
+    uint32_t group = 0;  // the routeMany call it belongs to (groups_), or 0
+    uint32_t index = 0;  // its place in that call's payloads
+  };
+
+  // One routeMany call: its promise settles when the last of its events does,
+  // with every receipt, or with the first failure (carrying every result).
+  struct Group {
+    napi_deferred deferred = nullptr;
+    napi_ref results = nullptr;  // JS array: a Receipt or a ForkError per payload
+    napi_ref first_error = nullptr;
+    uint32_t first_failed = 0;
+    uint32_t size = 0;
+    uint32_t remaining = 0;
   };
 
   napi_value Rejected(napi_env env, napi_value error);
@@ -73,6 +92,10 @@ class Client : public Napi::ObjectWrap<Client> {
   napi_value MakeSettleError(napi_env env, uint64_t seq, const Pending& p, const Completion& c,
                              const CompletionBatch& batch);
   void DrainCompletions(napi_env env);
+  // Settles p with `value` (a receipt, or an error when !ok): its own
+  // promise, or its place in its routeMany group.
+  void Settle(napi_env env, Pending& p, napi_value value, bool ok);
+  void SettleGroupMember(napi_env env, const Pending& p, napi_value value, bool ok);
   void SetBusy(napi_env env, bool busy);
   void Shutdown(napi_env env);
   std::string EventId(uint64_t seq, const Pending& p) const;
@@ -92,6 +115,11 @@ class Client : public Napi::ObjectWrap<Client> {
   Encoder encoder_;
   wire::Buffer scratch_;
   std::deque<Pending> pending_;  // pending_[i] has sequence number pending_base_ + i
+  std::unordered_map<uint32_t, Group> groups_;
+  uint32_t next_group_ = 1;
+  wire::Buffer many_;              // routeMany: every event encoded, back to back
+  std::vector<uint32_t> many_ends_;  // where each ends in many_, and its meta's end
+  std::vector<uint32_t> many_meta_;
   uint64_t pending_base_ = 1;
   uint64_t pending_count_ = 0;  // entries not done
   CompletionBatch batch_;

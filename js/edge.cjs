@@ -55,8 +55,19 @@ function routeData(payload, destination, options) {
   return client.routeData(payload, destination, options);
 }
 
+function routeMany(payloads, destination, options) {
+  let client;
+  try {
+    client = getDefaultClient();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return client.routeMany(payloads, destination, options);
+}
+
 module.exports = {
   routeData,
+  routeMany,
   createClient,
   getDefaultClient,
   warmup,

@@ -2,5 +2,5 @@
 // CommonJS module is the implementation.
 import fork from './edge.cjs';
 
-export const { routeData, createClient, getDefaultClient, warmup, ForkError, codes, version, subscribe, streamResponse } = fork;
+export const { routeData, routeMany, createClient, getDefaultClient, warmup, ForkError, codes, version, subscribe, streamResponse } = fork;
 export default fork;

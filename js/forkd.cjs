@@ -31,7 +31,6 @@ const LIBRARY_PACKAGES = {
   'libpq.so.5': 'libpq5',
   'libcpp-httplib.so.0.11': 'libcpp-httplib0.11',
   'libhiredis.so.0.14': 'libhiredis0.14',
-  'librdkafka.so.1': 'librdkafka1',
 };
 
 // Where the binary is looked for, in order (for messages and tests).

@@ -21,6 +21,7 @@ const {
   checkDestination,
   checkTimeout,
   parseOptions,
+  parseMany,
 } = require('./validate.cjs');
 
 const HTTP_OPTION_NAMES = ['httpEndpoint', 'token', 'timeoutMs', 'maxInFlight'];
@@ -117,6 +118,40 @@ function errorFromAnswer(e, destinations) {
   return new ForkError(code, `${e.message || `forkd refused the event (${code})`}`, fields);
 }
 
+// routeMany's rejection when some of its events failed: the first failure's
+// code and index, and a receipt or ForkError per payload (as the addon's).
+function manyError(results) {
+  const first = results.findIndex((r) => r instanceof ForkError);
+  if (first === -1) return undefined;
+  const failed = results.filter((r) => r instanceof ForkError).length;
+  const cause = results[first];
+  return new ForkError(
+    cause.code,
+    `routeMany: ${failed} of ${results.length} events failed; payloads[${first}]: ${cause.message}`,
+    { index: first, results, cause },
+  );
+}
+
+// forkd's answer refusing a routeMany body: per event when the events got
+// as far as ingest (`results`), else for the whole body, `path` naming the
+// event ("[3].payload.items[2]") when it is about one.
+function manyErrorFromAnswer(answer, destinations, n) {
+  const e = answer.error;
+  if (Array.isArray(answer.results) && answer.results.length === n) {
+    const results = answer.results.map((r) => (r && r.error ? errorFromAnswer(r.error, destinations) : r));
+    const err = manyError(results);
+    if (err !== undefined) return err;
+  }
+  const at = /^\[(\d+)\](?:\.(.*))?$/.exec(typeof e.path === 'string' ? e.path : '');
+  const one = errorFromAnswer(at ? { ...e, path: at[2] ?? '' } : e, destinations);
+  const fields = {};
+  for (const k of ['path', 'option', 'destination', 'id', 'reason', 'outcomes']) {
+    if (one[k] !== undefined) fields[k] = one[k];
+  }
+  if (at === null) return new ForkError(one.code, `routeMany: ${one.message}`, fields);
+  return new ForkError(one.code, `routeMany: payloads[${at[1]}]: ${one.message}`, { ...fields, index: Number(at[1]) });
+}
+
 function createHttpClient(config) {
   const { url, token, timeoutMs: defaultTimeoutMs, maxInFlight } = config;
   const headers = { 'content-type': 'application/json' };
@@ -128,7 +163,9 @@ function createHttpClient(config) {
   let closing;
   let abortAll = new AbortController();
 
-  async function send(body, ack, timeoutMs, dests) {
+  // Posts `body`; resolves with the receipt (with `many` events: the array
+  // of receipts) or rejects with the ForkError the answer says.
+  async function send(body, ack, timeoutMs, dests, many) {
     const timer = new AbortController();
     const t = setTimeout(() => timer.abort(), timeoutMs + ANSWER_GRACE_MS);
     const onClose = () => timer.abort();
@@ -161,13 +198,15 @@ function createHttpClient(config) {
           cause: err,
         });
       }
-      if (res.ok && answer && typeof answer.id === 'string') {
-        if (answer.ack === 'delivered') counts.delivered++;
-        else if (answer.ack === 'accepted') counts.acked++;
+      if (res.ok && (many === undefined ? answer && typeof answer.id === 'string' : Array.isArray(answer))) {
+        for (const r of many === undefined ? [answer] : answer) {
+          if (r?.ack === 'delivered') counts.delivered++;
+          else if (r?.ack === 'accepted') counts.acked++;
+        }
         return answer;
       }
       if (answer && answer.error && typeof answer.error === 'object') {
-        const err = errorFromAnswer(answer.error, dests);
+        const err = many === undefined ? errorFromAnswer(answer.error, dests) : manyErrorFromAnswer(answer, dests, many);
         if (err.code === codes.TIMEOUT) counts.timedOut++;
         else counts.nacked++;
         throw err;
@@ -234,6 +273,62 @@ function createHttpClient(config) {
     return p;
   }
 
+  function routeMany(payloads, destination, options) {
+    if (closed) return Promise.reject(new ForkError(codes.CLOSED, 'the client is closed'));
+    let opts, dests;
+    try {
+      opts = parseMany(payloads, options, defaultTimeoutMs);
+      dests = checkDestination(destination);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (inFlight.size >= maxInFlight) {
+      return Promise.reject(
+        new ForkError(
+          codes.BACKPRESSURE,
+          `routeMany: too many calls in flight (maxInFlight ${maxInFlight}): forkd is slow or not reachable at ${url}`,
+        ),
+      );
+    }
+    if (payloads.length === 0) return Promise.resolve([]);
+    // One request, a JSON array of events, answered with a receipt each.
+    const destinations = dests === undefined ? undefined : typeof dests === 'string' ? [dests] : dests;
+    const base = { ...(opts.wire ?? {}), ack: ACK_NAMES[opts.ack], timeoutMs: opts.timeoutMs };
+    const events = payloads.map((payload, i) => ({
+      payload,
+      destination: destinations,
+      options: opts.keys === undefined ? base : { ...base, idempotencyKey: opts.keys[i] },
+    }));
+    let body;
+    try {
+      body = JSON.stringify(events);
+    } catch (err) {
+      const index = payloads.findIndex((p) => {
+        try {
+          JSON.stringify(p);
+          return false;
+        } catch {
+          return true;
+        }
+      });
+      return Promise.reject(
+        invalid(`routeMany: payloads[${index}] cannot be sent as JSON: ${err.message}`, { index, path: '', cause: err }),
+      );
+    }
+    counts.sent += payloads.length;
+    const p = send(body, opts.ack, opts.timeoutMs, destinations, payloads.length);
+    inFlight.add(p);
+    const done = () => inFlight.delete(p);
+    p.then(done, done);
+    if (opts.ack === ACK_LEVELS.none) {
+      p.catch(() => {});
+      return Promise.resolve(
+        payloads.map((_, i) => ({ id: opts.keys?.[i] ?? '', ack: 'none', destinations: destinations ? [...destinations] : [] })),
+      );
+    }
+    return p;
+  }
+
   async function flush(timeoutMs) {
     timeoutMs = timeoutMs === undefined ? defaultTimeoutMs : checkTimeout(timeoutMs, 'flush: timeoutMs');
     if (inFlight.size === 0) return;
@@ -275,6 +370,7 @@ function createHttpClient(config) {
 
   return Object.freeze({
     routeData,
+    routeMany,
     flush,
     close,
     stats,

@@ -42,6 +42,7 @@ const {
   checkDestination,
   checkTimeout,
   parseOptions,
+  parseMany,
 } = require('./validate.cjs');
 const DEFAULT_MAX_IN_FLIGHT = 100000;
 const DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
@@ -228,6 +229,26 @@ function createClient(options) {
     return promise;
   }
 
+  // Many events at once, one promise: every payload is encoded before any
+  // is queued (an invalid one rejects the call, nothing sent), and the
+  // promise resolves with a receipt per payload once all are acknowledged.
+  function routeMany(payloads, destination, options) {
+    if (closed) return Promise.reject(new ForkError(codes.CLOSED, 'the client is closed'));
+    let dests, opts;
+    try {
+      opts = parseMany(payloads, options, defaultTimeoutMs);
+      dests = checkDestination(destination);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const promise = native.routeMany(payloads, dests, opts.keys, opts.wire, opts.ack, opts.timeoutMs);
+    if (!kickQueued) {
+      kickQueued = true;
+      queueMicrotask(kick);
+    }
+    return promise;
+  }
+
   function onDrain() {
     native.setDrainCallback(null);
     const waiters = [...drainWaiters];
@@ -286,6 +307,7 @@ function createClient(options) {
 
   return Object.freeze({
     routeData,
+    routeMany,
     flush,
     close,
     stats,
@@ -381,12 +403,23 @@ function routeData(payload, destination, options) {
   return fallback.routeData(payload, destination, options);
 }
 
+function routeMany(payloads, destination, options) {
+  let client;
+  try {
+    client = getDefaultClient();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return client.routeMany(payloads, destination, options);
+}
+
 const { subscribe, streamResponse } = require('./streams.cjs');
 
 module.exports = {
   subscribe,
   streamResponse,
   routeData,
+  routeMany,
   createClient,
   getDefaultClient,
   warmup,

@@ -31,6 +31,10 @@ export declare class ForkError extends Error {
   readonly outcomes?: Record<string, Outcome>;
   /** The event id, once the event was queued. */
   readonly id?: string;
+  /** routeMany: the index of the payload this error is about (the first that failed). */
+  readonly index?: number;
+  /** routeMany, when events failed: a Receipt or a ForkError per payload, in order. */
+  readonly results?: Array<Receipt | ForkError>;
 }
 
 export declare const codes: Readonly<{
@@ -162,8 +166,26 @@ export interface ClientStats {
   resent: number;
 }
 
+/**
+ * routeMany's options: routeData's, applied to every event, except that each
+ * event's idempotency key comes from idempotencyKeys (one per payload, all
+ * different); idempotencyKey is refused, as it would give every event one key.
+ */
+export interface RouteManyOptions extends Omit<RouteOptions, 'idempotencyKey'> {
+  idempotencyKeys?: string[];
+}
+
 export interface Client {
   routeData(payload: Payload, destination?: Destination | null, options?: RouteOptions): Promise<Receipt>;
+  /**
+   * Many events to one destination (or list) with one call and one promise:
+   * every payload is checked and encoded before any is sent (an invalid one
+   * rejects the call, naming its index, with nothing sent). Resolves with a
+   * receipt per payload, in order, once all reached the ack level; if any
+   * failed, rejects with the first failure's code, its `index`, and
+   * `results` (a Receipt or ForkError per payload).
+   */
+  routeMany(payloads: Payload[], destination?: Destination | null, options?: RouteManyOptions): Promise<Receipt[]>;
   /** Resolves once every event in flight has settled; rejects FORK_TIMEOUT after timeoutMs. */
   flush(timeoutMs?: number): Promise<void>;
   /**
@@ -200,6 +222,13 @@ export declare function routeData(
   destination?: Destination | null,
   options?: RouteOptions,
 ): Promise<Receipt>;
+
+/** routeMany through the default client. */
+export declare function routeMany(
+  payloads: Payload[],
+  destination?: Destination | null,
+  options?: RouteManyOptions,
+): Promise<Receipt[]>;
 
 export declare function createClient(options?: ClientOptions): Client;
 

@@ -2,5 +2,5 @@
 // state, whichever way the package is loaded).
 import fork from './index.cjs';
 
-export const { routeData, createClient, getDefaultClient, warmup, ForkError, codes, version, subscribe, streamResponse } = fork;
+export const { routeData, routeMany, createClient, getDefaultClient, warmup, ForkError, codes, version, subscribe, streamResponse } = fork;
 export default fork;

@@ -211,6 +211,66 @@ function parseOptions(options, defaultTimeoutMs) {
   return out;
 }
 
+// routeMany's arguments: `payloads`, an array of plain objects, and options
+// as routeData's, except that idempotencyKeys (one per payload, all
+// different) replaces idempotencyKey, which would give every event one key.
+// Returns parseOptions' parts and the keys (or undefined); throws the first
+// thing wrong, naming its index.
+function parseMany(payloads, options, defaultTimeoutMs) {
+  if (!Array.isArray(payloads)) {
+    throw invalid(`routeMany: payloads must be an array of plain objects (got ${describe(payloads)})`, { path: '' });
+  }
+  for (let i = 0; i < payloads.length; i++) {
+    const p = payloads[i];
+    if (typeof p !== 'object' || p === null || Array.isArray(p) || ArrayBuffer.isView(p)) {
+      throw invalid(`routeMany: payloads[${i}] must be a plain object (got ${describe(p)})`, { index: i, path: '' });
+    }
+  }
+  let keys;
+  let rest = options;
+  if (isPlainObject(options)) {
+    if (options.idempotencyKey !== undefined) {
+      throw invalid(
+        'routeMany: options.idempotencyKey would give every event the same key: use options.idempotencyKeys, one per payload',
+        { option: 'idempotencyKey' },
+      );
+    }
+    if (Object.hasOwn(options, 'idempotencyKeys')) {
+      ({ idempotencyKeys: keys, ...rest } = options);
+    }
+  }
+  if (keys !== undefined) {
+    if (!Array.isArray(keys) || keys.length !== payloads.length) {
+      throw invalid(
+        `options.idempotencyKeys must be an array of ${payloads.length} keys, one per payload (got ${describe(keys)}${
+          Array.isArray(keys) ? ` of ${keys.length}` : ''
+        })`,
+        { option: 'idempotencyKeys' },
+      );
+    }
+    const seen = new Map();
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
+      const option = `idempotencyKeys[${i}]`;
+      if (typeof k !== 'string' || k.length === 0) {
+        throw invalid(`options.${option} must be a non-empty string (got ${describe(k)})`, { option, index: i });
+      }
+      if (utf8Length(k) > MAX_IDEMPOTENCY_KEY_BYTES) {
+        throw invalid(`options.${option} is longer than ${MAX_IDEMPOTENCY_KEY_BYTES} bytes`, { option, index: i });
+      }
+      const earlier = seen.get(k);
+      if (earlier !== undefined) {
+        throw invalid(`options.${option} repeats options.idempotencyKeys[${earlier}]: each event needs its own key`, {
+          option,
+          index: i,
+        });
+      }
+      seen.set(k, i);
+    }
+  }
+  return { ...parseOptions(rest, defaultTimeoutMs), keys };
+}
+
 module.exports = {
   DEFAULT_TIMEOUT_MS,
   MAX_TIMEOUT_MS,
@@ -225,4 +285,5 @@ module.exports = {
   checkDestination,
   checkTimeout,
   parseOptions,
+  parseMany,
 };

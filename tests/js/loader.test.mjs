@@ -213,7 +213,7 @@ const USE_WITHOUT_ADDON = (pkg) => `
 test('no addon: the package loads, and routeData rejects FORK_UNAVAILABLE saying what to do (macOS)', (t) => {
   const pkg = fakePackage(t);
   const out = child(USE_WITHOUT_ADDON(pkg), { as: { platform: 'darwin', arch: 'arm64' } });
-  assert.deepEqual(out.exports, ['ForkError', 'codes', 'createClient', 'default', 'getDefaultClient', 'routeData', 'streamResponse', 'subscribe', 'version', 'warmup']);
+  assert.deepEqual(out.exports, ['ForkError', 'codes', 'createClient', 'default', 'getDefaultClient', 'routeData', 'routeMany', 'streamResponse', 'subscribe', 'version', 'warmup']);
   assert.equal(out.routeData.code, 'FORK_UNAVAILABLE');
   assert.equal(out.routeData.name, 'ForkError');
   assert.equal(out.routeData.isForkError, true);

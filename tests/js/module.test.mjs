@@ -14,7 +14,7 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 test('ESM and CommonJS entries expose one implementation', async () => {
   const esm = await import('fork-router');
   const cjs = require('fork-router');
-  for (const name of ['routeData', 'createClient', 'getDefaultClient', 'warmup', 'ForkError', 'codes', 'version']) {
+  for (const name of ['routeData', 'routeMany', 'createClient', 'getDefaultClient', 'warmup', 'ForkError', 'codes', 'version']) {
     assert.ok(esm[name] !== undefined, `ESM export ${name}`);
     assert.equal(esm[name], cjs[name], `${name} is the same object in both`);
   }

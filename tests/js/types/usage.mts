@@ -9,6 +9,8 @@ import fork, {
   ForkError,
   createClient,
   routeData,
+  routeMany,
+  type RouteManyOptions,
   streamResponse,
   subscribe,
 } from 'fork-router';
@@ -63,6 +65,25 @@ export async function examples(): Promise<void> {
     }
   }
   void [id, dests, n, lost];
+
+  // Many at once: a receipt each, or a rejection carrying each result.
+  const many: Receipt[] = await routeMany([purchase, purchase], 'analytics', { idempotencyKeys: ['o1', 'o2'] });
+  const manyOpts: RouteManyOptions = { ack: 'delivered', timeoutMs: 2000 };
+  await client.routeMany([purchase], ['production', 'logs'], manyOpts);
+  try {
+    await routeMany([purchase], 'logs');
+  } catch (err) {
+    if (err instanceof ForkError && err.results !== undefined) {
+      const first: number | undefined = err.index;
+      const each: Array<Receipt | ForkError> = err.results;
+      void [first, each];
+    }
+  }
+  void many;
+  // @ts-expect-error routeMany gives each event its own key: idempotencyKeys
+  await routeMany([purchase], 'logs', { idempotencyKey: 'o1' });
+  // @ts-expect-error routeMany takes an array of payloads
+  await routeMany(purchase, 'logs');
 
   // @ts-expect-error ack levels are a closed set
   await routeData(purchase, 'logs', { ack: 'durable' });
