@@ -8,8 +8,10 @@
 // `ack: 'accepted'`, `wal.fsync: batch`. Prints figures; never fails on
 // timing.
 //
-//   node bench/ack_latency.mjs [--seconds 5] [--rates 100,1000,10000,100000] [--linger 2]
-import { rmSync } from 'node:fs';
+//   node bench/ack_latency.mjs [--seconds 5] [--rates 100,1000,10000,100000] [--linger 2] [--json FILE]
+//
+// --json FILE also writes the figures to FILE as one JSON object.
+import { rmSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createClient } from '../js/index.mjs';
 import { purchases, percentile } from './workload.mjs';
@@ -21,6 +23,7 @@ const { values } = parseArgs({
     rates: { type: 'string', default: '100,1000,10000,100000' },
     linger: { type: 'string', default: '2' },
     'full-events': { type: 'string', default: '300000' },
+    json: { type: 'string' },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -107,3 +110,13 @@ const fa = await withForkd(null, full);
 const ff = await withForkd(LINGER, full);
 console.log(`\nfull load (${fmt(FULL)} events, 20 000 in flight): adaptive ${fmt(fa)} ev/s, linger ${LINGER} ms ${fmt(ff)} ev/s, ratio ${fmt(fa / ff, 2)}×`);
 console.log('targets: p50 ≤ 1 ms at 100 ev/s; p99 ≤ 5 ms at 10 000 ev/s; no loss of throughput at full load');
+if (values.json) {
+  const figures = {
+    bench: 'ack_latency',
+    seconds: SECONDS,
+    lingerMs: LINGER,
+    rates: rows.map(({ rate, a, f }) => ({ rate, adaptive: a, linger: f })),
+    fullLoad: { events: FULL, adaptive: fa, linger: ff, ratio: fa / ff },
+  };
+  writeFileSync(values.json, JSON.stringify(figures, null, 2) + '\n');
+}

@@ -15,8 +15,9 @@
 // at a time, so where the server is the bottleneck the Node approach with
 // several requests in flight gets more of it.
 //
-//   node bench/clickhouse.mjs [--events 500000] [--in-flight 4]
+//   node bench/clickhouse.mjs [--events 500000] [--in-flight 4] [--json FILE]
 //
+// --json FILE also writes the figures to FILE as one JSON object.
 // Figures only: it never fails on timing.
 import { parseArgs } from 'node:util';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,7 +27,11 @@ import { startClickHouse } from '../tests/e2e/servers/clickhouse.mjs';
 import { purchases, sendPurchases } from './workload.mjs';
 
 const { values: args } = parseArgs({
-  options: { events: { type: 'string', default: '500000' }, 'in-flight': { type: 'string', default: '4' } },
+  options: {
+    events: { type: 'string', default: '500000' },
+    'in-flight': { type: 'string', default: '4' },
+    json: { type: 'string' },
+  },
 });
 const N = Number(args.events);
 const IN_FLIGHT = Number(args['in-flight']);
@@ -176,6 +181,23 @@ try {
   console.log(`  ratio forkd / Node (end to end):     ${(node1.s / e2e.s).toFixed(2)}x vs 1 at a time, ${(nodeN.s / e2e.s).toFixed(2)}x vs ${IN_FLIGHT} in flight`);
   console.log(`  ratio forkd / Node (sink alone):     ${(node1.s / drain.s).toFixed(2)}x vs 1 at a time, ${(nodeN.s / drain.s).toFixed(2)}x vs ${IN_FLIGHT} in flight (target >= 1, and >= 200,000 rows/s)`);
   console.log(`  forkd, default batch (10 000):       ${fmt(rate(big.s))} rows/s end to end (acknowledged after ${big.ackedS.toFixed(2)} s; server CPU ${us(big.serverCpu)}/row)`);
+  if (args.json) {
+    const run = (x) => ({ rowsPerSec: N / x.s, seconds: x.s, ...(x.ackedS === undefined ? {} : { acceptedSeconds: x.ackedS }),
+      serverCpuUsPerRow: (x.serverCpu * 1e6) / N, ...(x.forkdCpu === undefined ? {} : { forkdCpuUsPerRow: (x.forkdCpu * 1e6) / N }) });
+    writeFileSync(args.json, JSON.stringify({
+      bench: 'clickhouse',
+      clickhouse: version,
+      events: N,
+      batch: BATCH,
+      inFlight: IN_FLIGHT,
+      forkEndToEnd: run(e2e),
+      forkSinkAlone: run(drain),
+      forkDefaultBatch: { ...run(big), batch: 10000 },
+      nodeOneAtATime: run(node1),
+      nodeInFlight: run(nodeN),
+      ratio: { endToEndOverInFlight: nodeN.s / e2e.s, sinkAloneOverInFlight: nodeN.s / drain.s, defaultBatchOverInFlight: nodeN.s / big.s },
+    }, null, 2) + '\n');
+  }
 } finally {
   await server.stop();
   rmSync(dir, { recursive: true, force: true });

@@ -3,15 +3,20 @@
 // encode alone, which is what routeData does) against msgpackr.pack().
 // Prints ns/op and ratios; never passes or fails on time.
 //
-//   node bench/encode.mjs [iterations]
+//   node bench/encode.mjs [iterations] [--json FILE]
+//
+// --json FILE also writes the figures to FILE as one JSON object.
+import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { parseArgs } from 'node:util';
 import { pack } from 'msgpackr';
 import { purchases } from './workload.mjs';
 
 const require = createRequire(import.meta.url);
 const binding = require('../js/loader.cjs').load();
 
-const N = Number(process.argv[2] ?? 300000);
+const { values: args, positionals } = parseArgs({ options: { json: { type: 'string' } }, allowPositionals: true });
+const N = Number(positionals[0] ?? 300000);
 const EVENTS = 1024;
 
 const next = purchases(42);
@@ -42,3 +47,12 @@ for (const [name, ns] of Object.entries(results)) {
   console.log(`${name.padEnd(38)} ${ns.toFixed(0).padStart(6)} ns/op  ${(ns / base).toFixed(2)}x msgpackr`);
 }
 if (sink === 0) console.log('');
+if (args.json) {
+  writeFileSync(args.json, JSON.stringify({
+    bench: 'encode',
+    iterations: N,
+    payloadBytes: pack(events[0]).length,
+    eventBytes: binding.encodedSize(events[0], 'analytics'),
+    nsPerOp: { pack: base, encodeForTest: results['encodeForTest (event, Buffer copy)'], encodedSize: results['encodedSize (event, encode only)'] },
+  }, null, 2) + '\n');
+}

@@ -1,15 +1,24 @@
 // JS-thread cost of routeData: how long the caller's thread spends per call
 // (validate, encode, queue, create the promise), measured with forkd absent
 // (events queue up; nothing is sent) so only the caller's side is timed.
+// Then routeData(event, 'analytics') against msgpackr.pack() of the same
+// object, the floor for turning it into bytes in JS, for the purchase below
+// and for a 2 KB nested order (bench/workload.mjs nestedOrder).
 // Prints ns/call; never passes or fails on time.
 //
-//   node bench/js_thread.mjs [calls per round]
-import { mkdtempSync } from 'node:fs';
+//   node bench/js_thread.mjs [calls per round] [--json FILE]
+//
+// --json FILE also writes the figures to FILE as one JSON object.
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pack } from 'msgpackr';
 import { createClient } from 'fork-router';
+import { nestedOrder } from './workload.mjs';
 
-const N = Number(process.argv[2] ?? 50000);
+const { values: args, positionals } = parseArgs({ options: { json: { type: 'string' } }, allowPositionals: true });
+const N = Number(positionals[0] ?? 50000);
 const endpoint = `ipc://${join(mkdtempSync(join(tmpdir(), 'fork-bench-')), 'none.sock')}`;
 const purchase = {
   event: 'purchase',
@@ -43,9 +52,43 @@ const cases = {
   "routeData(p, 'analytics', { timestamp: true, ack: 'none' })": (c) =>
     c.routeData(purchase, 'analytics', { timestamp: true, ack: 'none' }),
 };
+const calls = {};
 for (const [label, call] of Object.entries(cases)) {
   await round(label, call); // warm up
   let best = Infinity;
   for (let r = 0; r < 3; r++) best = Math.min(best, await round(label, call));
+  calls[label] = best;
   console.log(`${label.padEnd(62)} ${best.toFixed(0).padStart(6)} ns/call (JS thread)`);
+}
+
+// msgpackr.pack() of the same object, timed as the calls are: N in a row,
+// best of 3 after a warm-up.
+function packRound(payload) {
+  let bytes = 0;
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < N; i++) bytes += pack(payload).length;
+  const ns = Number(process.hrtime.bigint() - t0) / N;
+  return bytes > 0 ? ns : Infinity;
+}
+async function versusPack(payload) {
+  const call = (c) => c.routeData(payload, 'analytics');
+  await round('', call);
+  let routeNs = Infinity;
+  for (let r = 0; r < 3; r++) routeNs = Math.min(routeNs, await round('', call));
+  packRound(payload);
+  let packNs = Infinity;
+  for (let r = 0; r < 3; r++) packNs = Math.min(packNs, packRound(payload));
+  return { bytes: pack(payload).length, routeDataNsPerCall: routeNs, packNsPerOp: packNs, ratio: routeNs / packNs };
+}
+const versus = { reference: await versusPack(purchase), nested2k: await versusPack(nestedOrder()) };
+console.log('');
+for (const [name, v] of Object.entries({ 'reference purchase': versus.reference, '2 KB nested order': versus.nested2k })) {
+  console.log(
+    `${`${name}, ${v.bytes} B: routeData(e, 'analytics') / pack(e)`.padEnd(64)} ` +
+      `${v.routeDataNsPerCall.toFixed(0).padStart(6)} / ${v.packNsPerOp.toFixed(0)} ns = ${v.ratio.toFixed(2)}x msgpackr (target <= 1.0x)`,
+  );
+}
+
+if (args.json) {
+  writeFileSync(args.json, JSON.stringify({ bench: 'js_thread', calls: N, nsPerCall: calls, versusPack: versus }, null, 2) + '\n');
 }

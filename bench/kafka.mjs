@@ -44,11 +44,12 @@
 // for everyone.
 //
 // Prints a table and writes the figures to bench/results/kafka-<date>.json
-// (bench/results/ is made when missing; the run's date names the file).
+// (bench/results/ is made when missing; the run's date names the file), and
+// to FILE too with --json FILE.
 // Figures only: it never fails on timing.
 //
 //   node bench/kafka.mjs [--events 200000] [--rounds 3] [--kafkajs-batch 1000]
-//                        [--rate 1000] [--seconds 20] [--max-wait 5ms] [--no-latency]
+//                        [--rate 1000] [--seconds 20] [--max-wait 5ms] [--no-latency] [--json FILE]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -74,6 +75,7 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '20' },
     'max-wait': { type: 'string' },
     'no-latency': { type: 'boolean', default: false },
+    json: { type: 'string' },
   },
 });
 const N = Number(args.events);
@@ -596,3 +598,4 @@ mkdirSync(outDir, { recursive: true });
 const out = path.join(outDir, `kafka-${started.toISOString().slice(0, 10)}.json`);
 writeFileSync(out, JSON.stringify(r, null, 2) + '\n');
 console.log(`\nwrote ${path.relative(ROOT, out)}`);
+if (args.json) writeFileSync(args.json, JSON.stringify(r, null, 2) + '\n');

@@ -4,8 +4,10 @@
 //     same events to the same forkd.
 // Prints figures and ratios; never fails on timing.
 //
-//   node bench/route.mjs [--events 1000000] [--window 20000] [--paced-seconds 5]
-import { readFileSync, rmSync } from 'node:fs';
+//   node bench/route.mjs [--events 1000000] [--window 20000] [--paced-seconds 5] [--json FILE]
+//
+// --json FILE also writes the figures to FILE as one JSON object.
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { pack } from 'msgpackr';
@@ -20,6 +22,7 @@ const { values } = parseArgs({
     window: { type: 'string', default: '20000' },
     'paced-seconds': { type: 'string', default: '5' },
     fsync: { type: 'string', default: 'batch' },
+    json: { type: 'string' },
   },
 });
 const N = Number(values.events);
@@ -264,3 +267,21 @@ const rows = [
 ];
 const w = Math.max(...rows.map((r) => r[0].length));
 for (const [a, b, c] of rows) console.log(`${a.padEnd(w)}  ${b.padEnd(34)} ${c}`);
+
+if (values.json) {
+  const figures = {
+    bench: 'route',
+    events: N,
+    window: WINDOW,
+    fsync: values.fsync,
+    eventBytes: pack(events[0]).length,
+    routeData: { eventsPerSec: rd.eventsPerSec, deliveredPerSec: rd.deliveredPerSec, jsNsPerCall: rd.jsNsPerCall },
+    pureJs: { eventsPerSec: pure.eventsPerSec },
+    ingestCeiling: { eventsPerSec: raw.eventsPerSec, eventsPerFrame: 1000 },
+    packNsPerOp: floor.nsPerOp,
+    paced: { rate: 10000, ...paced },
+    forkdPeakRssMiB: Math.max(hwm, peak),
+    sigtermExit: stop.code,
+  };
+  writeFileSync(values.json, JSON.stringify(figures, null, 2) + '\n');
+}

@@ -63,3 +63,43 @@ export async function sendPurchases(client, destination, n, seed) {
   }
   await Promise.all(pending);
 }
+
+// A 2 KB order (about 2 000 bytes as msgpack), nested four levels deep: a
+// customer with addresses, fifteen line items with attributes and tags, and
+// payment and shipping details. The larger event of bench/js_thread.mjs.
+export function nestedOrder(seed = 42) {
+  const r = rng(seed);
+  const pick = (xs) => xs[Math.floor(r() * xs.length)];
+  const address = (kind) => ({
+    kind,
+    street: `${1 + Math.floor(r() * 999)} ${pick(['Main', 'Oak', 'Elm', 'Market'])} Street`,
+    city: pick(['Lisbon', 'Berlin', 'Leeds', 'Osaka']),
+    zip: String(10000 + Math.floor(r() * 89999)),
+    country: pick(['PT', 'DE', 'GB', 'JP']),
+  });
+  const items = Array.from({ length: 15 }, (_, i) => ({
+    sku: pick(SKUS),
+    line: i + 1,
+    qty: 1 + Math.floor(r() * 3),
+    price: Math.round(r() * 5000) / 100,
+    attributes: { color: pick(['red', 'blue', 'black']), size: pick(['S', 'M', 'L', 'XL']), gift: r() < 0.2 },
+    tags: [pick(CAMPAIGNS), pick(['new', 'sale', 'bundle'])],
+  }));
+  return {
+    event: 'order_placed',
+    orderId: `ord-${seed}-${Math.floor(r() * 1e9)}`,
+    customer: {
+      id: `user-${Math.floor(r() * 50000)}`,
+      email: `customer${Math.floor(r() * 50000)}@example.com`,
+      addresses: [address('billing'), address('shipping')],
+      loyalty: { tier: pick(['bronze', 'silver', 'gold']), points: Math.floor(r() * 10000) },
+    },
+    items,
+    amount: Math.round(items.reduce((s, it) => s + it.qty * it.price, 0) * 100) / 100,
+    currency: pick(CURRENCIES),
+    payment: { method: 'card', brand: pick(['visa', 'mastercard']), last4: String(1000 + Math.floor(r() * 8999)), captured: true },
+    shipping: { carrier: pick(['dhl', 'ups', 'ctt']), service: 'standard', eta: { min: 2, max: 5 } },
+    ts: T0,
+    campaign: pick(CAMPAIGNS),
+  };
+}
