@@ -58,6 +58,7 @@ const server = startNext(ctx, port);
 await server.up;
 
 let n = 0;
+const failures = new Map(); // route -> its first answer that was not 2xx
 const CURRENCIES = ['EUR', 'USD', 'GBP'];
 function run(route, { duration = DURATION, rate = RATE } = {}) {
   return new Promise((resolve, reject) => {
@@ -75,6 +76,11 @@ function run(route, { duration = DURATION, rate = RATE } = {}) {
               const i = n++;
               req.body = JSON.stringify({ orderId: `b-${i}`, amount: (i % 5000) / 100 + 1, currency: CURRENCIES[i % 3] });
               return req;
+            },
+            // The first answer that is not 2xx, to say why: the figures of
+            // a route that fails are not its latency.
+            onResponse: (status, body) => {
+              if ((status < 200 || status > 299) && !failures.has(route)) failures.set(route, `${status} ${String(body).slice(0, 300)}`);
             },
           },
         ],
@@ -100,6 +106,7 @@ try {
           `mean ${fmt(res.latency.mean)} ms  p50 ${fmt(res.latency.p50)} ms  p99 ${fmt(res.latency.p99)} ms  p99.9 ${fmt(res.latency.p99_9)} ms` +
           (non2xx ? `  (${non2xx} not 2xx)` : ''),
       );
+      if (non2xx && failures.has(route)) console.log(`  first answer not 2xx: ${failures.get(route)}`);
     }
   }
   const avg = (route, k) => rows[route].reduce((s, x) => s + x.latency[k], 0) / rows[route].length;
