@@ -61,6 +61,7 @@ Napi::Function Client::Define(Napi::Env env) {
                      {
                          InstanceMethod<&Client::Route>("route"),
                          InstanceMethod<&Client::RouteMany>("routeMany"),
+                         InstanceMethod<&Client::RouteEncoded>("routeEncoded"),
                          InstanceMethod<&Client::Kick>("kick"),
                          InstanceMethod<&Client::Close>("close"),
                          InstanceMethod<&Client::Stats>("stats"),
@@ -186,35 +187,67 @@ Napi::Value Client::Route(const Napi::CallbackInfo& info) {
     }
     return Napi::Value(env, Rejected(env, MakeForkError(env, err.code, err.message, fields)));
   }
-  const size_t size = scratch_.size();
-  if (link_->in_flight_bytes() + size > max_in_flight_bytes_) {
+  return Napi::Value(env, Queue(env, scratch_.data(), scratch_.size(), encoder_.meta_end(), ack, timeout_ms));
+}
+
+Napi::Value Client::RouteEncoded(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  if (closed_) {
+    return Napi::Value(env, Rejected(env, MakeForkError(env, kClosed, "the client is closed")));
+  }
+  void* data = nullptr;
+  size_t buffer_size = 0;
+  napi_get_buffer_info(env, info[0], &data, &buffer_size);
+  uint32_t size = 0, meta_end = 0, ack = 0, timeout_ms = 0;
+  napi_get_value_uint32(env, info[1], &size);
+  napi_get_value_uint32(env, info[2], &meta_end);
+  napi_get_value_uint32(env, info[3], &ack);
+  napi_get_value_uint32(env, info[4], &timeout_ms);
+  // Past forkd's max_event (or anything odd): the C++ encoder redoes it and
+  // words the error. The caller sees undefined.
+  if (size > link_->max_event() || size > buffer_size || meta_end == 0 || meta_end > size) {
+    return info.Env().Undefined();
+  }
+  if (link_->in_flight() >= max_in_flight_) {
     return Napi::Value(
         env, Rejected(env, MakeForkError(env, kBackpressure,
-                                         "too many bytes in flight (maxInFlightBytes " +
-                                             std::to_string(max_in_flight_bytes_) +
+                                         "too many events in flight (maxInFlight " +
+                                             std::to_string(max_in_flight_) +
                                              "): forkd is slow or not reachable at " +
                                              link_->endpoint())));
+  }
+  return Napi::Value(env, Queue(env, static_cast<const uint8_t*>(data), size, meta_end,
+                                static_cast<AckLevel>(ack), timeout_ms));
+}
+
+napi_value Client::Queue(napi_env env, const uint8_t* event, size_t size, size_t meta_end,
+                         AckLevel ack, uint32_t timeout_ms) {
+  if (link_->in_flight_bytes() + size > max_in_flight_bytes_) {
+    return Rejected(env, MakeForkError(env, kBackpressure,
+                                       "too many bytes in flight (maxInFlightBytes " +
+                                           std::to_string(max_in_flight_bytes_) +
+                                           "): forkd is slow or not reachable at " +
+                                           link_->endpoint()));
   }
   napi_deferred deferred;
   napi_value promise;
   napi_create_promise(env, &deferred, &promise);
   const uint64_t seq =
-      link_->Enqueue(scratch_.data(), static_cast<uint32_t>(size),
+      link_->Enqueue(event, static_cast<uint32_t>(size),
                      ack == AckLevel::kDelivered ? wire::kFlagWantDelivered : 0,
                      Link::NowMs() + timeout_ms);
   Pending& p = pending_.emplace_back();
   p.deferred = deferred;
   p.timeout_ms = timeout_ms;
   p.ack = ack;
-  p.meta.assign(reinterpret_cast<const char*>(scratch_.data()) + 1, encoder_.meta_end() - 1);
+  p.meta.assign(reinterpret_cast<const char*>(event) + 1, meta_end - 1);
   if (pending_count_++ == 0) SetBusy(env, true);
   if (ack == AckLevel::kNone) {
     // Queued is all 'none' asks for; the event is still tracked until acked.
-    napi_resolve_deferred(env, deferred,
-                          MakeReceipt(env, seq, p, AckLevel::kNone, nullptr, false));
+    napi_resolve_deferred(env, deferred, MakeReceipt(env, seq, p, AckLevel::kNone, nullptr, false));
     p.deferred = nullptr;
   }
-  return Napi::Value(env, promise);
+  return promise;
 }
 
 Napi::Value Client::RouteMany(const Napi::CallbackInfo& info) {

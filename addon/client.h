@@ -52,6 +52,14 @@ class Client : public Napi::ObjectWrap<Client> {
   // invalid one rejects the call with nothing sent; one promise for all.
   // `keys`: an array of idempotency keys, one per payload, or undefined.
   Napi::Value RouteMany(const Napi::CallbackInfo& info);
+  // routeEncoded(buffer, size, metaEnd, ack, timeoutMs) -> Promise<Receipt>
+  // or undefined: queues the event js/encoder.cjs wrote into buffer[0, size)
+  // (metaEnd: where its destinations and key end). Undefined when the C++
+  // encoder must redo it (past forkd's max_event), to word the error.
+  Napi::Value RouteEncoded(const Napi::CallbackInfo& info);
+  // Queues one encoded event and returns its promise (or a rejected one).
+  napi_value Queue(napi_env env, const uint8_t* event, size_t size, size_t meta_end, AckLevel ack,
+                   uint32_t timeout_ms);
   Napi::Value Kick(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);

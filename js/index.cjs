@@ -9,6 +9,7 @@ const { ForkError, codes } = require('./errors.cjs');
 const { load } = require('./loader.cjs');
 const { createHttpClient, httpClientConfig, HOW_TO_USE_HTTP } = require('./http.cjs');
 const { version } = require('../package.json');
+const encoder = require('./encoder.cjs');
 
 // Loading never throws: without an addon for this platform (macOS, a
 // platform with no prebuild) the module still loads, so `next build` and
@@ -196,6 +197,17 @@ function createClient(options) {
     native.kick();
   };
 
+  // Encoded here by js/encoder.cjs and queued by the addon as bytes; what
+  // that encoder leaves (Dates, BigInts, binary, errors) the addon encodes.
+  function route(payload, dests, key, wire, ack, timeoutMs) {
+    const n = encoder.encodeEvent(payload, dests, key, wire);
+    if (n > 0) {
+      const promise = native.routeEncoded(encoder.buffer(), n, encoder.metaEnd(), ack, timeoutMs);
+      if (promise !== undefined) return promise;
+    }
+    return native.route(payload, dests, key, wire, ack, timeoutMs);
+  }
+
   function routeData(payload, destination, options) {
     if (closed) return Promise.reject(new ForkError(codes.CLOSED, 'the client is closed'));
     let promise;
@@ -209,7 +221,7 @@ function createClient(options) {
       !Array.isArray(payload)
     ) {
       // The hot path: a payload and one destination name.
-      promise = native.route(payload, destination, undefined, undefined, ACK_ACCEPTED, defaultTimeoutMs);
+      promise = route(payload, destination, undefined, undefined, ACK_ACCEPTED, defaultTimeoutMs);
     } else {
       const bad = checkPayload(payload);
       if (bad !== undefined) return Promise.reject(bad);
@@ -220,7 +232,7 @@ function createClient(options) {
       } catch (err) {
         return Promise.reject(err);
       }
-      promise = native.route(payload, dests, opts.key, opts.wire, opts.ack, opts.timeoutMs);
+      promise = route(payload, dests, opts.key, opts.wire, opts.ack, opts.timeoutMs);
     }
     if (!kickQueued) {
       kickQueued = true;
