@@ -62,6 +62,7 @@ Napi::Function Client::Define(Napi::Env env) {
                          InstanceMethod<&Client::Route>("route"),
                          InstanceMethod<&Client::RouteMany>("routeMany"),
                          InstanceMethod<&Client::RouteEncoded>("routeEncoded"),
+                         InstanceMethod<&Client::RouteManyEncoded>("routeManyEncoded"),
                          InstanceMethod<&Client::Kick>("kick"),
                          InstanceMethod<&Client::Close>("close"),
                          InstanceMethod<&Client::Stats>("stats"),
@@ -316,15 +317,68 @@ Napi::Value Client::RouteMany(const Napi::CallbackInfo& info) {
     many_ends_.push_back(static_cast<uint32_t>(many_.size()));
     many_meta_.push_back(static_cast<uint32_t>(encoder_.meta_end()));
   }
-  if (link_->in_flight_bytes() + many_.size() > max_in_flight_bytes_) {
+  napi_value promise = QueueMany(env, many_.data(), many_.size(), n, many_ends_.data(), many_meta_.data(),
+                                 ack, timeout_ms);
+  if (many_.capacity() > (4u << 20)) many_ = wire::Buffer();  // a huge call keeps no huge buffer
+  return Napi::Value(env, promise);
+}
+
+Napi::Value Client::RouteManyEncoded(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  if (closed_) {
+    return Napi::Value(env, Rejected(env, MakeForkError(env, kClosed, "the client is closed")));
+  }
+  void* data = nullptr;
+  size_t buffer_size = 0;
+  napi_get_buffer_info(env, info[0], &data, &buffer_size);
+  uint32_t n = 0, ack = 0, timeout_ms = 0;
+  napi_get_value_uint32(env, info[1], &n);
+  void* ends = nullptr;
+  void* metas = nullptr;
+  size_t ends_len = 0, metas_len = 0;
+  napi_typedarray_type type;
+  napi_get_typedarray_info(env, info[2], &type, &ends_len, &ends, nullptr, nullptr);
+  napi_get_typedarray_info(env, info[3], &type, &metas_len, &metas, nullptr, nullptr);
+  napi_get_value_uint32(env, info[4], &ack);
+  napi_get_value_uint32(env, info[5], &timeout_ms);
+  const auto* end = static_cast<const uint32_t*>(ends);
+  const auto* meta = static_cast<const uint32_t*>(metas);
+  if (n > ends_len || n > metas_len) return info.Env().Undefined();
+  // Any event past forkd's max_event (or anything odd): the C++ path redoes
+  // the call and words the error.
+  uint32_t begin = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (end[i] <= begin || end[i] > buffer_size || end[i] - begin > link_->max_event() || meta[i] == 0 ||
+        meta[i] > end[i] - begin) {
+      return info.Env().Undefined();
+    }
+    begin = end[i];
+  }
+  if (link_->in_flight() + n > max_in_flight_) {
     return Napi::Value(
         env, Rejected(env, MakeForkError(env, kBackpressure,
-                                         "routeMany of " + std::to_string(n) + " events (" +
-                                             std::to_string(many_.size()) +
-                                             " bytes): too many bytes in flight (maxInFlightBytes " +
-                                             std::to_string(max_in_flight_bytes_) +
-                                             "): forkd is slow or not reachable at " +
+                                         "routeMany of " + std::to_string(n) +
+                                             " events: too many events in flight (maxInFlight " +
+                                             std::to_string(max_in_flight_) + ", " +
+                                             std::to_string(link_->in_flight()) +
+                                             " in flight): forkd is slow or not reachable at " +
                                              link_->endpoint())));
+  }
+  return Napi::Value(env, QueueMany(env, static_cast<const uint8_t*>(data), n == 0 ? 0 : end[n - 1], n,
+                                    end, meta, static_cast<AckLevel>(ack), timeout_ms));
+}
+
+napi_value Client::QueueMany(napi_env env, const uint8_t* data, size_t bytes, uint32_t n,
+                             const uint32_t* ends, const uint32_t* metas, AckLevel ack,
+                             uint32_t timeout_ms) {
+  if (link_->in_flight_bytes() + bytes > max_in_flight_bytes_) {
+    return Rejected(env, MakeForkError(env, kBackpressure,
+                                       "routeMany of " + std::to_string(n) + " events (" +
+                                           std::to_string(bytes) +
+                                           " bytes): too many bytes in flight (maxInFlightBytes " +
+                                           std::to_string(max_in_flight_bytes_) +
+                                           "): forkd is slow or not reachable at " +
+                                           link_->endpoint()));
   }
   napi_deferred deferred;
   napi_value promise, results;
@@ -332,7 +386,7 @@ Napi::Value Client::RouteMany(const Napi::CallbackInfo& info) {
   napi_create_array_with_length(env, n, &results);
   if (n == 0) {
     napi_resolve_deferred(env, deferred, results);
-    return Napi::Value(env, promise);
+    return promise;
   }
   uint32_t id = next_group_++;
   if (next_group_ == 0) next_group_ = 1;
@@ -347,12 +401,12 @@ Napi::Value Client::RouteMany(const Napi::CallbackInfo& info) {
   const int64_t deadline = Link::NowMs() + timeout_ms;
   uint32_t begin = 0;
   for (uint32_t i = 0; i < n; ++i) {
-    const uint8_t* event = many_.data() + begin;
-    const uint64_t seq = link_->Enqueue(event, many_ends_[i] - begin, flags, deadline);
+    const uint8_t* event = data + begin;
+    const uint64_t seq = link_->Enqueue(event, ends[i] - begin, flags, deadline);
     Pending& p = pending_.emplace_back();
     p.timeout_ms = timeout_ms;
     p.ack = ack;
-    p.meta.assign(reinterpret_cast<const char*>(event) + 1, many_meta_[i] - 1);
+    p.meta.assign(reinterpret_cast<const char*>(event) + 1, metas[i] - 1);
     if (pending_count_++ == 0) SetBusy(env, true);
     if (g != nullptr) {
       p.group = id;
@@ -361,11 +415,10 @@ Napi::Value Client::RouteMany(const Napi::CallbackInfo& info) {
       // ack 'none': queued is all it asks for; each event is still tracked.
       napi_set_element(env, results, i, MakeReceipt(env, seq, p, AckLevel::kNone, nullptr, false));
     }
-    begin = many_ends_[i];
+    begin = ends[i];
   }
   if (g == nullptr) napi_resolve_deferred(env, deferred, results);
-  if (many_.capacity() > (4u << 20)) many_ = wire::Buffer();  // a huge call keeps no huge buffer
-  return Napi::Value(env, promise);
+  return promise;
 }
 
 void Client::Settle(napi_env env, Pending& p, napi_value value, bool ok) {

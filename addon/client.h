@@ -57,6 +57,14 @@ class Client : public Napi::ObjectWrap<Client> {
   // (metaEnd: where its destinations and key end). Undefined when the C++
   // encoder must redo it (past forkd's max_event), to word the error.
   Napi::Value RouteEncoded(const Napi::CallbackInfo& info);
+  // routeManyEncoded(buffer, n, ends, metaEnds, ack, timeoutMs) -> Promise<Receipt[]>
+  // or undefined: the n events js/encoder.cjs wrote back to back (ends[i]:
+  // where event i ends; metaEnds[i]: where its destinations and key end,
+  // from its start). Undefined when the C++ path must redo the call.
+  Napi::Value RouteManyEncoded(const Napi::CallbackInfo& info);
+  // Queues n encoded events as one routeMany call; returns its promise.
+  napi_value QueueMany(napi_env env, const uint8_t* data, size_t bytes, uint32_t n,
+                       const uint32_t* ends, const uint32_t* metas, AckLevel ack, uint32_t timeout_ms);
   // Queues one encoded event and returns its promise (or a rejected one).
   napi_value Queue(napi_env env, const uint8_t* event, size_t size, size_t meta_end, AckLevel ack,
                    uint32_t timeout_ms);

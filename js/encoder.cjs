@@ -23,9 +23,8 @@ const TWO_32 = 4294967296;
 let buf = Buffer.allocUnsafeSlow(64 * 1024);
 let view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
 let pos = 0;
+let base = 0; // where the event being written starts
 let metaEnd = 0;
-// Called when the buffer is replaced, so that the addon reads the new one.
-let onGrow = null;
 
 function grow(need) {
   let size = buf.length * 2;
@@ -34,13 +33,12 @@ function grow(need) {
   buf.copy(next, 0, 0, pos);
   buf = next;
   view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  if (onGrow !== null) onGrow(buf);
 }
 
 function str(s) {
   const n = s.length;
   if (pos + n * 3 + 5 > buf.length) {
-    if (pos + n * 3 + 5 > MAX_BYTES + 16) return false;
+    if (pos - base + n * 3 + 5 > MAX_BYTES + 16) return false;
     grow(pos + n * 3 + 5);
   }
   if (n < 32) {
@@ -151,7 +149,7 @@ function header(n, fix, b16, b32) {
 
 function value(v, depth) {
   if (pos + 16 > buf.length) {
-    if (pos > MAX_BYTES) return false;
+    if (pos - base > MAX_BYTES) return false;
     grow(pos + 16);
   }
   switch (typeof v) {
@@ -225,47 +223,91 @@ function object(o, depth) {
   return true;
 }
 
-// Encodes the event; returns its length in bytes (the bytes are
-// buffer()[0, length)) or -1 when the C++ encoder must do it. `dests`: a
-// string, an array of strings (checked by the caller) or undefined; `key`:
-// a string or undefined; `options`: the wire options object or undefined.
-function encodeEvent(payload, dests, key, options) {
-  pos = 0;
+// Writes the event at pos; false when the C++ encoder must do it. `dests`: a
+// string, an array of strings (checked by the caller) or undefined; `key`: a
+// string or undefined; `options`: the wire options object or undefined.
+function writeEvent(payload, dests, key, options) {
+  base = pos;
+  if (pos + 16 > buf.length) grow(pos + 16);
   try {
     buf[pos++] = 0x94;
     if (typeof dests === 'string') {
       buf[pos++] = 0x91;
-      str(dests);
+      if (!str(dests)) return false;
     } else if (dests === undefined) {
       buf[pos++] = 0xc0;
     } else {
       header(dests.length, 0x90, 0xdc, 0xdd);
-      for (let i = 0; i < dests.length; i++) str(dests[i]);
+      for (let i = 0; i < dests.length; i++) if (!str(dests[i])) return false;
     }
     if (key === undefined) {
       buf[pos++] = 0xc0;
-    } else {
-      str(key);
+    } else if (!str(key)) {
+      return false;
     }
-    metaEnd = pos;
+    metaEnd = pos - base;
     if (options === undefined) {
       buf[pos++] = 0xc0;
     } else if (!object(options, 0)) {
-      return -1;
+      return false;
     }
-    if (!object(payload, 0)) return -1;
+    if (!object(payload, 0)) return false;
   } catch {
-    return -1; // a getter threw, or a proxy: the C++ encoder says so, with the path
+    return false; // a getter threw, or a proxy: the C++ encoder says so, with the path
   }
-  return pos > MAX_BYTES ? -1 : pos;
+  return pos - base <= MAX_BYTES;
+}
+
+// Encodes one event; returns its length in bytes (the bytes are
+// buffer()[0, length), its destinations and key end at metaEnd()) or -1
+// when the C++ encoder must do it.
+function encodeEvent(payload, dests, key, options) {
+  pos = 0;
+  return writeEvent(payload, dests, key, options) ? pos : -1;
+}
+
+let ends = new Uint32Array(1024);
+let metas = new Uint32Array(1024);
+
+// routeMany's events back to back: true, with each event's end in ends()
+// and where its destinations and key end in metas() (from the event's
+// start); false when the C++ encoder must do the call.
+function encodeMany(payloads, dests, keys, options) {
+  const n = payloads.length;
+  if (ends.length < n) {
+    ends = new Uint32Array(n);
+    metas = new Uint32Array(n);
+  }
+  pos = 0;
+  for (let i = 0; i < n; i++) {
+    if (!writeEvent(payloads[i], dests, keys === undefined ? undefined : keys[i], options)) return false;
+    ends[i] = pos;
+    metas[i] = metaEnd;
+  }
+  return true;
+}
+
+// After a large routeMany: back to the working size (the addon has copied
+// the bytes), so that one huge call keeps no huge buffer.
+function shrink() {
+  if (buf.length > 4 << 20) {
+    buf = Buffer.allocUnsafeSlow(64 * 1024);
+    view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    pos = 0;
+  }
+  if (ends.length > 1 << 16) {
+    ends = new Uint32Array(1024);
+    metas = new Uint32Array(1024);
+  }
 }
 
 module.exports = {
   encodeEvent,
+  shrink,
+  encodeMany,
+  ends: () => ends,
+  metas: () => metas,
   buffer: () => buf,
   metaEnd: () => metaEnd,
-  setOnGrow(fn) {
-    onGrow = fn;
-  },
   MAX_BYTES,
 };

@@ -253,7 +253,13 @@ function createClient(options) {
     } catch (err) {
       return Promise.reject(err);
     }
-    const promise = native.routeMany(payloads, dests, opts.keys, opts.wire, opts.ack, opts.timeoutMs);
+    let promise;
+    if (encoder.encodeMany(payloads, dests, opts.keys, opts.wire)) {
+      promise = native.routeManyEncoded(encoder.buffer(), payloads.length, encoder.ends(), encoder.metas(), opts.ack, opts.timeoutMs);
+      encoder.shrink();
+    }
+    // What the JS encoder leaves (Dates, BigInts, binary, errors) the addon encodes.
+    promise ??= native.routeMany(payloads, dests, opts.keys, opts.wire, opts.ack, opts.timeoutMs);
     if (!kickQueued) {
       kickQueued = true;
       queueMicrotask(kick);

@@ -133,6 +133,24 @@ test('the HTTP client: a body past http_ingest.max_body is refused whole, FORK_T
   assert.equal(stored().filter((r) => r.tag === tag).length, 0);
 });
 
+test('the addon: a call holding a Date and a BigInt (left by the JS encoder to the C++ one) is stored the same way', async () => {
+  const tag = 'cxx-path';
+  const payloads = Array.from({ length: 50 }, (_, n) => ({ tag, n, at: new Date(Date.UTC(2026, 0, 1, 0, 0, n)), big: BigInt(n) * 1000n }));
+  const receipts = await addon.routeMany(payloads, 'logs');
+  assert.equal(receipts.length, 50);
+  const rows = await until('50 rows', () => {
+    const mine = stored().filter((r) => r.tag === tag);
+    return mine.length >= 50 && mine;
+  });
+  const byId = new Map(rows.map((r) => [r._fork_id, r]));
+  receipts.forEach((r, n) => {
+    const row = byId.get(r.id);
+    assert.equal(row.n, n);
+    assert.equal(new Date(row.at).getTime(), Date.UTC(2026, 0, 1, 0, 0, n), JSON.stringify(row));
+    assert.equal(row.big, n * 1000, JSON.stringify(row));
+  });
+});
+
 test('an unknown destination: forkd refuses each event; the call rejects FORK_UNKNOWN_DESTINATION naming it', async () => {
   const err = await addon.routeMany([{ a: 1 }, { a: 2 }], 'nowhere').then(() => assert.fail('resolved'), (e) => e);
   assert.equal(err.code, 'FORK_UNKNOWN_DESTINATION');

@@ -193,3 +193,30 @@ test(`the other way round: ${EVENTS} msgpackr-encoded random payloads pass the C
     assert.deepEqual(numbers.unpack(out)[3], numbers.unpack(bytes), `event ${i}: the same value`);
   }
 });
+
+test('encodeMany (routeMany\'s path): each event back to back, ends and metaEnds right, each the C++ encoder\'s bytes', () => {
+  const r = rng(SEED ^ 0xa11);
+  const next = generator(r);
+  for (const n of [1, 2, 17, 500]) {
+    const payloads = Array.from({ length: n }, next);
+    const keys = payloads.map((_, i) => `k${i}-${'é'.repeat(i % 5)}`);
+    for (const [dests, ks] of [['logs', undefined], [['a', 'b'], keys], [undefined, keys]]) {
+      assert.equal(encoder.encodeMany(payloads, dests, ks, undefined), true);
+      const buf = Buffer.from(encoder.buffer());
+      const ends = encoder.ends();
+      const metas = encoder.metas();
+      let begin = 0;
+      for (let i = 0; i < n; i++) {
+        const c = cBytes(payloads[i], dests, ks?.[i], undefined);
+        assert.ok(buf.subarray(begin, ends[i]).equals(c), `event ${i} of ${n}`);
+        // The meta is the destinations then the key: the C++ bytes up to the options.
+        const meta = buf.subarray(begin + 1, begin + metas[i]);
+        const reread = numbers.unpack(c);
+        assert.ok(meta.equals(Buffer.concat([pack(reread[0] ?? null), pack(reread[1] ?? null)])), `event ${i}: meta`);
+        begin = ends[i];
+      }
+    }
+  }
+  // One event the JS encoder leaves: the whole call goes to the C++ path.
+  assert.equal(encoder.encodeMany([{ a: 1 }, { at: new Date(0) }], 'logs', undefined, undefined), false);
+});
