@@ -79,7 +79,7 @@ const BENCHES = {
     rows: (f) => [
       {
         id: 'encode.reference',
-        figure: 'the encoder alone (no promise, no queue), reference event, vs msgpackr.pack()',
+        figure: "the addon's C++ encoder alone (what the JS encoder hands over), reference event, vs msgpackr.pack()",
         fork: `${fmt(f.nsPerOp.encodedSize)} ns`,
         peer: `${fmt(f.nsPerOp.pack)} ns`,
         ratio: ratioText(f.nsPerOp.encodedSize / f.nsPerOp.pack),
