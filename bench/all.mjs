@@ -7,7 +7,7 @@
 //   npm run bench                                 # everything, full sizes
 //   npm run bench -- --quick --only route,ack_latency
 //   node bench/all.mjs [--quick] [--only NAMES] [--compare OLD.json] [--out FILE]
-//     NAMES: js_thread, encode, route, ack_latency, clickhouse, kafka, nextjs
+//     NAMES: js_thread, encode, route, route_many, ack_latency, clickhouse, kafka, nextjs
 //   node bench/all.mjs --results NEW.json --compare OLD.json   # no run: the table of NEW, and its deltas
 //
 // --quick runs small sizes (a few minutes in all); the figures are then
@@ -145,6 +145,24 @@ const BENCHES = {
         better: 'lower',
       },
     ],
+  },
+  route_many: {
+    script: 'bench/route_many.mjs',
+    full: [],
+    quick: ['--events', '200000'],
+    rows: (f) =>
+      Object.entries(f.routeMany).map(([size, r]) => ({
+        id: `route_many.${size}`,
+        figure: `routeMany, ${fmt(Number(size))} events per call, ev/s durable, vs routeData in the same run`,
+        fork: `${fmt(r.eventsPerSec)} ev/s`,
+        peer: `${fmt(f.routeData.eventsPerSec)} ev/s`,
+        ratio: ratioText(r.eventsPerSec / f.routeData.eventsPerSec),
+        target: '≥ 300,000 ev/s',
+        met: r.eventsPerSec >= 300000,
+        value: r.eventsPerSec,
+        unit: 'ev/s',
+        better: 'higher',
+      })),
   },
   ack_latency: {
     script: 'bench/ack_latency.mjs',
