@@ -262,16 +262,6 @@ Napi::Value Client::RouteMany(const Napi::CallbackInfo& info) {
   const uint32_t timeout_ms = info[5].As<Napi::Number>().Uint32Value();
   uint32_t n = 0;
   napi_get_array_length(env, payloads, &n);
-  if (link_->in_flight() + n > max_in_flight_) {
-    return Napi::Value(
-        env, Rejected(env, MakeForkError(env, kBackpressure,
-                                         "routeMany of " + std::to_string(n) +
-                                             " events: too many events in flight (maxInFlight " +
-                                             std::to_string(max_in_flight_) + ", " +
-                                             std::to_string(link_->in_flight()) +
-                                             " in flight): forkd is slow or not reachable at " +
-                                             link_->endpoint())));
-  }
   // Every event encoded first: one that cannot be sends none.
   encoder_.set_max_size(link_->max_event());
   many_.clear();
@@ -354,16 +344,6 @@ Napi::Value Client::RouteManyEncoded(const Napi::CallbackInfo& info) {
     }
     begin = end[i];
   }
-  if (link_->in_flight() + n > max_in_flight_) {
-    return Napi::Value(
-        env, Rejected(env, MakeForkError(env, kBackpressure,
-                                         "routeMany of " + std::to_string(n) +
-                                             " events: too many events in flight (maxInFlight " +
-                                             std::to_string(max_in_flight_) + ", " +
-                                             std::to_string(link_->in_flight()) +
-                                             " in flight): forkd is slow or not reachable at " +
-                                             link_->endpoint())));
-  }
   return Napi::Value(env, QueueMany(env, static_cast<const uint8_t*>(data), n == 0 ? 0 : end[n - 1], n,
                                     end, meta, static_cast<AckLevel>(ack), timeout_ms));
 }
@@ -371,6 +351,15 @@ Napi::Value Client::RouteManyEncoded(const Napi::CallbackInfo& info) {
 napi_value Client::QueueMany(napi_env env, const uint8_t* data, size_t bytes, uint32_t n,
                              const uint32_t* ends, const uint32_t* metas, AckLevel ack,
                              uint32_t timeout_ms) {
+  if (link_->in_flight() + n > max_in_flight_) {
+    return Rejected(env, MakeForkError(env, kBackpressure,
+                                       "routeMany of " + std::to_string(n) +
+                                           " events: too many events in flight (maxInFlight " +
+                                           std::to_string(max_in_flight_) + ", " +
+                                           std::to_string(link_->in_flight()) +
+                                           " in flight): forkd is slow or not reachable at " +
+                                           link_->endpoint()));
+  }
   if (link_->in_flight_bytes() + bytes > max_in_flight_bytes_) {
     return Rejected(env, MakeForkError(env, kBackpressure,
                                        "routeMany of " + std::to_string(n) + " events (" +

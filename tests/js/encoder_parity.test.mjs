@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import test from 'node:test';
 import { pack, Unpackr } from 'msgpackr';
+import { rng } from '../../bench/workload.mjs';
 
 const require = createRequire(import.meta.url);
 const binding = require('../../js/loader.cjs').load();
@@ -19,17 +20,6 @@ const encoder = require('../../js/encoder.cjs');
 const SEED = Number(process.env.FORK_FUZZ_SEED ?? (Date.now() & 0xffffffff));
 const EVENTS = Number(process.env.FORK_FUZZ_EVENTS ?? 3000);
 const numbers = new Unpackr({ int64AsType: 'number', mapsAsObjects: true, useRecords: false });
-
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function jsBytes(payload, dests, key, options) {
   const n = encoder.encodeEvent(payload, dests, key, options);
