@@ -148,10 +148,7 @@ function header(n, fix, b16, b32) {
 }
 
 function value(v, depth) {
-  if (pos + 16 > buf.length) {
-    if (pos - base > MAX_BYTES) return false;
-    grow(pos + 16);
-  }
+  if (!room()) return false;
   switch (typeof v) {
     case 'string':
       return str(v);
@@ -177,7 +174,17 @@ function value(v, depth) {
   }
 }
 
+// Room for a header or a number (at most 9 bytes) before writing one
+// unchecked; false past MAX_BYTES.
+function room() {
+  if (pos + 16 <= buf.length) return true;
+  if (pos - base > MAX_BYTES) return false;
+  grow(pos + 16);
+  return true;
+}
+
 function array(a, depth) {
+  if (!room()) return false;
   const n = a.length;
   header(n, 0x90, 0xdc, 0xdd);
   for (let i = 0; i < n; i++) {
@@ -188,7 +195,7 @@ function array(a, depth) {
 
 function object(o, depth) {
   const proto = Object.getPrototypeOf(o);
-  if (proto !== Object.prototype && proto !== null) return false;
+  if ((proto !== Object.prototype && proto !== null) || !room()) return false;
   const keys = Object.keys(o);
   const n = keys.length;
   const at = pos;
@@ -240,12 +247,14 @@ function writeEvent(payload, dests, key, options) {
       header(dests.length, 0x90, 0xdc, 0xdd);
       for (let i = 0; i < dests.length; i++) if (!str(dests[i])) return false;
     }
+    if (!room()) return false;
     if (key === undefined) {
       buf[pos++] = 0xc0;
     } else if (!str(key)) {
       return false;
     }
     metaEnd = pos - base;
+    if (!room()) return false;
     if (options === undefined) {
       buf[pos++] = 0xc0;
     } else if (!object(options, 0)) {
