@@ -78,6 +78,18 @@ const BENCHES = {
     quick: ['100000'],
     rows: (f) => [
       {
+        id: 'encode.js',
+        figure: "routeData's JS encoder alone, reference event, vs msgpackr.pack()",
+        fork: `${fmt(f.nsPerOp.js)} ns`,
+        peer: `${fmt(f.nsPerOp.pack)} ns`,
+        ratio: ratioText(f.nsPerOp.js / f.nsPerOp.pack),
+        target: '—',
+        met: null,
+        value: f.nsPerOp.js,
+        unit: 'ns',
+        better: 'lower',
+      },
+      {
         id: 'encode.reference',
         figure: "the addon's C++ encoder alone (what the JS encoder hands over), reference event, vs msgpackr.pack()",
         fork: `${fmt(f.nsPerOp.encodedSize)} ns`,

@@ -1,6 +1,8 @@
-// JS-thread cost of encoding the reference purchase event: the addon's
-// encoder (encodeForTest: encode + copy into a new Buffer; encodedSize: the
-// encode alone, which is what routeData does) against msgpackr.pack().
+// JS-thread cost of encoding the reference purchase event: routeData's JS
+// encoder (js/encoder.cjs, what routeData uses for plain data), the addon's
+// C++ encoder (encodeForTest: encode + copy into a new Buffer; encodedSize:
+// the encode alone, what routeData hands Dates, BigInts and binary to)
+// against msgpackr.pack().
 // Prints ns/op and ratios; never passes or fails on time.
 //
 //   node bench/encode.mjs [iterations] [--json FILE]
@@ -14,6 +16,7 @@ import { purchases } from './workload.mjs';
 
 const require = createRequire(import.meta.url);
 const binding = require('../js/loader.cjs').load();
+const encoder = require('../js/encoder.cjs');
 
 const { values: args, positionals } = parseArgs({ options: { json: { type: 'string' } }, allowPositionals: true });
 const N = Number(positionals[0] ?? 300000);
@@ -39,6 +42,7 @@ const results = {
   'msgpackr.pack (payload only)': bench('msgpackr', (e) => (sink += pack(e).length)),
   'encodeForTest (event, Buffer copy)': bench('encodeForTest', (e) => (sink += binding.encodeForTest(e, 'analytics').length)),
   'encodedSize (event, encode only)': bench('encodedSize', (e) => (sink += binding.encodedSize(e, 'analytics'))),
+  'JS encoder (event, encode only)': bench('js', (e) => (sink += encoder.encodeEvent(e, 'analytics', undefined, undefined))),
 };
 const base = results['msgpackr.pack (payload only)'];
 console.log(`reference purchase event: ${pack(events[0]).length} bytes as msgpack (msgpackr), ` +
@@ -53,6 +57,6 @@ if (args.json) {
     iterations: N,
     payloadBytes: pack(events[0]).length,
     eventBytes: binding.encodedSize(events[0], 'analytics'),
-    nsPerOp: { pack: base, encodeForTest: results['encodeForTest (event, Buffer copy)'], encodedSize: results['encodedSize (event, encode only)'] },
+    nsPerOp: { pack: base, encodeForTest: results['encodeForTest (event, Buffer copy)'], encodedSize: results['encodedSize (event, encode only)'], js: results['JS encoder (event, encode only)'] },
   }, null, 2) + '\n');
 }
