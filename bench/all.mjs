@@ -318,7 +318,7 @@ const BENCHES = {
   nextjs: {
     script: 'bench/nextjs.mjs',
     full: [],
-    quick: ['--duration', '5', '--rounds', '1'],
+    quick: ['--duration', '3', '--rounds', '4'],
     unavailable: () => {
       if (process.env.FORK_PACK_BUILT !== '1') return null;
       const out = path.join(ROOT, 'build', 'prebuilds', 'out');
@@ -330,7 +330,7 @@ const BENCHES = {
       // the error's, not routeData's.
       const all = Object.values(f.runs).flat();
       const notOk = all.reduce((a, x) => a + x.notOk, 0);
-      const figure = `Next.js route handler: mean latency routeData adds, 95% CI (POST at ${fmt(f.rate)}/s)`;
+      const figure = `Next.js route handler: mean latency routeData adds, 95% CI over paired rounds (POST at ${fmt(f.rate)}/s)`;
       if (notOk > 0) {
         const total = all.reduce((a, x) => a + x.requests, 0);
         return [{ id: 'nextjs.added_mean', figure, fork: `not measured: ${fmt(notOk)} of ${fmt(total)} answers not 2xx`,
@@ -338,7 +338,7 @@ const BENCHES = {
       }
       return [{
         id: 'nextjs.added_mean',
-        figure: `Next.js route handler: mean latency routeData adds, 95% CI (POST at ${fmt(f.rate)}/s)`,
+        figure,
         fork: `${fmt(f.addedMean.ms, 2)} ms [${fmt(f.addedMean.ci95[0], 2)}, ${fmt(f.addedMean.ci95[1], 2)}]`,
         peer: `${fmt(f.baseline.mean, 2)} ms mean without it`,
         ratio: ratioText(f.withRouteData.mean / f.baseline.mean),
