@@ -24,6 +24,7 @@ let buf = Buffer.allocUnsafeSlow(64 * 1024);
 let view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
 let pos = 0;
 let base = 0; // where the event being written starts
+let busy = false; // an encode is under way (a payload's getter may route another event)
 let metaEnd = 0;
 
 function grow(need) {
@@ -271,8 +272,14 @@ function writeEvent(payload, dests, key, options) {
 // buffer()[0, length), its destinations and key end at metaEnd()) or -1
 // when the C++ encoder must do it.
 function encodeEvent(payload, dests, key, options) {
-  pos = 0;
-  return writeEvent(payload, dests, key, options) ? pos : -1;
+  if (busy) return -1; // called again from a getter: the C++ encoder has its own buffer
+  busy = true;
+  try {
+    pos = 0;
+    return writeEvent(payload, dests, key, options) ? pos : -1;
+  } finally {
+    busy = false;
+  }
 }
 
 let ends = new Uint32Array(1024);
@@ -282,6 +289,16 @@ let metas = new Uint32Array(1024);
 // and where its destinations and key end in metas() (from the event's
 // start); false when the C++ encoder must do the call.
 function encodeMany(payloads, dests, keys, options) {
+  if (busy) return false;
+  busy = true;
+  try {
+    return writeMany(payloads, dests, keys, options);
+  } finally {
+    busy = false;
+  }
+}
+
+function writeMany(payloads, dests, keys, options) {
   const n = payloads.length;
   if (ends.length < n) {
     ends = new Uint32Array(n);

@@ -127,6 +127,13 @@ test('what the JS encoder leaves to the C++ one: it gives up, and the C++ encode
   for (const [label, payload] of cases) {
     assert.equal(encoder.encodeEvent(payload, 'logs', undefined, undefined), -1, `${label}: given up`);
   }
+  // A getter that encodes another event meanwhile (a payload getter calling
+  // routeData): the inner call leaves it to the C++ encoder, the outer one's
+  // bytes are whole.
+  let inner;
+  const reentrant = { a: 1, get b() { inner ??= encoder.encodeEvent({ x: 1 }, 'logs', undefined, undefined); return 2; }, c: 3 };
+  same(reentrant, 'logs', undefined, undefined, 'a getter that encodes another event');
+  assert.equal(inner, -1, 'the inner encode (during the JS pass, the first) is left to the C++ encoder');
   // And the JS encoder is fine again after giving up midway.
   same({ after: 'a bail-out', n: [1, 2, 3] }, 'logs', undefined, undefined, 'after giving up');
 });
