@@ -253,6 +253,15 @@ function createClient(options) {
     } catch (err) {
       return Promise.reject(err);
     }
+    if (payloads.length > config.maxInFlight) {
+      // It could never fit: refused before anything is encoded.
+      return Promise.reject(
+        new ForkError(
+          codes.BACKPRESSURE,
+          `routeMany of ${payloads.length} events: more than maxInFlight (${config.maxInFlight}) at once; split the call or raise maxInFlight`,
+        ),
+      );
+    }
     let promise;
     if (encoder.encodeMany(payloads, dests, opts.keys, opts.wire)) {
       promise = native.routeManyEncoded(encoder.buffer(), payloads.length, encoder.ends(), encoder.metas(), opts.ack, opts.timeoutMs);

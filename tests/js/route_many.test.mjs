@@ -157,6 +157,14 @@ test('backpressure: a call past maxInFlight (events or bytes) is refused whole, 
     assert.match(err.message, /too many bytes in flight \(maxInFlightBytes 4000\)/),
   );
   assert.equal(client.stats().inFlight, 3, 'the refused calls queued nothing');
+  // More than maxInFlight in one call can never fit: refused before encoding
+  // (the function in it would otherwise be the error).
+  const tooMany = Array.from({ length: 6 }, (_, n) => ({ n }));
+  tooMany[5] = { f() {} };
+  await rejectsWith(client.routeMany(tooMany, 'logs'), 'FORK_BACKPRESSURE', (err) =>
+    assert.match(err.message, /^routeMany of 6 events: more than maxInFlight \(5\) at once; split the call or raise maxInFlight$/),
+  );
+  assert.equal(client.stats().inFlight, 3);
 });
 
 test('close() rejects a pending call FORK_CLOSED with every result; later calls reject FORK_CLOSED', async () => {
