@@ -143,6 +143,10 @@ std::string Server::MetricsText() const {
       {"fork_destination_queue_fill_ratio", "gauge", "Backlog held / its quota (1: full)"},
       {"fork_destination_throttled_seconds_total", "counter",
        "Time waited for the rate limit or for high-priority destinations"},
+      {"fork_destination_batches_in_flight", "gauge",
+       "Batches sent to the store and not yet answered (batch.in_flight)"},
+      {"fork_destination_resent_batches_total", "counter",
+       "Pipelined batches read and sent again after a batch before them failed"},
       {"fork_destination_put_rate", "gauge", "Events per second routed here (since last scrape)"},
       {"fork_destination_get_rate", "gauge", "Events per second delivered (since last scrape)"},
   };
@@ -206,6 +210,8 @@ std::string Server::MetricsText() const {
       if (n == "fork_destination_throttled_seconds_total") {
         v = static_cast<double>(st.throttled_ms.load()) / 1e3;
       }
+      if (n == "fork_destination_batches_in_flight") v = static_cast<double>(st.in_flight.load());
+      if (n == "fork_destination_resent_batches_total") v = static_cast<double>(st.resends.load());
       if (n == "fork_destination_put_rate") v = rates.count(p->name()) ? rates[p->name()].first : 0;
       if (n == "fork_destination_get_rate") v = rates.count(p->name()) ? rates[p->name()].second : 0;
       Sample(&m, s.name, labels, v);

@@ -17,7 +17,7 @@ YAML::Node MapOrEmpty(const YAML::Node& n) {
 const std::vector<OptionSpec>& DestinationOptions() {
   static const std::vector<OptionSpec> specs = {
       {"type", OptType::kEnum, "", "The sink type", true, {}},
-      {"batch", OptType::kNode, "", "Batching: max_events, max_bytes, max_wait"},
+      {"batch", OptType::kNode, "", "Batching: max_events, max_bytes, max_wait, in_flight"},
       {"retry", OptType::kNode, "", "Retries of a failed flush (see below)"},
       {"breaker", OptType::kNode, "", "Circuit breaker (see below)"},
       {"rate_limit", OptType::kNode, "",
@@ -46,6 +46,10 @@ const std::vector<OptionSpec>& BatchOptions() {
        1024, 1ll << 30},
       {"max_wait", OptType::kDuration, "100ms", "Flush at the latest this long after the first "
        "event of a batch", false, {}, 0, 3600000},
+      {"in_flight", OptType::kInt, "4",
+       "Batches on their way to the store at once, for the sinks that pipeline (clickhouse, "
+       "kafka); the cursor still moves in log order. 1: one at a time",
+       false, {}, 1, 64},
   };
   return specs;
 }
@@ -143,6 +147,7 @@ void ParseDestinations(const YAML::Node& dests, const SinkOptionsLookup& sinks,
       d.batch_max_events = batch.Int("max_events");
       d.batch_max_bytes = batch.Bytes("max_bytes");
       d.batch_max_wait_ms = batch.Millis("max_wait");
+      d.batch_in_flight = batch.Int("in_flight");
       Options retry;
       const YAML::Node rn = d.common.Node("retry");
       ParseOptions(rn.IsDefined() && !rn.IsNull() ? rn : YAML::Node(YAML::NodeType::Map),

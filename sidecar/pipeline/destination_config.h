@@ -27,6 +27,7 @@ struct DestinationConfig {
   int64_t batch_max_events = 0;
   int64_t batch_max_bytes = 0;
   int64_t batch_max_wait_ms = 0;
+  int64_t batch_in_flight = 1;  // batches sent and not yet answered (pipelining sinks)
   int64_t retry_initial_ms = 0;
   int64_t retry_max_ms = 0;
   int64_t retry_max_attempts = 0;  // 0: unlimited

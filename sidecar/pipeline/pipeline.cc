@@ -495,7 +495,8 @@ void Pipeline::Run() {
   const int64_t emit_every_us = aggregator_ ? dest_.chain.aggregate->emit_every_ms * 1000 : 0;
   last_emit_us_ = MonoMicros();
   const size_t max_bytes = static_cast<size_t>(dest_.batch_max_bytes);
-  int64_t last_commit_us = MonoMicros();
+  last_commit_us_ = MonoMicros();
+  pipelined_ = dest_.batch_in_flight > 1 && sink_->pipelines() && aggregator_ == nullptr;
   while (true) {
     if (stop_.load() && !drain_.load()) return;
     if (bucket_.enabled()) {
@@ -507,9 +508,13 @@ void Pipeline::Run() {
       Throttle(PriorityGate::kPauseMs);
     }
     if (ShedDue()) {
+      // The flights first: a failed one moves the reader back to its start,
+      // so that the shed range covers it.
+      if (ReapAll() == Flushed::kStopped) return;
       Shed(reader_->position());
       continue;
     }
+    const Counted counted_before = pipelined_ ? CountedNow() : Counted{};
     log::Position start = reader_->position();
     int64_t n = 0;
     uint64_t consumed = 0;
@@ -563,7 +568,7 @@ void Pipeline::Run() {
           }
           if (!RotateWithRetry(rec)) return;
           if (Commit(before).ok()) {
-            last_commit_us = MonoMicros();
+            last_commit_us_ = MonoMicros();
             Advance(before);
           } else {
             uncommitted_ = true;  // retried below; 'delivered' waits for it
@@ -578,6 +583,9 @@ void Pipeline::Run() {
       }
       caught_up = true;
       if (stop_.load()) break;  // draining: everything durable has been read
+      // Batches on their way: send this one now and wait for their answers,
+      // so that 'delivered' never waits for a linger.
+      if (!flights_.empty()) break;
       const int64_t now = MonoMicros();
       if (n > 0 && now - first_us >= max_wait_us) break;
       // Only records that were not written, or none of ours: end the batch
@@ -591,9 +599,9 @@ void Pipeline::Run() {
         const Status is = sink_->Idle(WallMicros(), &changed);
         if (!is.ok()) {
           SetError("idle: " + is.message());
-        } else if ((changed || (uncommitted_ && MonoMicros() - last_commit_us >= kIdempotentCommitUs)) &&
+        } else if ((changed || (uncommitted_ && MonoMicros() - last_commit_us_ >= kIdempotentCommitUs)) &&
                    Commit(reader_->position()).ok()) {
-          last_commit_us = MonoMicros();
+          last_commit_us_ = MonoMicros();
           uncommitted_ = false;
           // After a commit that failed: what it held back is delivered now.
           if (!aggregator_ || !aggregator_->dirty()) Advance(reader_->position());
@@ -610,6 +618,19 @@ void Pipeline::Run() {
     stats_.read.fetch_add(consumed, std::memory_order_relaxed);
     if (shed) continue;
     const log::Position pos = reader_->position();
+    if (pipelined_) {
+      const Flushed f = SendBatch(start, pos, n, consumed, counted_before, caught_up || stop_.load());
+      if (f == Flushed::kStopped) return;
+      if (f != Flushed::kDone) continue;
+      if (gate_ && dest_.priority == Priority::kHigh) {
+        gate_->SetBehind(!caught_up && healthy(), MonoMicros());
+      }
+      if (stop_.load() && flights_.empty() && pos.next_lsn >= log_->durable_next_lsn()) {
+        if (committed_next_lsn() < pos.next_lsn && Commit(pos).ok()) Advance(pos);
+        return;
+      }
+      continue;
+    }
     if (n > 0) {
       const Flushed f = FlushBatch(start, pos, n);
       if (f == Flushed::kStopped) return;
@@ -634,20 +655,20 @@ void Pipeline::Run() {
     // The records are in the store then, so 'delivered' need not wait for
     // the commit.
     const bool defer = n > 0 && sink_->idempotent() && !emitted && pending_dl_.empty() &&
-                       !stopping && now - last_commit_us < kIdempotentCommitUs;
+                       !stopping && now - last_commit_us_ < kIdempotentCommitUs;
     bool committed = true;  // or nothing needed committing
     if (defer) {
       uncommitted_ = true;
     } else if ((consumed > 0 || emitted || uncommitted_) &&
                !(n > 0 || emitted || uncommitted_ || !pending_dl_.empty() ||
-                 now - last_commit_us > 1000000 || (stopping && caught_up))) {
+                 now - last_commit_us_ > 1000000 || (stopping && caught_up))) {
       // Others' events only, within a second of the last commit: this one
       // waits, and is made within the second, by a later batch or by the
       // idle loop.
       uncommitted_ = true;
     } else if (consumed > 0 || emitted || uncommitted_) {
       if (Commit(pos).ok()) {
-        last_commit_us = now;
+        last_commit_us_ = now;
         uncommitted_ = false;
       } else {
         // Not delivered until a commit succeeds: its dead letters may not be

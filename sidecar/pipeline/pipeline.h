@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -50,6 +51,8 @@ struct PipelineStats {
   std::atomic<uint64_t> gave_up{0};        // batches given up after retry limits
   std::atomic<uint64_t> bisections{0};     // refused batches split to find the bad records
   std::atomic<uint64_t> throttled_ms{0};   // waited for the rate limit or priority
+  std::atomic<int64_t> in_flight{0};       // batches sent and not yet answered (pipelining)
+  std::atomic<uint64_t> resends{0};        // pipelined batches read again after a failed one
 };
 
 class Pipeline : private log::Reporter {
@@ -127,10 +130,54 @@ class Pipeline : private log::Reporter {
   // batch refused as fatal is split in halves until only the records the
   // store refuses are left, and those go to dead letters; a batch given up
   // after the retry limits goes there whole.
-  enum class Flushed { kDone, kStopped, kShed };
+  enum class Flushed { kDone, kStopped, kShed, kRewound };
   Flushed FlushBatch(const log::Position& start, const log::Position& end, int64_t n);
   // Re-reads the batch and delivers it in halves. Counts what it delivers.
   Flushed Bisect(const log::Position& start, const log::Position& end, const Delivery& first);
+  // Pipelining (pipeline_flights.cc): with a sink that pipelines and
+  // `batch.in_flight` > 1, each batch read is Sent and queued as a Flight
+  // with the log range it covers; flights are answered in the order sent,
+  // and only then does the cursor move past them. A range with nothing of
+  // ours to send (others' events, filtered records) queues too, so the
+  // cursor never passes a batch still on its way.
+  struct Flight {
+    uint64_t ticket = 0;  // 0: nothing was sent for this range
+    Status send;          // the Send's own failure (then it is not awaited)
+    log::Position start, end;
+    int64_t n = 0;        // records sent
+    uint64_t consumed = 0;  // log entries read
+    uint64_t bytes = 0;
+    std::string dead_letters;  // what the transforms refused in the range
+    uint64_t dead_letter_count = 0;
+    // The counters as they were before the range was read: put back when
+    // it is read again after a failure, so nothing is counted twice.
+    uint64_t read0 = 0, filtered0 = 0, failed_transform0 = 0;
+  };
+  struct Counted {
+    uint64_t read, filtered, failed_transform;
+  };
+  Counted CountedNow() const;
+  // Sends the batch just read ([start, end), n records in the sink) or,
+  // after a failed flight, flushes it the old way; then answers the oldest
+  // flights while `batch.in_flight` are on their way, or all of them when
+  // `settle` (caught up, or stopping).
+  Flushed SendBatch(const log::Position& start, const log::Position& end, int64_t n,
+                    uint64_t consumed, const Counted& before, bool settle);
+  // Answers the oldest flight and commits past it. A failure awaits the
+  // others, forgets them, and moves the reader back to its start: kRewound.
+  Flushed Reap();
+  // Answers every flight (stopping at a rewind).
+  Flushed ReapAll();
+  // Commits and advances past `end` after a delivered range: at most once a
+  // second, with nothing to dead-letter, for an idempotent sink or a range
+  // where nothing was sent.
+  void Delivered(const log::Position& end, bool sent);
+  bool pipelined_ = false;
+  std::deque<Flight> flights_;
+  int64_t sending_ = 0;        // flights_ with a ticket
+  uint64_t next_ticket_ = 1;
+  bool resend_ = false;        // after a failed flight: the next batch goes by Flush
+  int64_t last_commit_us_ = 0;
   // Past the backlog quota with policy shed?
   bool ShedDue() const;
   // Skips to the log's end: the batch in hand and everything after `from`

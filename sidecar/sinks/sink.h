@@ -49,6 +49,23 @@ class Sink {
   // kept for the next Flush; on fatal the caller Discards it.
   [[nodiscard]] virtual Status Flush() = 0;
   virtual void Discard() = 0;
+
+  // Pipelining, for sinks whose store takes batches in any order without
+  // harm (an idempotent insert, a producer that keeps order itself): the
+  // pipeline Sends a batch and reads the next while the store works on it,
+  // keeping up to `batch.in_flight` on their way, and Awaits them in the
+  // order sent before it moves the cursor past them. When one does not
+  // answer ok, the pipeline awaits the rest, reads the log again from that
+  // batch and delivers it with Flush, retries and splitting included: a
+  // pipelined batch is never retried by the sink itself.
+  virtual bool pipelines() const { return false; }
+  // Starts delivering the buffered batch and returns without its answer; the
+  // batch now belongs to `ticket` and the sink is empty. Not ok: nothing
+  // more will come of this batch (its Await is not called).
+  [[nodiscard]] virtual Status Send(uint64_t ticket) { return Status::Fatal("this sink does not pipeline"); }
+  // Waits for the store's answer to Send(ticket): ok, retry or fatal. Called
+  // once per ticket sent, in the order sent.
+  [[nodiscard]] virtual Status Await(uint64_t ticket) { return Status::Fatal("this sink does not pipeline"); }
   // After a Flush that answered retry: how long the store asked us to wait
   // (an HTTP Retry-After), in milliseconds; -1 when it did not say.
   virtual int64_t retry_after_ms() const { return -1; }

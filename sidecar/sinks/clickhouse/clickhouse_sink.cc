@@ -290,7 +290,10 @@ ClickHouseSink::ClickHouseSink(Settings s) : s_(std::move(s)) {
   target_ = QuoteIdent(s_.database) + "." + QuoteIdent(s_.table.table);
 }
 
-ClickHouseSink::~ClickHouseSink() = default;
+ClickHouseSink::~ClickHouseSink() {
+  multi_.Abort();
+  if (insert_headers_ != nullptr) curl_slist_free_all(insert_headers_);
+}
 
 Status ClickHouseSink::Open(const std::string&) {
   if (!s_.error.empty()) return Status::Fatal(s_.error);
@@ -343,34 +346,34 @@ void ClickHouseSink::Clear() {
 
 void ClickHouseSink::Discard() { Clear(); }
 
-Status ClickHouseSink::Fail(const std::string& what) {
+Status ClickHouseSink::Fail(const CurlConnection& conn, const std::string& what) {
   // A network error, or an answer that is not a success.
   last_code_ = 0;
-  if (!conn_.error().empty()) {
-    return Status::Retry("clickhouse " + safe_url_ + ": " + what + " failed: " + conn_.error());
+  if (!conn.error().empty()) {
+    return Status::Retry("clickhouse " + safe_url_ + ": " + what + " failed: " + conn.error());
   }
   std::string header;
   struct curl_header* h = nullptr;
-  if (curl_easy_header(conn_.get(), "X-ClickHouse-Exception-Code", 0, CURLH_HEADER, -1, &h) ==
+  if (curl_easy_header(conn.get(), "X-ClickHouse-Exception-Code", 0, CURLH_HEADER, -1, &h) ==
       CURLHE_OK) {
     header = h->value;
   }
-  const int code = clickhouse::ErrorCode(header, conn_.body());
+  const int code = clickhouse::ErrorCode(header, conn.body());
   last_code_ = code;
   std::string msg = "clickhouse " + safe_url_ + ": " + what + ": http " +
-                    std::to_string(conn_.status());
-  const std::string server = ServerMessage(conn_.body());
+                    std::to_string(conn.status());
+  const std::string server = ServerMessage(conn.body());
   if (!server.empty()) msg += ": " + server;
   if (code == 60 || code == 81 || code == 16 ||
-      (code == 117 && conn_.body().find("Unknown field") != std::string::npos)) {
+      (code == 117 && conn.body().find("Unknown field") != std::string::npos)) {
     // The table (or database) is gone or changed: look at it again.
     ready_ = false;
     body_valid_ = false;
     return Status::Retry(std::move(msg));
   }
-  if (code != 0 && clickhouse::IsDataError(code, conn_.body())) return Status::Fatal(std::move(msg));
+  if (code != 0 && clickhouse::IsDataError(code, conn.body())) return Status::Fatal(std::move(msg));
   // A request too large for a proxy in front: halves will pass.
-  if (code == 0 && conn_.status() == 413) return Status::Fatal(std::move(msg));
+  if (code == 0 && conn.status() == 413) return Status::Fatal(std::move(msg));
   return Status::Retry(std::move(msg));
 }
 
@@ -845,8 +848,7 @@ Status ClickHouseSink::Encode() {
   return Status::Ok();
 }
 
-Status ClickHouseSink::Flush() {
-  if (held_.empty()) return Status::Ok();
+Status ClickHouseSink::Ready() {
   if (!opened_) return Status::Fatal("clickhouse sink flushed before Open");
   if (!probed_) {
     Status s = Probe();
@@ -856,10 +858,66 @@ Status ClickHouseSink::Flush() {
     Status s = PrepareTable();
     if (!s.ok()) return s;
   }
-  if (!body_valid_) {
-    Status s = Encode();
-    if (!s.ok()) return s;
+  if (!body_valid_) return Encode();
+  return Status::Ok();
+}
+
+Status ClickHouseSink::Send(uint64_t ticket) {
+  Lane* lane = nullptr;
+  for (auto& l : lanes_) {
+    if (l->ticket == 0) {
+      lane = l.get();
+      break;
+    }
   }
+  if (lane == nullptr) {
+    lanes_.push_back(std::make_unique<Lane>());
+    lane = lanes_.back().get();
+    if (!lane->conn.Init(s_.timeout_ms, s_.connect_timeout_ms)) {
+      lanes_.pop_back();
+      return Status::Retry("clickhouse: cannot create a curl handle");
+    }
+    lane->conn.keep_body(4096);
+  }
+  if (held_.empty()) {
+    lane->body.clear();  // nothing to insert: answered ok at once
+    lane->ticket = ticket;
+    return Status::Ok();
+  }
+  if (Status s = Ready(); !s.ok()) return s;
+  lane->body.swap(body_);
+  lane->url = token_.empty() ? insert_url_ : insert_url_ + "&insert_deduplication_token=" + token_;
+  Clear();
+  if (insert_headers_ == nullptr) {
+    insert_headers_ = curl_slist_append(nullptr, "Content-Type: text/plain; charset=utf-8");
+    insert_headers_ = curl_slist_append(insert_headers_, "Expect:");
+  }
+  CURL* c = lane->conn.get();
+  curl_easy_setopt(c, CURLOPT_URL, lane->url.c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, insert_headers_);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, lane->body.data());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(lane->body.size()));
+  lane->ticket = ticket;
+  (void)multi_.Start(&lane->conn);  // a refusal is the answer Await gives
+  return Status::Ok();
+}
+
+Status ClickHouseSink::Await(uint64_t ticket) {
+  for (auto& l : lanes_) {
+    if (l->ticket != ticket) continue;
+    l->ticket = 0;
+    if (l->body.empty()) return Status::Ok();
+    multi_.Wait(&l->conn);
+    const CurlConnection& conn = l->conn;
+    if (conn.error().empty() && conn.status() >= 200 && conn.status() < 300) return Status::Ok();
+    return Fail(conn, "insert into " + target_);
+  }
+  return Status::Fatal("clickhouse: no batch " + std::to_string(ticket) + " was sent");
+}
+
+Status ClickHouseSink::Flush() {
+  if (held_.empty()) return Status::Ok();
+  if (Status s = Ready(); !s.ok()) return s;
   const bool ok = token_.empty()
                       ? Post(insert_url_, body_, 4096)
                       : Post(insert_url_ + "&insert_deduplication_token=" + token_, body_, 4096);

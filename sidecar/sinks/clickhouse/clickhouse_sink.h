@@ -46,6 +46,8 @@
 #include "sinks/common/table.h"
 #include "sinks/sink.h"
 
+struct curl_slist;
+
 namespace forkd::sinks {
 
 const std::vector<OptionSpec>& ClickHouseSinkOptions();
@@ -99,6 +101,11 @@ class ClickHouseSink : public Sink {
   // A batch delivered again gives rows ReplacingMergeTree collapses (by
   // _fork_id, or by key and version): nothing changes for a FINAL reader.
   bool idempotent() const override { return true; }
+  // Each batch on its way has its own connection (a lane), all driven by
+  // one curl multi handle on the pipeline's thread.
+  bool pipelines() const override { return true; }
+  Status Send(uint64_t ticket) override;
+  Status Await(uint64_t ticket) override;
   bool merges_instances() const override { return s_.merge; }
 
  private:
@@ -119,7 +126,11 @@ class ClickHouseSink : public Sink {
   Status Query(const std::string& sql, const std::string& what);
   // The Status of a request that failed (`what` names it): retry, or fatal
   // for an error about the data. Sets last_code_.
-  Status Fail(const std::string& what);
+  Status Fail(const std::string& what) { return Fail(conn_, what); }
+  Status Fail(const CurlConnection& conn, const std::string& what);
+  // Makes the batch's INSERT ready: the server probed, the table prepared,
+  // the body encoded.
+  Status Ready();
   Status Probe();
   Status PrepareTable();
   // The merged view over the parts table (created, or migrated from a
@@ -157,6 +168,18 @@ class ClickHouseSink : public Sink {
   std::string body_;
   bool body_valid_ = false;
   std::string token_;  // insert_deduplication_token of body_
+
+  // Batches sent and not yet awaited, each on its own connection; a lane
+  // with ticket 0 is free.
+  struct Lane {
+    CurlConnection conn;
+    std::string body;
+    std::string url;
+    uint64_t ticket = 0;
+  };
+  std::vector<std::unique_ptr<Lane>> lanes_;
+  curl_slist* insert_headers_ = nullptr;
+  CurlMulti multi_;  // after lanes_: it lets go of their handles before they go
   std::string scratch_;
 };
 

@@ -142,17 +142,78 @@ bool CurlConnection::Init(int64_t timeout_ms, int64_t connect_timeout_ms) {
 }
 
 bool CurlConnection::Perform() {
+  Begin();
+  return Finish(curl_easy_perform(curl_));
+}
+
+void CurlConnection::Begin() {
   body_.clear();
   error_.clear();
   status_ = 0;
   error_buf_[0] = 0;
-  const CURLcode rc = curl_easy_perform(curl_);
+  finished_ = false;
+}
+
+bool CurlConnection::Finish(int curl_code) {
+  finished_ = true;
+  const auto rc = static_cast<CURLcode>(curl_code);
   if (rc != CURLE_OK) {
     error_ = error_buf_[0] != 0 ? error_buf_ : curl_easy_strerror(rc);
     return false;
   }
   curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status_);
   return true;
+}
+
+CurlMulti::CurlMulti() {
+  GlobalInit();
+  multi_ = curl_multi_init();
+}
+
+CurlMulti::~CurlMulti() {
+  Abort();
+  if (multi_ != nullptr) curl_multi_cleanup(multi_);
+}
+
+bool CurlMulti::Start(CurlConnection* c) {
+  c->Begin();
+  if (multi_ == nullptr) return c->Finish(CURLE_OUT_OF_MEMORY);
+  const CURLMcode rc = curl_multi_add_handle(multi_, c->get());
+  if (rc != CURLM_OK) return c->Finish(CURLE_FAILED_INIT);
+  running_.push_back(c);
+  return true;
+}
+
+void CurlMulti::Wait(CurlConnection* c) {
+  CURLM* m = multi_;
+  while (!c->finished()) {
+    int running = 0;
+    if (curl_multi_perform(m, &running) != CURLM_OK) {
+      Abort();
+      return;
+    }
+    int queued = 0;
+    while (CURLMsg* msg = curl_multi_info_read(m, &queued)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      for (size_t i = 0; i < running_.size(); ++i) {
+        if (running_[i]->get() != msg->easy_handle) continue;
+        curl_multi_remove_handle(m, msg->easy_handle);
+        running_[i]->Finish(msg->data.result);
+        running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
+    }
+    if (c->finished()) return;
+    curl_multi_poll(m, nullptr, 0, 100, nullptr);
+  }
+}
+
+void CurlMulti::Abort() {
+  for (CurlConnection* c : running_) {
+    curl_multi_remove_handle(multi_, c->get());
+    c->Finish(CURLE_ABORTED_BY_CALLBACK);
+  }
+  running_.clear();
 }
 
 }  // namespace forkd::sinks

@@ -8,8 +8,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
-typedef void CURL;  // as <curl/curl.h> declares it
+typedef void CURL;  // as <curl/curl.h> declares them
+typedef void CURLM;
 
 namespace forkd::sinks {
 
@@ -46,6 +48,11 @@ class CurlConnection {
   // back (status() and body() say which); false on a network error, timeout
   // included (error() says what).
   bool Perform();
+  // The same in two steps, for a CurlMulti: Begin clears the last answer,
+  // Finish takes curl's result for the transfer (what Perform returns).
+  void Begin();
+  bool Finish(int curl_code);
+  bool finished() const { return finished_; }
   long status() const { return status_; }
   const std::string& body() const { return body_; }
   const std::string& error() const { return error_; }
@@ -59,6 +66,30 @@ class CurlConnection {
   std::string body_;
   std::string error_;
   char error_buf_[256] = {0};
+  bool finished_ = true;
+};
+
+// Several requests on their way at once, from one thread: each is a
+// CurlConnection's (so its own kept-alive connection); Start sets it off,
+// and Wait drives all of them until the one waited for is answered.
+class CurlMulti {
+ public:
+  CurlMulti();
+  ~CurlMulti();
+  CurlMulti(const CurlMulti&) = delete;
+  CurlMulti& operator=(const CurlMulti&) = delete;
+
+  // Starts the request set up on c->get(). False when curl refuses it
+  // (c->error() says why); it is then finished.
+  bool Start(CurlConnection* c);
+  // Until c's request is answered or failed (c->Finish has been called).
+  void Wait(CurlConnection* c);
+  // Stops every request still on its way; they finish as failed.
+  void Abort();
+
+ private:
+  CURLM* multi_ = nullptr;
+  std::vector<CurlConnection*> running_;
 };
 
 }  // namespace forkd::sinks

@@ -228,8 +228,15 @@ void KafkaSink::Close() {
 }
 
 KafkaSink::Message* KafkaSink::BySerial(uint64_t serial) {
-  if (serial < first_serial_ || serial - first_serial_ >= batch_.size()) return nullptr;
-  return &batch_[serial - first_serial_];
+  if (serial >= first_serial_ && serial - first_serial_ < batch_.size()) {
+    return &batch_[serial - first_serial_];
+  }
+  for (Flight& f : flights_) {
+    if (serial >= f.first_serial && serial - f.first_serial < f.batch.size()) {
+      return &f.batch[serial - f.first_serial];
+    }
+  }
+  return nullptr;
 }
 
 void KafkaSink::Delivered(const rd_kafka_message_t* m) {
@@ -281,8 +288,44 @@ Status KafkaSink::Flush() {
   if (rk_ == nullptr) {
     if (Status st = Connect(); !st.ok()) return st;
   }
+  Produce(&batch_);
+  Status s = Answer(&batch_);
+  if (s.ok()) Clear();
+  return s;
+}
+
+Status KafkaSink::Send(uint64_t ticket) {
+  if (!opened_) return Status::Fatal("kafka sink flushed before Open");
+  if (rk_ == nullptr) {
+    if (Status st = Connect(); !st.ok()) return st;
+  }
+  // Registered before librdkafka has it: its reports may come while the
+  // rest is handed over.
+  Flight& f = flights_.emplace_back();
+  f.ticket = ticket;
+  f.first_serial = first_serial_;
+  f.batch.swap(batch_);
+  Clear();
+  Produce(&f.batch);
+  return Status::Ok();
+}
+
+Status KafkaSink::Await(uint64_t ticket) {
+  for (auto it = flights_.begin(); it != flights_.end(); ++it) {
+    if (it->ticket != ticket) continue;
+    // The producer was replaced (a fatal error while an earlier batch was
+    // awaited): what it held went with it.
+    const Status s = rk_ != nullptr ? Answer(&it->batch)
+                                    : Status::Retry("kafka producer: restarted while the batch was on its way");
+    flights_.erase(it);
+    return s;
+  }
+  return Status::Fatal("kafka: no batch " + std::to_string(ticket) + " was sent");
+}
+
+void KafkaSink::Produce(std::deque<Message>* batch) {
   // Hand every message not yet with librdkafka to it.
-  for (Message& m : batch_) {
+  for (Message& m : *batch) {
     if (m.state != State::kToSend && m.state != State::kRetry) continue;
     rd_kafka_headers_t* h = rd_kafka_headers_new(3 + s_.headers.size());
     rd_kafka_header_add(h, "fork-id", -1, m.id.data(), static_cast<ssize_t>(m.id.size()));
@@ -318,11 +361,14 @@ Status KafkaSink::Flush() {
       break;
     }
   }
+}
+
+Status KafkaSink::Answer(std::deque<Message>* batch) {
   // Wait for the broker's answers.
   const int64_t deadline = MonoMicros() / 1000 + s_.timeout_ms;
   for (;;) {
     queued_.store(rd_kafka_outq_len(rk_), std::memory_order_relaxed);
-    const bool waiting = std::any_of(batch_.begin(), batch_.end(),
+    const bool waiting = std::any_of(batch->begin(), batch->end(),
                                      [](const Message& m) { return m.state == State::kInFlight; });
     if (!waiting) break;
     const int64_t left = deadline - MonoMicros() / 1000;
@@ -336,7 +382,7 @@ Status KafkaSink::Flush() {
   char fatal[512];
   if (rd_kafka_fatal_error(rk_, fatal, sizeof fatal) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     spdlog::warn("destination {}: the Kafka producer failed ({}); starting a new one", s_.destination, fatal);
-    for (Message& m : batch_) {
+    for (Message& m : *batch) {
       if (m.state == State::kInFlight) m.state = State::kRetry;
     }
     Close();
@@ -346,17 +392,14 @@ Status KafkaSink::Flush() {
   size_t in_flight = 0, retry = 0, refused = 0;
   const Message* first_retry = nullptr;
   const Message* first_refused = nullptr;
-  for (const Message& m : batch_) {
+  for (const Message& m : *batch) {
     if (m.state == State::kInFlight) ++in_flight;
     if (m.state == State::kRetry && ++retry == 1) first_retry = &m;
     if (m.state == State::kRefused && ++refused == 1) first_refused = &m;
   }
-  if (in_flight == 0 && retry == 0 && refused == 0) {
-    Clear();
-    return Status::Ok();
-  }
+  if (in_flight == 0 && retry == 0 && refused == 0) return Status::Ok();
   if (in_flight > 0 || retry > 0) {
-    std::string why = in_flight > 0 ? std::to_string(in_flight) + " of " + std::to_string(batch_.size()) +
+    std::string why = in_flight > 0 ? std::to_string(in_flight) + " of " + std::to_string(batch->size()) +
                                           " messages not acknowledged by the broker within " +
                                           std::to_string(s_.timeout_ms) + " ms"
                                     : first_retry->error;
@@ -365,7 +408,7 @@ Status KafkaSink::Flush() {
   }
   // Refused for good: what the broker took is never sent again while the
   // pipeline splits the batch down to the refused records.
-  for (const Message& m : batch_) {
+  for (const Message& m : *batch) {
     done_until_lsn_ = std::max(done_until_lsn_, m.lsn);
     if (m.state == State::kDone) done_.insert(m.id);
   }

@@ -18,6 +18,12 @@
 // and the pipeline splits the batch down to it; messages the broker took
 // are not sent again while it does. Any other error is a retry.
 //
+// With `batch.in_flight` > 1 the pipeline Sends batches to the one producer
+// without waiting and Awaits each in turn (the same wait, per batch). A sent
+// batch that does not come back ok is sent again by the pipeline from the
+// log with Flush, so its messages the broker did take, and those of the
+// batches after it, may reach the topic twice.
+//
 // Delivery is at least once: a forkd killed between the broker's
 // acknowledgement and the cursor commit sends those messages again on
 // restart. Consumers dedupe on the `fork-id` header (the kafka source does).
@@ -74,6 +80,11 @@ class KafkaSink : public Sink {
   size_t buffered_bytes() const override { return bytes_; }
   Status Flush() override;
   void Discard() override;
+  // One producer for every batch on its way, so one key's records keep
+  // their order (librdkafka's idempotent producer keeps it per partition).
+  bool pipelines() const override { return true; }
+  Status Send(uint64_t ticket) override;
+  Status Await(uint64_t ticket) override;
   void Gauges(std::vector<Gauge>* out) const override;
 
  private:
@@ -94,6 +105,11 @@ class KafkaSink : public Sink {
   Status Connect();
   void Close();
   Message* BySerial(uint64_t serial);
+  // Hands the messages not yet with librdkafka to it.
+  void Produce(std::deque<Message>* batch);
+  // Waits, up to `timeout`, for the broker's answer to every message of
+  // `batch`: ok, retry, or fatal with the refused ones (see above).
+  Status Answer(std::deque<Message>* batch);
   void Clear();
 
   Settings s_;
@@ -104,6 +120,13 @@ class KafkaSink : public Sink {
   bool opened_ = false;
 
   std::deque<Message> batch_;
+  // Batches sent (Send) and not yet awaited, in the order sent.
+  struct Flight {
+    uint64_t ticket = 0;
+    uint64_t first_serial = 0;
+    std::deque<Message> batch;
+  };
+  std::deque<Flight> flights_;
   uint64_t first_serial_ = 0;  // serial of batch_.front()
   uint64_t next_serial_ = 1;
   size_t bytes_ = 0;
