@@ -3,7 +3,8 @@
 // and read back over its HTTP interface: append with types mapped and nested
 // values as JSON text, a batch really sent twice (a proxy drops forkd's
 // connection after the server took the insert) collapsing to one row per id
-// with FINAL, upsert (the last version of a key wins), declared columns and
+// with FINAL, pipelined inserts from three forkd (at most batch.in_flight at
+// once each, a failed one resent), upsert (the last version of a key wins), declared columns and
 // `extra`, a server restart mid-run, a record the server refuses (only that
 // record in dead letters), hostile names and values, a wrong password, and
 // daily aggregate totals read while forkd runs.
@@ -176,15 +177,31 @@ test('append: every acknowledged event once, types mapped, nested values as JSON
 // An HTTP proxy in front of ClickHouse that can take an insert to the
 // server, let it land, and then drop the client's connection instead of
 // answering: the client cannot know the insert happened, and sends it again.
+// It also counts the inserts on their way at once (maxActive), can hold
+// each one `delayMs` before passing it on, and can answer the n-th insert
+// (failAt, from 1) with a 503 without passing it on.
 async function startDroppingProxy(target) {
-  const state = { dropInserts: 0, inserts: [], dropped: 0 };
+  const state = { dropInserts: 0, inserts: [], dropped: 0, delayMs: 0, active: 0, maxActive: 0, seen: 0, failAt: 0 };
   const server = http.createServer(async (req, res) => {
     const chunks = [];
     for await (const c of req) chunks.push(c);
     const body = Buffer.concat(chunks);
+    const isInsert = new URL(req.url, 'http://x').searchParams.get('query')?.startsWith('INSERT') ?? false;
+    if (isInsert) {
+      const nth = ++state.seen;
+      state.active += 1;
+      state.maxActive = Math.max(state.maxActive, state.active);
+      res.on('close', () => { state.active -= 1; });
+      if (state.delayMs > 0) await sleep(state.delayMs);
+      if (nth === state.failAt) {
+        state.inserts.push({ status: 503, body: body.toString() });
+        res.writeHead(503, { 'content-type': 'text/plain' });
+        res.end('Code: 999. proxy: service unavailable (a test fault)');
+        return;
+      }
+    }
     const r = await fetch(target + req.url, { method: req.method, body: req.method === 'POST' ? body : undefined });
     const text = Buffer.from(await r.arrayBuffer());
-    const isInsert = new URL(req.url, 'http://x').searchParams.get('query')?.startsWith('INSERT') ?? false;
     if (isInsert) state.inserts.push({ status: r.status, body: body.toString() });
     if (isInsert && r.ok && state.dropInserts > 0) {
       state.dropInserts -= 1;
@@ -233,6 +250,66 @@ test('a batch sent twice (the connection dropped after the insert landed): one r
     });
   } finally {
     await proxy.close();
+  }
+});
+
+test('pipelined inserts: three forkd with batch.in_flight 4 into one table each keep exactly 4 inserts on their way under load, a failed one is resent, and every acknowledged event is there once with FINAL', { skip, timeout: 120_000 }, async (t) => {
+  const proxies = await Promise.all([0, 1, 2].map(() => startDroppingProxy(ch.url)));
+  const rigs = [];
+  try {
+    for (const [i, proxy] of proxies.entries()) {
+      proxy.state.delayMs = 25; // so that batches pile up on the wire
+      proxy.state.failAt = 5 + i; // one insert answered 503 mid-run, on each forkd
+      const dest = { pipe: { type: 'clickhouse', url: proxy.url, table: 'pipelined', batch: { max_events: 200, max_wait: '20ms', in_flight: 4 }, ...quick } };
+      const { dir, config } = tempConfig(`data_dir: ./.fork\ninstance: f${i}\nwal: { fsync: batch }\ndestinations: ${JSON.stringify(dest)}\n`, 'fork-ch-pipe-');
+      const forkd = await startForkd(config);
+      rigs.push({ dir, forkd, client: createClient({ endpoint: endpointFor(dir), timeoutMs: 15000 }) });
+    }
+    // The table first (three forkd creating it at once is its own test).
+    await rigs[0].client.routeData({ k: 'warm-up', n: -1 }, 'pipe');
+    await waitCount('SELECT count() FROM default.pipelined', 1, { log: () => rigs[0].forkd.stderr() });
+    const perForkd = 6000;
+    const receipts = await Promise.all(rigs.map(async (r, i) => {
+      const out = [];
+      for (let c = 0; c < perForkd; c += 500) {
+        const batch = Array.from({ length: 500 }, (_, j) => ({ k: `f${i}-${c + j}`, n: c + j }));
+        out.push(...(await r.client.routeMany(batch, 'pipe')));
+      }
+      return out;
+    }));
+    const ids = receipts.flat().map((r) => r.id);
+    assert.equal(new Set(ids).size, 3 * perForkd);
+    const log = () => rigs.map((r) => r.forkd.stderr().slice(-2000)).join('\n---\n');
+    await waitCount('SELECT uniqExact(_fork_id) FROM default.pipelined', 3 * perForkd + 1, { log }, 60000);
+    for (const r of rigs) {
+      await r.client.close();
+      const res = await r.forkd.stop('SIGTERM');
+      assert.equal(res.code, 0, r.forkd.stderr());
+    }
+    for (const [i, p] of proxies.entries()) {
+      assert.equal(p.state.maxActive, 4, `forkd f${i}: at most batch.in_flight inserts at once, and that many under load`);
+      assert.equal(p.state.inserts.filter((x) => x.status === 503).length, 1, `forkd f${i}: the fault was hit: ${JSON.stringify({ seen: p.state.seen, failAt: p.state.failAt, statuses: p.state.inserts.map((x) => x.status) })}`);
+      assert.match(rigs[i].forkd.stderr(), /a pipelined batch of \d+ failed \(.*503/, `forkd f${i} saw its insert fail`);
+    }
+    const got = await rows('SELECT _fork_id, k, n FROM default.pipelined FINAL');
+    assert.equal(got.length, 3 * perForkd + 1, 'FINAL: one row per id');
+    const byId = new Map(got.map((r) => [r._fork_id, r]));
+    for (const [i, rs] of receipts.entries()) {
+      for (const [j, r] of rs.entries()) {
+        const row = byId.get(r.id);
+        assert.ok(row, `forkd f${i}: acknowledged ${r.id} missing`);
+        assert.equal(row.n, j);
+      }
+    }
+    const raw = await scalar('SELECT count() FROM default.pipelined');
+    t.diagnostic(`3 forkd × ${perForkd} events, max inserts at once ${proxies.map((p) => p.state.maxActive).join('/')}, inserts ${proxies.map((p) => p.state.inserts.length).join('/')}, raw rows ${raw} (resent batches collapse with FINAL)`);
+  } finally {
+    for (const r of rigs) {
+      await r.client.close(0);
+      await r.forkd.stop('SIGKILL');
+      rmSync(r.dir, { recursive: true, force: true });
+    }
+    for (const p of proxies) await p.close();
   }
 });
 
