@@ -11,9 +11,10 @@
 // events, made durable in the log while the store is unreachable, drained
 // into the table when forkd restarts with it. And forkd once more with its
 // default batch (max_events 10 000), since ClickHouse prefers few large
-// inserts. Each line gives the server's CPU per row: a sink sends one batch
-// at a time, so where the server is the bottleneck the Node approach with
-// several requests in flight gets more of it.
+// inserts. forkd keeps --in-flight batches on their way (batch.in_flight),
+// as many as the Node approach keeps requests; it runs end to end once more
+// with batch.in_flight 1, one insert at a time, to show what pipelining
+// brings. Each line gives the server's CPU per row.
 //
 //   node bench/clickhouse.mjs [--events 500000] [--in-flight 4] [--json FILE]
 //
@@ -60,14 +61,14 @@ const COLUMNS = {
 const server = await startClickHouse();
 const count = async (table) => Number((await server.query(`SELECT count() FROM default.${table}`)).trim());
 
-const yaml = (url, table, batch = BATCH) => `data_dir: ./.fork
+const yaml = (url, table, batch = BATCH, inFlight = IN_FLIGHT) => `data_dir: ./.fork
 destinations:
   orders:
     type: clickhouse
     url: ${url}
     table: ${table}
     columns: ${JSON.stringify(COLUMNS)}
-    batch: { max_events: ${batch}, max_wait: 20ms }
+    batch: { max_events: ${batch}, max_wait: 20ms, in_flight: ${inFlight} }
     retry: { initial: 50ms, max: 200ms }
 `;
 const { dir, config } = tempConfig(yaml(server.url, 'orders_e2e'), 'fork-bench-ch-');
@@ -76,8 +77,8 @@ const endpoint = `ipc://${dir}/.fork/fork.sock`;
 const send = (client, seed) => sendPurchases(client, 'orders', N, seed);
 
 // routeData -> row, through a fresh forkd with `batch` events per insert.
-async function endToEnd(table, batch, seed) {
-  writeFileSync(config, yaml(server.url, table, batch));
+async function endToEnd(table, batch, seed, inFlight = IN_FLIGHT) {
+  writeFileSync(config, yaml(server.url, table, batch, inFlight));
   const forkd = await startForkd(config);
   const client = createClient({ endpoint, maxInFlight: 50000 });
   const server0 = cpu(server.pid);
@@ -168,18 +169,23 @@ try {
 
   // 4. forkd with its default batch.
   const big = await endToEnd('orders_e2e_big', 10000, 5);
+  await settle('orders_e2e_big');
+
+  // 5. End to end again, one insert at a time (batch.in_flight 1).
+  const serial = await endToEnd('orders_e2e_serial', BATCH, 6, 1);
 
   const rate = (s) => Math.round(N / s);
   const fmt = (n) => n.toLocaleString('en-US');
   const us = (cpuS) => `${((cpuS * 1e6) / N).toFixed(1)} us`;
   const version = (await server.query('SELECT version()')).trim();
   console.log(`clickhouse ${version}, ${fmt(N)} reference purchase events, append (JSONEachRow), ReplacingMergeTree, batches of ${BATCH}`);
-  console.log(`  forkd, routeData -> row:             ${fmt(rate(e2e.s))} rows/s (acknowledged after ${e2e.ackedS.toFixed(2)} s, last row at ${e2e.s.toFixed(2)} s; server CPU ${us(e2e.serverCpu)}/row, forkd ${us(e2e.forkdCpu)}/row)`);
+  console.log(`  forkd, routeData -> row (${IN_FLIGHT} in flight): ${fmt(rate(e2e.s))} rows/s (acknowledged after ${e2e.ackedS.toFixed(2)} s, last row at ${e2e.s.toFixed(2)} s; server CPU ${us(e2e.serverCpu)}/row, forkd ${us(e2e.forkdCpu)}/row)`);
   console.log(`  forkd sink alone (log -> table):     ${fmt(rate(drain.s))} rows/s (server CPU ${us(drain.serverCpu)}/row, forkd ${us(drain.forkdCpu)}/row)`);
   console.log(`  Node fetch, 1 POST at a time:        ${fmt(rate(node1.s))} rows/s (server CPU ${us(node1.serverCpu)}/row)`);
   console.log(`  Node fetch, ${IN_FLIGHT} POSTs in flight:        ${fmt(rate(nodeN.s))} rows/s (server CPU ${us(nodeN.serverCpu)}/row)`);
   console.log(`  ratio forkd / Node (end to end):     ${(node1.s / e2e.s).toFixed(2)}x vs 1 at a time, ${(nodeN.s / e2e.s).toFixed(2)}x vs ${IN_FLIGHT} in flight`);
   console.log(`  ratio forkd / Node (sink alone):     ${(node1.s / drain.s).toFixed(2)}x vs 1 at a time, ${(nodeN.s / drain.s).toFixed(2)}x vs ${IN_FLIGHT} in flight (target >= 1, and >= 200,000 rows/s)`);
+  console.log(`  forkd, batch.in_flight 1:           ${fmt(rate(serial.s))} rows/s end to end (server CPU ${us(serial.serverCpu)}/row); pipelining ${(serial.s / e2e.s).toFixed(2)}x`);
   console.log(`  forkd, default batch (10 000):       ${fmt(rate(big.s))} rows/s end to end (acknowledged after ${big.ackedS.toFixed(2)} s; server CPU ${us(big.serverCpu)}/row)`);
   if (args.json) {
     const run = (x) => ({ rowsPerSec: N / x.s, seconds: x.s, ...(x.ackedS === undefined ? {} : { acceptedSeconds: x.ackedS }),
@@ -193,6 +199,7 @@ try {
       forkEndToEnd: run(e2e),
       forkSinkAlone: run(drain),
       forkDefaultBatch: { ...run(big), batch: 10000 },
+      forkOneInFlight: run(serial),
       nodeOneAtATime: run(node1),
       nodeInFlight: run(nodeN),
       ratio: { endToEndOverInFlight: nodeN.s / e2e.s, sinkAloneOverInFlight: nodeN.s / drain.s, defaultBatchOverInFlight: nodeN.s / big.s },
