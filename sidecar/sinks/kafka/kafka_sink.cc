@@ -228,13 +228,13 @@ void KafkaSink::Close() {
 }
 
 KafkaSink::Message* KafkaSink::BySerial(uint64_t serial) {
-  if (serial >= first_serial_ && serial - first_serial_ < batch_.size()) {
-    return &batch_[serial - first_serial_];
-  }
+  auto in = [serial](Batch& b) -> Message* {
+    if (serial < b.first_serial || serial - b.first_serial >= b.msgs.size()) return nullptr;
+    return &b.msgs[serial - b.first_serial];
+  };
+  if (Message* m = in(batch_)) return m;
   for (Flight& f : flights_) {
-    if (serial >= f.first_serial && serial - f.first_serial < f.batch.size()) {
-      return &f.batch[serial - f.first_serial];
-    }
+    if (Message* m = in(f.batch)) return m;
   }
   return nullptr;
 }
@@ -259,11 +259,15 @@ void KafkaSink::Write(const Record& r) {
     done_until_lsn_ = 0;
   }
   if (!done_.empty() && done_.count(std::string(r.event_id)) != 0) return;  // the broker has it
-  if (batch_.empty()) first_serial_ = next_serial_;
-  Message& m = batch_.emplace_back();
+  if (batch_.msgs.empty()) batch_.first_serial = next_serial_;
+  std::string& a = batch_.arena;
+  Message& m = batch_.msgs.emplace_back();
   m.serial = next_serial_++;
   m.lsn = lsn;
-  m.id.assign(r.event_id);
+  m.id_off = static_cast<uint32_t>(a.size());
+  a.append(r.event_id);
+  m.id_len = static_cast<uint32_t>(r.event_id.size());
+  m.key_off = static_cast<uint32_t>(a.size());
   if (!key_path_.segs.empty()) {
     doc_.Clear();
     doc_.Load(r.payload, r.payload_size);
@@ -271,16 +275,19 @@ void KafkaSink::Write(const Record& r) {
     if (v.found() && v.data[0] != 0xc0) {
       if ((v.data[0] >= 0x80 && v.data[0] <= 0x9f) || v.data[0] == 0xdc || v.data[0] == 0xdd ||
           v.data[0] == 0xde || v.data[0] == 0xdf) {
-        AppendJson(v.data, &m.key);  // a map or an array: its JSON text
+        AppendJson(v.data, &a);  // a map or an array: its JSON text
       } else {
-        transforms::AppendText(v.data, &m.key);
+        transforms::AppendText(v.data, &a);
       }
       m.has_key = true;
     }
   }
-  AppendJsonLine(m.id, r.payload, r.payload_size, &m.value);
-  m.value.pop_back();  // the line's "\n"
-  bytes_ += m.id.size() + m.key.size() + m.value.size();
+  m.key_len = static_cast<uint32_t>(a.size() - m.key_off);
+  m.value_off = static_cast<uint32_t>(a.size());
+  AppendJsonLine(r.event_id, r.payload, r.payload_size, &a);
+  a.pop_back();  // the line's "\n"
+  m.value_len = static_cast<uint32_t>(a.size() - m.value_off);
+  bytes_ += m.id_len + m.key_len + m.value_len;
 }
 
 Status KafkaSink::Flush() {
@@ -303,8 +310,14 @@ Status KafkaSink::Send(uint64_t ticket) {
   // rest is handed over.
   Flight& f = flights_.emplace_back();
   f.ticket = ticket;
-  f.first_serial = first_serial_;
-  f.batch.swap(batch_);
+  f.batch.first_serial = batch_.first_serial;
+  f.batch.msgs.swap(batch_.msgs);
+  f.batch.arena.swap(batch_.arena);
+  if (!spare_.empty()) {  // the next batch in an earlier one's memory
+    batch_.msgs.swap(spare_.back().msgs);
+    batch_.arena.swap(spare_.back().arena);
+    spare_.pop_back();
+  }
   Clear();
   Produce(&f.batch);
   return Status::Ok();
@@ -317,18 +330,23 @@ Status KafkaSink::Await(uint64_t ticket) {
     // awaited): what it held went with it.
     const Status s = rk_ != nullptr ? Answer(&it->batch)
                                     : Status::Retry("kafka producer: restarted while the batch was on its way");
+    if (spare_.size() < 2) {
+      it->batch.clear();
+      spare_.push_back(std::move(it->batch));
+    }
     flights_.erase(it);
     return s;
   }
   return Status::Fatal("kafka: no batch " + std::to_string(ticket) + " was sent");
 }
 
-void KafkaSink::Produce(std::deque<Message>* batch) {
+void KafkaSink::Produce(Batch* batch) {
   // Hand every message not yet with librdkafka to it.
-  for (Message& m : *batch) {
+  for (Message& m : batch->msgs) {
     if (m.state != State::kToSend && m.state != State::kRetry) continue;
+    const std::string_view id = batch->id(m), key = batch->key(m), value = batch->value(m);
     rd_kafka_headers_t* h = rd_kafka_headers_new(3 + s_.headers.size());
-    rd_kafka_header_add(h, "fork-id", -1, m.id.data(), static_cast<ssize_t>(m.id.size()));
+    rd_kafka_header_add(h, "fork-id", -1, id.data(), static_cast<ssize_t>(id.size()));
     rd_kafka_header_add(h, "fork-destination", -1, s_.destination.data(),
                         static_cast<ssize_t>(s_.destination.size()));
     if (!s_.instance.empty()) {
@@ -342,8 +360,8 @@ void KafkaSink::Produce(std::deque<Message>* batch) {
     for (;;) {
       const rd_kafka_resp_err_t err = rd_kafka_producev(
           rk_, RD_KAFKA_V_RKT(rkt_), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_KEY(m.has_key ? m.key.data() : nullptr, m.has_key ? m.key.size() : 0),
-          RD_KAFKA_V_VALUE(m.value.data(), m.value.size()), RD_KAFKA_V_HEADERS(h),
+          RD_KAFKA_V_KEY(m.has_key ? key.data() : nullptr, m.has_key ? key.size() : 0),
+          RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_HEADERS(h),
           RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(m.serial))),
           RD_KAFKA_V_END);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -363,12 +381,12 @@ void KafkaSink::Produce(std::deque<Message>* batch) {
   }
 }
 
-Status KafkaSink::Answer(std::deque<Message>* batch) {
+Status KafkaSink::Answer(Batch* batch) {
   // Wait for the broker's answers.
   const int64_t deadline = MonoMicros() / 1000 + s_.timeout_ms;
   for (;;) {
     queued_.store(rd_kafka_outq_len(rk_), std::memory_order_relaxed);
-    const bool waiting = std::any_of(batch->begin(), batch->end(),
+    const bool waiting = std::any_of(batch->msgs.begin(), batch->msgs.end(),
                                      [](const Message& m) { return m.state == State::kInFlight; });
     if (!waiting) break;
     const int64_t left = deadline - MonoMicros() / 1000;
@@ -382,7 +400,7 @@ Status KafkaSink::Answer(std::deque<Message>* batch) {
   char fatal[512];
   if (rd_kafka_fatal_error(rk_, fatal, sizeof fatal) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     spdlog::warn("destination {}: the Kafka producer failed ({}); starting a new one", s_.destination, fatal);
-    for (Message& m : *batch) {
+    for (Message& m : batch->msgs) {
       if (m.state == State::kInFlight) m.state = State::kRetry;
     }
     Close();
@@ -392,14 +410,14 @@ Status KafkaSink::Answer(std::deque<Message>* batch) {
   size_t in_flight = 0, retry = 0, refused = 0;
   const Message* first_retry = nullptr;
   const Message* first_refused = nullptr;
-  for (const Message& m : *batch) {
+  for (const Message& m : batch->msgs) {
     if (m.state == State::kInFlight) ++in_flight;
     if (m.state == State::kRetry && ++retry == 1) first_retry = &m;
     if (m.state == State::kRefused && ++refused == 1) first_refused = &m;
   }
   if (in_flight == 0 && retry == 0 && refused == 0) return Status::Ok();
   if (in_flight > 0 || retry > 0) {
-    std::string why = in_flight > 0 ? std::to_string(in_flight) + " of " + std::to_string(batch->size()) +
+    std::string why = in_flight > 0 ? std::to_string(in_flight) + " of " + std::to_string(batch->msgs.size()) +
                                           " messages not acknowledged by the broker within " +
                                           std::to_string(s_.timeout_ms) + " ms"
                                     : first_retry->error;
@@ -408,9 +426,9 @@ Status KafkaSink::Answer(std::deque<Message>* batch) {
   }
   // Refused for good: what the broker took is never sent again while the
   // pipeline splits the batch down to the refused records.
-  for (const Message& m : *batch) {
+  for (const Message& m : batch->msgs) {
     done_until_lsn_ = std::max(done_until_lsn_, m.lsn);
-    if (m.state == State::kDone) done_.insert(m.id);
+    if (m.state == State::kDone) done_.insert(std::string(batch->id(m)));
   }
   std::string error = first_refused->error;
   if (refused > 1) error += " (and " + std::to_string(refused - 1) + " more)";
@@ -420,7 +438,7 @@ Status KafkaSink::Answer(std::deque<Message>* batch) {
 void KafkaSink::Clear() {
   batch_.clear();
   bytes_ = 0;
-  first_serial_ = next_serial_;
+  batch_.first_serial = next_serial_;
 }
 
 void KafkaSink::Discard() {

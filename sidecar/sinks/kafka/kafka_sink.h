@@ -92,12 +92,28 @@ class KafkaSink : public Sink {
   struct Message {
     uint64_t serial = 0;  // librdkafka's opaque for its delivery report
     uint64_t lsn = 0;
-    std::string id;
-    std::string key;
+    uint32_t id_off = 0, id_len = 0;  // in the batch's arena
+    uint32_t key_off = 0, key_len = 0;
+    uint32_t value_off = 0, value_len = 0;
     bool has_key = false;
-    std::string value;
     State state = State::kToSend;
     std::string error;
+  };
+  // A batch's messages, their ids, keys and values in one arena: a few
+  // allocations a batch, not three a message, and reused.
+  struct Batch {
+    std::vector<Message> msgs;
+    std::string arena;
+    uint64_t first_serial = 0;  // serial of msgs.front()
+    std::string_view id(const Message& m) const { return {arena.data() + m.id_off, m.id_len}; }
+    std::string_view key(const Message& m) const { return {arena.data() + m.key_off, m.key_len}; }
+    std::string_view value(const Message& m) const {
+      return {arena.data() + m.value_off, m.value_len};
+    }
+    void clear() {
+      msgs.clear();
+      arena.clear();
+    }
   };
   static void OnDelivery(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque);
   static void OnError(rd_kafka_t* rk, int err, const char* reason, void* opaque);
@@ -106,10 +122,10 @@ class KafkaSink : public Sink {
   void Close();
   Message* BySerial(uint64_t serial);
   // Hands the messages not yet with librdkafka to it.
-  void Produce(std::deque<Message>* batch);
+  void Produce(Batch* batch);
   // Waits, up to `timeout`, for the broker's answer to every message of
   // `batch`: ok, retry, or fatal with the refused ones (see above).
-  Status Answer(std::deque<Message>* batch);
+  Status Answer(Batch* batch);
   void Clear();
 
   Settings s_;
@@ -119,15 +135,14 @@ class KafkaSink : public Sink {
   rd_kafka_topic_t* rkt_ = nullptr;
   bool opened_ = false;
 
-  std::deque<Message> batch_;
+  Batch batch_;
   // Batches sent (Send) and not yet awaited, in the order sent.
   struct Flight {
     uint64_t ticket = 0;
-    uint64_t first_serial = 0;
-    std::deque<Message> batch;
+    Batch batch;
   };
   std::deque<Flight> flights_;
-  uint64_t first_serial_ = 0;  // serial of batch_.front()
+  std::vector<Batch> spare_;  // awaited batches, kept for their capacity
   uint64_t next_serial_ = 1;
   size_t bytes_ = 0;
   transforms::Doc doc_;
