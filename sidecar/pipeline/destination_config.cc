@@ -48,7 +48,8 @@ const std::vector<OptionSpec>& BatchOptions() {
        "event of a batch", false, {}, 0, 3600000},
       {"in_flight", OptType::kInt, "4",
        "Batches on their way to the store at once, for the sinks that pipeline (clickhouse, "
-       "kafka); the cursor still moves in log order. 1: one at a time",
+       "kafka; http only when set, since a receiver may rely on the order of batches); the "
+       "cursor still moves in log order. 1: one at a time",
        false, {}, 1, 64},
   };
   return specs;
@@ -147,7 +148,7 @@ void ParseDestinations(const YAML::Node& dests, const SinkOptionsLookup& sinks,
       d.batch_max_events = batch.Int("max_events");
       d.batch_max_bytes = batch.Bytes("max_bytes");
       d.batch_max_wait_ms = batch.Millis("max_wait");
-      d.batch_in_flight = batch.Int("in_flight");
+      d.batch_in_flight = batch.Has("in_flight") ? batch.Int("in_flight") : 0;
       Options retry;
       const YAML::Node rn = d.common.Node("retry");
       ParseOptions(rn.IsDefined() && !rn.IsNull() ? rn : YAML::Node(YAML::NodeType::Map),

@@ -27,7 +27,9 @@ struct DestinationConfig {
   int64_t batch_max_events = 0;
   int64_t batch_max_bytes = 0;
   int64_t batch_max_wait_ms = 0;
-  int64_t batch_in_flight = 1;  // batches sent and not yet answered (pipelining sinks)
+  // Batches sent and not yet answered, for sinks that pipeline; 0: not set
+  // (4 for the sinks that pipeline by default, else 1).
+  int64_t batch_in_flight = 0;
   int64_t retry_initial_ms = 0;
   int64_t retry_max_ms = 0;
   int64_t retry_max_attempts = 0;  // 0: unlimited

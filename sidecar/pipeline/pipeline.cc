@@ -496,7 +496,9 @@ void Pipeline::Run() {
   last_emit_us_ = MonoMicros();
   const size_t max_bytes = static_cast<size_t>(dest_.batch_max_bytes);
   last_commit_us_ = MonoMicros();
-  pipelined_ = dest_.batch_in_flight > 1 && sink_->pipelines() && aggregator_ == nullptr;
+  in_flight_ = dest_.batch_in_flight > 0 ? dest_.batch_in_flight
+                                         : sink_->pipelines_by_default() ? kDefaultInFlight : 1;
+  pipelined_ = in_flight_ > 1 && sink_->pipelines() && aggregator_ == nullptr;
   while (true) {
     if (stop_.load() && !drain_.load()) return;
     if (bucket_.enabled()) {

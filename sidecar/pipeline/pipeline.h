@@ -173,6 +173,9 @@ class Pipeline : private log::Reporter {
   // where nothing was sent.
   void Delivered(const log::Position& end, bool sent);
   bool pipelined_ = false;
+  int64_t in_flight_ = 1;  // batch.in_flight, or the sink's default
+  static constexpr int64_t kDefaultInFlight = 4;
+  int64_t resend_wait_ms_ = 0;  // the store's Retry-After on the failed flight
   std::deque<Flight> flights_;
   int64_t sending_ = 0;        // flights_ with a ticket
   uint64_t next_ticket_ = 1;

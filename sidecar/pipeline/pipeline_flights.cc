@@ -35,7 +35,19 @@ Pipeline::Flushed Pipeline::SendBatch(const log::Position& start, const log::Pos
   f.failed_transform0 = before.failed_transform;
   if (n > 0 && resend_) {
     // The batch a flight failed on: by Flush, the way a batch goes without
-    // pipelining. Flights resume once it is delivered.
+    // pipelining, after the wait the store asked for. Flights resume once
+    // it is delivered.
+    if (resend_wait_ms_ > 0) {
+      bool shed = false;
+      const int64_t wait = std::min(resend_wait_ms_, dest_.retry_max_ms);
+      resend_wait_ms_ = 0;
+      if (!WaitRetry(wait, &shed)) {
+        sink_->Discard();
+        if (!shed) return Flushed::kStopped;
+        Shed(start);
+        return Flushed::kShed;
+      }
+    }
     const Flushed r = FlushBatch(start, end, n);
     if (r != Flushed::kDone) return r;
     resend_ = false;
@@ -63,7 +75,7 @@ Pipeline::Flushed Pipeline::SendBatch(const log::Position& start, const log::Pos
   // with nothing sent as soon as it is the oldest.
   while (!flights_.empty()) {
     const Flight& front = flights_.front();
-    const bool due = settle || front.ticket == 0 || sending_ >= dest_.batch_in_flight;
+    const bool due = settle || front.ticket == 0 || sending_ >= in_flight_;
     if (!due) break;
     const Flushed r = Reap();
     if (r != Flushed::kDone) return r;
@@ -139,6 +151,7 @@ Pipeline::Flushed Pipeline::Reap() {
     return Flushed::kStopped;
   }
   resend_ = true;
+  resend_wait_ms_ = s.IsRetry() ? sink_->retry_after_ms() : 0;
   return Flushed::kRewound;
 }
 

@@ -59,6 +59,9 @@ class Sink {
   // batch and delivers it with Flush, retries and splitting included: a
   // pipelined batch is never retried by the sink itself.
   virtual bool pipelines() const { return false; }
+  // Whether it pipelines when `batch.in_flight` is not set (4 then), or only
+  // when it is (a webhook receiver may rely on the order of batches).
+  virtual bool pipelines_by_default() const { return true; }
   // Starts delivering the buffered batch and returns without its answer; the
   // batch now belongs to `ticket` and the sink is empty. Not ok: nothing
   // more will come of this batch (its Await is not called).

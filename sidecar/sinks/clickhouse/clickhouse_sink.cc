@@ -290,10 +290,7 @@ ClickHouseSink::ClickHouseSink(Settings s) : s_(std::move(s)) {
   target_ = QuoteIdent(s_.database) + "." + QuoteIdent(s_.table.table);
 }
 
-ClickHouseSink::~ClickHouseSink() {
-  multi_.Abort();
-  if (insert_headers_ != nullptr) curl_slist_free_all(insert_headers_);
-}
+ClickHouseSink::~ClickHouseSink() = default;
 
 Status ClickHouseSink::Open(const std::string&) {
   if (!s_.error.empty()) return Status::Fatal(s_.error);
@@ -863,56 +860,34 @@ Status ClickHouseSink::Ready() {
 }
 
 Status ClickHouseSink::Send(uint64_t ticket) {
-  Lane* lane = nullptr;
-  for (auto& l : lanes_) {
-    if (l->ticket == 0) {
-      lane = l.get();
-      break;
-    }
-  }
-  if (lane == nullptr) {
-    lanes_.push_back(std::make_unique<Lane>());
-    lane = lanes_.back().get();
-    if (!lane->conn.Init(s_.timeout_ms, s_.connect_timeout_ms)) {
-      lanes_.pop_back();
-      return Status::Retry("clickhouse: cannot create a curl handle");
-    }
-    lane->conn.keep_body(4096);
-  }
   if (held_.empty()) {
-    lane->body.clear();  // nothing to insert: answered ok at once
-    lane->ticket = ticket;
+    CurlLane* lane = lanes_.Take(ticket, s_.timeout_ms, s_.connect_timeout_ms);
+    if (lane == nullptr) return Status::Retry("clickhouse: cannot create a curl handle");
+    lane->empty = true;  // nothing to insert: answered ok at once
     return Status::Ok();
   }
   if (Status s = Ready(); !s.ok()) return s;
+  CurlLane* lane = lanes_.Take(ticket, s_.timeout_ms, s_.connect_timeout_ms);
+  if (lane == nullptr) return Status::Retry("clickhouse: cannot create a curl handle");
+  lane->conn.keep_body(4096);
   lane->body.swap(body_);
   lane->url = token_.empty() ? insert_url_ : insert_url_ + "&insert_deduplication_token=" + token_;
   Clear();
-  if (insert_headers_ == nullptr) {
-    insert_headers_ = curl_slist_append(nullptr, "Content-Type: text/plain; charset=utf-8");
-    insert_headers_ = curl_slist_append(insert_headers_, "Expect:");
+  if (lane->headers == nullptr) {
+    curl_slist* h = curl_slist_append(nullptr, "Content-Type: text/plain; charset=utf-8");
+    lane->SetHeaders(curl_slist_append(h, "Expect:"));
   }
-  CURL* c = lane->conn.get();
-  curl_easy_setopt(c, CURLOPT_URL, lane->url.c_str());
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, insert_headers_);
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, lane->body.data());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(lane->body.size()));
-  lane->ticket = ticket;
-  (void)multi_.Start(&lane->conn);  // a refusal is the answer Await gives
+  lanes_.Post(lane);
   return Status::Ok();
 }
 
 Status ClickHouseSink::Await(uint64_t ticket) {
-  for (auto& l : lanes_) {
-    if (l->ticket != ticket) continue;
-    l->ticket = 0;
-    if (l->body.empty()) return Status::Ok();
-    multi_.Wait(&l->conn);
-    const CurlConnection& conn = l->conn;
-    if (conn.error().empty() && conn.status() >= 200 && conn.status() < 300) return Status::Ok();
-    return Fail(conn, "insert into " + target_);
-  }
-  return Status::Fatal("clickhouse: no batch " + std::to_string(ticket) + " was sent");
+  const CurlLane* lane = lanes_.Await(ticket);
+  if (lane == nullptr) return Status::Fatal("clickhouse: no batch " + std::to_string(ticket) + " was sent");
+  if (lane->empty) return Status::Ok();
+  const CurlConnection& conn = lane->conn;
+  if (conn.error().empty() && conn.status() >= 200 && conn.status() < 300) return Status::Ok();
+  return Fail(conn, "insert into " + target_);
 }
 
 Status ClickHouseSink::Flush() {

@@ -46,8 +46,6 @@
 #include "sinks/common/table.h"
 #include "sinks/sink.h"
 
-struct curl_slist;
-
 namespace forkd::sinks {
 
 const std::vector<OptionSpec>& ClickHouseSinkOptions();
@@ -169,17 +167,8 @@ class ClickHouseSink : public Sink {
   bool body_valid_ = false;
   std::string token_;  // insert_deduplication_token of body_
 
-  // Batches sent and not yet awaited, each on its own connection; a lane
-  // with ticket 0 is free.
-  struct Lane {
-    CurlConnection conn;
-    std::string body;
-    std::string url;
-    uint64_t ticket = 0;
-  };
-  std::vector<std::unique_ptr<Lane>> lanes_;
-  curl_slist* insert_headers_ = nullptr;
-  CurlMulti multi_;  // after lanes_: it lets go of their handles before they go
+  // Batches sent and not yet awaited, each on its own connection.
+  CurlLanes lanes_;
   std::string scratch_;
 };
 

@@ -216,4 +216,51 @@ void CurlMulti::Abort() {
   running_.clear();
 }
 
+CurlLane::~CurlLane() { SetHeaders(nullptr); }
+
+void CurlLane::SetHeaders(curl_slist* h) {
+  if (headers != nullptr) curl_slist_free_all(headers);
+  headers = h;
+}
+
+CurlLanes::~CurlLanes() { multi_.Abort(); }
+
+CurlLane* CurlLanes::Take(uint64_t ticket, int64_t timeout_ms, int64_t connect_timeout_ms) {
+  CurlLane* lane = nullptr;
+  for (auto& l : lanes_) {
+    if (l->ticket == 0) {
+      lane = l.get();
+      break;
+    }
+  }
+  if (lane == nullptr) {
+    auto made = std::make_unique<CurlLane>();
+    if (!made->conn.Init(timeout_ms, connect_timeout_ms)) return nullptr;
+    lanes_.push_back(std::move(made));
+    lane = lanes_.back().get();
+  }
+  lane->ticket = ticket;
+  lane->empty = false;
+  return lane;
+}
+
+void CurlLanes::Post(CurlLane* lane) {
+  CURL* c = lane->conn.get();
+  curl_easy_setopt(c, CURLOPT_URL, lane->url.c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, lane->headers);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, lane->body.data());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(lane->body.size()));
+  (void)multi_.Start(&lane->conn);
+}
+
+CurlLane* CurlLanes::Await(uint64_t ticket) {
+  for (auto& l : lanes_) {
+    if (l->ticket != ticket) continue;
+    l->ticket = 0;
+    if (!l->empty) multi_.Wait(&l->conn);
+    return l.get();
+  }
+  return nullptr;
+}
+
 }  // namespace forkd::sinks

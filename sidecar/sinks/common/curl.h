@@ -7,11 +7,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 typedef void CURL;  // as <curl/curl.h> declares them
 typedef void CURLM;
+struct curl_slist;
 
 namespace forkd::sinks {
 
@@ -90,6 +92,48 @@ class CurlMulti {
  private:
   CURLM* multi_ = nullptr;
   std::vector<CurlConnection*> running_;
+};
+
+// A batch on its way, for a sink that pipelines (Sink::Send/Await): its own
+// connection, and the url, headers and body that must live until the answer.
+struct CurlLane {
+  CurlLane() = default;
+  ~CurlLane();
+  CurlLane(const CurlLane&) = delete;
+  CurlLane& operator=(const CurlLane&) = delete;
+  // Replaces the header list (the lane owns it).
+  void SetHeaders(curl_slist* h);
+
+  CurlConnection conn;
+  std::string url;
+  std::string body;
+  curl_slist* headers = nullptr;
+  uint64_t ticket = 0;  // 0: free
+  bool empty = false;   // nothing to send: answered ok at once
+};
+
+// The lanes of one sink, driven by one CurlMulti on the pipeline's thread.
+class CurlLanes {
+ public:
+  CurlLanes() = default;
+  ~CurlLanes();
+  CurlLanes(const CurlLanes&) = delete;
+  CurlLanes& operator=(const CurlLanes&) = delete;
+
+  // A free lane for `ticket`, a new connection when none is free; nullptr
+  // when curl cannot make a handle.
+  CurlLane* Take(uint64_t ticket, int64_t timeout_ms, int64_t connect_timeout_ms);
+  // Sets off the POST of lane->body to lane->url with lane->headers (a
+  // refusal by curl is the answer Await gives).
+  void Post(CurlLane* lane);
+  // Waits for the answer to `ticket`'s request and frees its lane, which
+  // keeps the answer (conn.status(), error(), body()) until taken again;
+  // nullptr when nothing was sent for `ticket`.
+  CurlLane* Await(uint64_t ticket);
+
+ private:
+  std::vector<std::unique_ptr<CurlLane>> lanes_;
+  CurlMulti multi_;  // after lanes_: it lets go of their handles before they go
 };
 
 }  // namespace forkd::sinks

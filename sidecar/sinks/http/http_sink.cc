@@ -245,9 +245,9 @@ Status HttpSink::Compress() {
   return Status::Ok();
 }
 
-void HttpSink::ReadRetryAfter() {
+void HttpSink::ReadRetryAfter(const CurlConnection& conn) {
   struct curl_header* h = nullptr;
-  if (curl_easy_header(conn_.get(), "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK) return;
+  if (curl_easy_header(conn.get(), "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK) return;
   std::string_view v = h->value;
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
@@ -272,6 +272,31 @@ void HttpSink::ReadRetryAfter() {
   retry_after_ms_ = std::max<int64_t>(0, static_cast<int64_t>(t) * 1000 - now_ms);
 }
 
+curl_slist* HttpSink::Headers() {
+  curl_slist* headers = nullptr;
+  for (const auto& line : fixed_headers_) headers = curl_slist_append(headers, line.c_str());
+  headers = curl_slist_append(headers, ("Idempotency-Key: " + IdempotencyKey()).c_str());
+  return curl_slist_append(headers, ("X-Fork-Count: " + std::to_string(count_)).c_str());
+}
+
+Status HttpSink::Answer(const CurlConnection& conn, bool answered) {
+  if (!answered) {
+    // Refused, timed out, unresolvable, reset: the store may be back later.
+    return Status::Retry(std::string(s_.put ? "PUT " : "POST ") + safe_url_ +
+                         " failed: " + conn.error());
+  }
+  const long code = conn.status();
+  if (code >= 200 && code < 300) return Status::Ok();
+  std::string msg = "http " + std::to_string(code) + " from " + safe_url_;
+  const std::string excerpt = Excerpt(conn.body());
+  if (!excerpt.empty()) msg += ": " + excerpt;
+  if (code == 408 || code == 429 || (code >= 500 && code < 600)) {
+    ReadRetryAfter(conn);
+    return Status::Retry(std::move(msg));
+  }
+  return Status::Fatal(std::move(msg));
+}
+
 Status HttpSink::Flush() {
   retry_after_ms_ = -1;
   if (count_ == 0) return Status::Ok();
@@ -282,11 +307,7 @@ Status HttpSink::Flush() {
     if (!st.ok()) return st;
     body = &gz_;
   }
-  curl_slist* headers = nullptr;
-  for (const auto& line : fixed_headers_) headers = curl_slist_append(headers, line.c_str());
-  headers = curl_slist_append(headers, ("Idempotency-Key: " + IdempotencyKey()).c_str());
-  headers = curl_slist_append(headers, ("X-Fork-Count: " + std::to_string(count_)).c_str());
-
+  curl_slist* headers = Headers();
   CURL* c = conn_.get();
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());
@@ -294,25 +315,42 @@ Status HttpSink::Flush() {
   const bool answered = conn_.Perform();
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
   curl_slist_free_all(headers);
+  Status st = Answer(conn_, answered);
+  if (st.ok()) Clear();
+  return st;
+}
 
-  if (!answered) {
-    // Refused, timed out, unresolvable, reset: the store may be back later.
-    return Status::Retry(std::string(s_.put ? "PUT " : "POST ") + safe_url_ +
-                         " failed: " + conn_.error());
-  }
-  const long code = conn_.status();
-  if (code >= 200 && code < 300) {
-    Clear();
+Status HttpSink::Send(uint64_t ticket) {
+  if (!opened_) return Status::Fatal("http sink flushed before Open");
+  CurlLane* lane = lanes_.Take(ticket, s_.timeout_ms, s_.connect_timeout_ms);
+  if (lane == nullptr) return Status::Retry("cannot create a curl handle");
+  if (count_ == 0) {
+    lane->empty = true;
     return Status::Ok();
   }
-  std::string msg = "http " + std::to_string(code) + " from " + safe_url_;
-  const std::string excerpt = Excerpt(conn_.body());
-  if (!excerpt.empty()) msg += ": " + excerpt;
-  if (code == 408 || code == 429 || (code >= 500 && code < 600)) {
-    ReadRetryAfter();
-    return Status::Retry(std::move(msg));
+  if (s_.gzip) {
+    Status st = Compress();
+    if (!st.ok()) return st;
+    lane->body.swap(gz_);
+  } else {
+    lane->body.swap(body_);
   }
-  return Status::Fatal(std::move(msg));
+  lane->url = s_.url;
+  lane->SetHeaders(Headers());
+  if (s_.put) curl_easy_setopt(lane->conn.get(), CURLOPT_CUSTOMREQUEST, "PUT");
+  Clear();
+  body_.clear();
+  gz_.clear();
+  lanes_.Post(lane);
+  return Status::Ok();
+}
+
+Status HttpSink::Await(uint64_t ticket) {
+  retry_after_ms_ = -1;
+  const CurlLane* lane = lanes_.Await(ticket);
+  if (lane == nullptr) return Status::Fatal("http: no batch " + std::to_string(ticket) + " was sent");
+  if (lane->empty) return Status::Ok();
+  return Answer(lane->conn, lane->conn.error().empty());
 }
 
 void HttpSink::Clear() {

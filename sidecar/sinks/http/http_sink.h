@@ -58,12 +58,23 @@ class HttpSink : public Sink {
   Status Flush() override;
   void Discard() override;
   int64_t retry_after_ms() const override { return retry_after_ms_; }
+  // With `batch.in_flight` set above 1, several batches on their way, each
+  // on its own connection; a receiver then sees them in any order.
+  bool pipelines() const override { return true; }
+  bool pipelines_by_default() const override { return false; }
+  Status Send(uint64_t ticket) override;
+  Status Await(uint64_t ticket) override;
 
  private:
   void Clear();
   const std::string& IdempotencyKey();
   Status Compress();
-  void ReadRetryAfter();
+  // The request headers of the batch: the fixed ones, Idempotency-Key and
+  // X-Fork-Count.
+  curl_slist* Headers();
+  // The answer on `conn`: ok, retry (with Retry-After read) or fatal.
+  Status Answer(const CurlConnection& conn, bool answered);
+  void ReadRetryAfter(const CurlConnection& conn);
 
   Settings s_;
   std::string safe_url_;  // the url for messages: no user info, query or fragment
@@ -83,6 +94,7 @@ class HttpSink : public Sink {
   bool gz_valid_ = false;
 
   CurlConnection conn_;  // reused: one kept-alive connection
+  CurlLanes lanes_;      // batches sent with Send, each on its own connection
   bool opened_ = false;
   std::vector<std::string> fixed_headers_;  // "Name: value" lines sent with every batch
   int64_t retry_after_ms_ = -1;

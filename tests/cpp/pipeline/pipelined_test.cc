@@ -38,7 +38,8 @@ struct Seen {
 
 class ScriptedSink : public sinks::Sink {
  public:
-  ScriptedSink(Seen* seen, bool idempotent) : seen_(seen), idempotent_(idempotent) {}
+  ScriptedSink(Seen* seen, bool idempotent, bool by_default = true)
+      : seen_(seen), idempotent_(idempotent), by_default_(by_default) {}
   Status Open(const std::string&) override { return Status::Ok(); }
   void Write(const sinks::Record& r) override { batch_.push_back(r.header->lsn); }
   size_t buffered_bytes() const override { return batch_.size() * 16; }
@@ -53,6 +54,7 @@ class ScriptedSink : public sinks::Sink {
   void Discard() override { batch_.clear(); }
   bool idempotent() const override { return idempotent_; }
   bool pipelines() const override { return true; }
+  bool pipelines_by_default() const override { return by_default_; }
   Status Send(uint64_t ticket) override {
     std::lock_guard<std::mutex> lock(seen_->mu);
     ++seen_->sends;
@@ -95,6 +97,7 @@ class ScriptedSink : public sinks::Sink {
   }
   Seen* seen_;
   bool idempotent_;
+  bool by_default_;
   std::vector<uint64_t> batch_;
   std::vector<std::pair<uint64_t, std::vector<uint64_t>>> sent_;
 };
@@ -147,8 +150,8 @@ struct Rig {
     config.destinations.push_back(dest);
   }
   // Runs the destination until it has delivered everything, then drains.
-  void Run(Seen* seen, bool idempotent = true) {
-    auto p = std::make_unique<Pipeline>(dest, config, std::make_unique<ScriptedSink>(seen, idempotent),
+  void Run(Seen* seen, bool idempotent = true, bool by_default = true) {
+    auto p = std::make_unique<Pipeline>(dest, config, std::make_unique<ScriptedSink>(seen, idempotent, by_default),
                                         log.get(), &cursors, &letters);
     Pipeline* raw = p.get();
     seen->committed = [raw] { return raw->committed_next_lsn(); };
@@ -254,6 +257,38 @@ TEST_CASE("pipelined: batch.in_flight 1 delivers one batch at a time by Flush", 
   CHECK(seen.sends == 0);
   CHECK(seen.flushes == 5);
   for (uint64_t lsn = 1; lsn <= 50; ++lsn) CHECK(seen.delivered[lsn] == 1);
+}
+
+TEST_CASE("pipelined: batch.in_flight unset is 4 for a sink that pipelines by default, 1 for one "
+          "that pipelines only when asked (http)",
+          "[pipeline][pipelined]") {
+  {
+    TempDir dir;
+    Rig rig(dir, 100);
+    rig.dest.batch_in_flight = 0;  // not in the file
+    Seen seen;
+    rig.Run(&seen);
+    CHECK(seen.max_outstanding == 4);
+    CHECK(seen.flushes == 0);
+  }
+  {
+    TempDir dir;
+    Rig rig(dir, 100);
+    rig.dest.batch_in_flight = 0;
+    Seen seen;
+    rig.Run(&seen, true, /*by_default=*/false);
+    CHECK(seen.sends == 0);
+    CHECK(seen.flushes == 10);
+  }
+  {
+    TempDir dir;
+    Rig rig(dir, 100);
+    rig.dest.batch_in_flight = 3;  // asked for
+    Seen seen;
+    rig.Run(&seen, true, /*by_default=*/false);
+    CHECK(seen.max_outstanding == 3);
+    for (uint64_t lsn = 1; lsn <= 100; ++lsn) CHECK(seen.delivered[lsn] == 1);
+  }
 }
 
 }  // namespace forkd::pipeline
