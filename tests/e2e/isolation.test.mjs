@@ -908,3 +908,39 @@ test('rate_limit: 200: 1000 events take >= 4 s to reach the store, the unlimited
     await rig.close();
   }
 });
+
+test('http with batch.in_flight 3: at most 3 requests open at the receiver and 3 under load; two 503s mid-run: every acknowledged event arrives, each refused batch is resent with its Idempotency-Key', { timeout: 90_000 }, async (t) => {
+  const rig = await startRig({ ...QUICK, batch: { max_events: 100, max_wait: '10ms', in_flight: 3 } });
+  try {
+    rig.target.delay(100); // every answer 100 ms late: 4 000 ev/s in batches of 100 need 4 on their way
+    const prod = rig.producer({ rate: 4000 });
+    await prod.waitFor((s) => s.acked > 4000, 15000);
+    rig.target.status(503, { times: 2 });
+    await prod.waitFor((s) => s.acked > 8000, 15000);
+    rig.target.ok();
+    const done = await prod.stop();
+    assertOnlyErrors(done, [], 'producer');
+    const receipts = prod.receipts();
+    assert.equal(receipts.size, done.issued, 'every call was acknowledged');
+    await httpGetsAll(rig, receipts);
+
+    // Requests open at once, from when each came in to when it was answered.
+    const edges = rig.target.requests.flatMap((r) => [[r.at, 1], [r.answeredAt, -1]]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    let open = 0;
+    let most = 0;
+    for (const [, d] of edges) most = Math.max(most, (open += d));
+    assert.equal(most, 3, 'at most batch.in_flight requests open at once, and that many under load');
+    const refused = rig.target.requests.filter((r) => r.status === 503);
+    assert.equal(refused.length, 2, 'both 503s were hit');
+    const okKeys = new Set(rig.target.requests.filter((r) => r.status === 200).map((r) => r.key));
+    assert.deepEqual(refused.map((r) => r.key).filter((k) => !okKeys.has(k)), [], 'each refused batch was resent with the same Idempotency-Key');
+    assert.match(rig.log(), /a pipelined batch of \d+ failed \(http 503/, 'the failure was a pipelined batch');
+    // Batches that were on their way behind a refused one are sent again:
+    // at most (in_flight - 1) batches of 100 per failure arrive twice.
+    const twice = duplicatesAt(rig.target);
+    assert.ok(twice.length <= 2 * 2 * 100, `${twice.length} records arrived twice`);
+    t.diagnostic(`in_flight 3: ${receipts.size} events in ${rig.target.requests.length} requests, at most ${most} open at once; ${twice.length} records arrived twice after the 503s`);
+  } finally {
+    await rig.close();
+  }
+});
