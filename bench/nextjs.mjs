@@ -27,7 +27,7 @@
 // thread with it, runs on CPU 1 and forkd with the load generator on CPU 0,
 // so the scheduler does not move them about: a one-CPU app container.
 //
-//   node bench/nextjs.mjs [--mode interleaved|separate] [--rate R] [--duration 5] [--rounds 16] [--connections 20] [--no-pin] [--json FILE]
+//   node bench/nextjs.mjs [--mode interleaved|separate] [--rate R] [--duration 5] [--rounds N] [--connections 20] [--no-pin] [--json FILE]
 //
 // --rate is the total rate (both routes together) in interleaved mode, 400/s
 // unless given, and each route's rate in separate mode, 1000/s unless given.
@@ -35,8 +35,12 @@
 // about 600-800 requests a second of the two routes mixed: at 1000/s an
 // open loop only measures a queue that grows for as long as the round lasts
 // (autocannon, which waits for an answer before it sends the next request
-// on a connection, sends fewer than asked instead). --duration is the length of a round (interleaved) or of
-// each route's run in a round (separate).
+// on a connection, sends fewer than asked instead). --duration is the length
+// of a round (interleaved) or of each route's run in a round (separate).
+// --rounds: 24 interleaved (2 min of load, both routes in each), 16
+// separate (2 min 40 s). The interleaved warm-up is 20 s: from a cold start
+// the difference falls for the first 10-15 s (the first rounds 2-5x the
+// later ones) before it settles.
 // --json FILE also writes the figures to FILE as one JSON object.
 // Figures only: it never fails on timing.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -54,7 +58,7 @@ const { values: args } = parseArgs({
     mode: { type: 'string', default: 'interleaved' },
     rate: { type: 'string' },
     duration: { type: 'string', default: '5' },
-    rounds: { type: 'string', default: '16' },
+    rounds: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
     connections: { type: 'string', default: '20' },
     keep: { type: 'boolean', default: false },
@@ -65,7 +69,7 @@ const MODE = args.mode;
 if (MODE !== 'interleaved' && MODE !== 'separate') throw new Error(`--mode ${MODE}: interleaved or separate`);
 const RATE = Number(args.rate ?? (MODE === 'interleaved' ? 400 : 1000));
 const DURATION = Number(args.duration);
-const ROUNDS = Number(args.rounds);
+const ROUNDS = Number(args.rounds ?? (MODE === 'interleaved' ? 24 : 16));
 const CONNECTIONS = Number(args.connections);
 const PIN = !args['no-pin'] && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
@@ -246,8 +250,8 @@ try {
     );
 
   if (MODE === 'interleaved') {
-    log(`warm-up: 10 s at ${RATE}/s, both routes interleaved`);
-    await runInterleaved({ duration: 10 });
+    log(`warm-up: 20 s at ${RATE}/s, both routes interleaved`);
+    await runInterleaved({ duration: 20 });
     const all = Object.fromEntries(ROUTES.map((r) => [r, []]));
     for (let r = 0; r < ROUNDS; r++) {
       const res = await runInterleaved();
