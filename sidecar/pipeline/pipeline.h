@@ -146,6 +146,7 @@ class Pipeline : private log::Reporter {
     log::Position start, end;
     int64_t n = 0;        // records sent
     uint64_t consumed = 0;  // log entries read
+    bool flushed = false;   // its records went by Flush (after a failed flight)
     uint64_t bytes = 0;
     std::string dead_letters;  // what the transforms refused in the range
     uint64_t dead_letter_count = 0;
@@ -170,7 +171,7 @@ class Pipeline : private log::Reporter {
   Flushed ReapAll();
   // Commits and advances past `end` after a delivered range: at most once a
   // second, with nothing to dead-letter, for an idempotent sink or a range
-  // where nothing was sent.
+  // where nothing of ours was delivered (`sent` false).
   void Delivered(const log::Position& end, bool sent);
   bool pipelined_ = false;
   int64_t in_flight_ = 1;  // batch.in_flight, or the sink's default

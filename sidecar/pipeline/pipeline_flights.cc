@@ -51,6 +51,7 @@ Pipeline::Flushed Pipeline::SendBatch(const log::Position& start, const log::Pos
     const Flushed r = FlushBatch(start, end, n);
     if (r != Flushed::kDone) return r;
     resend_ = false;
+    f.flushed = true;
   } else if (n > 0) {
     f.ticket = next_ticket_++;
     f.n = n;
@@ -66,10 +67,10 @@ Pipeline::Flushed Pipeline::SendBatch(const log::Position& start, const log::Pos
   f.dead_letters.swap(pending_dl_);
   f.dead_letter_count = pending_dl_count_;
   pending_dl_count_ = 0;
-  // Nothing read (a rate limit, or caught up with flights on their way):
-  // no range to queue.
   // A Send that failed: everything before it is answered now, then it.
   if (!f.send.ok()) settle = true;
+  // Nothing read (a rate limit, or caught up with flights on their way):
+  // no range to queue.
   if (f.ticket != 0 || f.consumed > 0 || f.dead_letter_count > 0) flights_.push_back(std::move(f));
   // The oldest are answered while too many are on their way, and a range
   // with nothing sent as soon as it is the oldest.
@@ -114,7 +115,7 @@ Pipeline::Flushed Pipeline::Reap() {
     }
     pending_dl_.append(f.dead_letters);
     pending_dl_count_ += f.dead_letter_count;
-    Delivered(f.end, f.ticket != 0);
+    Delivered(f.end, f.ticket != 0 || f.flushed);
     return Flushed::kDone;
   }
   // Failed. The flights after it are awaited (a sink answers every ticket)
