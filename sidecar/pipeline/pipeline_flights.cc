@@ -119,8 +119,10 @@ Pipeline::Flushed Pipeline::Reap() {
     return Flushed::kDone;
   }
   // Failed. The flights after it are awaited (a sink answers every ticket)
-  // and forgotten, with what was read for them; the batch is read again.
+  // and forgotten, with what was read for them; the batch is read again,
+  // which for a retry is its first retry (a refusal is split instead).
   stats_.failed.fetch_add(1, std::memory_order_relaxed);
+  if (!s.IsFatal()) stats_.retries.fetch_add(1, std::memory_order_relaxed);
   SetError(s.message());
   size_t dropped = 0;
   for (Flight& later : flights_) {

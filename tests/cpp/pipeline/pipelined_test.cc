@@ -162,6 +162,7 @@ struct Rig {
     p->Stop(true, 5000);
     CHECK(p->committed_next_lsn() == end);
     resends = p->stats().resends.load();
+    retries = p->stats().retries.load();
     delivered = p->stats().delivered.load();
     seen->committed = nullptr;
   }
@@ -176,6 +177,7 @@ struct Rig {
   DestinationConfig dest;
   Config config;
   uint64_t resends = 0;
+  uint64_t retries = 0;
   uint64_t delivered = 0;
 };
 
@@ -217,6 +219,7 @@ TEST_CASE("pipelined: a batch that fails is read again from its start and delive
   CHECK(seen.fail_send.empty());
   CHECK(seen.flushes == 3);         // each failed batch once, by Flush
   CHECK(rig.resends >= 3);
+  CHECK(rig.retries == 3);          // each failed flight counts as a retry
   int twice = 0;
   for (uint64_t lsn = 1; lsn <= 200; ++lsn) {
     INFO("lsn " << lsn);
@@ -242,6 +245,7 @@ TEST_CASE("pipelined: a record the store refuses goes to dead letters alone, the
     CHECK(seen.delivered[lsn] >= (lsn == 57 ? 0 : 1));
   }
   CHECK(seen.delivered[57] == 0);
+  CHECK(rig.retries == 0);  // refused, not retried: split instead
   const auto lines = rig.DeadLetters();
   REQUIRE(lines.size() == 1);
   CHECK(lines[0].find("\"lsn\":57") != std::string::npos);
