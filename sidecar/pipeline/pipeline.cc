@@ -499,6 +499,12 @@ void Pipeline::Run() {
   in_flight_ = dest_.batch_in_flight > 0 ? dest_.batch_in_flight
                                          : sink_->pipelines_by_default() ? kDefaultInFlight : 1;
   pipelined_ = in_flight_ > 1 && sink_->pipelines() && aggregator_ == nullptr;
+  if (dest_.batch_in_flight > 1 && !pipelined_) {
+    spdlog::warn("destination {}: batch.in_flight {} has no effect: {}; one batch at a time", name_,
+                 dest_.batch_in_flight,
+                 aggregator_ != nullptr ? "a destination with an aggregate step is not pipelined"
+                                        : "the " + dest_.type + " sink does not pipeline");
+  }
   while (true) {
     if (stop_.load() && !drain_.load()) return;
     if (bucket_.enabled()) {

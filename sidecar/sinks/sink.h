@@ -62,9 +62,10 @@ class Sink {
   // Whether it pipelines when `batch.in_flight` is not set (4 then), or only
   // when it is (a webhook receiver may rely on the order of batches).
   virtual bool pipelines_by_default() const { return true; }
-  // Starts delivering the buffered batch and returns without its answer; the
-  // batch now belongs to `ticket` and the sink is empty. Not ok: nothing
-  // more will come of this batch (its Await is not called).
+  // Starts delivering the buffered batch (at least one record was written
+  // since the last Send) and returns without its answer; the batch now
+  // belongs to `ticket` and the sink is empty. Not ok: nothing more will
+  // come of this batch (its Await is not called).
   [[nodiscard]] virtual Status Send(uint64_t ticket) { return Status::Fatal("this sink does not pipeline"); }
   // Waits for the store's answer to Send(ticket): ok, retry or fatal. Called
   // once per ticket sent, in the order sent.

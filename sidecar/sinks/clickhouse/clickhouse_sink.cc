@@ -860,12 +860,6 @@ Status ClickHouseSink::Ready() {
 }
 
 Status ClickHouseSink::Send(uint64_t ticket) {
-  if (held_.empty()) {
-    CurlLane* lane = lanes_.Take(ticket, s_.timeout_ms, s_.connect_timeout_ms);
-    if (lane == nullptr) return Status::Retry("clickhouse: cannot create a curl handle");
-    lane->empty = true;  // nothing to insert: answered ok at once
-    return Status::Ok();
-  }
   if (Status s = Ready(); !s.ok()) return s;
   CurlLane* lane = lanes_.Take(ticket, s_.timeout_ms, s_.connect_timeout_ms);
   if (lane == nullptr) return Status::Retry("clickhouse: cannot create a curl handle");
@@ -884,7 +878,6 @@ Status ClickHouseSink::Send(uint64_t ticket) {
 Status ClickHouseSink::Await(uint64_t ticket) {
   const CurlLane* lane = lanes_.Await(ticket);
   if (lane == nullptr) return Status::Fatal("clickhouse: no batch " + std::to_string(ticket) + " was sent");
-  if (lane->empty) return Status::Ok();
   const CurlConnection& conn = lane->conn;
   if (conn.error().empty() && conn.status() >= 200 && conn.status() < 300) return Status::Ok();
   return Fail(conn, "insert into " + target_);

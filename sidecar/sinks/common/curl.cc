@@ -240,7 +240,6 @@ CurlLane* CurlLanes::Take(uint64_t ticket, int64_t timeout_ms, int64_t connect_t
     lane = lanes_.back().get();
   }
   lane->ticket = ticket;
-  lane->empty = false;
   return lane;
 }
 
@@ -257,7 +256,7 @@ CurlLane* CurlLanes::Await(uint64_t ticket) {
   for (auto& l : lanes_) {
     if (l->ticket != ticket) continue;
     l->ticket = 0;
-    if (!l->empty) multi_.Wait(&l->conn);
+    multi_.Wait(&l->conn);
     return l.get();
   }
   return nullptr;

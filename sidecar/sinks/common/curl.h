@@ -109,7 +109,6 @@ struct CurlLane {
   std::string body;
   curl_slist* headers = nullptr;
   uint64_t ticket = 0;  // 0: free
-  bool empty = false;   // nothing to send: answered ok at once
 };
 
 // The lanes of one sink, driven by one CurlMulti on the pipeline's thread.

@@ -322,15 +322,14 @@ Status HttpSink::Flush() {
 
 Status HttpSink::Send(uint64_t ticket) {
   if (!opened_) return Status::Fatal("http sink flushed before Open");
-  CurlLane* lane = lanes_.Take(ticket, s_.timeout_ms, s_.connect_timeout_ms);
-  if (lane == nullptr) return Status::Retry("cannot create a curl handle");
-  if (count_ == 0) {
-    lane->empty = true;
-    return Status::Ok();
-  }
   if (s_.gzip) {
     Status st = Compress();
     if (!st.ok()) return st;
+  }
+  // Taken last: a Send that fails leaves no lane waiting for an Await.
+  CurlLane* lane = lanes_.Take(ticket, s_.timeout_ms, s_.connect_timeout_ms);
+  if (lane == nullptr) return Status::Retry("cannot create a curl handle");
+  if (s_.gzip) {
     lane->body.swap(gz_);
   } else {
     lane->body.swap(body_);
@@ -349,7 +348,6 @@ Status HttpSink::Await(uint64_t ticket) {
   retry_after_ms_ = -1;
   const CurlLane* lane = lanes_.Await(ticket);
   if (lane == nullptr) return Status::Fatal("http: no batch " + std::to_string(ticket) + " was sent");
-  if (lane->empty) return Status::Ok();
   return Answer(lane->conn, lane->conn.error().empty());
 }
 
