@@ -48,8 +48,8 @@ const std::vector<OptionSpec>& BatchOptions() {
        "event of a batch", false, {}, 0, 3600000},
       {"in_flight", OptType::kInt, "4",
        "Batches on their way to the store at once, for the sinks that pipeline (clickhouse, "
-       "kafka; http only when set, since a receiver may rely on the order of batches); the "
-       "cursor still moves in log order. 1: one at a time",
+       "kafka, postgres appends; http only when set, since a receiver may rely on the order of "
+       "batches); the cursor still moves in log order. 1: one at a time",
        false, {}, 1, 64},
   };
   return specs;

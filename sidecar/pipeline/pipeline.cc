@@ -503,7 +503,7 @@ void Pipeline::Run() {
     spdlog::warn("destination {}: batch.in_flight {} has no effect: {}; one batch at a time", name_,
                  dest_.batch_in_flight,
                  aggregator_ != nullptr ? "a destination with an aggregate step is not pipelined"
-                                        : "the " + dest_.type + " sink does not pipeline");
+                                        : "the " + dest_.type + " sink does not pipeline (or not in this mode)");
   }
   while (true) {
     if (stop_.load() && !drain_.load()) return;

@@ -656,3 +656,145 @@ test('an aggregate table of the single-instance layout is migrated: its rows bec
     await rig.close();
   }
 });
+
+// One gauge or counter of a destination from forkd's /metrics.
+async function metric(rig, name, destination) {
+  const text = await (await fetch(`${rig.admin}/metrics`)).text();
+  const m = new RegExp(`^${name}\\{destination="${destination}"\\} (\\S+)$`, 'm').exec(text);
+  assert.ok(m, `${name} for ${destination} in /metrics`);
+  return Number(m[1]);
+}
+
+test('pipelined COPY: three forkd with batch.in_flight 3 each keep exactly 3 COPYs on their way; the oldest of each killed, it is resent and the later ones that landed are skipped as duplicates; every acknowledged event is one row', { timeout: 90_000 }, async (t) => {
+  const names = ['a', 'b', 'c'];
+  const perForkd = 1000;
+  const key = (who, k) => `pipe-${who}-${k}`;
+  const rigs3 = [];
+  for (const n of names) {
+    rigs3.push(
+      await startRig(
+        {
+          app: {
+            type: 'postgres',
+            table: 'pipelined_app',
+            // Each forkd's connections by name in pg_stat_activity.
+            url: `${server.url}?application_name=pipe-${n}`,
+            batch: { max_events: 100, max_wait: '10ms', in_flight: 3 },
+          },
+        },
+        { admin: true },
+      ),
+    );
+  }
+  // The table first (each forkd reads it once connected).
+  await Promise.all(rigs3.map((rig, i) => rig.client.routeData({ n: -1 - i, who: names[i] }, 'app', { ack: 'delivered' })));
+  const locker = await pool.connect();
+  try {
+    // Every id the forkd will send, inserted and not committed: a COPY
+    // waits at its first row for this transaction to end.
+    await locker.query('BEGIN');
+    await locker.query(
+      'INSERT INTO pipelined_app (_fork_id) SELECT unnest($1::text[])',
+      [names.flatMap((n) => Array.from({ length: perForkd }, (_, k) => key(n, k)))],
+    );
+    await Promise.all(
+      rigs3.map((rig, i) =>
+        rig.client.routeMany(
+          Array.from({ length: perForkd }, (_, k) => ({ n: k, who: names[i] })),
+          'app',
+          { idempotencyKeys: Array.from({ length: perForkd }, (_, k) => key(names[i], k)) },
+        ),
+      ),
+    );
+    const waiting = async () =>
+      query(
+        `SELECT application_name AS app, count(*)::int AS n FROM pg_stat_activity
+          WHERE application_name LIKE 'pipe-%' AND wait_event_type = 'Lock' GROUP BY 1 ORDER BY 1`,
+      );
+    await waitUntil(
+      async () => (await waiting()).reduce((s, r) => s + r.n, 0) >= 9,
+      20_000,
+      async () => JSON.stringify(await waiting()),
+    );
+    await sleep(300); // a fourth would show by now
+    assert.deepEqual(await waiting(), names.map((n) => ({ app: `pipe-${n}`, n: 3 })), 'exactly batch.in_flight COPYs on their way per forkd');
+    for (const rig of rigs3) assert.equal(await metric(rig, 'fork_destination_batches_in_flight', 'app'), 3);
+    // Each forkd's oldest COPY: the connection dies under it.
+    const killed = await query(
+      `SELECT pg_terminate_backend(pid) AS ok FROM (
+         SELECT DISTINCT ON (application_name) pid FROM pg_stat_activity
+          WHERE application_name LIKE 'pipe-%' AND wait_event_type = 'Lock'
+          ORDER BY application_name, query_start, backend_start) oldest`,
+    );
+    assert.deepEqual(killed.map((r) => r.ok), [true, true, true]);
+    await sleep(300);
+    await locker.query('ROLLBACK');
+  } finally {
+    locker.release();
+  }
+  await waitForCount('pipelined_app', 3 * (perForkd + 1), rigs3[0], 30_000);
+  await sleep(500);
+  const rows = await query('SELECT _fork_id, who, n FROM pipelined_app WHERE n >= 0');
+  for (const n of names) {
+    const mine = rows.filter((r) => r.who === n);
+    assert.equal(mine.length, perForkd, `forkd ${n}: every acknowledged event once`);
+    for (const r of mine) assert.equal(r._fork_id, key(n, Number(r.n)), 'each row under its receipt id');
+  }
+  // The killed batch landed by the resend; the two after it had landed, and
+  // their rows were skipped when they went again (at least 2 COPYs refused
+  // for the key each: 200 events in batches of at most 100).
+  const dupes = server.log().split('\n').filter((l) => l.includes('"pipelined_app_pkey"')).length;
+  for (const [i, rig] of rigs3.entries()) {
+    assert.ok((await metric(rig, 'fork_destination_resent_batches_total', 'app')) >= 3, rig.log());
+    assert.equal(await metric(rig, 'fork_destination_dead_lettered_total', 'app'), 0);
+    assert.deepEqual(rig.deadLetters('app'), [], `forkd ${names[i]}: no dead letters`);
+    await rig.close();
+  }
+  assert.ok(dupes >= 6, `batches that had landed were sent again and their rows skipped (${dupes} COPYs refused for the key)`);
+  t.diagnostic(`3 forkd × ${perForkd} events, 3 COPYs on their way each; COPYs refused as duplicates, then sent again skipping them: ${dupes}`);
+});
+
+test('a table without a unique index on _fork_id takes one COPY at a time (a batch sent again would be stored twice); that COPY killed, its batch lands once', { timeout: 60_000 }, async () => {
+  await query('DROP TABLE IF EXISTS plain_log');
+  await query('CREATE TABLE plain_log (_fork_id text, n bigint)');
+  // A gate at the first row of every COPY: it waits while the test holds
+  // advisory lock 4242 (a COPY that has started, so pipelining would show).
+  await query(`CREATE OR REPLACE FUNCTION plain_log_gate() RETURNS trigger LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NEW; END $$`);
+  await query('CREATE TRIGGER gate BEFORE INSERT ON plain_log FOR EACH ROW EXECUTE FUNCTION plain_log_gate()');
+  const rig = await startRig(
+    {
+      p: {
+        type: 'postgres',
+        table: 'plain_log',
+        url: `${server.url}?application_name=plain-p`,
+        batch: { max_events: 100, max_wait: '10ms', in_flight: 4 },
+      },
+    },
+    { admin: true },
+  );
+  const waiting = async () =>
+    (await query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'plain-p' AND wait_event_type = 'Lock'`))[0].n;
+  const locker = await pool.connect();
+  try {
+    await locker.query('SELECT pg_advisory_lock(4242)');
+    await rig.client.routeMany(Array.from({ length: 1000 }, (_, k) => ({ n: k })), 'p');
+    await waitUntil(async () => (await waiting()) >= 1, 20_000, async () => `${await waiting()} waiting\n${rig.log()}`);
+    await sleep(500); // a second would show by now
+    assert.equal(await waiting(), 1, 'one COPY at a time, though batch.in_flight is 4');
+    const killed = await query(`SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'plain-p' AND wait_event_type = 'Lock'`);
+    assert.deepEqual(killed.map((r) => r.ok), [true]);
+    await sleep(300);
+    await locker.query('SELECT pg_advisory_unlock(4242)');
+  } finally {
+    locker.release();
+  }
+  await waitForCount('plain_log', 1000, rig);
+  await sleep(500);
+  const rows = await query('SELECT n FROM plain_log');
+  assert.equal(rows.length, 1000, 'no row twice');
+  assert.equal(new Set(rows.map((r) => Number(r.n))).size, 1000);
+  assert.ok((await metric(rig, 'fork_destination_retries_total', 'p')) >= 1, 'the killed COPY was retried');
+  assert.deepEqual(rig.deadLetters('p'), []);
+  await rig.close();
+});

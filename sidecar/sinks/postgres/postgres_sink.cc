@@ -285,7 +285,13 @@ PostgresSink::PostgresSink(Settings s) : s_(std::move(s)) {
   shown_ = (s_.schema.empty() ? std::string() : s_.schema + ".") + s_.table.table;
 }
 
-PostgresSink::~PostgresSink() { Disconnect(); }
+PostgresSink::~PostgresSink() {
+  Disconnect();
+  for (pg_conn* c : spare_conns_) PQfinish(c);
+  for (Flight& f : flights_) {
+    if (f.conn != nullptr) PQfinish(f.conn);
+  }
+}
 
 Status PostgresSink::Open(const std::string&) {
   if (!s_.error.empty()) return Status::Fatal(s_.error);
@@ -313,6 +319,10 @@ void PostgresSink::Discard() {
 
 Status PostgresSink::Flush() {
   if (recs_.empty()) return Status::Ok();
+  if (conn_ == nullptr && !spare_conns_.empty()) {
+    conn_ = spare_conns_.back();
+    spare_conns_.pop_back();
+  }
   deadline_ms_ = NowMs() + s_.timeout_ms;
   last_state_.clear();
   table_fresh_ = false;
@@ -335,12 +345,7 @@ Status PostgresSink::Flush() {
     st = BuildRows(false);
     if (st.ok()) st = SendCopy();
     if (st.IsFatal() && last_state_ == "23505" && id_unique_ && table_ready_) {
-      // A duplicate key: records delivered before (a crash between the
-      // commit and the cursor's), or another unique constraint. Those
-      // already there are skipped; any other violation stays fatal.
-      if (conn_ != nullptr && PQtransactionStatus(conn_) != PQTRANS_IDLE) Rollback();
-      st = BuildRows(true);
-      if (st.ok()) st = SendInsert(" ON CONFLICT (\"_fork_id\") DO NOTHING");
+      st = SendSkippingDuplicates();
     }
   }
   if (!st.ok()) {
@@ -349,6 +354,121 @@ Status PostgresSink::Flush() {
   }
   Discard();
   return Status::Ok();
+}
+
+Status PostgresSink::SendSkippingDuplicates() {
+  // A duplicate key: records delivered before (a crash between the commit
+  // and the cursor's, a batch after a failed flight), or another unique
+  // constraint. Those already there are skipped; any other violation stays
+  // fatal.
+  if (conn_ != nullptr && PQtransactionStatus(conn_) != PQTRANS_IDLE) Rollback();
+  Status st = BuildRows(true);
+  if (st.ok()) st = SendInsert(" ON CONFLICT (\"_fork_id\") DO NOTHING");
+  return st;
+}
+
+// ---------------------------------------------------------------------------
+// Pipelining.
+
+template <class F>
+Status PostgresSink::On(pg_conn** c, F&& fn) {
+  pg_conn* saved = conn_;
+  conn_ = *c;
+  Status st = fn();
+  if (!st.ok() && conn_ != nullptr && PQtransactionStatus(conn_) != PQTRANS_IDLE) Rollback();
+  *c = conn_;
+  conn_ = saved;
+  return st;
+}
+
+pg_conn* PostgresSink::TakeConn() {
+  pg_conn* c = nullptr;
+  if (!spare_conns_.empty()) {
+    c = spare_conns_.back();
+    spare_conns_.pop_back();
+  } else {
+    std::swap(c, conn_);
+  }
+  return c;
+}
+
+void PostgresSink::PutConn(pg_conn* c) {
+  if (c == nullptr) return;
+  if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE) {
+    spare_conns_.push_back(c);
+  } else {
+    PQfinish(c);
+  }
+}
+
+Status PostgresSink::Send(uint64_t ticket) {
+  Flight f;
+  if (!spare_flights_.empty()) {
+    f = std::move(spare_flights_.back());
+    spare_flights_.pop_back();
+  }
+  f.ticket = ticket;
+  f.conn = TakeConn();
+  Status st = On(&f.conn, [&] {
+    deadline_ms_ = NowMs() + s_.timeout_ms;
+    last_state_.clear();
+    table_fresh_ = false;
+    Status s = Connect();
+    if (s.ok()) s = EnsureTable();
+    if (s.ok()) s = BuildRows(false);
+    if (!s.ok()) return s;
+    if (id_unique_) return StartCopy();
+    // Not idempotent: a batch sent again after a failed one would be
+    // stored twice, so this one is delivered before the next is read.
+    f.answered = true;
+    return SendCopy();
+  });
+  if (!st.ok()) {
+    PutConn(f.conn);
+    f.conn = nullptr;
+    f.answered = false;
+    spare_flights_.push_back(std::move(f));
+    return st;
+  }
+  // The batch stays with its flight, for a COPY refused for duplicates.
+  f.bytes.clear();
+  f.recs.clear();
+  std::swap(f.bytes, bytes_);
+  std::swap(f.recs, recs_);
+  flights_.push_back(std::move(f));
+  return Status::Ok();
+}
+
+Status PostgresSink::Await(uint64_t ticket) {
+  if (flights_.empty() || flights_.front().ticket != ticket) {
+    return Status::Fatal("postgres table " + shown_ + ": batch " + std::to_string(ticket) +
+                         " awaited out of order");
+  }
+  Flight f = std::move(flights_.front());
+  flights_.pop_front();
+  Status st;
+  if (!f.answered) {
+    st = On(&f.conn, [&] {
+      deadline_ms_ = NowMs() + s_.timeout_ms;
+      last_state_.clear();
+      Status s = Collect("COPY", nullptr);
+      if (s.IsFatal() && last_state_ == "23505" && id_unique_ && table_ready_) {
+        // The batch in place of the sink's own (empty, or the next being
+        // written) while it goes again.
+        std::swap(f.bytes, bytes_);
+        std::swap(f.recs, recs_);
+        s = SendSkippingDuplicates();
+        std::swap(f.bytes, bytes_);
+        std::swap(f.recs, recs_);
+      }
+      return s;
+    });
+  }
+  PutConn(f.conn);
+  f.conn = nullptr;
+  f.answered = false;
+  spare_flights_.push_back(std::move(f));
+  return st;
 }
 
 // ---------------------------------------------------------------------------
@@ -869,6 +989,12 @@ Status PostgresSink::BuildRows(bool params) {
 }
 
 Status PostgresSink::SendCopy() {
+  Status st = StartCopy();
+  if (!st.ok()) return st;
+  return Collect("COPY", nullptr);
+}
+
+Status PostgresSink::StartCopy() {
   // One COPY is one statement, hence one transaction: the batch lands whole
   // or not at all.
   const std::string sql = "COPY " + qualified_ + " " + column_list_ + " FROM STDIN";
@@ -898,9 +1024,7 @@ Status PostgresSink::SendCopy() {
     st = WaitSocket(true);
     if (!st.ok()) return st;
   }
-  st = FlushOutput();
-  if (!st.ok()) return st;
-  return Collect("COPY", nullptr);
+  return FlushOutput();
 }
 
 Status PostgresSink::SendInsert(const std::string& conflict) {

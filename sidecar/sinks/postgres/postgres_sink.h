@@ -22,6 +22,15 @@
 // no SQL is built from values. A destination with an aggregate step upserts
 // unless it sets `mode`.
 //
+// Pipelining (append only): up to `batch.in_flight` batches are on their way
+// at once, each a COPY on its own connection. Send starts the COPY and streams
+// the rows; Await reads its answer. A COPY refused for a duplicate _fork_id
+// (a batch after a failed one, sent again) goes again as INSERT ... ON
+// CONFLICT DO NOTHING on the same connection, from the batch it keeps until
+// answered. A table without a unique index on _fork_id is not idempotent, so
+// there each batch is delivered whole within Send, one at a time. Upserts are
+// never pipelined: two batches updating one key could commit out of order.
+//
 // Answers: connection lost, serialization failure, deadlock, shutdown, out of
 // resources, timeouts -> retry (the connection is dropped and made again at
 // the next Flush); a record the server refuses (constraint, data or type
@@ -33,6 +42,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -96,6 +106,9 @@ class PostgresSink : public Sink {
   void Discard() override;
   // Upserts are; appends are when the table has a unique index on _fork_id.
   bool idempotent() const override { return s_.table.upsert || id_unique_; }
+  bool pipelines() const override { return !s_.table.upsert && !s_.merge; }
+  Status Send(uint64_t ticket) override;
+  Status Await(uint64_t ticket) override;
   bool merges_instances() const override { return s_.merge; }
 
  private:
@@ -106,6 +119,25 @@ class PostgresSink : public Sink {
   const uint8_t* Payload(const Held& h) const {
     return reinterpret_cast<const uint8_t*>(bytes_.data() + h.payload_at);
   }
+
+  // A batch sent and not yet answered, with its own connection and records.
+  struct Flight {
+    uint64_t ticket = 0;
+    pg_conn* conn = nullptr;
+    bool answered = false;  // delivered whole within Send (not idempotent)
+    std::string bytes;
+    std::vector<Held> recs;
+  };
+  // Runs `fn` with *c as the connection (made by Connect when null); *c is
+  // what the connection is afterwards (null once dropped).
+  template <class F>
+  Status On(pg_conn** c, F&& fn);
+  // An idle connection for a flight: a spare one, else conn_, else null.
+  pg_conn* TakeConn();
+  void PutConn(pg_conn* c);
+  // Appends with a unique _fork_id: the batch as INSERT ... ON CONFLICT DO
+  // NOTHING (records delivered before are skipped).
+  Status SendSkippingDuplicates();
 
   Status Connect();
   void Disconnect();
@@ -121,6 +153,8 @@ class PostgresSink : public Sink {
   // One cell's text; false for NULL.
   bool Cell(size_t col, std::string_view id, std::string* out) const;
   Status SendCopy();
+  // SendCopy up to its answer: the rows are streamed and the COPY ended.
+  Status StartCopy();
   // Multi-row INSERTs ending in `conflict` (ON CONFLICT ...), in one
   // transaction.
   Status SendInsert(const std::string& conflict);
@@ -138,6 +172,9 @@ class PostgresSink : public Sink {
   Settings s_;
   std::string safe_url_;
   pg_conn* conn_ = nullptr;
+  std::vector<pg_conn*> spare_conns_;  // idle connections of answered flights
+  std::deque<Flight> flights_;         // in the order sent
+  std::vector<Flight> spare_flights_;  // buffers to reuse
   int64_t deadline_ms_ = 0;
   std::string last_state_;  // SQLSTATE of the last server error
 
