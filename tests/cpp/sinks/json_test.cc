@@ -3,8 +3,10 @@
 // timestamp extension ISO-8601, NaN and infinities null.
 #include "sinks/common/json.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 
 #include "test_util.h"
@@ -216,6 +218,39 @@ TEST_CASE("doubles in shortest round-trip form; NaN and infinities are null", "[
     } else {
       REQUIRE(s == "null");
     }
+  }
+}
+
+// Doubles inside a document take a shortcut for the common ones (|d| >= 1,
+// up to three decimals); whatever the path, the text is std::to_chars's.
+TEST_CASE("a double in a document is written exactly as std::to_chars writes it", "[json]") {
+  auto in_doc = [](double v) {
+    return Json(Pack([&](wire::Writer& w) { w.Double(v); }));
+  };
+  auto expect = [](double v) {
+    char buf[32];
+    return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+  };
+  for (double v : {1.0, 10.0, 100000.0, 123456.0, 68.46, -27.04, 0.5, 0.005, 0.0005, 1e15, 4e12,
+                   3999999999999.999, 999999999999.5, 1.001, 1.0001, 2.675, 9007199254740.993,
+                   -1.0, 1e21, 120.0, 121.0, 5e-324, 0.1 + 0.2}) {
+    INFO(v);
+    CHECK(in_doc(v) == expect(v));
+  }
+  test::Rng rng(7);
+  for (int i = 0; i < 200000; ++i) {
+    // Amounts and prices of every size (the shortcut), and any double.
+    const double scale[] = {1, 10, 100, 1000, 10000};
+    const auto cents = static_cast<int64_t>(rng.Next() % 100000000000000ull) - 50000000000000ll;
+    double v = static_cast<double>(cents % static_cast<int64_t>(std::pow(10, 3 + i % 10))) /
+               scale[i % 5];
+    if (i % 4 == 3) {
+      const uint64_t bits = rng.Next();
+      std::memcpy(&v, &bits, 8);
+      if (!std::isfinite(v)) continue;
+    }
+    INFO(v);
+    REQUIRE(in_doc(v) == expect(v));
   }
 }
 
