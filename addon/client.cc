@@ -97,6 +97,10 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
     options.curve_public_key = str("publicKey");
     options.curve_secret_key = str("secretKey");
   }
+  // info[5]: the receipt's keys and ack names, as JS strings.
+  if (info.Length() > 5 && info[5].IsArray()) {
+    napi_create_reference(env, info[5], 1, &receipt_keys_);
+  }
   id_prefix_ = wire::FormatEventId(options.client_id, 0);
   id_prefix_.pop_back();  // the "0"
 
@@ -117,6 +121,7 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
 
 Client::~Client() {
   link_->Stop();
+  if (receipt_keys_ != nullptr) napi_delete_reference(env_, receipt_keys_);
   encoder_.Release(env_);
   if (cleanup_hook_) napi_remove_env_cleanup_hook(env_, &Client::OnEnvCleanup, this);
   if (tsfn_state_ != nullptr) {
@@ -494,10 +499,51 @@ std::string Client::EventId(uint64_t seq, const Pending& p) const {
   return id;
 }
 
-napi_value Client::Destinations(napi_env env, const Pending& p, const CompletionDetail* detail) {
+bool Client::LoadReceiptStrings(napi_env env, ReceiptStrings* rs) {
+  if (receipt_keys_ == nullptr) return false;
+  napi_value keys;
+  if (napi_get_reference_value(env, receipt_keys_, &keys) != napi_ok || keys == nullptr) return false;
+  napi_value* slots[] = {&rs->id, &rs->ack, &rs->destinations, &rs->acks[0], &rs->acks[1], &rs->acks[2]};
+  for (uint32_t i = 0; i < 6; ++i) {
+    if (napi_get_element(env, keys, i, slots[i]) != napi_ok) return false;
+  }
+  rs->meta.clear();
+  rs->names.clear();
+  rs->loaded = true;
+  return true;
+}
+
+napi_value Client::Destinations(napi_env env, const Pending& p, const CompletionDetail* detail,
+                                ReceiptStrings* rs) {
   napi_value dests;
   const std::vector<std::string>* routed =
       detail != nullptr && detail->has_routed ? &detail->routed : nullptr;
+  if (routed == nullptr && rs != nullptr) {
+    // Each receipt gets its own array; the names in it are made once for a
+    // run of events to the same destinations.
+    // meta: the destinations, then the key (which differs from event to
+    // event); the names are the destinations'.
+    const auto* begin = reinterpret_cast<const uint8_t*>(p.meta.data());
+    wire::Reader r(begin, p.meta.size());
+    const wire::Value d = r.Next();
+    const uint32_t n = d.kind == wire::Kind::kArray ? d.len : 0;
+    for (uint32_t i = 0; i < n; ++i) r.Next();
+    // Never equal to the empty meta LoadReceiptStrings leaves: a msgpack
+    // value is at least a byte.
+    const std::string_view dest_bytes(p.meta.data(), static_cast<size_t>(r.pos() - begin));
+    if (rs->meta != dest_bytes) {
+      rs->meta.assign(dest_bytes);
+      rs->names.clear();
+      wire::Reader names(begin, p.meta.size());
+      names.Next();
+      for (uint32_t i = 0; i < n; ++i) rs->names.push_back(NewString(env, names.Next().str()));
+    }
+    napi_create_array_with_length(env, rs->names.size(), &dests);
+    for (size_t i = 0; i < rs->names.size(); ++i) {
+      napi_set_element(env, dests, static_cast<uint32_t>(i), rs->names[i]);
+    }
+    return dests;
+  }
   wire::Reader r(reinterpret_cast<const uint8_t*>(p.meta.data()), p.meta.size());
   wire::Value d = r.Next();
   if (routed != nullptr) {
@@ -519,14 +565,22 @@ napi_value Client::Destinations(napi_env env, const Pending& p, const Completion
 }
 
 napi_value Client::MakeReceipt(napi_env env, uint64_t seq, const Pending& p, AckLevel reached,
-                               const CompletionDetail* detail, bool outcomes) {
+                               const CompletionDetail* detail, bool outcomes, ReceiptStrings* rs) {
   napi_value receipt;
   napi_create_object(env, &receipt);
   const std::string id = EventId(seq, p);
-  napi_set_named_property(env, receipt, "id", NewString(env, id));
-  napi_set_named_property(env, receipt, "ack", NewString(env, AckName(reached)));
-  napi_value dests = Destinations(env, p, detail);
-  napi_set_named_property(env, receipt, "destinations", dests);
+  napi_value dests;
+  if (rs != nullptr && (rs->loaded || LoadReceiptStrings(env, rs))) {
+    napi_set_property(env, receipt, rs->id, NewString(env, id));
+    napi_set_property(env, receipt, rs->ack, rs->acks[static_cast<int>(reached)]);
+    dests = Destinations(env, p, detail, rs);
+    napi_set_property(env, receipt, rs->destinations, dests);
+  } else {
+    napi_set_named_property(env, receipt, "id", NewString(env, id));
+    napi_set_named_property(env, receipt, "ack", NewString(env, AckName(reached)));
+    dests = Destinations(env, p, detail);
+    napi_set_named_property(env, receipt, "destinations", dests);
+  }
   if (outcomes) {
     napi_set_named_property(env, receipt, "outcomes", OutcomesObject(env, dests, detail));
   }
@@ -608,6 +662,7 @@ void Client::DrainCompletions(napi_env env) {
   if (batch_.empty()) return;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
+  receipt_strings_.loaded = false;  // its values live in this scope only
   for (const Completion& c : batch_.items) {
     if (c.seq < pending_base_ || c.seq - pending_base_ >= pending_.size()) continue;
     Pending& p = pending_[c.seq - pending_base_];
@@ -620,7 +675,8 @@ void Client::DrainCompletions(napi_env env) {
           c.detail >= 0 ? &batch_.details[static_cast<size_t>(c.detail)] : nullptr;
       const AckLevel reached =
           c.outcome == Outcome::kDelivered ? AckLevel::kDelivered : AckLevel::kAccepted;
-      Settle(env, p, MakeReceipt(env, c.seq, p, reached, detail, c.outcomes), true);
+      Settle(env, p, MakeReceipt(env, c.seq, p, reached, detail, c.outcomes, &receipt_strings_),
+             true);
     } else {
       Settle(env, p, MakeSettleError(env, c.seq, p, c, batch_), false);
     }
@@ -631,6 +687,7 @@ void Client::DrainCompletions(napi_env env) {
     ++pending_base_;
   }
   batch_.clear();
+  receipt_strings_.loaded = false;
   if (pending_count_ == 0) {
     SetBusy(env, false);
     if (!on_drain_.IsEmpty()) on_drain_.Call({});

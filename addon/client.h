@@ -97,14 +97,31 @@ class Client : public Napi::ObjectWrap<Client> {
     uint32_t remaining = 0;
   };
 
+  // For one pass of settling (DrainCompletions): a receipt's property keys
+  // as JS spelled them (internalized strings, so V8 sets each without
+  // looking it up in its string table), the ack names, and the names of the
+  // last destinations seen; made once a pass instead of once a receipt.
+  struct ReceiptStrings {
+    bool loaded = false;
+    napi_value id = nullptr, ack = nullptr, destinations = nullptr;
+    napi_value acks[3] = {};  // by AckLevel
+    std::string meta;         // `names` are this meta's destinations
+    std::vector<napi_value> names;
+  };
+  // Fills `rs` from the keys the JS layer gave the constructor; false
+  // without them (receipts are then made by name).
+  bool LoadReceiptStrings(napi_env env, ReceiptStrings* rs);
+
   napi_value Rejected(napi_env env, napi_value error);
   // The event's destinations as a JS array: forkd's routed list when the
   // detail has one, else the caller's.
-  napi_value Destinations(napi_env env, const Pending& p, const CompletionDetail* detail);
+  napi_value Destinations(napi_env env, const Pending& p, const CompletionDetail* detail,
+                          ReceiptStrings* rs = nullptr);
   // `detail` may be null; with `outcomes`, the receipt says per destination
-  // what became of the event.
+  // what became of the event. `rs`: the pass's strings, or null.
   napi_value MakeReceipt(napi_env env, uint64_t seq, const Pending& p, AckLevel reached,
-                         const CompletionDetail* detail, bool outcomes);
+                         const CompletionDetail* detail, bool outcomes,
+                         ReceiptStrings* rs = nullptr);
   napi_value MakeSettleError(napi_env env, uint64_t seq, const Pending& p, const Completion& c,
                              const CompletionBatch& batch);
   void DrainCompletions(napi_env env);
@@ -140,6 +157,9 @@ class Client : public Napi::ObjectWrap<Client> {
   uint64_t pending_count_ = 0;  // entries not done
   CompletionBatch batch_;
   Napi::FunctionReference on_drain_;
+  // ["id", "ack", "destinations", "none", "accepted", "delivered"] from JS.
+  napi_ref receipt_keys_ = nullptr;
+  ReceiptStrings receipt_strings_;
 };
 
 }  // namespace fork_router

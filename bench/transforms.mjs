@@ -114,6 +114,10 @@ const js = {
     sink += groups.size;
   }),
 };
+// What a Node program would do for one JSON line of a stored event.
+const jsonlPeer = best(() => {
+  for (const p of payloads) sink += (JSON.stringify({ _fork_id: 'order-17', ...packr.unpack(p) }) + '\n').length;
+});
 if (sink === 42) console.log('');
 
 console.log(`${N} reference events, best of ${ROUNDS} rounds; ${fork.aggregate_groups.groups} aggregate groups`);
@@ -127,8 +131,10 @@ for (const name of Object.keys(js)) {
 }
 // Per-entry costs inside a pipeline: the check every log reader makes of a
 // stored event, and the JSON line a file destination writes for it.
+// The JSON line's peer: msgpackr.unpack and JSON.stringify.
 for (const name of ['stored_event_check', 'jsonl_line']) {
   const f = fork[name].ns_per_event;
-  console.log(`${name.padEnd(32)}${f.toFixed(0).padStart(14)}${'-'.padStart(16)}` +
-    `${Math.round(1e9 / f).toLocaleString('en-US').padStart(17)}`);
+  const peer = name === 'jsonl_line' ? jsonlPeer : undefined;
+  console.log(`${name.padEnd(32)}${f.toFixed(0).padStart(14)}${(peer === undefined ? '-' : peer.toFixed(0)).padStart(16)}` +
+    `${Math.round(1e9 / f).toLocaleString('en-US').padStart(17)}${peer === undefined ? '' : `${(peer / f).toFixed(1).padStart(9)}x`}`);
 }

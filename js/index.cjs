@@ -166,6 +166,10 @@ function defaultEndpoint() {
 
 // --- clients
 
+// A receipt's keys and ack names (by ack level) for the addon, which sets
+// them on every receipt: as JS literals they are internalized strings.
+const RECEIPT_STRINGS = Object.freeze(['id', 'ack', 'destinations', 'none', 'accepted', 'delivered']);
+
 // The HTTP client (http.cjs) when createClient is given httpEndpoint, or
 // when there is no addon and FORK_HTTP_ENDPOINT is set; else the addon's.
 function createClient(options) {
@@ -183,6 +187,7 @@ function createClient(options) {
     config.maxInFlight,
     config.maxInFlightBytes,
     config.curve,
+    RECEIPT_STRINGS,
   );
   const defaultTimeoutMs = config.timeoutMs;
   let closed = false;
