@@ -18,13 +18,14 @@ build_pkgs=(
 # librdkafka is not Debian's (2.0.2 cannot log in with SASL/SCRAM to Kafka
 # ≥ 3.8.1): scripts/librdkafka.sh builds 2.12.1 from a pinned source (curl
 # fetches it), statically, so a built forkd needs nothing more to run.
-# The servers and the browser the tests start; clang for the fuzz targets
+# The servers and the browser the tests start; clang and its runtimes (not a
+# dependency of clang in Debian 12) for the fuzz targets
 # (its libFuzzer, scripts/fuzz.sh); qemu-user-static runs the arm64
 # prebuilds (scripts/arm64-sysroot.sh, tests/e2e/prebuilds.test.mjs).
 # Java 17 and Maven for the Kafka broker (scripts/fetch-kafka.sh fetches its
 # jars from Maven Central; tests/e2e/servers/kafka.mjs runs it), openssl for
 # the test CA and certificate of its SASL_SSL listener.
-test_pkgs=(postgresql clickhouse-server clickhouse-client redis-server redis-tools chromium clang qemu-user-static
+test_pkgs=(postgresql clickhouse-server clickhouse-client redis-server redis-tools chromium clang libclang-rt-dev qemu-user-static
   openjdk-17-jre-headless maven openssl)
 # scripts/build-prebuilds.sh: Debian's source tooling, autotools for the
 # dependencies whose Debian sources carry no configure script, tclsh for
