@@ -27,9 +27,13 @@ async function freePort() {
 
 let dir, forkd, httpEndpoint, http, addon;
 
+// The records of the file destination; an unterminated last line is a write
+// still in progress, not a record yet.
 const read = (name) => {
   const p = path.join(dir, 'out', `${name}.jsonl`);
-  return existsSync(p) ? readFileSync(p, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+  if (!existsSync(p)) return [];
+  const text = readFileSync(p, 'utf8');
+  return text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean).map((l) => JSON.parse(l));
 };
 
 before(async () => {
