@@ -100,6 +100,37 @@ test('containers: undefined skipped in objects (headers rewritten at 16 and 6553
   same({ x: 1 }, undefined, undefined, { timestamp: { field: 'at', format: 'epoch_ms' }, aggregate: 'daily', key: 'u1', transform: ['a', 'b'] }, 'wire options');
 });
 
+test('keys: getters that delete or add keys while the object is written, a Proxy listing more keys each time, an enumerable property on Object.prototype: the same bytes', () => {
+  const same = (make) => {
+    const js = jsBytes(make(), 'd');
+    const c = cBytes(make(), 'd');
+    if (js !== null) assert.deepEqual(js, c);
+    return js;
+  };
+  same(() => ({ a: 1, get b() { delete this.c; return 2; }, c: 3, d: 4 }));
+  same(() => ({ a: 1, get b() { this.z = 9; return 2; }, c: 3 }));
+  same(() => ({ a: 1, get b() { delete this.c; this.c = 7; return 2; }, c: 3 }));
+  let calls = 0;
+  const growing = () =>
+    new Proxy({ a: 1 }, {
+      ownKeys: () => Array.from({ length: ++calls }, (_, i) => `k${i}`),
+      getOwnPropertyDescriptor: () => ({ value: 1, enumerable: true, configurable: true }),
+      get: () => 1,
+    });
+  same(growing);
+  // eslint-disable-next-line no-extend-native
+  Object.defineProperty(Object.prototype, 'polluted', { value: 1, enumerable: true, configurable: true });
+  try {
+    for (const make of [() => ({ a: 1, b: { c: 2 } }), () => Object.assign(Object.create(null), { x: 1 })]) {
+      const js = same(make);
+      assert.ok(js !== null, 'the JS encoder still takes it');
+      assert.ok(!js.includes(Buffer.from('polluted')), 'an inherited key is not written');
+    }
+  } finally {
+    delete Object.prototype.polluted;
+  }
+});
+
 test('what the JS encoder leaves to the C++ one: it gives up, and the C++ encoder encodes it or words the error', () => {
   let deep = { leaf: true };
   for (let i = 0; i < 64; i++) deep = { d: deep };
