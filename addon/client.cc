@@ -235,9 +235,15 @@ napi_value Client::Queue(napi_env env, const uint8_t* event, size_t size, size_t
                                            "): forkd is slow or not reachable at " +
                                            link_->endpoint()));
   }
-  napi_deferred deferred;
-  napi_value promise;
-  napi_create_promise(env, &deferred, &promise);
+  napi_deferred deferred = nullptr;
+  napi_value result;
+  if (ack == AckLevel::kNone) {
+    // Queued is all 'none' asks for: the caller gets the sequence number and
+    // makes the receipt itself (a JS object literal costs a fraction of one
+    // built here). The event is still tracked until acked.
+  } else {
+    napi_create_promise(env, &deferred, &result);
+  }
   const uint64_t seq =
       link_->Enqueue(event, static_cast<uint32_t>(size),
                      ack == AckLevel::kDelivered ? wire::kFlagWantDelivered : 0,
@@ -248,12 +254,8 @@ napi_value Client::Queue(napi_env env, const uint8_t* event, size_t size, size_t
   p.ack = ack;
   p.meta.assign(reinterpret_cast<const char*>(event) + 1, meta_end - 1);
   if (pending_count_++ == 0) SetBusy(env, true);
-  if (ack == AckLevel::kNone) {
-    // Queued is all 'none' asks for; the event is still tracked until acked.
-    napi_resolve_deferred(env, deferred, MakeReceipt(env, seq, p, AckLevel::kNone, nullptr, false));
-    p.deferred = nullptr;
-  }
-  return promise;
+  if (deferred == nullptr) napi_create_double(env, static_cast<double>(seq), &result);
+  return result;
 }
 
 Napi::Value Client::RouteMany(const Napi::CallbackInfo& info) {
@@ -393,6 +395,7 @@ napi_value Client::QueueMany(napi_env env, const uint8_t* data, size_t bytes, ui
   }
   const uint8_t flags = ack == AckLevel::kDelivered ? wire::kFlagWantDelivered : 0;
   const int64_t deadline = Link::NowMs() + timeout_ms;
+  ReceiptStrings rs;  // ack 'none': receipts made here, their keys made once
   uint32_t begin = 0;
   for (uint32_t i = 0; i < n; ++i) {
     const uint8_t* event = data + begin;
@@ -407,7 +410,7 @@ napi_value Client::QueueMany(napi_env env, const uint8_t* data, size_t bytes, ui
       p.index = i;
     } else {
       // ack 'none': queued is all it asks for; each event is still tracked.
-      napi_set_element(env, results, i, MakeReceipt(env, seq, p, AckLevel::kNone, nullptr, false));
+      napi_set_element(env, results, i, MakeReceipt(env, seq, p, AckLevel::kNone, nullptr, false, &rs));
     }
     begin = ends[i];
   }

@@ -45,15 +45,17 @@ class Client : public Napi::ObjectWrap<Client> {
   static void OnTsfnFinalize(Napi::Env env, TsfnState* state, Client* self);
   static void OnEnvCleanup(void* arg);
 
-  // route(payload, destinations, idempotencyKey, options, ack, timeoutMs) -> Promise<Receipt>
+  // route(payload, destinations, idempotencyKey, options, ack, timeoutMs) -> Promise<Receipt>,
+  // or for ack 'none' the event's sequence number once queued (the JS layer
+  // makes its receipt); a rejected promise either way when it cannot go.
   Napi::Value Route(const Napi::CallbackInfo& info);
   // routeMany(payloads, destinations, keys, options, ack, timeoutMs) ->
   // Promise<Receipt[]>: every payload encoded before any is queued, so an
   // invalid one rejects the call with nothing sent; one promise for all.
   // `keys`: an array of idempotency keys, one per payload, or undefined.
   Napi::Value RouteMany(const Napi::CallbackInfo& info);
-  // routeEncoded(buffer, size, metaEnd, ack, timeoutMs) -> Promise<Receipt>
-  // or undefined: queues the event js/encoder.cjs wrote into buffer[0, size)
+  // routeEncoded(buffer, size, metaEnd, ack, timeoutMs) -> as route(), or
+  // undefined: queues the event js/encoder.cjs wrote into buffer[0, size)
   // (metaEnd: where its destinations and key end). Undefined when the C++
   // encoder must redo it (past forkd's max_event), to word the error.
   Napi::Value RouteEncoded(const Napi::CallbackInfo& info);
@@ -65,7 +67,8 @@ class Client : public Napi::ObjectWrap<Client> {
   // Queues n encoded events as one routeMany call; returns its promise.
   napi_value QueueMany(napi_env env, const uint8_t* data, size_t bytes, uint32_t n,
                        const uint32_t* ends, const uint32_t* metas, AckLevel ack, uint32_t timeout_ms);
-  // Queues one encoded event and returns its promise (or a rejected one).
+  // Queues one encoded event and returns its promise (or a rejected one);
+  // for ack 'none', its sequence number.
   napi_value Queue(napi_env env, const uint8_t* event, size_t size, size_t meta_end, AckLevel ack,
                    uint32_t timeout_ms);
   Napi::Value Kick(const Napi::CallbackInfo& info);

@@ -204,13 +204,26 @@ function createClient(options) {
 
   // Encoded here by js/encoder.cjs and queued by the addon as bytes; what
   // that encoder leaves (Dates, BigInts, binary, errors) the addon encodes.
+  // For ack 'none' the addon answers with the event's sequence number once
+  // it is queued, and the receipt is made here.
   function route(payload, dests, key, wire, ack, timeoutMs) {
     const n = encoder.encodeEvent(payload, dests, key, wire);
-    if (n > 0) {
-      const promise = native.routeEncoded(encoder.buffer(), n, encoder.metaEnd(), ack, timeoutMs);
-      if (promise !== undefined) return promise;
-    }
-    return native.route(payload, dests, key, wire, ack, timeoutMs);
+    let queued;
+    if (n > 0) queued = native.routeEncoded(encoder.buffer(), n, encoder.metaEnd(), ack, timeoutMs);
+    queued ??= native.route(payload, dests, key, wire, ack, timeoutMs);
+    return typeof queued === 'number' ? Promise.resolve(queuedReceipt(queued, dests, key)) : queued;
+  }
+
+  // The receipt of an event sent with ack 'none', as the addon words the
+  // others: its id (the idempotency key, else "<client id>-<sequence>"), the
+  // ack level reached, and the destinations the caller named.
+  const idPrefix = `${native.clientId}-`;
+  function queuedReceipt(seq, dests, key) {
+    return {
+      id: key ?? idPrefix + seq,
+      ack: 'none',
+      destinations: dests === undefined ? [] : typeof dests === 'string' ? [dests] : dests.slice(),
+    };
   }
 
   function routeData(payload, destination, options) {

@@ -143,6 +143,15 @@ test('receipts: ids, ack level and destinations (ack: none resolves once queued)
   const seq = (r) => Number(r.id.split('-')[1]);
   const d = await client.routeData({ a: 1 }, null, { ack: 'none' });
   assert.equal(seq(d), seq(a) + 3, 'sequence numbers count every queued event');
+  // A Date sends the event through the addon's own encoder: same receipt.
+  const names = ['x', 'y'];
+  const e = await client.routeData({ at: new Date(0), big: 1n }, names, { ack: 'none' });
+  names.push('z');
+  assert.deepEqual(Object.keys(e), ['id', 'ack', 'destinations']);
+  assert.equal(seq(e), seq(d) + 1);
+  assert.deepEqual(e.destinations, ['x', 'y'], "the receipt's list is its own copy");
+  const f = await client.routeData({ at: new Date(0) }, 'logs', { ack: 'none', idempotencyKey: 'k-7' });
+  assert.deepEqual(f, { id: 'k-7', ack: 'none', destinations: ['logs'] });
 });
 
 test('FORK_UNAVAILABLE when forkd is not reachable, within the deadline', async (t) => {
