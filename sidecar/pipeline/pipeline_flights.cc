@@ -5,7 +5,8 @@
 // every range before it are answered. A flight that fails does not retry on
 // its own: the ones after it are awaited and forgotten, the reader goes back
 // to its start, and that batch is delivered by FlushBatch (retries, backoff,
-// the breaker, splitting and dead letters, as without pipelining). Batches
+// the breaker, splitting and dead letters, as without pipelining). The
+// failure itself counts toward the breaker, as a failed Flush does. Batches
 // after it that did land are sent again, which the sinks that pipeline
 // absorb.
 #include <spdlog/spdlog.h>
@@ -122,8 +123,19 @@ Pipeline::Flushed Pipeline::Reap() {
   // and forgotten, with what was read for them; the batch is read again,
   // which for a retry is its first retry (a refusal is split instead).
   stats_.failed.fetch_add(1, std::memory_order_relaxed);
-  if (!s.IsFatal()) stats_.retries.fetch_add(1, std::memory_order_relaxed);
   SetError(s.message());
+  // The breaker counts it as it counts a failed Flush: an outage when the
+  // store did not answer, a store that works when it refused the records.
+  if (s.IsFatal()) {
+    breaker_.Succeeded();
+  } else {
+    stats_.retries.fetch_add(1, std::memory_order_relaxed);
+    if (breaker_.Failed(MonoMicros() / 1000)) {
+      spdlog::warn("destination {}: breaker open after {} consecutive failures; next probe in "
+                   "{} ms: {}",
+                   name_, dest_.breaker_failures, dest_.breaker_cooldown_ms, s.message());
+    }
+  }
   size_t dropped = 0;
   for (Flight& later : flights_) {
     if (later.ticket != 0 && later.send.ok()) (void)sink_->Await(later.ticket);

@@ -33,6 +33,7 @@ struct Seen {
   std::set<uint64_t> fail_ticket;      // Await answers retry, once
   std::set<uint64_t> fail_send;        // Send answers retry, once
   std::set<uint64_t> refuse_lsn;       // any batch holding it is fatal
+  int fail_flushes = 0;                // this many Flushes answer retry
   std::function<uint64_t()> committed;  // the pipeline's committed cursor
 };
 
@@ -46,6 +47,10 @@ class ScriptedSink : public sinks::Sink {
   Status Flush() override {
     std::lock_guard<std::mutex> lock(seen_->mu);
     ++seen_->flushes;
+    if (seen_->fail_flushes > 0) {
+      --seen_->fail_flushes;
+      return Status::Retry("scripted flush failure");
+    }
     if (Refused(batch_)) return Status::Fatal("scripted refusal");
     for (uint64_t lsn : batch_) ++seen_->delivered[lsn];
     batch_.clear();
@@ -164,6 +169,7 @@ struct Rig {
     resends = p->stats().resends.load();
     retries = p->stats().retries.load();
     delivered = p->stats().delivered.load();
+    breaker_opens = p->breaker_opens();
     seen->committed = nullptr;
   }
   std::vector<std::string> DeadLetters() {
@@ -179,6 +185,7 @@ struct Rig {
   uint64_t resends = 0;
   uint64_t retries = 0;
   uint64_t delivered = 0;
+  uint64_t breaker_opens = 0;
 };
 
 }  // namespace
@@ -229,6 +236,35 @@ TEST_CASE("pipelined: a batch that fails is read again from its start and delive
   }
   CHECK(twice > 0);  // batches after a failed one that had landed went again
   CHECK(rig.DeadLetters().empty());
+}
+
+TEST_CASE("pipelined: a failed flight counts toward the breaker as a failed Flush does",
+          "[pipeline][pipelined]") {
+  // breaker.failures 2: the failed flight, then the Flush that resends its
+  // batch failing too, are two consecutive failures and open the breaker.
+  TempDir dir;
+  Rig rig(dir, 100);
+  rig.dest.breaker_failures = 2;
+  rig.dest.breaker_cooldown_ms = 20;
+  Seen seen;
+  seen.fail_ticket = {2};
+  seen.fail_flushes = 1;
+  rig.Run(&seen);
+  CHECK(seen.fail_ticket.empty());
+  CHECK(seen.fail_flushes == 0);
+  CHECK(rig.breaker_opens == 1);
+  CHECK(rig.retries == 2);  // the flight, then the Flush
+  for (uint64_t lsn = 1; lsn <= 100; ++lsn) CHECK(seen.delivered[lsn] >= 1);
+
+  // One failure alone (breaker.failures 2) does not open it.
+  TempDir dir2;
+  Rig once(dir2, 100);
+  once.dest.breaker_failures = 2;
+  Seen seen2;
+  seen2.fail_ticket = {2};
+  once.Run(&seen2);
+  CHECK(seen2.fail_ticket.empty());
+  CHECK(once.breaker_opens == 0);
 }
 
 TEST_CASE("pipelined: a record the store refuses goes to dead letters alone, the rest is delivered",
