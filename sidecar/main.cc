@@ -23,6 +23,7 @@
 #include "transforms/transform.h"
 #include "core/crashfs.h"
 #include "core/fs.h"
+#include "pipeline/pipeline.h"
 #include "server.h"
 #include "sinks/registry.h"
 #include "sources/registry.h"
@@ -258,6 +259,20 @@ int Check(const std::string& config_path) {
   if (!ok) return kExitConfig;
   std::cout << config_path << ": ok (" << config.destinations.size() << " destinations)\n";
   for (const auto& n : notes) std::cout << n << "\n";
+  // Settings that are valid but do nothing here: said, not refused.
+  for (const auto& d : config.destinations) {
+    const forkd::sinks::SinkType* t = forkd::sinks::FindSinkType(d.type);
+    if (t == nullptr || d.batch_in_flight <= 1) continue;
+    const std::unique_ptr<forkd::sinks::Sink> sink = t->create({&config, &d});
+    const std::string why = forkd::pipeline::InFlightIgnored(d, *sink);
+    if (why.empty()) continue;
+    std::cerr << forkd::ConfigError{config_path, d.mark,
+                                    "warning: destinations." + d.name + ".batch.in_flight " +
+                                        std::to_string(d.batch_in_flight) + " has no effect: " +
+                                        why + "; one batch at a time"}
+                     .ToString()
+              << "\n";
+  }
   if (!config.http_ingest.warning.empty()) {
     std::cerr << forkd::ConfigError{config_path, config.http_ingest.mark,
                                     "warning: " + config.http_ingest.warning}

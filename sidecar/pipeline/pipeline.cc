@@ -498,12 +498,11 @@ void Pipeline::Run() {
   last_commit_us_ = MonoMicros();
   in_flight_ = dest_.batch_in_flight > 0 ? dest_.batch_in_flight
                                          : sink_->pipelines_by_default() ? kDefaultInFlight : 1;
-  pipelined_ = in_flight_ > 1 && sink_->pipelines() && aggregator_ == nullptr;
-  if (dest_.batch_in_flight > 1 && !pipelined_) {
+  const std::string ignored = InFlightIgnored(dest_, *sink_);
+  pipelined_ = in_flight_ > 1 && ignored.empty();
+  if (dest_.batch_in_flight > 1 && !ignored.empty()) {
     spdlog::warn("destination {}: batch.in_flight {} has no effect: {}; one batch at a time", name_,
-                 dest_.batch_in_flight,
-                 aggregator_ != nullptr ? "a destination with an aggregate step is not pipelined"
-                                        : "the " + dest_.type + " sink does not pipeline (or not in this mode)");
+                 dest_.batch_in_flight, ignored);
   }
   while (true) {
     if (stop_.load() && !drain_.load()) return;

@@ -55,6 +55,11 @@ struct PipelineStats {
   std::atomic<uint64_t> resends{0};        // pipelined batches read again after a failed one
 };
 
+// Why `batch.in_flight` above 1 has no effect for destination `d` writing
+// through `sink`, or "" when it pipelines as asked. Said at start and by
+// `forkd check`.
+std::string InFlightIgnored(const DestinationConfig& d, const sinks::Sink& sink);
+
 class Pipeline : private log::Reporter {
  public:
   // `templates`: the config's named transform templates, for the ones an

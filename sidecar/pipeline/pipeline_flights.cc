@@ -18,6 +18,13 @@
 
 namespace forkd::pipeline {
 
+std::string InFlightIgnored(const DestinationConfig& d, const sinks::Sink& sink) {
+  // An aggregate's windows are state that each batch carries forward.
+  if (d.chain.aggregate) return "a destination with an aggregate step is not pipelined";
+  if (!sink.pipelines()) return "the " + d.type + " sink does not pipeline (or not in this mode)";
+  return "";
+}
+
 Pipeline::Counted Pipeline::CountedNow() const {
   return Counted{stats_.read.load(std::memory_order_relaxed),
                  stats_.filtered.load(std::memory_order_relaxed),

@@ -49,6 +49,42 @@ test('check reports every problem as file:line:col: message and exits 2', () => 
   }
 });
 
+test('check warns, at the destination, of a batch.in_flight that has no effect (file sink, postgres upsert, aggregate) and exits 0; pipelining ones pass quietly', () => {
+  const { dir, config } = tempConfig(
+    [
+      'data_dir: ./d',
+      'destinations:',
+      '  logs: { type: file, path: ./out.jsonl, batch: { in_flight: 4 } }',
+      '  pg_up: { type: postgres, url: "postgres://u@127.0.0.1:1/db", table: t, mode: upsert, key: id, batch: { in_flight: 3 } }',
+      '  pg_app: { type: postgres, url: "postgres://u@127.0.0.1:1/db", table: t, batch: { in_flight: 3 } }',
+      '  ch: { type: clickhouse, url: "http://127.0.0.1:1", table: t, batch: { in_flight: 4 } }',
+      '  ch_agg:',
+      '    type: clickhouse',
+      '    url: "http://127.0.0.1:1"',
+      '    table: daily',
+      '    batch: { in_flight: 2 }',
+      '    transforms: [ { aggregate: { window: 1d, time_field: ts, group_by: [sku], measures: { n: count() } } } ]',
+      '  one: { type: file, path: ./one.jsonl, batch: { in_flight: 1 } }',
+      '',
+    ].join('\n'),
+  );
+  try {
+    const r = forkd('check', '--config', config);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /ok \(6 destinations\)/);
+    const warnings = r.stderr.trim().split('\n');
+    assert.deepEqual(
+      warnings.map((l) => l.slice(config.length + 1).replace(/ has no effect.*/, '')),
+      ['3:3: warning: destinations.logs.batch.in_flight 4', '4:3: warning: destinations.pg_up.batch.in_flight 3', '7:3: warning: destinations.ch_agg.batch.in_flight 2'],
+      r.stderr,
+    );
+    assert.match(warnings[0], /the file sink does not pipeline/);
+    assert.match(warnings[2], /aggregate step is not pipelined/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('check reports YAML syntax errors with their position', () => {
   const { dir, config } = tempConfig('destinations:\n  a: { type: file\n');
   try {
