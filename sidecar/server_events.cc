@@ -2,6 +2,7 @@
 // (log/event_indexer.h) finds its entries in the retained log;
 // pipeline/event_status.h answers per destination from the running
 // pipelines' positions and a trail of when those positions moved.
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -20,7 +21,10 @@ namespace forkd {
 void Server::StartEventIndex() {
   events_ = std::make_unique<log::EventIndexer>(log_.get());
   events_stop_.store(false);
-  events_thread_ = std::thread([this] { RunEventIndex(); });
+  events_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "fork/index");
+    RunEventIndex();
+  });
 }
 
 void Server::StopEventIndex() {

@@ -1,5 +1,6 @@
 #include "admin/admin_server.h"
 
+#include <pthread.h>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
@@ -233,7 +234,10 @@ Status AdminServer::Start(const AdminConfig& config) {
   if (!server_->bind_to_port(config.address.host.c_str(), config.address.port)) {
     return Status::IoError("admin: cannot listen on " + config.listen);
   }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "fork/admin");
+    server_->listen_after_bind();
+  });
   return Status::Ok();
 }
 

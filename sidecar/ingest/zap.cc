@@ -1,5 +1,6 @@
 #include "ingest/zap.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -55,7 +56,10 @@ Status ZapHandler::Start(void* ctx) {
     socket_ = nullptr;
     return Status::IoError(std::string("zap: cannot bind ") + kZapEndpoint + ": " + why);
   }
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "fork/zap");
+    Run();
+  });
   return Status::Ok();
 }
 

@@ -58,6 +58,14 @@ class EventIndex {
   void Insert(uint64_t hash, uint64_t lsn);
   // Forgets every entry below `floor` (the log's first retained lsn).
   void Prune(uint64_t floor);
+  // Starts loading the slot an Insert of `hash` will probe first into the
+  // cache, so that inserts issued a few entries after their prefetch do not
+  // each wait out a cache miss in a large index (no lock: the writer is
+  // the only thread that changes slots).
+  void Prefetch(uint64_t hash) const {
+    const Shard& s = shards_[hash >> (64 - kShardBits)];
+    __builtin_prefetch(s.slots.data() + Home(s, Tag(hash)), 1);
+  }
 
   // ---- any thread ----
   // Appends to *lsns the live lsns indexed under a hash that matches `hash`

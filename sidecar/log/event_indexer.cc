@@ -44,6 +44,23 @@ Status EventIndexer::CatchUp(size_t max, size_t* indexed) {
     for (const Position& p : new_checkpoints) checkpoints_.push_back(p);
     new_checkpoints.clear();
   };
+  // Inserts trail the reads by up to kInsertLag entries: each entry's slot
+  // is prefetched when it is read and written that many entries later, so
+  // the cache misses of a large index overlap instead of coming one by one.
+  // An entry counts as indexed once it is inserted.
+  constexpr size_t kInsertLag = 16;
+  struct Held {
+    uint64_t hash, lsn;
+  };
+  std::array<Held, kInsertLag> held;
+  size_t held_first = 0, held_count = 0;
+  auto insert_oldest = [&] {
+    const Held& h = held[held_first];
+    index_.Insert(h.hash, h.lsn);
+    indexed_next_.store(h.lsn + 1, std::memory_order_release);
+    held_first = (held_first + 1) % kInsertLag;
+    --held_count;
+  };
   char id_buf[wire::kMaxEventIdSize];
   Status s;
   while (*indexed < max) {
@@ -69,10 +86,14 @@ Status EventIndexer::CatchUp(size_t max, size_t* indexed) {
     run_seq = std::max(run_seq, e.header.seq);
     // The checkpoint that covers this entry is visible before the entry is.
     if (!new_checkpoints.empty() && new_checkpoints.back().next_lsn == lsn) publish();
-    index_.Insert(hash_(StoredEventId(e, id_buf)), lsn);
-    indexed_next_.store(lsn + 1, std::memory_order_release);
+    const uint64_t hash = hash_(StoredEventId(e, id_buf));
+    index_.Prefetch(hash);
+    if (held_count == kInsertLag) insert_oldest();
+    held[(held_first + held_count) % kInsertLag] = Held{hash, lsn};
+    ++held_count;
     ++*indexed;
   }
+  while (held_count > 0) insert_oldest();
   publish();
   if (*indexed > 0) {
     std::lock_guard<std::mutex> lock(wait_mu_);

@@ -1,5 +1,6 @@
 #include "log/log.h"
 
+#include <pthread.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
@@ -70,7 +71,10 @@ Status Log::Open(const LogOptions& options, std::unique_ptr<Log>* out, RecoveryI
   if (log->completion_fd_ < 0) return ErrnoStatus("eventfd", "", errno);
   s = log->Recover(info);
   if (!s.ok()) return s;
-  log->sync_thread_ = std::thread([l = log.get()] { l->SyncLoop(); });
+  log->sync_thread_ = std::thread([l = log.get()] {
+    pthread_setname_np(pthread_self(), "fork/log-sync");
+    l->SyncLoop();
+  });
   *out = std::move(log);
   return Status::Ok();
 }

@@ -1,5 +1,6 @@
 #include "verify/scheduler.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -18,7 +19,10 @@ Scheduler::~Scheduler() { Stop(); }
 
 void Scheduler::Start() {
   if (thread_.joinable()) return;
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "fork/verify");
+    Run();
+  });
 }
 
 void Scheduler::Stop() {

@@ -1,5 +1,6 @@
 #include "ingest/http/http_ingest.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <zmq.h>
 
@@ -151,7 +152,10 @@ Status HttpIngest::Start() {
   if (!server_->bind_to_port(config_.address.host.c_str(), config_.address.port)) {
     return Status::IoError("http_ingest: cannot listen on " + config_.listen);
   }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "fork/http");
+    server_->listen_after_bind();
+  });
   if (!config_.warning.empty()) spdlog::warn("{}", config_.warning);
   if (config_.token.empty()) {
     spdlog::info("http ingest on http://{}/v1/events without a token", config_.listen);

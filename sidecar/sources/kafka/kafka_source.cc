@@ -1,5 +1,6 @@
 #include "sources/kafka/kafka_source.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -185,7 +186,10 @@ Status KafkaSource::Start() {
     return Status::Fatal("source " + s_.name + ": cannot subscribe to " + s_.topic + ": " +
                          rd_kafka_err2str(err));
   }
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "fork/kafka-in");
+    Run();
+  });
   spdlog::info("source {}: consuming {} as group {} from {}", s_.name, s_.topic, s_.group, s_.brokers);
   return Status::Ok();
 }
