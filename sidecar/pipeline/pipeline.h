@@ -128,6 +128,9 @@ class Pipeline : private log::Reporter {
     std::string first_error, last_error;
   };
   Delivery Deliver();
+  // Counts a failed attempt (the store did not answer) toward the breaker,
+  // saying so when it opens.
+  void BreakerFailed(int64_t now_ms, const std::string& error);
   // Old callers' form: ok, fatal, or retry when stopped or given up.
   Status FlushWithRetry();
   Status Commit(const log::Position& pos, const std::string* aggregate_state = nullptr);

@@ -58,11 +58,7 @@ Pipeline::Delivery Pipeline::Deliver() {
     }
     backoff.Failed(now_ms, s.message());
     attempts_.store(backoff.attempts(), std::memory_order_relaxed);
-    if (breaker_.Failed(now_ms)) {
-      spdlog::warn("destination {}: breaker open after {} consecutive failures; next probe in "
-                   "{} ms: {}",
-                   name_, dest_.breaker_failures, dest_.breaker_cooldown_ms, s.message());
-    }
+    BreakerFailed(now_ms, s.message());
     if (backoff.Exhausted(now_ms)) {
       d.error = "gave up after " + std::to_string(backoff.attempts()) + " attempts in " +
                 std::to_string(now_ms - backoff.first_ms()) + " ms: " + s.message();
@@ -78,6 +74,14 @@ Pipeline::Delivery Pipeline::Deliver() {
     stats_.retries.fetch_add(1, std::memory_order_relaxed);
     bool shed = false;
     if (!WaitRetry(wait, &shed)) return fill(shed ? Delivery::kShed : Delivery::kStopped);
+  }
+}
+
+void Pipeline::BreakerFailed(int64_t now_ms, const std::string& error) {
+  if (breaker_.Failed(now_ms)) {
+    spdlog::warn("destination {}: breaker open after {} consecutive failures; next probe in "
+                 "{} ms: {}",
+                 name_, dest_.breaker_failures, dest_.breaker_cooldown_ms, error);
   }
 }
 

@@ -137,11 +137,7 @@ Pipeline::Flushed Pipeline::Reap() {
     breaker_.Succeeded();
   } else {
     stats_.retries.fetch_add(1, std::memory_order_relaxed);
-    if (breaker_.Failed(MonoMicros() / 1000)) {
-      spdlog::warn("destination {}: breaker open after {} consecutive failures; next probe in "
-                   "{} ms: {}",
-                   name_, dest_.breaker_failures, dest_.breaker_cooldown_ms, s.message());
-    }
+    BreakerFailed(MonoMicros() / 1000, s.message());
   }
   size_t dropped = 0;
   for (Flight& later : flights_) {
