@@ -235,15 +235,12 @@ napi_value Client::Queue(napi_env env, const uint8_t* event, size_t size, size_t
                                            "): forkd is slow or not reachable at " +
                                            link_->endpoint()));
   }
+  // Queued is all 'none' asks for: no promise, the caller gets the sequence
+  // number and makes the receipt itself (a JS object literal costs a
+  // fraction of one built here). The event is still tracked until acked.
   napi_deferred deferred = nullptr;
   napi_value result;
-  if (ack == AckLevel::kNone) {
-    // Queued is all 'none' asks for: the caller gets the sequence number and
-    // makes the receipt itself (a JS object literal costs a fraction of one
-    // built here). The event is still tracked until acked.
-  } else {
-    napi_create_promise(env, &deferred, &result);
-  }
+  if (ack != AckLevel::kNone) napi_create_promise(env, &deferred, &result);
   const uint64_t seq =
       link_->Enqueue(event, static_cast<uint32_t>(size),
                      ack == AckLevel::kDelivered ? wire::kFlagWantDelivered : 0,
