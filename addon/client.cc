@@ -101,6 +101,8 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
   if (info.Length() > 5 && info[5].IsArray()) {
     napi_create_reference(env, info[5], 1, &receipt_keys_);
   }
+  // info[6]: [makeReceipts, seqs, levels, lists] (see ReceiptRun), or absent.
+  if (info.Length() > 6 && info[6].IsArray()) (void)BindReceiptRun(env, info[6]);
   id_prefix_ = wire::FormatEventId(options.client_id, 0);
   id_prefix_.pop_back();  // the "0"
 
@@ -122,6 +124,8 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
 Client::~Client() {
   link_->Stop();
   if (receipt_keys_ != nullptr) napi_delete_reference(env_, receipt_keys_);
+  if (run_.factory != nullptr) napi_delete_reference(env_, run_.factory);
+  if (run_.arrays != nullptr) napi_delete_reference(env_, run_.arrays);
   encoder_.Release(env_);
   if (cleanup_hook_) napi_remove_env_cleanup_hook(env_, &Client::OnEnvCleanup, this);
   if (tsfn_state_ != nullptr) {
@@ -513,6 +517,116 @@ bool Client::LoadReceiptStrings(napi_env env, ReceiptStrings* rs) {
   return true;
 }
 
+bool Client::BindReceiptRun(napi_env env, napi_value spec) {
+  napi_value fn, arrays[3];
+  napi_valuetype type;
+  if (napi_get_element(env, spec, 0, &fn) != napi_ok || napi_typeof(env, fn, &type) != napi_ok ||
+      type != napi_function) {
+    return false;
+  }
+  const napi_typedarray_type want[3] = {napi_float64_array, napi_uint8_array, napi_uint16_array};
+  void* data[3] = {};
+  size_t length[3] = {};
+  for (uint32_t i = 0; i < 3; ++i) {
+    bool is_typed = false;
+    napi_typedarray_type t;
+    napi_value buffer;
+    size_t offset;
+    if (napi_get_element(env, spec, i + 1, &arrays[i]) != napi_ok ||
+        napi_is_typedarray(env, arrays[i], &is_typed) != napi_ok || !is_typed ||
+        napi_get_typedarray_info(env, arrays[i], &t, &length[i], &data[i], &buffer, &offset) !=
+            napi_ok ||
+        t != want[i]) {
+      return false;
+    }
+  }
+  run_.capacity = static_cast<uint32_t>(std::min({length[0], length[1], length[2], size_t{65535}}));
+  if (run_.capacity == 0) return false;
+  run_.seqs = static_cast<double*>(data[0]);
+  run_.levels = static_cast<uint8_t*>(data[1]);
+  run_.lists = static_cast<uint16_t*>(data[2]);
+  napi_create_reference(env, fn, 1, &run_.factory);
+  napi_create_reference(env, spec, 1, &run_.arrays);
+  run_.members.reserve(run_.capacity);
+  return true;
+}
+
+bool Client::AddToRun(napi_env env, uint64_t seq, Pending& p, AckLevel reached,
+                      const CompletionDetail* detail, bool outcomes) {
+  if (run_.factory == nullptr || outcomes || p.group != 0 || p.deferred == nullptr ||
+      (detail != nullptr && detail->has_routed)) {
+    return false;
+  }
+  // meta: the destinations (a name or an array of names; templates are
+  // arrays), then the key, nil when there is none.
+  const auto* begin = reinterpret_cast<const uint8_t*>(p.meta.data());
+  wire::Reader r(begin, p.meta.size());
+  const wire::Value d = r.Next();
+  const uint32_t n = d.kind == wire::Kind::kArray ? d.len : 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (r.Peek().kind != wire::Kind::kStr) return false;
+    r.Next();
+  }
+  const size_t dest_size = static_cast<size_t>(r.pos() - begin);
+  // A key makes the id: such receipts are made by MakeReceipt.
+  if (dest_size >= p.meta.size() || r.Next().kind != wire::Kind::kNil) return false;
+  if (run_.members.size() == run_.capacity) FlushRun(env);
+  const std::string_view dest_bytes(p.meta.data(), dest_size);
+  if (run_.metas.empty() || run_.metas.back() != dest_bytes) {
+    run_.metas.emplace_back(dest_bytes);
+    std::vector<std::string>& names = run_.names.emplace_back();
+    wire::Reader nr(begin, dest_size);
+    nr.Next();
+    for (uint32_t i = 0; i < n; ++i) names.emplace_back(nr.Next().str());
+  }
+  const size_t at = run_.members.size();
+  run_.seqs[at] = static_cast<double>(seq);
+  run_.levels[at] = static_cast<uint8_t>(reached);
+  run_.lists[at] = static_cast<uint16_t>(run_.metas.size() - 1);
+  run_.members.push_back(&p);
+  return true;
+}
+
+void Client::FlushRun(napi_env env) {
+  if (run_.members.empty()) return;
+  const uint32_t n = static_cast<uint32_t>(run_.members.size());
+  napi_value fn, global, lists, receipts = nullptr;
+  napi_get_reference_value(env, run_.factory, &fn);
+  napi_get_global(env, &global);
+  napi_create_array_with_length(env, run_.names.size(), &lists);
+  for (size_t l = 0; l < run_.names.size(); ++l) {
+    napi_value list;
+    napi_create_array_with_length(env, run_.names[l].size(), &list);
+    for (size_t i = 0; i < run_.names[l].size(); ++i) {
+      napi_set_element(env, list, static_cast<uint32_t>(i), NewString(env, run_.names[l][i]));
+    }
+    napi_set_element(env, lists, static_cast<uint32_t>(l), list);
+  }
+  napi_value args[2];
+  napi_create_uint32(env, n, &args[0]);
+  args[1] = lists;
+  bool made = napi_call_function(env, global, fn, 2, args, &receipts) == napi_ok;
+  if (!made) {
+    // Never expected; the receipts are then made here, as before.
+    napi_value ignored;
+    napi_get_and_clear_last_exception(env, &ignored);
+  }
+  for (uint32_t i = 0; i < n; ++i) {
+    Pending& p = *run_.members[i];
+    napi_value receipt = nullptr;
+    if (!made || napi_get_element(env, receipts, i, &receipt) != napi_ok) {
+      const auto reached = static_cast<AckLevel>(run_.levels[i]);
+      receipt = MakeReceipt(env, static_cast<uint64_t>(run_.seqs[i]), p, reached, nullptr, false,
+                            &receipt_strings_);
+    }
+    Settle(env, p, receipt, true);
+    p.meta.clear();
+  }
+  run_.members.clear();
+  run_.metas.clear();
+  run_.names.clear();
+}
+
 napi_value Client::Destinations(napi_env env, const Pending& p, const CompletionDetail* detail,
                                 ReceiptStrings* rs) {
   napi_value dests;
@@ -675,13 +789,17 @@ void Client::DrainCompletions(napi_env env) {
           c.detail >= 0 ? &batch_.details[static_cast<size_t>(c.detail)] : nullptr;
       const AckLevel reached =
           c.outcome == Outcome::kDelivered ? AckLevel::kDelivered : AckLevel::kAccepted;
+      if (AddToRun(env, c.seq, p, reached, detail, c.outcomes)) continue;
+      FlushRun(env);  // promises settle in the order their events completed
       Settle(env, p, MakeReceipt(env, c.seq, p, reached, detail, c.outcomes, &receipt_strings_),
              true);
     } else {
+      FlushRun(env);
       Settle(env, p, MakeSettleError(env, c.seq, p, c, batch_), false);
     }
     p.meta.clear();
   }
+  FlushRun(env);
   while (!pending_.empty() && pending_.front().done) {
     pending_.pop_front();
     ++pending_base_;

@@ -169,6 +169,10 @@ function defaultEndpoint() {
 // A receipt's keys and ack names (by ack level) for the addon, which sets
 // them on every receipt: as JS literals they are internalized strings.
 const RECEIPT_STRINGS = Object.freeze(['id', 'ack', 'destinations', 'none', 'accepted', 'delivered']);
+// Ack names by level (the addon's AckLevel), and the most receipts the
+// addon asks makeReceipts for in one call.
+const ACK_NAMES = Object.freeze(['none', 'accepted', 'delivered']);
+const RECEIPT_RUN = 1024;
 
 // The HTTP client (http.cjs) when createClient is given httpEndpoint, or
 // when there is no addon and FORK_HTTP_ENDPOINT is set; else the addon's.
@@ -181,6 +185,27 @@ function createClient(options) {
   if (options?.token !== undefined) {
     throw invalid('createClient: token applies to the HTTP client only (with httpEndpoint)', { option: 'token' });
   }
+  // The receipts of acknowledged events, made here a run at a time for the
+  // addon, which resolves each promise with its own: the common receipt (no
+  // idempotency key, no outcomes, the caller's destinations) as an object
+  // literal, the shape queuedReceipt makes. The addon writes each one's
+  // sequence number, ack level and destination list (an index into `lists`)
+  // into these arrays before the call.
+  const runSeqs = new Float64Array(RECEIPT_RUN);
+  const runLevels = new Uint8Array(RECEIPT_RUN);
+  const runLists = new Uint16Array(RECEIPT_RUN);
+  let idPrefix = '';
+  function makeReceipts(n, lists) {
+    const receipts = new Array(n);
+    for (let i = 0; i < n; i++) {
+      receipts[i] = {
+        id: idPrefix + runSeqs[i],
+        ack: ACK_NAMES[runLevels[i]],
+        destinations: lists[runLists[i]].slice(),
+      };
+    }
+    return receipts;
+  }
   const native = new binding.Client(
     config.endpoint,
     `fork-router/${version} node/${process.version}`,
@@ -188,7 +213,9 @@ function createClient(options) {
     config.maxInFlightBytes,
     config.curve,
     RECEIPT_STRINGS,
+    [makeReceipts, runSeqs, runLevels, runLists],
   );
+  idPrefix = `${native.clientId}-`;
   const defaultTimeoutMs = config.timeoutMs;
   let closed = false;
   let closing;
@@ -217,7 +244,6 @@ function createClient(options) {
   // The receipt of an event sent with ack 'none', as the addon words the
   // others: its id (the idempotency key, else "<client id>-<sequence>"), the
   // ack level reached, and the destinations the caller named.
-  const idPrefix = `${native.clientId}-`;
   function queuedReceipt(seq, dests, key) {
     return {
       id: key ?? idPrefix + seq,

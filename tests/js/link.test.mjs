@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'node:test';
 import { ForkError, createClient } from 'fork-router';
 import { pack } from 'msgpackr';
-import { FakeForkd, FLAG_WANT_DELIVERED, freshEndpoint, header, ranges } from './helpers/fake-forkd.mjs';
+import { FakeForkd, FLAG_WANT_DELIVERED, FrameType, freshEndpoint, header, ranges } from './helpers/fake-forkd.mjs';
 
 async function until(predicate, timeoutMs = 3000) {
   const t0 = Date.now();
@@ -84,6 +84,49 @@ test("many calls in one turn share frames and all resolve in order", async (t) =
   assert.equal(s.sent, n);
   assert.equal(s.acked, n);
   assert.equal(s.inFlight, 0);
+});
+
+test('receipts of one ack for 4 000 events: keyed, routed, delivered and plain ones interleaved, then 2 600 plain ones in a row; each right, its own, settled in order', async (t) => {
+  // The addon makes the common receipt in JS, up to 1 024 per call, and
+  // the others (an idempotency key, forkd's routed list) itself: a run is
+  // cut short by each of those and by its size, never reordered.
+  const { fake, client } = await setup(t, { mode: 'silent' });
+  const n = 4000;
+  const dests = (i) => (i % 3 === 0 ? 'logs' : i % 3 === 1 ? ['production', 'analytics'] : 'production');
+  const keyed = (i) => i < 400 && i % 7 === 3;
+  const delivered = (i) => i < 1400 && i % 10 === 4;
+  const order = [];
+  const promises = Array.from({ length: n }, (_, i) => {
+    const options = { ...(keyed(i) && { idempotencyKey: `k-${i}` }), ...(delivered(i) && { ack: 'delivered' }) };
+    const p = client.routeData({ i }, dests(i), Object.keys(options).length ? options : undefined);
+    p.then(() => order.push(i));
+    return p;
+  });
+  await until(() => fake.events.length === n);
+  const routed = [];
+  for (let seq = 5; seq <= 1400; seq += 13) routed.push([seq, ['analytics', 'logs']]);
+  await fake.send(Buffer.concat([header(FrameType.ack), ranges([[1, n]]), pack(routed)]));
+  const deliveredSeqs = [];
+  for (let i = 0; i < n; i++) if (delivered(i)) deliveredSeqs.push(i + 1);
+  await until(() => order.length === n - deliveredSeqs.length);
+  await fake.send(Buffer.concat([header(FrameType.delivered), ranges(deliveredSeqs.map((s) => [s, s]))]));
+  const receipts = await Promise.all(promises);
+  const routedBySeq = new Map(routed);
+  receipts.forEach((r, i) => {
+    const seq = i + 1;
+    assert.deepEqual(Object.keys(r), ['id', 'ack', 'destinations'], `receipt ${i}`);
+    assert.equal(r.id, keyed(i) ? `k-${i}` : `${client.clientId}-${seq}`, `receipt ${i}`);
+    assert.equal(r.ack, delivered(i) ? 'delivered' : 'accepted', `receipt ${i}`);
+    assert.deepEqual(r.destinations, routedBySeq.get(seq) ?? [dests(i)].flat(), `receipt ${i}`);
+  });
+  const all = Array.from({ length: n }, (_, i) => i);
+  assert.deepEqual(
+    order,
+    [...all.filter((i) => !delivered(i)), ...all.filter(delivered)],
+    'promises settle in the order forkd acknowledged, then confirmed delivery',
+  );
+  receipts[n - 3].destinations.push('changed');
+  assert.deepEqual(receipts[n - 6].destinations, [dests(n - 6)].flat(), 'each receipt has its own list');
 });
 
 test("ack: 'delivered' waits for kDelivered", async (t) => {
