@@ -553,36 +553,47 @@ bool Client::BindReceiptRun(napi_env env, napi_value spec) {
 
 bool Client::AddToRun(napi_env env, uint64_t seq, Pending& p, AckLevel reached,
                       const CompletionDetail* detail, bool outcomes) {
-  if (run_.factory == nullptr || outcomes || p.group != 0 || p.deferred == nullptr ||
-      (detail != nullptr && detail->has_routed)) {
-    return false;
-  }
-  // meta: the destinations (a name or an array of names; templates are
-  // arrays), then the key, nil when there is none.
+  if (run_.factory == nullptr || outcomes || p.group != 0 || p.deferred == nullptr) return false;
+  const std::vector<std::string>* routed =
+      detail != nullptr && detail->has_routed ? &detail->routed : nullptr;
+  // meta: the destinations (an array of names; a templated one is itself
+  // an array), then the key, nil when there is none.
   const auto* begin = reinterpret_cast<const uint8_t*>(p.meta.data());
   wire::Reader r(begin, p.meta.size());
   const wire::Value d = r.Next();
   const uint32_t n = d.kind == wire::Kind::kArray ? d.len : 0;
   for (uint32_t i = 0; i < n; ++i) {
-    if (r.Peek().kind != wire::Kind::kStr) return false;
-    r.Next();
+    if (routed == nullptr && r.Peek().kind != wire::Kind::kStr) return false;
+    r.Skip();
   }
   const size_t dest_size = static_cast<size_t>(r.pos() - begin);
-  // A key makes the id: such receipts are made by MakeReceipt.
-  if (dest_size >= p.meta.size() || r.Next().kind != wire::Kind::kNil) return false;
+  if (dest_size >= p.meta.size()) return false;
+  const wire::Value key = r.Next();
+  if (key.kind != wire::Kind::kNil && key.kind != wire::Kind::kStr) return false;
   if (run_.members.size() == run_.capacity) FlushRun(env);
-  const std::string_view dest_bytes(p.meta.data(), dest_size);
-  if (run_.metas.empty() || run_.metas.back() != dest_bytes) {
-    run_.metas.emplace_back(dest_bytes);
-    std::vector<std::string>& names = run_.names.emplace_back();
-    wire::Reader nr(begin, dest_size);
-    nr.Next();
-    for (uint32_t i = 0; i < n; ++i) names.emplace_back(nr.Next().str());
+  // The run's lists, each made once for consecutive receipts that share it:
+  // the caller's (matched by their bytes) or forkd's routed one (matched by
+  // its names; its `metas` entry is empty, which no msgpack value is).
+  if (routed != nullptr) {
+    if (run_.names.empty() || !run_.metas.back().empty() || run_.names.back() != *routed) {
+      run_.metas.emplace_back();
+      run_.names.push_back(*routed);
+    }
+  } else {
+    const std::string_view dest_bytes(p.meta.data(), dest_size);
+    if (run_.metas.empty() || run_.metas.back() != dest_bytes) {
+      run_.metas.emplace_back(dest_bytes);
+      std::vector<std::string>& names = run_.names.emplace_back();
+      wire::Reader nr(begin, dest_size);
+      nr.Next();
+      for (uint32_t i = 0; i < n; ++i) names.emplace_back(nr.Next().str());
+    }
   }
   const size_t at = run_.members.size();
   run_.seqs[at] = static_cast<double>(seq);
   run_.levels[at] = static_cast<uint8_t>(reached);
   run_.lists[at] = static_cast<uint16_t>(run_.metas.size() - 1);
+  if (key.kind == wire::Kind::kStr) run_.keys.emplace_back(static_cast<uint32_t>(at), key.str());
   run_.members.push_back(&p);
   return true;
 }
@@ -602,10 +613,18 @@ void Client::FlushRun(napi_env env) {
     }
     napi_set_element(env, lists, static_cast<uint32_t>(l), list);
   }
-  napi_value args[2];
+  // The idempotency keys, which are those receipts' ids: an array with a
+  // key at each keyed member's place, or undefined when none has one.
+  napi_value args[3];
   napi_create_uint32(env, n, &args[0]);
   args[1] = lists;
-  bool made = napi_call_function(env, global, fn, 2, args, &receipts) == napi_ok;
+  if (run_.keys.empty()) {
+    napi_get_undefined(env, &args[2]);
+  } else {
+    napi_create_array_with_length(env, n, &args[2]);
+    for (const auto& [at, key] : run_.keys) napi_set_element(env, args[2], at, NewString(env, key));
+  }
+  bool made = napi_call_function(env, global, fn, 3, args, &receipts) == napi_ok;
   if (!made) {
     // Never expected; the receipts are then made here, as before.
     napi_value ignored;
@@ -625,6 +644,7 @@ void Client::FlushRun(napi_env env) {
   run_.members.clear();
   run_.metas.clear();
   run_.names.clear();
+  run_.keys.clear();
 }
 
 napi_value Client::Destinations(napi_env env, const Pending& p, const CompletionDetail* detail,

@@ -115,23 +115,23 @@ class Client : public Napi::ObjectWrap<Client> {
   // without them (receipts are then made by name).
   bool LoadReceiptStrings(napi_env env, ReceiptStrings* rs);
 
-  // Receipts made by the JS layer, a run of them per call. The common
-  // receipt (accepted or delivered, no idempotency key, no outcomes, the
-  // caller's destinations) is an object literal there; made here through
-  // Node-API, property by property, it cost more than the rest of settling.
-  // The run's sequence numbers, ack levels and destination lists go over in
-  // typed arrays the JS layer owns; makeReceipts(n, lists) returns the n
-  // receipts, and each promise is resolved with its own.
+  // Receipts made by the JS layer, a run of them per call. A receipt
+  // without outcomes (the common kind) is an object literal there; made here
+  // through Node-API, property by property, it cost more than the rest of
+  // settling. The run's sequence numbers, ack levels and destination lists
+  // go over in typed arrays the JS layer owns; makeReceipts(n, lists, keys)
+  // returns the n receipts, and each promise is resolved with its own.
   struct ReceiptRun {
-    napi_ref factory = nullptr;  // makeReceipts(n, lists) -> Receipt[]
+    napi_ref factory = nullptr;  // makeReceipts(n, lists, keys) -> Receipt[]
     napi_ref arrays = nullptr;   // keeps the typed arrays below alive
     double* seqs = nullptr;      // Float64Array
     uint8_t* levels = nullptr;   // Uint8Array: AckLevel
     uint16_t* lists = nullptr;   // Uint16Array: index into `names`
     uint32_t capacity = 0;
     std::vector<Pending*> members;        // the run so far, in completion order
-    std::vector<std::string> metas;       // each list's destinations (msgpack)
+    std::vector<std::string> metas;       // each list's destinations (msgpack; empty: routed)
     std::vector<std::vector<std::string>> names;  // each list's destination names
+    std::vector<std::pair<uint32_t, std::string>> keys;  // (member, idempotency key)
   };
   // Binds the JS side's [makeReceipts, seqs, levels, lists] (constructor arg 6).
   bool BindReceiptRun(napi_env env, napi_value spec);

@@ -186,20 +186,20 @@ function createClient(options) {
     throw invalid('createClient: token applies to the HTTP client only (with httpEndpoint)', { option: 'token' });
   }
   // The receipts of acknowledged events, made here a run at a time for the
-  // addon, which resolves each promise with its own: the common receipt (no
-  // idempotency key, no outcomes, the caller's destinations) as an object
-  // literal, the shape queuedReceipt makes. The addon writes each one's
-  // sequence number, ack level and destination list (an index into `lists`)
-  // into these arrays before the call.
+  // addon, which resolves each promise with its own: object literals, the
+  // shape queuedReceipt makes (receipts with outcomes the addon makes). The
+  // addon writes each one's sequence number, ack level and destination list
+  // (an index into `lists`) into these arrays before the call; `keys` holds
+  // the idempotency keys of those that have one.
   const runSeqs = new Float64Array(RECEIPT_RUN);
   const runLevels = new Uint8Array(RECEIPT_RUN);
   const runLists = new Uint16Array(RECEIPT_RUN);
   let idPrefix = '';
-  function makeReceipts(n, lists) {
+  function makeReceipts(n, lists, keys) {
     const receipts = new Array(n);
     for (let i = 0; i < n; i++) {
       receipts[i] = {
-        id: idPrefix + runSeqs[i],
+        id: (keys === undefined ? undefined : keys[i]) ?? idPrefix + runSeqs[i],
         ack: ACK_NAMES[runLevels[i]],
         destinations: lists[runLists[i]].slice(),
       };

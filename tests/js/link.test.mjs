@@ -86,34 +86,59 @@ test("many calls in one turn share frames and all resolve in order", async (t) =
   assert.equal(s.inFlight, 0);
 });
 
-test('receipts of one ack for 4 000 events: keyed, routed, delivered and plain ones interleaved, then 2 600 plain ones in a row; each right, its own, settled in order', async (t) => {
-  // The addon makes the common receipt in JS, up to 1 024 per call, and
-  // the others (an idempotency key, forkd's routed list) itself: a run is
-  // cut short by each of those and by its size, never reordered.
+test('receipts of 4 000 events acked at once: keyed, routed, delivered, nacked and plain ones interleaved, then 2 500 plain ones in a row; each right, its own, settled in order', async (t) => {
+  // The addon has the JS layer make receipts, up to 1 024 per call, and
+  // makes errors (and receipts with outcomes) itself: a run of receipts is
+  // cut short by each of those and by its size, and nothing is reordered.
   const { fake, client } = await setup(t, { mode: 'silent' });
   const n = 4000;
   const dests = (i) => (i % 3 === 0 ? 'logs' : i % 3 === 1 ? ['production', 'analytics'] : 'production');
-  const keyed = (i) => i < 400 && i % 7 === 3;
+  const keyed = (i) => i < 1500 && i % 7 === 3;
   const delivered = (i) => i < 1400 && i % 10 === 4;
+  const nacked = new Set([700, 1500, 2500]); // sequence numbers
   const order = [];
   const promises = Array.from({ length: n }, (_, i) => {
     const options = { ...(keyed(i) && { idempotencyKey: `k-${i}` }), ...(delivered(i) && { ack: 'delivered' }) };
     const p = client.routeData({ i }, dests(i), Object.keys(options).length ? options : undefined);
-    p.then(() => order.push(i));
+    p.then(
+      () => order.push(i),
+      () => order.push(i),
+    );
     return p;
   });
   await until(() => fake.events.length === n);
   const routed = [];
   for (let seq = 5; seq <= 1400; seq += 13) routed.push([seq, ['analytics', 'logs']]);
-  await fake.send(Buffer.concat([header(FrameType.ack), ranges([[1, n]]), pack(routed)]));
+  // Acks and nacks in frames back to back, in sequence order, while the JS
+  // thread is held: the addon settles them all in one pass.
+  let from = 1;
+  for (const seq of [...nacked, n + 1]) {
+    const list = routed.filter(([s]) => s >= from && s < seq);
+    await fake.send(Buffer.concat([header(FrameType.ack), ranges([[from, seq - 1]]), ...(list.length ? [pack(list)] : [])]));
+    if (seq > n) break;
+    const b = Buffer.alloc(16);
+    b.writeBigUInt64LE(BigInt(seq), 0);
+    b.writeBigUInt64LE(BigInt(seq), 8);
+    await fake.send(Buffer.concat([header(FrameType.nack), b, pack(['FORK_REJECTED', `no to ${seq}`])]));
+    from = seq + 1;
+  }
+  const holdUntil = Date.now() + 300;
+  while (Date.now() < holdUntil);
   const deliveredSeqs = [];
   for (let i = 0; i < n; i++) if (delivered(i)) deliveredSeqs.push(i + 1);
   await until(() => order.length === n - deliveredSeqs.length);
   await fake.send(Buffer.concat([header(FrameType.delivered), ranges(deliveredSeqs.map((s) => [s, s]))]));
-  const receipts = await Promise.all(promises);
+  const results = await Promise.allSettled(promises);
   const routedBySeq = new Map(routed);
-  receipts.forEach((r, i) => {
+  results.forEach((result, i) => {
     const seq = i + 1;
+    if (nacked.has(seq)) {
+      assert.equal(result.status, 'rejected', `event ${i}`);
+      assert.equal(result.reason.code, 'FORK_REJECTED');
+      assert.equal(result.reason.message, `no to ${seq}`);
+      return;
+    }
+    const r = result.value;
     assert.deepEqual(Object.keys(r), ['id', 'ack', 'destinations'], `receipt ${i}`);
     assert.equal(r.id, keyed(i) ? `k-${i}` : `${client.clientId}-${seq}`, `receipt ${i}`);
     assert.equal(r.ack, delivered(i) ? 'delivered' : 'accepted', `receipt ${i}`);
@@ -123,10 +148,11 @@ test('receipts of one ack for 4 000 events: keyed, routed, delivered and plain o
   assert.deepEqual(
     order,
     [...all.filter((i) => !delivered(i)), ...all.filter(delivered)],
-    'promises settle in the order forkd acknowledged, then confirmed delivery',
+    'promises settle in the order forkd answered, then confirmed delivery',
   );
-  receipts[n - 3].destinations.push('changed');
-  assert.deepEqual(receipts[n - 6].destinations, [dests(n - 6)].flat(), 'each receipt has its own list');
+  const last = results.at(-3).value;
+  last.destinations.push('changed');
+  assert.deepEqual(results.at(-6).value.destinations, [dests(n - 6)].flat(), 'each receipt has its own list');
 });
 
 test("ack: 'delivered' waits for kDelivered", async (t) => {
