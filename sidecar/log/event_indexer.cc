@@ -17,12 +17,34 @@ std::string_view StoredEventId(const Entry& e, char* buf) {
   return std::string_view(buf, wire::FormatEventIdTo(e.header.client_id, e.header.seq, buf));
 }
 
+bool UncheckedEventId(const Entry& e, char* buf, std::string_view* id) {
+  // [dests, key, options, payload]: the array header, then the first two
+  // values, each checked before it is read; the rest is not looked at.
+  if (e.event_size < 1 || e.event[0] != 0x94) return false;
+  constexpr wire::Limits kStored{wire::kMaxCheckDepth, UINT32_MAX, UINT32_MAX};
+  const uint8_t* p = e.event + 1;
+  size_t left = e.event_size - 1, used = 0;
+  if (!wire::CheckValue(p, left, kStored, &used)) return false;  // dests
+  p += used;
+  left -= used;
+  if (!wire::CheckValue(p, left, kStored, &used)) return false;  // key
+  wire::Reader rd(p, used);
+  const wire::Value k = rd.Next();
+  *id = k.kind == wire::Kind::kStr
+            ? k.str()
+            : std::string_view(buf, wire::FormatEventIdTo(e.header.client_id, e.header.seq, buf));
+  return true;
+}
+
 Status EventIndexer::CatchUp(size_t max, size_t* indexed) {
   *indexed = 0;
   const uint64_t floor = log_->first_lsn();
   if (!reader_) {
     Status s = log_->NewReader(Position{floor, 0, 0}, nullptr, &reader_);
     if (!s.ok()) return s;
+    // Only ids are read here, each bounds-checked (UncheckedEventId); a
+    // lookup reads its entries back through a checking reader.
+    reader_->set_check_events(false);
     indexed_next_.store(floor, std::memory_order_release);
   }
   if (floor > index_.floor()) Forget(floor);
@@ -86,7 +108,13 @@ Status EventIndexer::CatchUp(size_t max, size_t* indexed) {
     run_seq = std::max(run_seq, e.header.seq);
     // The checkpoint that covers this entry is visible before the entry is.
     if (!new_checkpoints.empty() && new_checkpoints.back().next_lsn == lsn) publish();
-    const uint64_t hash = hash_(StoredEventId(e, id_buf));
+    std::string_view id;
+    if (!UncheckedEventId(e, id_buf, &id)) {
+      // Malformed: the sinks skip it and report it; nothing to find it by.
+      ++*indexed;
+      continue;
+    }
+    const uint64_t hash = hash_(id);
     index_.Prefetch(hash);
     if (held_count == kInsertLag) insert_oldest();
     held[(held_first + held_count) % kInsertLag] = Held{hash, lsn};

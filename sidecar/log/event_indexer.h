@@ -45,6 +45,10 @@ struct FoundEntry {
 // key when it has one, else "<client hex>-<seq>" written into `buf` (at
 // least wire::kMaxEventIdSize bytes).
 std::string_view StoredEventId(const Entry& e, char* buf);
+// The same for an entry whose event was not checked: reads only the array
+// header, the destinations and the key, each bounds-checked; false when
+// they are malformed.
+bool UncheckedEventId(const Entry& e, char* buf, std::string_view* id);
 
 class EventIndexer {
  public:

@@ -201,13 +201,17 @@ class TailReader {
   ~TailReader();
 
   // kEntry: *e is the next entry (views valid until the next call); its
-  // event passed wire::CheckStoredEvent (LogOptions::check_events), so it
-  // may be walked with a wire::Reader. kEnd: caught up with the durable end.
+  // event passed wire::CheckStoredEvent (LogOptions::check_events, unless
+  // set_check_events(false)), so it may be walked with a wire::Reader. kEnd: caught up with the durable end.
   // An I/O error is returned in *io. Entries that fail the check are
   // reported and skipped.
   [[nodiscard]] Result Next(Entry* e, Status* io);
   // Where to resume after the last entry returned.
   Position position() const;
+  // Off: entries are handed on with their events unchecked (their CRC and
+  // lsn still are), for a consumer that reads only what it bounds-checks
+  // itself, as the event index reads ids. On by default.
+  void set_check_events(bool on) { check_events_ = on; }
 
  private:
   friend class Log;
@@ -223,6 +227,7 @@ class TailReader {
   std::unique_ptr<LogReader> reader_;
   uint64_t next_lsn_ = 1;
   uint64_t skip_below_ = 0;  // entries with lsn below this are skipped
+  bool check_events_ = true;
 };
 
 }  // namespace forkd::log

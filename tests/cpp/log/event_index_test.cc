@@ -57,7 +57,10 @@ struct TestLog {
   }
   // Appends and commits one entry; returns its lsn.
   uint64_t Add(const uint8_t* client, uint64_t seq, const std::string& key) {
-    const std::string e = Event(key);
+    return AddRaw(client, seq, Event(key));
+  }
+  // The same with the event's bytes as given.
+  uint64_t AddRaw(const uint8_t* client, uint64_t seq, const std::string& e) {
     const uint64_t lsn = log->Append(1700000000000000 + static_cast<int64_t>(seq), client, seq,
                                      test::U8(e), e.size());
     uint64_t gen;
@@ -286,6 +289,40 @@ TEST_CASE("EventIndexer indexes a log's entries by receipt id and key and reads 
     }
   } while (n > 0);
   CHECK(total == 301);
+}
+
+TEST_CASE("EventIndexer reads only ids: entries malformed past their key, or before it, are "
+          "never found, and the entries around them are",
+          "[event_index][log]") {
+  TempDir dir;
+  TestLog t(dir);
+  const uint8_t client[16] = {4};
+  std::string cut = Event("");
+  cut.pop_back();  // the payload's string one byte short
+  std::string bad_key = Event("");
+  bad_key[4] = static_cast<char>(0xc1);  // the key: a type byte msgpack never uses
+  std::string not_event = Event("");
+  not_event[0] = static_cast<char>(0x93);  // an array of 3
+  for (uint64_t seq = 1; seq <= 40; ++seq) {
+    t.AddRaw(client, seq, seq == 10 ? cut : seq == 20 ? bad_key : seq == 30 ? not_event : Event(""));
+  }
+  EventIndexer ix(t.log.get());
+  CHECK(CatchUpAll(ix) == 40);
+  CHECK(ix.indexed_next_lsn() == 41);
+  std::vector<FoundEntry> f;
+  for (uint64_t seq = 1; seq <= 40; ++seq) {
+    CAPTURE(seq);
+    REQUIRE(ix.Find(IdOf(client, seq), &f).ok());
+    CHECK(f.size() == (seq == 10 || seq == 20 || seq == 30 ? 0u : 1u));
+  }
+  // Seq 10's id was indexed (its key is whole), and its lookup read it back
+  // through a checking reader, which skipped it.
+  std::vector<uint64_t> lsns;
+  ix.index().Find(EventIndex::Hash(IdOf(client, 10)), &lsns);
+  CHECK(lsns == std::vector<uint64_t>{10});
+  lsns.clear();
+  ix.index().Find(EventIndex::Hash(IdOf(client, 20)), &lsns);
+  CHECK(lsns.empty());
 }
 
 TEST_CASE("EventIndexer never answers with a colliding entry: every candidate is read and compared",
