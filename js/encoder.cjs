@@ -211,20 +211,23 @@ function object(o, depth) {
   // no enumerable property up the chain it visits the same keys in the
   // same order: its snapshot at the start of the loop, less those deleted
   // since.
-  let n = 0;
-  for (const k in o) n++; // eslint-disable-line no-unused-vars
-  const at = pos;
-  header(n, 0x80, 0xde, 0xdf);
+  // One pass: a one-byte header is reserved and the entries written after
+  // it; a map of 16 entries or more then has its entries moved to make room
+  // for the longer header.
+  const at = pos++;
   let written = 0;
   for (const k in o) {
     const v = o[k];
     if (v === undefined) continue; // skipped, like JSON.stringify
-    // More keys than counted (a Proxy answering differently each time):
-    // the C++ encoder's, which lists them once.
-    if (written === n || !str(k) || !value(v, depth + 1)) return false;
+    if (!str(k) || !value(v, depth + 1)) return false;
     written++;
   }
-  return written === n || rewriteHeader(at, n, written);
+  if (written < 16) {
+    buf[at] = 0x80 | written;
+    return true;
+  }
+  if (pos + 4 > buf.length) grow(pos + 4);
+  return rewriteHeader(at, 0, written);
 }
 
 function objectByKeys(o, depth) {
@@ -244,8 +247,8 @@ function objectByKeys(o, depth) {
 }
 
 // The map header at `at` counted n entries, of which `written` were (the
-// undefined ones were skipped): rewrite it, moving the entries when it got
-// shorter.
+// undefined ones were skipped): rewrite it, moving the entries when its
+// length changes (room for a longer one is the caller's to make).
 function rewriteHeader(at, n, written) {
   const old = n < 16 ? 1 : n <= 0xffff ? 3 : 5;
   const now = written < 16 ? 1 : written <= 0xffff ? 3 : 5;
