@@ -669,8 +669,9 @@ bool CheckEvent(const uint8_t* data, size_t size, const Limits& limits, EventVie
     *error = "event: payload must be a map (an object)";
     return false;
   }
-  rd.Skip();
-  out->payload_size = static_cast<size_t>(rd.pos() - out->payload);
+  // The last of the array's four values, which CheckValue found to end
+  // exactly at `size`: it runs to the end, and is not walked a second time.
+  out->payload_size = size - static_cast<size_t>(out->payload - data);
   return true;
 }
 
