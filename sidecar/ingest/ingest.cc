@@ -110,6 +110,20 @@ void Ingest::TakeInjections() {
   static const uint8_t kNoClient[wire::kClientIdSize] = {};
   const int64_t now_us = WallMicros();
   for (auto& inj : queue) {
+    // Readers trust what this process appended (log.h, TailReader::Next),
+    // so injected events are checked here as clients' are: all or none.
+    std::string why;
+    for (size_t i = 0; i < inj->events.size() && why.empty(); ++i) {
+      const std::string& ev = inj->events[i];
+      if (!wire::CheckStoredEvent(reinterpret_cast<const uint8_t*>(ev.data()), ev.size(), &why)) {
+        why = "injected event " + std::to_string(i) + ": " + why;
+      }
+    }
+    if (!why.empty()) {
+      spdlog::error("{}; none of its {} events appended", why, inj->events.size());
+      inj->done.set_value(Status::InvalidArgument(why));
+      continue;
+    }
     if (pending_acks_.empty() && log_->pending_entries() == 0) pending_since_us_ = MonoMicros();
     for (const auto& ev : inj->events) {
       const uint64_t lsn = log_->Append(now_us, kNoClient, ++inject_seq_,

@@ -159,6 +159,11 @@ class Log {
   const LogOptions options_;
   int dir_fd_ = -1;
   int completion_fd_ = -1;
+  // Where this process's first entry went (set by Recover, then constant):
+  // records from there on were written by this process, each event checked
+  // by ingest before it was appended.
+  uint64_t opened_segment_ = 0;
+  uint64_t opened_offset_ = 0;
 
   // Appender state (appender thread only).
   LogWriter writer_;
@@ -201,8 +206,11 @@ class TailReader {
   ~TailReader();
 
   // kEntry: *e is the next entry (views valid until the next call); its
-  // event passed wire::CheckStoredEvent (LogOptions::check_events, unless
-  // set_check_events(false)), so it may be walked with a wire::Reader. kEnd: caught up with the durable end.
+  // event may be walked with a wire::Reader (LogOptions::check_events,
+  // unless set_check_events(false)): an entry from before this process
+  // opened the log passed wire::CheckStoredEvent here; one this process
+  // wrote was checked by ingest before it was appended, and its checksum
+  // says it is what was written, so it is not walked twice. kEnd: caught up with the durable end.
   // An I/O error is returned in *io. Entries that fail the check are
   // reported and skipped.
   [[nodiscard]] Result Next(Entry* e, Status* io);
@@ -219,6 +227,9 @@ class TailReader {
   Status OpenSegment(uint64_t segment, uint64_t offset);
   // LogOptions::check_events: false (reported) when `e` must not be handed on.
   bool CheckEntry(const Entry& e, size_t record_size);
+  // Whether the record just read lies where this process has written (by
+  // position, not by the lsn the entry claims).
+  bool WrittenSinceOpen() const;
 
   Log* log_;
   Reporter* reporter_;
