@@ -832,20 +832,21 @@ async function fileDrainRate(storeDown) {
   }
 }
 
-test('the file destination drains a 100 000-event backlog at least half as fast with the HTTP store down beside it as with it up (the fastest of four drains each)', { timeout: 300_000 }, async (t) => {
+test('the file destination drains a 100 000-event backlog at least 40% as fast with the HTTP store down beside it as with it up (the fastest of six drains each)', { timeout: 400_000 }, async (t) => {
   // A drain takes under half a second, and on the shared two-core virtual
-  // machines the tests run on, one drain runs at 170-260k events/s and the
-  // next at 420-620k, whatever the HTTP store does (tens of drains measured):
-  // a 10% bound cannot be told from that noise. What is checked is that the
-  // failing store does not hold the file destination back: a first drain
-  // that is not counted, then four drains each, in the order up, down, down,
-  // up, up, down, down, up, and the fastest with the store down at least half
-  // the fastest with it up (waiting on its retries or its breaker, 2 s each,
-  // would take it far below).
+  // machines the tests run on, one drain runs at 160-300k events/s and the
+  // next at 350-620k, whatever the HTTP store does (of 36 drains each way,
+  // 15 with the store up and 13 with it down ran fast): a 10% bound cannot
+  // be told from that noise. What is checked is that the failing store does
+  // not hold the file destination back: a first drain that is not counted,
+  // then six drains each, in the order up, down, down, up, three times, and
+  // the fastest with the store down at least 40% of the fastest with it up
+  // (waiting on its retries or its breaker, 2 s each, would take it far
+  // below).
   await fileDrainRate(false);
   const ups = [];
   const downs = [];
-  for (let pair = 0; pair < 2; pair++) {
+  for (let pair = 0; pair < 3; pair++) {
     ups.push(await fileDrainRate(false));
     downs.push(await fileDrainRate(true));
     downs.push(await fileDrainRate(true));
@@ -859,7 +860,7 @@ test('the file destination drains a 100 000-event backlog at least half as fast 
   const report = `file destination drain, events/s: store up ${each(ups)}; store down ${each(downs)}`;
   console.log(report);
   t.diagnostic(report);
-  assert.ok(down.rate >= 0.5 * up.rate, `${report}: the fastest drain with the store down was less than half the fastest with it up`);
+  assert.ok(down.rate >= 0.4 * up.rate, `${report}: the fastest drain with the store down was under 40% of the fastest with it up`);
 });
 
 test('priority: pipeline threads are named fk:<destination> with nice 0 (high), 4 (normal), 10 (low)', { timeout: 30_000 }, async () => {
