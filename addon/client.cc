@@ -595,6 +595,7 @@ bool Client::AddToRun(napi_env env, uint64_t seq, Pending& p, AckLevel reached,
   run_.lists[at] = static_cast<uint16_t>(run_.metas.size() - 1);
   if (key.kind == wire::Kind::kStr) run_.keys.emplace_back(static_cast<uint32_t>(at), key.str());
   run_.members.push_back(&p);
+  run_.details.push_back(detail);
   return true;
 }
 
@@ -635,13 +636,14 @@ void Client::FlushRun(napi_env env) {
     napi_value receipt = nullptr;
     if (!made || napi_get_element(env, receipts, i, &receipt) != napi_ok) {
       const auto reached = static_cast<AckLevel>(run_.levels[i]);
-      receipt = MakeReceipt(env, static_cast<uint64_t>(run_.seqs[i]), p, reached, nullptr, false,
-                            &receipt_strings_);
+      receipt = MakeReceipt(env, static_cast<uint64_t>(run_.seqs[i]), p, reached, run_.details[i],
+                            false, &receipt_strings_);
     }
     Settle(env, p, receipt, true);
     p.meta.clear();
   }
   run_.members.clear();
+  run_.details.clear();
   run_.metas.clear();
   run_.names.clear();
   run_.keys.clear();

@@ -129,6 +129,7 @@ class Client : public Napi::ObjectWrap<Client> {
     uint16_t* lists = nullptr;   // Uint16Array: index into `names`
     uint32_t capacity = 0;
     std::vector<Pending*> members;        // the run so far, in completion order
+    std::vector<const CompletionDetail*> details;  // each member's (forkd's routed list), or null
     std::vector<std::string> metas;       // each list's destinations (msgpack; empty: routed)
     std::vector<std::vector<std::string>> names;  // each list's destination names
     std::vector<std::pair<uint32_t, std::string>> keys;  // (member, idempotency key)
