@@ -268,8 +268,10 @@ build_fork() {
   local with_forkd="$1" b="$cache/$triple/fork"
   local addon_api; addon_api="$(node -p "require('node-addon-api').include.replace(/\"/g, '')")"
   local napi_headers; napi_headers="$(node -p "require('node-api-headers').include_dir")"
+  # forkd's allocator, compiled into it from source (sidecar/CMakeLists.txt).
+  local mimalloc=(); [[ "$with_forkd" == ON ]] && mimalloc=(-DFORK_MIMALLOC_SRC="$(unpack mimalloc)")
   cmake -S "$root" -B "$b" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$here/toolchain.cmake" -DCMAKE_BUILD_TYPE=Release \
-    -DFORK_PREBUILD=ON -DFORK_BUILD_TESTS=OFF -DFORK_BUILD_SIDECAR="$with_forkd" -DFORK_BUILD_ADDON=ON \
+    -DFORK_PREBUILD=ON -DFORK_BUILD_TESTS=OFF -DFORK_BUILD_SIDECAR="$with_forkd" -DFORK_BUILD_ADDON=ON "${mimalloc[@]}" \
     -DFORK_NODE_API_HEADERS="$napi_headers" -DFORK_NODE_ADDON_API="$addon_api" >"$b.log" 2>&1 ||
     { tail -40 "$b.log"; die "configure fork for $triple failed"; }
   local goals=(fork_addon); [[ "$with_forkd" == ON ]] && goals+=(forkd)
@@ -306,6 +308,7 @@ for target in "${targets[@]}"; do
   for d in zlib openssl curl sqlite3 libsodium zeromq3 yaml-cpp re2 fmtlib spdlog cli11 cpp-httplib hiredis; do
     cp "$(unpack "$d")/debian/copyright" "$out/licenses/$d.copyright"
   done
+  [[ -f "$out/forkd" ]] && cp "$(unpack mimalloc)/debian/copyright" "$out/licenses/mimalloc.copyright"
   cp "$(unpack librdkafka)/librdkafka/LICENSES.txt" "$out/licenses/librdkafka.license"
   cp "$here/libpq.COPYRIGHT" "$out/licenses/libpq.copyright"
   # What zig links in: LLVM's libc++, libc++abi and libunwind, and musl.

@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -28,10 +29,30 @@
 #include "sinks/registry.h"
 #include "sources/registry.h"
 
+#ifdef FORK_MIMALLOC
+#include <mimalloc.h>
+#endif
+
 namespace {
 
 constexpr int kExitConfig = 2;
 constexpr const char* kConfigHelp = "Configuration file (default: ./fork.yaml)";
+
+// What serves malloc in this process, asked of the allocator itself: a
+// block from malloc is in mimalloc's heap only if mimalloc replaced the C
+// library's (sidecar/CMakeLists.txt links it in).
+std::string Allocator() {
+#ifdef FORK_MIMALLOC
+  void* p = std::malloc(64);
+  const bool routed = mi_is_in_heap_region(p);
+  std::free(p);
+  const int v = mi_version();
+  return "mimalloc " + std::to_string(v / 100) + "." + std::to_string(v / 10 % 10) + "." +
+         std::to_string(v % 10) + (routed ? "" : " (linked, but malloc does not reach it)");
+#else
+  return "the C library's malloc";
+#endif
+}
 
 bool Load(const std::string& path, forkd::Config* config,
           std::vector<forkd::ConfigError>* errors) {
@@ -85,8 +106,8 @@ int Run(const std::string& config_path, bool exit_with_parent) {
   }
   // Test hook: faults count the calls made while serving, not at start-up.
   forkd::fs::InjectFaultsFromEnv();
-  spdlog::info("forkd {} running with {} ({} destinations)", FORKD_VERSION, config_path,
-               server.config().destinations.size());
+  spdlog::info("forkd {} running with {} ({} destinations; allocator: {})", FORKD_VERSION, config_path,
+               server.config().destinations.size(), Allocator());
 
   std::atomic<bool> done{false};
   std::thread signals([&] {
@@ -444,6 +465,7 @@ int main(int argc, char** argv) {
     std::cout << ConfigReference();
     return 0;
   }
-  std::cout << "forkd " << FORKD_VERSION << " (protocol 1)\n";
+  std::cout << "forkd " << FORKD_VERSION << " (protocol 1)\n"
+            << "allocator: " << Allocator() << "\n";
   return 0;
 }

@@ -118,8 +118,11 @@ test('bad command lines are refused with usage', () => {
   assert.match(r.stderr + r.stdout, /payload/);
 });
 
-test('version and config-reference; docs/configuration.md is current', () => {
-  assert.match(forkd('version').stdout, /^forkd \d+\.\d+\.\d+/);
+test('version, its allocator (mimalloc, reached by malloc) and config-reference; docs/configuration.md is current', () => {
+  const version = forkd('version').stdout;
+  assert.match(version, /^forkd \d+\.\d+\.\d+/);
+  // The line is mimalloc's own answer: a block from malloc() is in its heap.
+  assert.match(version, /^allocator: mimalloc \d+\.\d+\.\d+$/m);
   const ref = forkd('config-reference').stdout;
   assert.equal(ref, readFileSync(path.join(ROOT, 'docs/configuration.md'), 'utf8'),
     'regenerate with: build/bin/forkd config-reference > docs/configuration.md');

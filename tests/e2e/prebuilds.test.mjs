@@ -227,6 +227,10 @@ test('x64: forkd in a chroot holding only itself and its config; events from thi
 
     const check = await execFileP('chroot', [root, '/forkd', 'check', '--config', '/fork.yaml'], { encoding: 'utf8' });
     assert.match(check.stdout + check.stderr, /ok \(1 destinations\)/);
+    // mimalloc replaced musl's malloc in the static binary (it says so only
+    // when a block from malloc() is in its heap).
+    const version = await execFileP('chroot', [root, '/forkd', 'version'], { encoding: 'utf8' });
+    assert.match(version.stdout, /^allocator: mimalloc \d+\.\d+\.\d+$/m);
 
     forkd = await startRun('chroot', [root, '/forkd', 'run', '--config', '/fork.yaml', '--exit-with-parent']);
     const endpoint = `ipc://${root}/data/.fork/fork.sock`;
@@ -279,6 +283,8 @@ if (present.includes('linux-arm64')) {
     try {
       const check = await execFileP(QEMU, [forkdBin, 'check', '--config', config], { encoding: 'utf8', timeout: 60000 });
       assert.match(check.stdout + check.stderr, /ok \(1 destinations\)/);
+      const version = await execFileP(QEMU, [forkdBin, 'version'], { encoding: 'utf8', timeout: 60000 });
+      assert.match(version.stdout, /^allocator: mimalloc \d+\.\d+\.\d+$/m);
       forkd = await startRun(QEMU, [forkdBin, 'run', '--config', config, '--exit-with-parent'], { timeoutMs: 60000 });
 
       const addon = path.join(dir, 'fork_router.node');
