@@ -25,7 +25,11 @@
 // unreachable, drained when forkd restarts with the real one (from the
 // restart, and after its first batch: librdkafka asks for a topic's
 // metadata only on its next 1 s scan when the topic is first produced to
-// after the producer connected, which the first batch waits out).
+// after the producer connected, which the first batch waits out). Its CPU
+// per event is read per thread (/proc/PID/task): the destination's thread
+// and librdkafka's, against the peer's whole process over its timed
+// messages (getrusage): what each spends to put a message into Kafka,
+// whatever the two cores' sharing does to the rates.
 //
 // Then, when forkd has the kafka source (`forkd check` accepts `sources:`),
 // end-to-end latency edge -> Kafka -> hub -> SQLite: an edge forkd with a
@@ -52,7 +56,7 @@
 //                        [--rate 1000] [--seconds 20] [--max-wait 5ms] [--no-latency] [--json FILE]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -92,6 +96,18 @@ const fmt = (n, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, 
 const cpu = (pid) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
+};
+// CPU seconds of the threads of `pid` whose names match `re` (the kafka
+// destination's thread is fk:<name>, librdkafka's are rdk:*).
+const threadCpu = (pid, re) => {
+  let s = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+    if (!re.test(st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')))) continue;
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    s += (Number(f[11]) + Number(f[12])) / 100;
+  }
+  return s;
 };
 // What else is running: builds, tests and brokers that share the cores, one
 // entry per kind of process with a count; `mine` (this run's broker
@@ -252,7 +268,8 @@ destinations:
     // librdkafka's own complaints on the way (a producer id refused for a
     // while: the broker's "coordinator load in progress").
     const warnings = forkd.stderr().split('\n').filter((l) => / (warning|error) /.test(l)).map((l) => l.slice(25, 220));
-    return { s, readyS, firstS, firstN, warnings, forkdCpu: cpu(forkd.pid), inTopic: await kafka.count(topic) };
+    return { s, readyS, firstS, firstN, warnings, forkdCpu: cpu(forkd.pid), inTopic: await kafka.count(topic),
+      sinkCpu: threadCpu(forkd.pid, /^(fk:bus|rdk:)/) };
   } finally {
     await forkd.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -457,11 +474,12 @@ try {
       runs.drain.push({ eventsPerSec: Math.round(N / d.s), seconds: d.s,
         afterFirstBatchPerSec: d.firstN < N ? Math.round((N - d.firstN) / (d.s - d.firstS)) : null, firstBatch: d.firstN,
         readySeconds: d.readyS, firstDeliveredSeconds: d.firstS, warnings: d.warnings,
-        forkdCpuUsPerEvent: (d.forkdCpu * 1e6) / N, inTopic: d.inTopic });
+        forkdCpuUsPerEvent: (d.forkdCpu * 1e6) / N, sinkCpuUsPerEvent: (d.sinkCpu * 1e6) / N, inTopic: d.inTopic });
     },
     rdkafka: async (r) => {
       const p = runPeer(peerBin, kafka, `peer-${r}`, peerFile);
       runs.rdkafka.push({ eventsPerSec: p.msgs_per_sec, seconds: p.seconds, firstMessageSeconds: p.first_message_seconds,
+        cpuUsPerEvent: (p.cpu_seconds * 1e6) / N,
         delivered: p.delivered, failed: p.failed });
     },
     kafkajs: async (r) => {
@@ -513,6 +531,8 @@ try {
   const rdkafka = mid(runs.rdkafka);
   const kjs = mid(runs.kafkajs);
   drain.afterFirstBatch = median(runs.drain.map((x) => x.afterFirstBatchPerSec ?? 0));
+  drain.sinkCpuUsPerEvent = median(runs.drain.map((x) => x.sinkCpuUsPerEvent));
+  rdkafka.cpuUsPerEvent = median(runs.rdkafka.map((x) => x.cpuUsPerEvent));
   result = {
     bench: 'kafka',
     date: started.toISOString(),
@@ -565,6 +585,8 @@ const rows = [
     `${r.forkSinkAlone.seconds.toFixed(2)} s from the restart (forkd up after ${r.forkSinkAlone.readySeconds.toFixed(2)} s, first batch acked at ${r.forkSinkAlone.firstDeliveredSeconds?.toFixed(2)} s); ${rounds(r.forkSinkAlone)}`],
   ['  … after its first batch was acknowledged', r.forkSinkAlone.afterFirstBatch ? `${fmt(r.forkSinkAlone.afterFirstBatch)} events/s` : '-',
     `the events after the first batch (${fmt(r.forkSinkAlone.firstBatch)})`],
+  ['  … its CPU: the destination\'s thread and librdkafka\'s', `${fmt(r.forkSinkAlone.sinkCpuUsPerEvent, 2)} us/event`,
+    `vs the peer's whole process ${fmt(r.rdkafka.cpuUsPerEvent, 2)} us/event: ${fmt(r.forkSinkAlone.sinkCpuUsPerEvent / r.rdkafka.cpuUsPerEvent, 2)}x (medians of the rounds)`],
   ['librdkafka producer alone (bench/kafka_peer.c)', `${fmt(r.rdkafka.eventsPerSec)} events/s`,
     `${r.rdkafka.seconds.toFixed(2)} s; ${rounds(r.rdkafka)}`],
   [`kafkajs, idempotent, sendBatch of ${fmt(KJS_BATCH)}`, `${fmt(r.kafkajs.eventsPerSec)} events/s`, `${r.kafkajs.seconds.toFixed(2)} s; ${rounds(r.kafkajs)}`],
