@@ -211,7 +211,7 @@ for (const target of present) {
   });
 }
 
-test('x64: forkd in a chroot holding only itself and its config; events from this machine\'s node through the prebuilt glibc addon', { timeout: 60000 }, async () => {
+test('x64: forkd in a chroot holding only itself and its config, mimalloc its allocator; events from this machine\'s node through the prebuilt glibc addon', { timeout: 60000 }, async () => {
   assert.ok(present.includes('linux-x64'), MISSING_X64);
   assert.equal(process.getuid(), 0, 'this test runs as root: it needs chroot');
   const dir = path.join(PREBUILDS, 'linux-x64');
@@ -270,7 +270,7 @@ test('x64: forkd in a chroot holding only itself and its config; events from thi
 });
 
 if (present.includes('linux-arm64')) {
-  test('arm64 under qemu: forkd check and run; Debian\'s arm64 Node 18 routes an event through the prebuilt arm64 addon', { timeout: 600000 }, async (t) => {
+  test('arm64 under qemu: forkd check, version (mimalloc its allocator) and run; Debian\'s arm64 Node 18 routes an event through the prebuilt arm64 addon', { timeout: 600000 }, async (t) => {
     assert.ok(execFileSync('sh', ['-c', `command -v ${QEMU} || true`], { encoding: 'utf8' }).trim(), `${QEMU} is missing: scripts/install-deps.sh installs qemu-user-static`);
     execFileSync('bash', [path.join(ROOT, 'scripts', 'arm64-sysroot.sh')], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 500000 });
     const dir = path.join(PREBUILDS, 'linux-arm64');
