@@ -289,6 +289,18 @@ const BENCHES = {
         unit: 'ratio',
         better: 'higher',
       },
+      ...(f.forkSinkAlone.sinkCpuUsPerEvent && f.rdkafka.cpuUsPerEvent ? [{
+        id: 'kafka.sink_cpu',
+        figure: "Kafka destination's CPU per event (its thread and librdkafka's) vs librdkafka's producer process",
+        fork: `${fmt(f.forkSinkAlone.sinkCpuUsPerEvent, 2)} µs`,
+        peer: `${fmt(f.rdkafka.cpuUsPerEvent, 2)} µs`,
+        ratio: ratioText(f.forkSinkAlone.sinkCpuUsPerEvent / f.rdkafka.cpuUsPerEvent),
+        target: '—',
+        met: null,
+        value: f.forkSinkAlone.sinkCpuUsPerEvent / f.rdkafka.cpuUsPerEvent,
+        unit: 'ratio',
+        better: 'lower',
+      }] : []),
       {
         id: 'kafka.vs_kafkajs',
         figure: `Kafka: routeData → broker ack vs kafkajs (idempotent, sendBatch of ${fmt(f.kafkajs.batch)})`,

@@ -13,11 +13,14 @@ build_pkgs=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
   libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   catch2 libcpp-httplib-dev libre2-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libsqlite3-dev
-  libpq-dev libhiredis-dev python3 curl
+  libpq-dev libhiredis-dev python3 curl dpkg-dev
 )
 # librdkafka is not Debian's (2.0.2 cannot log in with SASL/SCRAM to Kafka
 # ≥ 3.8.1): scripts/librdkafka.sh builds 2.12.1 from a pinned source (curl
 # fetches it), statically, so a built forkd needs nothing more to run.
+# mimalloc, forkd's allocator, is compiled into it from Debian's pinned
+# source package, which scripts/source.sh fetches (curl) and unpacks
+# (dpkg-source, from dpkg-dev).
 # The servers and the browser the tests start; clang and its runtimes (not a
 # dependency of clang in Debian 12) for the fuzz targets
 # (its libFuzzer, scripts/fuzz.sh); qemu-user-static runs the arm64
