@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <thread>
 
@@ -44,6 +45,7 @@ constexpr const char* kConfigHelp = "Configuration file (default: ./fork.yaml)";
 std::string Allocator() {
 #ifdef FORK_MIMALLOC
   void* p = std::malloc(64);
+  if (p != nullptr) std::memset(p, 0, 64);
   const bool routed = mi_is_in_heap_region(p);
   std::free(p);
   const int v = mi_version();
