@@ -46,7 +46,14 @@ async function runWithFault(kind, nth, sticky) {
     let forkd = await startForkd(config, { env: { FORKD_FAULT: spec } });
     const { acked, rejected } = await workload(endpointFor(dir), spec);
     assert.equal(forkd.proc.exitCode, null, `forkd must not exit under ${spec}:\n${forkd.stderr()}`);
-    const hit = new RegExp(`injected fault: this ${kind} fails with No space left on device`).test(forkd.stderr());
+    // The file destination writes what was acknowledged and then commits its
+    // cursor (a write and a rename) on its own thread, which may come after
+    // the last ack: up to 2 s for the nth call, so whether it counts does not
+    // hang on how quickly the acks came back (once, the workload ended before
+    // the destination's first rename).
+    const fired = () => new RegExp(`injected fault: this ${kind} fails with No space left on device`).test(forkd.stderr());
+    for (let t = 0; t < 100 && !fired(); t++) await new Promise((r) => setTimeout(r, 20));
+    const hit = fired();
     if (hit) {
       // forkd reports the failure it met, beyond the fault's own line (a
       // write of the last batch fails after the workload's last ack: wait).
