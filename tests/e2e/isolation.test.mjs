@@ -757,7 +757,8 @@ test('isolation figures: the file destination\'s latency at 2000 events/s, and f
       const w = Math.floor((tail.seenAt.get(id).at - t0) / WINDOW_MS);
       (windows[w] ??= []).push(id);
     }
-    const fullWindows = windows.filter((ids, i) => ids && (i + 1) * WINDOW_MS <= 22000);
+    // The last window ends with the outage, part way through: left out.
+    const fullWindows = windows.slice(0, -1).filter(Boolean);
     const windowP99 = fullWindows.map((ids) => tail.figures(ids).p99);
     const medianWindowP99 = [...windowP99].sort((a, b) => a - b)[Math.floor(windowP99.length / 2)];
     const report = [
