@@ -282,7 +282,7 @@ std::string Server::MetricsText() const {
   if (events_) {
     Metric(&m, "fork_event_index_entries", "gauge",
            "Log entries in the event index (GET /api/events/<id>)");
-    Sample(&m, "fork_event_index_entries", "", static_cast<double>(events_->index().entries()));
+    Sample(&m, "fork_event_index_entries", "", static_cast<double>(events_->entries()));
     Metric(&m, "fork_event_index_bytes", "gauge", "Memory held by the event index");
     Sample(&m, "fork_event_index_bytes", "", static_cast<double>(events_->memory_bytes()));
     Metric(&m, "fork_event_index_lag_events", "gauge",

@@ -54,7 +54,7 @@ void Server::RunEventIndex() {
     if (!built && caught_up) {
       built = true;
       spdlog::info("event index: {} events from lsn {} indexed in {} ms ({:.1f} MiB)",
-                   events_->index().entries(), log_->first_lsn(), (now - t0) / 1000,
+                   events_->entries(), log_->first_lsn(), (now - t0) / 1000,
                    static_cast<double>(events_->memory_bytes()) / (1 << 20));
     }
     if (!s.ok()) {

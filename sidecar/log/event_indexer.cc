@@ -17,7 +17,7 @@ std::string_view StoredEventId(const Entry& e, char* buf) {
   return std::string_view(buf, wire::FormatEventIdTo(e.header.client_id, e.header.seq, buf));
 }
 
-bool UncheckedEventId(const Entry& e, char* buf, std::string_view* id) {
+bool UncheckedEventId(const Entry& e, char* buf, std::string_view* id, bool* keyed) {
   // [dests, key, options, payload]: the array header, then the first two
   // values, each checked before it is read; the rest is not looked at.
   if (e.event_size < 1 || e.event[0] != 0x94) return false;
@@ -30,9 +30,9 @@ bool UncheckedEventId(const Entry& e, char* buf, std::string_view* id) {
   if (!wire::CheckValue(p, left, kStored, &used)) return false;  // key
   wire::Reader rd(p, used);
   const wire::Value k = rd.Next();
-  *id = k.kind == wire::Kind::kStr
-            ? k.str()
-            : std::string_view(buf, wire::FormatEventIdTo(e.header.client_id, e.header.seq, buf));
+  *keyed = k.kind == wire::Kind::kStr;
+  *id = *keyed ? k.str()
+               : std::string_view(buf, wire::FormatEventIdTo(e.header.client_id, e.header.seq, buf));
   return true;
 }
 
@@ -66,10 +66,11 @@ Status EventIndexer::CatchUp(size_t max, size_t* indexed) {
     for (const Position& p : new_checkpoints) checkpoints_.push_back(p);
     new_checkpoints.clear();
   };
-  // Inserts trail the reads by up to kInsertLag entries: each entry's slot
-  // is prefetched when it is read and written that many entries later, so
+  // Keys' inserts trail the reads by up to kInsertLag entries: each key's
+  // slot is prefetched when it is read and written that many keys later, so
   // the cache misses of a large index overlap instead of coming one by one.
-  // An entry counts as indexed once it is inserted.
+  // An entry counts as indexed once it and every entry before it are in
+  // their index.
   constexpr size_t kInsertLag = 16;
   struct Held {
     uint64_t hash, lsn;
@@ -85,11 +86,13 @@ Status EventIndexer::CatchUp(size_t max, size_t* indexed) {
   };
   char id_buf[wire::kMaxEventIdSize];
   Status s;
+  uint64_t last_lsn = 0;
   while (*indexed < max) {
     const Position before = reader_->position();
     Entry e;
     if (reader_->Next(&e, &s) != TailReader::Result::kEntry) break;
     const uint64_t lsn = e.header.lsn;
+    last_lsn = lsn;
     if (lsn % kCheckpointEvery == 0 || (checkpoints_.empty() && new_checkpoints.empty())) {
       new_checkpoints.push_back(Position{lsn, before.segment, before.offset});
     }
@@ -109,8 +112,16 @@ Status EventIndexer::CatchUp(size_t max, size_t* indexed) {
     // The checkpoint that covers this entry is visible before the entry is.
     if (!new_checkpoints.empty() && new_checkpoints.back().next_lsn == lsn) publish();
     std::string_view id;
-    if (!UncheckedEventId(e, id_buf, &id)) {
+    bool keyed = false;
+    if (!UncheckedEventId(e, id_buf, &id, &keyed)) {
       // Malformed: the sinks skip it and report it; nothing to find it by.
+      ++*indexed;
+      continue;
+    }
+    if (!keyed) {
+      // Its receipt id is its client and seq: no need to hash the string.
+      receipts_.Add(e.header.client_id, e.header.seq, lsn);
+      if (held_count == 0) indexed_next_.store(lsn + 1, std::memory_order_release);
       ++*indexed;
       continue;
     }
@@ -122,6 +133,7 @@ Status EventIndexer::CatchUp(size_t max, size_t* indexed) {
     ++*indexed;
   }
   while (held_count > 0) insert_oldest();
+  if (last_lsn != 0) indexed_next_.store(last_lsn + 1, std::memory_order_release);
   publish();
   if (*indexed > 0) {
     std::lock_guard<std::mutex> lock(wait_mu_);
@@ -132,6 +144,7 @@ Status EventIndexer::CatchUp(size_t max, size_t* indexed) {
 
 void EventIndexer::Forget(uint64_t floor) {
   index_.Prune(floor);
+  receipts_.Prune(floor);
   std::unique_lock<std::shared_mutex> lock(mu_);
   while (!checkpoints_.empty() && checkpoints_.front().next_lsn < floor) checkpoints_.pop_front();
   // Segment keys are first lsns: every one below the floor is gone.
@@ -181,10 +194,12 @@ Status EventIndexer::ReadAt(uint64_t lsn, FoundEntry* out) const {
 
 Status EventIndexer::Find(std::string_view id, std::vector<FoundEntry>* out) const {
   out->clear();
+  // Reached before the lookups, so that whatever they miss is past it.
+  const uint64_t limit = indexed_next_lsn();
+  char id_buf[wire::kMaxEventIdSize];
+  // By key: every candidate slot, each read back and compared.
   std::vector<uint64_t> lsns;
   index_.Find(hash_(id), &lsns);
-  std::sort(lsns.begin(), lsns.end());
-  char id_buf[wire::kMaxEventIdSize];
   for (uint64_t lsn : lsns) {
     FoundEntry f;
     Status s = ReadAt(lsn, &f);
@@ -196,36 +211,72 @@ Status EventIndexer::Find(std::string_view id, std::vector<FoundEntry>* out) con
     e.event_size = f.event.size();
     if (StoredEventId(e, id_buf) == id) out->push_back(std::move(f));
   }
+  // By receipt id, when it has that form (a key may have it too).
+  ClientId client;
+  uint64_t seq = 0;
+  if (wire::ParseEventId(id, client.data(), &seq)) {
+    std::vector<ReceiptIndex::Range> ranges;
+    receipts_.Candidates(client, seq, limit, &ranges);
+    for (const ReceiptIndex::Range& r : ranges) {
+      Status s = ScanFor(id, client, seq, r.from, r.to, out);
+      if (!s.ok()) return s;
+    }
+  }
+  std::sort(out->begin(), out->end(), [](const FoundEntry& a, const FoundEntry& b) {
+    return a.header.lsn < b.header.lsn;
+  });
+  out->erase(std::unique(out->begin(), out->end(),
+                         [](const FoundEntry& a, const FoundEntry& b) {
+                           return a.header.lsn == b.header.lsn;
+                         }),
+             out->end());
   return Status::Ok();
 }
 
+Status EventIndexer::ScanFor(std::string_view id, const ClientId& client, uint64_t seq,
+                             uint64_t from, uint64_t to, std::vector<FoundEntry>* out) const {
+  from = std::max(from, log_->first_lsn());
+  if (from >= to) return Status::Ok();
+  std::unique_ptr<TailReader> reader;
+  Status s = log_->NewReader(StartFor(from), nullptr, &reader);
+  if (s.IsNotFound()) return Status::Ok();  // deleted meanwhile
+  if (!s.ok()) return s;
+  char id_buf[wire::kMaxEventIdSize];
+  Entry e;
+  while (reader->Next(&e, &s) == TailReader::Result::kEntry) {
+    if (e.header.lsn >= to) break;
+    if (e.header.lsn < from || e.header.seq != seq ||
+        !std::equal(client.begin(), client.end(), e.header.client_id)) {
+      continue;
+    }
+    if (StoredEventId(e, id_buf) != id) continue;  // keyed: found by its key
+    FoundEntry f;
+    f.header = e.header;
+    f.event.assign(reinterpret_cast<const char*>(e.event), e.event_size);
+    out->push_back(std::move(f));
+    break;  // a run holds a seq once
+  }
+  return s;
+}
+
 bool EventIndexer::Expired(std::string_view id) const {
-  // "<32 hex digits>-<decimal seq>"
-  if (id.size() < 34 || id.size() > wire::kMaxEventIdSize || id[32] != '-') return false;
   ClientId client;
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i < 16; ++i) {
-    const int hi = hex(id[2 * i]), lo = hex(id[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    client[i] = static_cast<uint8_t>(hi << 4 | lo);
-  }
   uint64_t seq = 0;
-  for (size_t i = 33; i < id.size(); ++i) {
-    if (id[i] < '0' || id[i] > '9' || seq > (UINT64_MAX - 9) / 10) return false;
-    seq = seq * 10 + static_cast<uint64_t>(id[i] - '0');
-  }
+  if (!wire::ParseEventId(id, client.data(), &seq)) return false;
   std::shared_lock<std::shared_mutex> lock(mu_);
   auto it = deleted_seq_.find(client);
   return it != deleted_seq_.end() && seq <= it->second;
 }
 
+uint64_t EventIndexer::entries() const {
+  const uint64_t next = indexed_next_lsn(), floor = log_->first_lsn();
+  return next > floor ? next - floor : 0;
+}
+
 size_t EventIndexer::memory_bytes() const {
   std::shared_lock<std::shared_mutex> lock(mu_);
-  size_t n = index_.memory_bytes() + checkpoints_.size() * sizeof(Position);
+  size_t n = index_.memory_bytes() + receipts_.memory_bytes() +
+             checkpoints_.size() * sizeof(Position);
   for (const auto& [segment, clients] : segment_seqs_) n += 64 + clients.size() * 64;
   return n + deleted_seq_.size() * 64;
 }

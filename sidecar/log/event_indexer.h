@@ -1,17 +1,22 @@
-// Keeps an EventIndex over the retained log and answers "which entries carry
+// Keeps the indexes over the retained log that answer "which entries carry
 // this id": it follows the log as a reader of its own (nothing is added to
-// ingest's append path), indexes each durable entry's id, forgets the
-// segments retention deletes, and reads an entry back by lsn through sparse
+// ingest's append path) and indexes each durable entry's id. An
+// idempotency key goes into an EventIndex (a hash slot each); a receipt id
+// ("<client hex>-<seq>") into a ReceiptIndex (sparse marks per client,
+// whose sequence numbers rise with the log). It forgets the segments
+// retention deletes, and reads an entry back by lsn through sparse
 // checkpoints (one reader position every kCheckpointEvery entries), so a
-// lookup reads at most that many entries from one place in one segment.
+// lookup by key reads at most that many entries from one place in one
+// segment, and one by receipt id at most that many plus
+// ReceiptIndex::kMaxGap per run of its client.
 //
 // Its view trails the durable end by however long the indexing thread takes
 // to catch up: Find() says how far the index goes, so a caller can wait for
 // an id just acknowledged (WaitIndexed).
 //
-// Besides the index it remembers, per client, the highest sequence number of
-// the events retention has deleted, so a receipt id older than the retained
-// log is told apart from one never seen (Expired).
+// Besides the indexes it remembers, per client, the highest sequence number
+// of the events retention has deleted, so a receipt id older than the
+// retained log is told apart from one never seen (Expired).
 //
 // Threads: CatchUp on one thread (the indexer's); everything else from any
 // thread. Reads of the log go through readers of their own.
@@ -32,6 +37,7 @@
 #include "core/status.h"
 #include "log/event_index.h"
 #include "log/log.h"
+#include "log/receipt_index.h"
 
 namespace forkd::log {
 
@@ -47,8 +53,8 @@ struct FoundEntry {
 std::string_view StoredEventId(const Entry& e, char* buf);
 // The same for an entry whose event was not checked: reads only the array
 // header, the destinations and the key, each bounds-checked; false when
-// they are malformed.
-bool UncheckedEventId(const Entry& e, char* buf, std::string_view* id);
+// they are malformed. *keyed: whether the id is the event's key.
+bool UncheckedEventId(const Entry& e, char* buf, std::string_view* id, bool* keyed);
 
 class EventIndexer {
  public:
@@ -81,8 +87,14 @@ class EventIndexer {
   // retention has deleted: its client's deleted events reach that sequence.
   bool Expired(std::string_view id) const;
 
+  // The keys' index, and the receipt ids'.
   const EventIndex& index() const { return index_; }
-  // The index's bytes: slots, checkpoints and the per-client summaries.
+  const ReceiptIndex& receipts() const { return receipts_; }
+  // Entries of the retained log the index has gone through (by key, by
+  // receipt id, or malformed, with nothing to find them by).
+  uint64_t entries() const;
+  // The indexes' bytes: slots, marks, checkpoints and the per-client
+  // summaries.
   size_t memory_bytes() const;
 
  private:
@@ -90,10 +102,15 @@ class EventIndexer {
   // Where to start reading for `lsn`: the last checkpoint at or below it.
   Position StartFor(uint64_t lsn) const;
   void Forget(uint64_t floor);
+  // Appends to *out the entries in [from, to) that are client's event
+  // `seq` under receipt id `id`.
+  Status ScanFor(std::string_view id, const ClientId& client, uint64_t seq, uint64_t from,
+                 uint64_t to, std::vector<FoundEntry>* out) const;
 
   Log* log_;
   HashFn hash_;
   EventIndex index_;
+  ReceiptIndex receipts_;
   std::unique_ptr<TailReader> reader_;  // the indexer's thread only
   std::atomic<uint64_t> indexed_next_{0};
   mutable std::mutex wait_mu_;

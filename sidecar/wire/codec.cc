@@ -756,6 +756,30 @@ size_t FormatEventIdTo(const uint8_t* client_id, uint64_t seq, char* out) {
   return static_cast<size_t>(p - out);
 }
 
+bool ParseEventId(std::string_view id, uint8_t* client_id, uint64_t* seq) {
+  constexpr size_t kHexSize = kClientIdSize * 2;
+  if (id.size() < kHexSize + 2 || id.size() > kMaxEventIdSize || id[kHexSize] != '-') return false;
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < kClientIdSize; ++i) {
+    const int hi = hex(id[2 * i]), lo = hex(id[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    client_id[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  uint64_t n = 0;
+  for (size_t i = kHexSize + 1; i < id.size(); ++i) {
+    if (id[i] < '0' || id[i] > '9') return false;
+    const uint64_t d = static_cast<uint64_t>(id[i] - '0');
+    if (n > (UINT64_MAX - d) / 10) return false;
+    n = n * 10 + d;
+  }
+  *seq = n;
+  return true;
+}
+
 std::string FormatEventId(const uint8_t* client_id, uint64_t seq) {
   char buf[kMaxEventIdSize];
   return std::string(buf, FormatEventIdTo(client_id, seq, buf));

@@ -193,5 +193,8 @@ std::string FormatEventId(const uint8_t* client_id, uint64_t seq);
 inline constexpr size_t kMaxEventIdSize = kClientIdSize * 2 + 1 + 20;
 // The same into `out` (at least kMaxEventIdSize bytes); returns the length.
 size_t FormatEventIdTo(const uint8_t* client_id, uint64_t seq, char* out);
+// The other way: the client id (kClientIdSize bytes) and sequence of an id
+// in that form (lowercase hex); false for any other string.
+[[nodiscard]] bool ParseEventId(std::string_view id, uint8_t* client_id, uint64_t* seq);
 
 }  // namespace forkd::wire
