@@ -41,7 +41,7 @@ void ReceiptIndex::Prune(uint64_t floor) {
   std::unique_lock<std::shared_mutex> lock(mu_);
   for (auto it = clients_.begin(); it != clients_.end();) {
     Client& c = it->second;
-    std::deque<Mark>& m = c.marks;
+    std::vector<Mark>& m = c.marks;
     // A mark covers the client's entries up to its next mark: it goes once
     // that next one is at or below the floor.
     size_t n = 0;
@@ -52,6 +52,7 @@ void ReceiptIndex::Prune(uint64_t floor) {
       marks_ -= n;
       auto keep = std::upper_bound(c.runs.begin(), c.runs.end(), c.popped);
       c.runs.erase(c.runs.begin(), keep);
+      if (m.size() < m.capacity() / 4) m.shrink_to_fit();
     }
     // The client's last mark, with every entry it may cover below the floor:
     // nothing of the client is retained.
@@ -71,7 +72,7 @@ void ReceiptIndex::Candidates(const ClientId& client, uint64_t seq, uint64_t lim
   auto it = clients_.find(client);
   if (it == clients_.end()) return;
   const Client& c = it->second;
-  const std::deque<Mark>& m = c.marks;
+  const std::vector<Mark>& m = c.marks;
   // Run by run: [a, b) in marks, seqs strictly rising within each.
   auto r = std::upper_bound(c.runs.begin(), c.runs.end(), c.popped);
   for (size_t a = 0, b; a < m.size(); a = b) {
@@ -96,13 +97,13 @@ size_t ReceiptIndex::marks() const {
 
 size_t ReceiptIndex::memory_bytes() const {
   std::shared_lock<std::shared_mutex> lock(mu_);
-  // A deque holds its marks in blocks of 512 bytes, plus a block map; a map
-  // node holds the id and the Client.
-  size_t runs = 0;
-  for (const auto& [id, c] : clients_) runs += c.runs.capacity();
-  return marks_ * sizeof(Mark) + runs * sizeof(uint64_t) +
-         clients_.size() * (512 + 64 + sizeof(ClientId) + sizeof(Client)) +
-         clients_.bucket_count() * sizeof(void*);
+  size_t n = clients_.bucket_count() * sizeof(void*);
+  for (const auto& [id, c] : clients_) {
+    // The map's node: the id, the Client, a link and the hash.
+    n += sizeof(id) + sizeof(c) + 2 * sizeof(void*) + c.marks.capacity() * sizeof(Mark) +
+         c.runs.capacity() * sizeof(uint64_t);
+  }
+  return n;
 }
 
 }  // namespace forkd::log

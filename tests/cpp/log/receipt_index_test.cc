@@ -4,6 +4,7 @@
 #include "log/receipt_index.h"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <random>
 #include <vector>
@@ -144,6 +145,22 @@ TEST_CASE("ReceiptIndex forgets marks and clients below the floor, and keeps wha
   const auto rs = Ranges(ix, gone, 1, lsn + 1002);
   REQUIRE(rs.size() == 1);
   CHECK(Covers(rs, lsn + 1001));
+}
+
+TEST_CASE("ReceiptIndex: a client that sends one event costs under 200 bytes, and is forgotten "
+          "with it",
+          "[receipt_index][log]") {
+  ReceiptIndex ix;
+  for (uint64_t i = 1; i <= 10000; ++i) {
+    ReceiptIndex::ClientId c{};
+    std::memcpy(c.data(), &i, sizeof i);
+    ix.Add(c.data(), 1, i);
+  }
+  CHECK(ix.marks() == 10000);
+  CHECK(ix.memory_bytes() < 10000 * 200);
+  ix.Prune(10000 + ReceiptIndex::kMaxGap);
+  CHECK(ix.marks() == 0);
+  CHECK(ix.memory_bytes() < 10000 * 200 / 4);
 }
 
 TEST_CASE("ReceiptIndex: random interleavings, resends and pruning; every retained entry is in a "
