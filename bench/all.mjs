@@ -330,7 +330,7 @@ const BENCHES = {
   nextjs: {
     script: 'bench/nextjs.mjs',
     full: [],
-    quick: ['--duration', '3', '--rounds', '4'],
+    quick: ['--duration', '3', '--rounds', '4', '--until-width', '0'],
     unavailable: () => {
       if (process.env.FORK_PACK_BUILT !== '1') return null;
       const out = path.join(ROOT, 'build', 'prebuilds', 'out');
@@ -347,7 +347,9 @@ const BENCHES = {
       const interleaved = f.mode === 'interleaved';
       const id = interleaved ? 'nextjs.added_mean_interleaved' : 'nextjs.added_mean';
       const figure = interleaved
-        ? `Next.js route handler: mean latency routeData adds, 95% CI over interleaved rounds (POST at ${fmt(f.rate)}/s in all, both routes in one run)`
+        ? `Next.js route handler: mean latency routeData adds, 95% CI over ${f.stoppedBy ? `${fmt(f.rounds)} ` : ''}interleaved rounds` +
+          `${f.stoppedBy === 'width' ? ` (run until narrower than ${f.untilWidth} ms)` : f.stoppedBy === 'cap' ? ' (the cap on rounds)' : ''}` +
+          ` (POST at ${fmt(f.rate)}/s in all, both routes in one run)`
         : `Next.js route handler: mean latency routeData adds, 95% CI over paired rounds (POST at ${fmt(f.rate)}/s)`;
       const target = 'added mean, 95% CI width < 0.5 ms';
       if (notOk > 0) {

@@ -26,8 +26,11 @@
 // Where taskset exists (unless --no-pin) the Next.js server, the addon's I/O
 // thread with it, runs on CPU 1 and forkd with the load generator on CPU 0,
 // so the scheduler does not move them about: a one-CPU app container.
+// --load-cpu 1 puts the load generator on CPU 1 with Next.js instead, so
+// forkd has CPU 0 to itself.
 //
-//   node bench/nextjs.mjs [--mode interleaved|separate] [--rate R] [--duration 5] [--rounds N] [--connections 20] [--no-pin] [--json FILE]
+//   node bench/nextjs.mjs [--mode interleaved|separate] [--rate R] [--duration 5] [--rounds N]
+//                         [--until-width W] [--max-rounds M] [--connections 20] [--no-pin] [--load-cpu 0|1] [--json FILE]
 //
 // --rate is the total rate (both routes together) in interleaved mode, 400/s
 // unless given, and each route's rate in separate mode, 1000/s unless given.
@@ -41,6 +44,13 @@
 // separate (2 min 40 s). The interleaved warm-up is 20 s: from a cold start
 // the difference falls for the first 10-15 s (the first rounds 2-5x the
 // later ones) before it settles.
+// --until-width W (interleaved; 0.5 unless given, 0 for none): after
+// --rounds, more rounds are run, one at a time, until the 95% interval is
+// narrower than W ms or --max-rounds (72: 6 min of load) have run. A
+// fixed-precision rule (Chow and Robbins): the interval's coverage is the
+// nominal one as rounds grow, a little under it for few rounds, which is why
+// it starts only after 24. The output says how many rounds it took, and
+// whether it stopped at the width or at the cap.
 // --json FILE also writes the figures to FILE as one JSON object.
 // Figures only: it never fails on timing.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -59,6 +69,9 @@ const { values: args } = parseArgs({
     rate: { type: 'string' },
     duration: { type: 'string', default: '5' },
     rounds: { type: 'string' },
+    'until-width': { type: 'string' },
+    'max-rounds': { type: 'string' },
+    'load-cpu': { type: 'string', default: '0' },
     'no-pin': { type: 'boolean', default: false },
     connections: { type: 'string', default: '20' },
     keep: { type: 'boolean', default: false },
@@ -70,8 +83,17 @@ if (MODE !== 'interleaved' && MODE !== 'separate') throw new Error(`--mode ${MOD
 const RATE = Number(args.rate ?? (MODE === 'interleaved' ? 400 : 1000));
 const DURATION = Number(args.duration);
 const ROUNDS = Number(args.rounds ?? (MODE === 'interleaved' ? 24 : 16));
+const UNTIL_WIDTH = MODE === 'interleaved' ? Number(args['until-width'] ?? 0.5) : 0;
+const MAX_ROUNDS = Math.max(ROUNDS, Number(args['max-rounds'] ?? 72));
+for (const [flag, v] of [['--rounds', ROUNDS], ['--until-width', UNTIL_WIDTH], ['--max-rounds', MAX_ROUNDS]]) {
+  if (!Number.isFinite(v) || v < 0) throw new Error(`${flag}: a number ≥ 0, got ${JSON.stringify(args[flag.slice(2)])}`);
+}
+if (ROUNDS < 2) throw new Error('--rounds: at least 2 (an interval needs two rounds)');
 const CONNECTIONS = Number(args.connections);
 const PIN = !args['no-pin'] && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+const LOAD_CPU = args['load-cpu'];
+if (LOAD_CPU !== '0' && LOAD_CPU !== '1') throw new Error(`--load-cpu: 0 (with forkd) or 1 (with Next.js), got ${JSON.stringify(LOAD_CPU)}`);
+const PINNED = `Next.js on CPU 1, forkd on CPU 0, the load on CPU ${LOAD_CPU}`;
 
 // Every thread of pid and its descendants onto `cpus` (taskset -a).
 function pin(pid, cpus) {
@@ -82,7 +104,19 @@ function pin(pid, cpus) {
 function t975(df) {
   const table = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145,
     2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042];
-  return df <= 0 ? Infinity : df <= table.length ? table[df - 1] : 1.96;
+  if (df <= 0) return Infinity;
+  if (df <= table.length) return table[df - 1];
+  // Past the table: the Cornish-Fisher expansion around z (2.042 at 30,
+  // 2.021 at 40, 2.000 at 60).
+  const z = 1.959964;
+  return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2);
+}
+
+// The mean of `ds` and the half-width of its 95% interval (Student's t).
+function interval(ds) {
+  const diff = ds.reduce((a, x) => a + x, 0) / ds.length;
+  const sd = ds.length > 1 ? Math.sqrt(ds.reduce((a, x) => a + (x - diff) ** 2, 0) / (ds.length - 1)) : Infinity;
+  return { diff, half: t975(ds.length - 1) * (sd / Math.sqrt(ds.length)) };
 }
 
 // The baseline route: the example's handler, with routeData answering at once.
@@ -109,7 +143,7 @@ await server.up;
 if (PIN) {
   pin(server.proc.pid, '1');
   pin(forkd.proc.pid, '0');
-  pin(process.pid, '0');
+  pin(process.pid, LOAD_CPU);
 }
 
 const WITH = '/api/orders';
@@ -263,7 +297,8 @@ try {
     log(`warm-up: 20 s at ${RATE}/s, both routes interleaved`);
     await runInterleaved({ duration: 20 });
     const all = Object.fromEntries(ROUTES.map((r) => [r, []]));
-    for (let r = 0; r < ROUNDS; r++) {
+    const width = () => 2 * interval(runs[WITH].map((x, i) => x.mean - runs[BASE][i].mean)).half;
+    for (let r = 0; r < ROUNDS || (UNTIL_WIDTH > 0 && r < MAX_ROUNDS && !(width() < UNTIL_WIDTH)); r++) {
       const res = await runInterleaved();
       for (const route of ROUTES) {
         const s = stats(res.lat[route]);
@@ -308,9 +343,9 @@ try {
   const b = pooledStats[BASE];
   console.log(
     MODE === 'interleaved'
-      ? `\nPOST at ${RATE}/s in all, half to each route in a random order balanced in pairs, ${DURATION} s x ${ROUNDS} rounds, ` +
-          `open loop over ${CONNECTIONS} keep-alive connections${PIN ? ', Next.js on CPU 1, forkd and the load on CPU 0' : ''}`
-      : `\nPOST at ${RATE}/s, ${DURATION} s x ${ROUNDS} rounds each, autocannon, ${CONNECTIONS} connections${PIN ? ', Next.js on CPU 1, forkd and the load on CPU 0' : ''}`,
+      ? `\nPOST at ${RATE}/s in all, half to each route in a random order balanced in pairs, ${DURATION} s x ${runs[WITH].length} rounds, ` +
+          `open loop over ${CONNECTIONS} keep-alive connections${PIN ? `, ${PINNED}` : ''}`
+      : `\nPOST at ${RATE}/s, ${DURATION} s x ${ROUNDS} rounds each, autocannon, ${CONNECTIONS} connections${PIN ? `, ${PINNED}` : ''}`,
   );
   console.log(
     '                     mean ms   p50 ms   p99 ms  p99.9 ms   ' +
@@ -326,13 +361,14 @@ try {
 
   // One difference of means per round; Student's t over the rounds.
   const ds = runs[WITH].map((x, r) => x.mean - runs[BASE][r].mean);
-  const diff = ds.reduce((a, x) => a + x, 0) / ds.length;
-  const sd = ds.length > 1 ? Math.sqrt(ds.reduce((a, x) => a + (x - diff) ** 2, 0) / (ds.length - 1)) : Infinity;
-  const half = t975(ds.length - 1) * (sd / Math.sqrt(ds.length));
+  const { diff, half } = interval(ds);
+  const stoppedBy = UNTIL_WIDTH <= 0 || ds.length <= ROUNDS ? 'rounds' : 2 * half < UNTIL_WIDTH ? 'width' : 'cap';
   const welchDiff = w.mean - b.mean;
   const welchHalf = 1.96 * Math.sqrt(w.stddev ** 2 / w.n + b.stddev ** 2 / b.n);
   const rounds = MODE === 'interleaved' ? 'interleaved rounds' : 'paired rounds';
   console.log(`per round, added mean ms: ${ds.map((x) => x.toFixed(2)).join(', ')}`);
+  if (stoppedBy === 'width') console.log(`${ds.length} rounds: ${ROUNDS}, then one at a time until the interval was narrower than ${UNTIL_WIDTH} ms`);
+  if (stoppedBy === 'cap') console.log(`${ds.length} rounds: the cap (--max-rounds), the interval still ${(2 * half).toFixed(2)} ms wide`);
   if (resets > 0) console.log(`${resets} requests sent again after a keep-alive connection reset (latency counted from the first try)`);
   console.log(
     `added by routeData, mean ${diff.toFixed(2)} ms, 95% CI over ${ds.length} ${rounds} [${(diff - half).toFixed(2)}, ${(diff + half).toFixed(2)}] ms ` +
@@ -347,11 +383,16 @@ try {
       mode: MODE,
       rate: RATE,
       duration: DURATION,
-      rounds: ROUNDS,
+      rounds: ds.length,
+      minRounds: ROUNDS,
+      untilWidth: UNTIL_WIDTH,
+      maxRounds: MAX_ROUNDS,
+      stoppedBy,
       connections: CONNECTIONS,
       withRouteData: w,
       baseline: b,
       pinned: PIN,
+      loadCpu: PIN ? Number(LOAD_CPU) : null,
       addedMean: { ms: diff, ci95: [diff - half, diff + half], width: 2 * half, method: `${rounds}, Student t`, perRound: ds },
       addedMeanPooled: { ms: welchDiff, ci95: [welchDiff - welchHalf, welchDiff + welchHalf], width: 2 * welchHalf, method: 'every request pooled, Welch' },
       runs,
