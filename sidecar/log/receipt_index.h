@@ -23,8 +23,9 @@
 // A client costs about 150 bytes besides its marks.
 //
 // Threads: one writer (Add, Prune); Candidates and memory_bytes from any
-// thread. Readers share a lock the writer takes for a new mark or client,
-// once every kEvery entries of a client at most.
+// thread. Readers share a lock that the writer takes only to add a mark or
+// a client (for a busy client, once every kEvery of its entries) and to
+// prune.
 #pragma once
 
 #include <array>
