@@ -1082,6 +1082,31 @@ TEST_CASE("FormatEventId is client hex, '-', decimal sequence", "[wire][codec]")
   CHECK(std::string(buf, 34) == "00112233445566778899aabbccddeeff-7");
 }
 
+TEST_CASE("ParseEventId reads back what FormatEventId writes and refuses any other string",
+          "[wire][codec]") {
+  uint8_t id[kClientIdSize];
+  for (size_t i = 0; i < kClientIdSize; ++i) id[i] = static_cast<uint8_t>(i * 17 + 3);
+  for (uint64_t seq : {uint64_t{0}, uint64_t{7}, uint64_t{1} << 40, UINT64_MAX}) {
+    CAPTURE(seq);
+    uint8_t got[kClientIdSize] = {};
+    uint64_t got_seq = 1;
+    REQUIRE(ParseEventId(FormatEventId(id, seq), got, &got_seq));
+    CHECK(std::equal(got, got + kClientIdSize, id));
+    CHECK(got_seq == seq);
+  }
+  const std::string ok = "00112233445566778899aabbccddeeff";
+  uint8_t c[kClientIdSize];
+  uint64_t s = 0;
+  for (const std::string& bad : {std::string(), ok, ok + "-", ok + "_1", ok + "-1a", ok + "-+1",
+                                 ok + "-18446744073709551616",  // 2^64
+                                 ok + "-1" + std::string(20, '0'),  // too long
+                                 std::string("00112233445566778899AABBCCDDEEFF-1"),  // not as written
+                                 ok.substr(1) + "-12", std::string("order-1234")}) {
+    CAPTURE(bad);
+    CHECK_FALSE(ParseEventId(bad, c, &s));
+  }
+}
+
 TEST_CASE("RouteReader checks a route frame's framing, then reads its entries one by one",
           "[wire][codec]") {
   const std::string ev = Event();
