@@ -16,7 +16,8 @@ after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-// Reads raw SSE for `ms` (or until `until(text)`), returning the text and status.
+// Reads raw SSE for `ms` (or until `until(text)` holds for the whole messages
+// read so far), returning the text and status.
 async function readRaw(url, { headers = {}, ms = 1500, until } = {}) {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), ms);
@@ -29,7 +30,9 @@ async function readRaw(url, { headers = {}, ms = 1500, until } = {}) {
     responseHeaders = r.headers;
     for await (const chunk of r.body) {
       text += Buffer.from(chunk).toString('utf8');
-      if (until && until(text)) break;
+      // `until` sees whole messages only: a chunk may end inside a record
+      // that mentions what it waits for.
+      if (until && until(text.slice(0, text.lastIndexOf('\n\n') + 2))) break;
     }
   } catch (e) {
     if (e.name !== 'AbortError') throw e;
