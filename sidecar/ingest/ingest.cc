@@ -14,6 +14,7 @@
 #include "ingest/ingest_internal.h"
 #include "ingest/zap.h"
 #include "transforms/aggregate.h"
+#include "wire/hex.h"
 
 namespace forkd::ingest {
 
@@ -37,16 +38,6 @@ constexpr size_t kMaxRefusalsPerFrame = 1024;
 // answer to a few frames (each at most kMaxRefusalsPerFrame + 1 nacks and an
 // ack), so that a client that reads is never dropped one.
 constexpr int kSendHwm = 4 * kMaxRefusalsPerFrame;
-
-std::string Hex(const uint8_t* p, size_t n) {
-  static const char kHex[] = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < n; ++i) {
-    s.push_back(kHex[p[i] >> 4]);
-    s.push_back(kHex[p[i] & 15]);
-  }
-  return s;
-}
 
 }  // namespace
 
@@ -336,7 +327,7 @@ void Ingest::HandleHello(uint32_t client, const Peer& peer, const uint8_t* data,
     return;
   }
   Client& c = clients_[client];
-  const std::string id = Hex(hello.client_id, wire::kClientIdSize);
+  const std::string id = wire::Hex(hello.client_id, wire::kClientIdSize);
   const std::string session =
       hello.has_session ? std::string(reinterpret_cast<const char*>(hello.session),
                                       wire::kClientIdSize)
@@ -349,7 +340,7 @@ void Ingest::HandleHello(uint32_t client, const Peer& peer, const uint8_t* data,
   if (c.identity.size() != wire::kClientIdSize ||
       std::memcmp(c.identity.data(), hello.client_id, wire::kClientIdSize) != 0) {
     refusal = "hello: client id " + id + " is not this connection's routing id " +
-              Hex(reinterpret_cast<const uint8_t*>(c.identity.data()), c.identity.size()) +
+              wire::Hex(reinterpret_cast<const uint8_t*>(c.identity.data()), c.identity.size()) +
               " (a client sets its id as the DEALER's routing id)";
   } else if (c.bound && c.key != peer.key) {
     refusal = "client id " + id + " belongs to another CURVE key (" +
@@ -491,7 +482,7 @@ bool Ingest::TakesRoutes(uint32_t ci, const Peer& peer) {
     c.dropped_connection = peer.connection;
     spdlog::warn("dropping route frames of connection {} for client {}: it has no accepted hello",
                  peer.connection,
-                 Hex(reinterpret_cast<const uint8_t*>(c.identity.data()), c.identity.size()));
+                 wire::Hex(reinterpret_cast<const uint8_t*>(c.identity.data()), c.identity.size()));
   }
   return false;
 }

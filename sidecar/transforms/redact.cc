@@ -2,6 +2,7 @@
 #include <openssl/evp.h>
 
 #include "transforms/steps.h"
+#include "wire/hex.h"
 
 namespace forkd::transforms {
 
@@ -45,11 +46,7 @@ class Sha256 {
     EVP_DigestUpdate(ctx_, a.data(), a.size());
     EVP_DigestUpdate(ctx_, b.data(), b.size());
     EVP_DigestFinal_ex(ctx_, digest, &n);
-    static const char kHex[] = "0123456789abcdef";
-    for (int i = 0; i < 32; ++i) {
-      out[2 * i] = kHex[digest[i] >> 4];
-      out[2 * i + 1] = kHex[digest[i] & 15];
-    }
+    wire::HexTo(digest, 32, out);
   }
 
  private:

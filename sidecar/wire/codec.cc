@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "wire/hex.h"
+
 namespace forkd::wire {
 namespace {
 
@@ -739,12 +741,8 @@ bool CheckStoredEvent(const uint8_t* data, size_t size, std::string* error) {
 }
 
 size_t FormatEventIdTo(const uint8_t* client_id, uint64_t seq, char* out) {
-  static const char kHex[] = "0123456789abcdef";
-  char* p = out;
-  for (size_t i = 0; i < kClientIdSize; ++i) {
-    *p++ = kHex[client_id[i] >> 4];
-    *p++ = kHex[client_id[i] & 15];
-  }
+  HexTo(client_id, kClientIdSize, out);
+  char* p = out + 2 * kClientIdSize;
   *p++ = '-';
   char digits[20];
   int n = 0;

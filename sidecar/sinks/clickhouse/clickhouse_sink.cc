@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "sinks/common/json.h"
+#include "wire/hex.h"
 #include "wire/msgpack.h"
 
 namespace forkd::sinks {
@@ -174,16 +175,6 @@ void AppendUint(uint64_t v, std::string* out) {
   char buf[24];
   const auto r = std::to_chars(buf, buf + sizeof(buf), v);
   out->append(buf, static_cast<size_t>(r.ptr - buf));
-}
-
-std::string Hex(const unsigned char* p, size_t n) {
-  static const char kHex[] = "0123456789abcdef";
-  std::string s(n * 2, '0');
-  for (size_t i = 0; i < n; ++i) {
-    s[2 * i] = kHex[p[i] >> 4];
-    s[2 * i + 1] = kHex[p[i] & 15];
-  }
-  return s;
 }
 
 // Splits TabSeparated output into rows of unescaped fields.
@@ -839,7 +830,7 @@ Status ClickHouseSink::Encode() {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     EVP_Digest(body_.data(), body_.size(), md, &len, EVP_sha256(), nullptr);
-    token_ = Hex(md, len);
+    token_ = wire::Hex(md, len);
   }
   body_valid_ = true;
   return Status::Ok();

@@ -10,6 +10,7 @@
 #include <climits>
 
 #include "sinks/common/json.h"
+#include "wire/hex.h"
 
 namespace forkd::sinks {
 namespace {
@@ -209,12 +210,8 @@ const std::string& HttpSink::IdempotencyKey() {
   // Finish a copy: the batch may still grow after a retry.
   EVP_MD_CTX_copy_ex(sha_fin_, sha_);
   EVP_DigestFinal_ex(sha_fin_, md, &len);
-  static const char kHex[] = "0123456789abcdef";
   key_.resize(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    key_[2 * i] = kHex[md[i] >> 4];
-    key_[2 * i + 1] = kHex[md[i] & 15];
-  }
+  wire::HexTo(md, len, key_.data());
   return key_;
 }
 
