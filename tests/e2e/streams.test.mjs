@@ -17,15 +17,19 @@ after(async () => {
 });
 
 // Reads raw SSE for `ms` (or until `until(text)` holds for the whole messages
-// read so far), returning the text and status.
-async function readRaw(url, { headers = {}, ms = 1500, until } = {}) {
+// read so far, or `signal` aborts), returning the text and status. `onOpen(status)`
+// is called once the response headers are in: forkd registers a subscriber
+// before it sends them, so from then on the subscriber gets what is routed.
+async function readRaw(url, { headers = {}, ms = 1500, until, onOpen, signal } = {}) {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), ms);
+  signal?.addEventListener('abort', () => ac.abort());
   let text = '';
   let status = 0;
   let responseHeaders;
   try {
     const r = await fetch(url, { headers, signal: ac.signal });
+    onOpen?.(r.status);
     status = r.status;
     responseHeaders = r.headers;
     for await (const chunk of r.body) {
@@ -41,6 +45,16 @@ async function readRaw(url, { headers = {}, ms = 1500, until } = {}) {
     ac.abort();
   }
   return { status, text, headers: responseHeaders };
+}
+
+// readRaw, with `opened`: resolves with the status once the headers are in and
+// so the subscriber is registered (or once the read is over, whichever comes
+// first, so that a failed read does not hang).
+function readRawOpen(url, options) {
+  let onOpen;
+  const open = new Promise((resolve) => (onOpen = resolve));
+  const done = readRaw(url, { ...options, onOpen });
+  return { done, opened: Promise.race([open, done.then((x) => x.status)]) };
 }
 
 // The status and headers of a GET sent with node:http (fetch does not let a
@@ -119,14 +133,15 @@ test('a subscriber resuming after any id gets exactly the records after it, from
   assert.equal(new Set(ids).size, ids.length, 'ids are distinct');
   // After each id: exactly what follows, whether it is in the ring or not.
   for (const k of [0, 5, 20, 25, 30]) {
-    const rest = messages((await readRaw(`${r.base}/streams/ticker`, { headers: { 'Last-Event-ID': ids[k] }, ms: 800 })).text);
+    // Until the last record sent (i 38; 39 went to `other`): nothing follows it.
+    const rest = messages((await readRaw(`${r.base}/streams/ticker`, { headers: { 'Last-Event-ID': ids[k] }, ms: 15000, until: (t) => t.includes('"i":38') })).text);
     assert.deepEqual(rest.map((m) => m.data.i), sent.slice(k + 1).map((s) => s.i), `after ${ids[k]}`);
   }
   // Without a position: only what comes next.
-  const live = readRaw(`${r.base}/streams/ticker`, { ms: 1500 });
-  await sleep(300);
+  const live = readRawOpen(`${r.base}/streams/ticker`, { ms: 15000, until: (t) => t.includes('"i":100') });
+  await live.opened;
   await r.client.routeData({ i: 100 }, 'ticker', { ack: 'delivered' });
-  assert.deepEqual(messages((await live).text).map((m) => m.data.i), [100]);
+  assert.deepEqual(messages((await live.done).text).map((m) => m.data.i), [100]);
 });
 
 test('subscribe() follows a stream across a kill -9 and restart of forkd without losing or repeating a record', { timeout: 90_000 }, async () => {
@@ -167,7 +182,14 @@ test('a position older than the log\'s retention gets an explicit reset, then th
   );
   cleanups.push(() => r.stop());
   for (let i = 0; i < 60; i++) await r.client.routeData({ i, pad: "x".repeat(3000) }, 'ticker', { ack: 'delivered' });
-  await sleep(1500);  // retention runs on forkd's tick
+  // Retention runs on forkd's tick: wait until it deleted the segment holding lsn 2.
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    const s = await (await fetch(`${r.base}/api/status`)).json();
+    if (s.log.first_lsn > 2) break;
+    assert.ok(Date.now() < deadline, `retention deleted no segment in 20 s: ${JSON.stringify(s.log)}`);
+    await sleep(100);
+  }
   const { text } = await readRaw(`${r.base}/streams/ticker?after=1`, { until: (t) => t.includes('"i":59') });
   const m = messages(text);
   assert.equal(m[0].event, 'reset', text.slice(0, 300));
@@ -184,8 +206,11 @@ test('a subscriber that reads too slowly is cut off with event: overflow, and re
   let text = '';
   let first;
   const reading = new Promise((resolve) => (first = resolve));
+  let open;
+  const opened = new Promise((resolve) => (open = resolve));
   const closed = new Promise((resolve, reject) => {
     const req = http.get(url, (res) => {
+      open(); // the headers are in: forkd registered the subscriber before sending them
       const onData = (d) => {
         text += d;
         if (!text.includes('"i":0,')) return;
@@ -206,7 +231,7 @@ test('a subscriber that reads too slowly is cut off with event: overflow, and re
     });
     req.on('error', reject);
   });
-  await sleep(300);
+  await Promise.race([opened, closed]);
   const big = 'y'.repeat(8000);
   await r.client.routeData({ i: 0, big }, 'ticker', { ack: 'delivered' });
   await reading;
@@ -231,10 +256,10 @@ test('aggregate updates are records, and a keep-alive comment comes within 15 s 
     'fork-streams-agg-',
   );
   cleanups.push(() => r.stop());
-  const live = readRaw(`${r.base}/streams/totals`, { ms: 20000, until: (t) => t.includes(': keep-alive') });
-  await sleep(300);
+  const live = readRawOpen(`${r.base}/streams/totals`, { ms: 20000, until: (t) => t.includes(': keep-alive') });
+  await live.opened;
   for (const amount of [10, 20, 12.5]) await r.client.routeData({ amount }, 'totals', { ack: 'delivered' });
-  const { text } = await live;
+  const { text } = await live.done;
   const m = messages(text);
   assert.deepEqual(m.at(-1).data.n, 3, text);
   assert.equal(m.at(-1).data.revenue, 42.5);
@@ -257,36 +282,50 @@ test('access: public streams for anyone with CORS, token streams by Bearer or ?t
   assert.equal(pub.headers['access-control-allow-origin'], '*');
   assert.match(pub.headers['content-type'], /^text\/event-stream/);
   let x;
-  x = await readRaw(`${r.base}/streams/priv`, { ms: 400 });
+  // Refusals: the body ends by itself; `ms` is only a deadline. Accepted
+  // streams: read until the first message (`retry:`).
+  const first = (t) => t !== '';
+  x = await readRaw(`${r.base}/streams/priv`, { ms: 10000 });
   assert.equal(x.status, 401);
   assert.match(x.text, /needs its token/);
-  x = await readRaw(`${r.base}/streams/priv`, { ms: 400, headers: { Authorization: 'Bearer nope' } });
+  x = await readRaw(`${r.base}/streams/priv`, { ms: 10000, headers: { Authorization: 'Bearer nope' } });
   assert.equal(x.status, 403);
-  x = await readRaw(`${r.base}/streams/priv?token=s3cret`, { ms: 400 });
+  x = await readRaw(`${r.base}/streams/priv?token=s3cret`, { ms: 10000, until: first });
   assert.equal(x.status, 200);
   // Its one subscriber slot: a second one at once is refused.
-  const holder = readRaw(`${r.base}/streams/priv`, { ms: 1500, headers: { Authorization: 'Bearer s3cret' } });
-  await sleep(300);
-  x = await readRaw(`${r.base}/streams/priv`, { ms: 400, headers: { Authorization: 'Bearer s3cret' } });
+  // The ?token= subscriber above keeps the slot until forkd notices it left (on
+  // its next wakeup, within about a second): take the slot once it is free.
+  const release = new AbortController();
+  let holder;
+  for (const deadline = Date.now() + 10000; ; await sleep(100)) {
+    holder = readRawOpen(`${r.base}/streams/priv`, { ms: 30000, signal: release.signal, headers: { Authorization: 'Bearer s3cret' } });
+    const status = await holder.opened;
+    if (status === 200) break;
+    assert.equal(status, 503, 'the slot is taken or free');
+    await holder.done;
+    assert.ok(Date.now() < deadline, 'the slot was freed within 10 s');
+  }
+  x = await readRaw(`${r.base}/streams/priv`, { ms: 10000, headers: { Authorization: 'Bearer s3cret' } });
+  release.abort();
+  assert.equal((await holder.done).status, 200, 'the holder had the slot');
   assert.equal(x.status, 503);
   assert.match(x.text, /max_subscribers \(1\)/);
-  await holder;
   // No token configured, not public: the admin server's rules (a foreign Host is refused).
-  x = await readRaw(`${r.base}/streams/inner`, { ms: 400 });
+  x = await readRaw(`${r.base}/streams/inner`, { ms: 10000, until: first });
   assert.equal(x.status, 200);
   const evil = await statusWithHost(`${r.base}/streams/inner`, 'evil.example.com');
   assert.equal(evil.status, 403, evil.body);
   for (const name of ['db', 'nope']) {
-    x = await readRaw(`${r.base}/streams/${name}`, { ms: 400 });
+    x = await readRaw(`${r.base}/streams/${name}`, { ms: 10000 });
     assert.equal(x.status, 404);
     assert.match(x.text, new RegExp(`no stream destination '${name}'`));
   }
   for (const bad of ['abc', '-1', '1-', '99999999999999999999999', 'x'.repeat(100)]) {
-    x = await readRaw(`${r.base}/streams/pub`, { ms: 400, headers: { 'Last-Event-ID': bad } });
+    x = await readRaw(`${r.base}/streams/pub`, { ms: 10000, headers: { 'Last-Event-ID': bad } });
     assert.equal(x.status, 400, bad);
     assert.match(x.text, /must be a position this stream sent/);
   }
-  x = await readRaw(`${r.base}/streams/${'a'.repeat(5000)}`, { ms: 400 });
+  x = await readRaw(`${r.base}/streams/${'a'.repeat(5000)}`, { ms: 10000 });
   assert.equal(x.status, 404);
 });
 
@@ -302,7 +341,8 @@ test('streamResponse proxies a stream with the browser\'s Last-Event-ID, and pas
   let text = '';
   for await (const chunk of res.body) {
     text += Buffer.from(chunk).toString();
-    if (text.includes('"i":4')) break;
+    // Whole messages only: a chunk may end inside the record of i 4.
+    if (text.slice(0, text.lastIndexOf('\n\n') + 2).includes('"i":4')) break;
   }
   ac.abort();
   assert.deepEqual(messages(text).map((m) => m.data.i), [2, 3, 4]);
