@@ -26,9 +26,16 @@ export function LiveBoard({ initialRevenue }: { initialRevenue: RevenueRow[] }) 
   const [connected, setConnected] = useState(false);
 
   useEffect(() => {
+    // Live (data-connected) once both streams are open, so nothing sent from
+    // then on is missed by either.
+    const isOpen = { ticker: false, totals: false };
+    const mark = (s: keyof typeof isOpen, on: boolean) => () => {
+      isOpen[s] = on;
+      setConnected(isOpen.ticker && isOpen.totals);
+    };
     const ticker = new EventSource('/api/live/ticker');
-    ticker.onopen = () => setConnected(true);
-    ticker.onerror = () => setConnected(false);
+    ticker.onopen = mark('ticker', true);
+    ticker.onerror = mark('ticker', false);
     ticker.onmessage = (e) => {
       const p = JSON.parse(e.data) as Purchase;
       setLatest((l) => [p, ...l].slice(0, 10));
@@ -39,6 +46,8 @@ export function LiveBoard({ initialRevenue }: { initialRevenue: RevenueRow[] }) 
       });
     };
     const totals = new EventSource('/api/live/revenue');
+    totals.onopen = mark('totals', true);
+    totals.onerror = mark('totals', false);
     totals.onmessage = (e) => {
       const row = JSON.parse(e.data) as RevenueRow & { window_start: string };
       // Today's window only (UTC, as the aggregate's windows are).
