@@ -40,8 +40,11 @@ test(TITLE, { timeout: 60_000 }, async () => {
     producer = startProducer({ endpoint: endpointFor(dir), receipts: receiptsFile, rate: 20000 });
     await producer.waitFor((p) => p.acked > 0, 15000);
     const runMs = 1000 + Math.floor(random() * 1000);
-    console.log(`client crash seed ${SEED}: the producer dies after ${runMs} ms`);
+    console.log(`client crash seed ${SEED}: the producer dies after ${runMs} ms (or once 10 000 calls are acknowledged, if later)`);
     await sleep(runMs);
+    // Many acknowledgements on file first, however slow the host (at 20 000/s
+    // there are 20 000+ by now and this does not wait).
+    await producer.waitFor((p) => p.acked > 10000, 30000);
     const last = producer.last;
     const killed = await producer.kill('SIGKILL');
     assert.equal(killed.signal, 'SIGKILL', 'the producer was still running when killed');

@@ -312,9 +312,11 @@ test('/metrics counts HTTP ingest requests, events answered with receipts, and r
 
 test("a connection ingest forgot while idle (limits.client_idle) says hello again: the next request is answered, not refused", async () => {
   const p = await freePort();
+  const ap = await freePort();
   const { dir: d, config } = tempConfig(
     `
 data_dir: ./.fork
+admin: 127.0.0.1:${ap}
 http_ingest: { listen: 127.0.0.1:${p}, token: ${TOKEN}, threads: 1 }
 limits: { client_idle: 1s }
 destinations:
@@ -331,7 +333,14 @@ destinations:
         body: JSON.stringify({ payload: { n }, destination: 'logs' }),
       });
     assert.equal((await send(1)).status, 200);
-    await new Promise((r) => setTimeout(r, 2500));
+    // Idle past client_idle and the next once-a-second sweep: wait until ingest
+    // counts its one client (the http ingest connection) forgotten.
+    const forgotten = async () =>
+      Number((await (await fetch(`http://127.0.0.1:${ap}/metrics`)).text()).match(/^fork_ingest_forgotten_clients_total (\S+)$/m)?.[1]);
+    for (const deadline = Date.now() + 15000; !((await forgotten()) >= 1); ) {
+      assert.ok(Date.now() < deadline, 'the idle connection forgotten within 15 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const again = await send(2);
     assert.equal(again.status, 200, await again.text());
     const file = path.join(d, 'out', 'logs.jsonl');

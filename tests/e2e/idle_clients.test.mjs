@@ -5,10 +5,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { createClient } from '../../js/index.mjs';
-import { startForkd, tempConfig, endpointFor, readJsonl } from './helpers.mjs';
+import { startForkd, tempConfig, endpointFor, readJsonl, freePort } from './helpers.mjs';
 
 test('a client forgotten while idle says hello again and its calls succeed, each stored once', async () => {
+  const adminPort = await freePort();
   const { dir } = tempConfig(`
+admin: 127.0.0.1:${adminPort}
 limits: { client_idle: 1s }
 destinations:
   logs: { type: file, path: ./out/logs.jsonl }
@@ -17,8 +19,14 @@ destinations:
   try {
     const client = createClient({ endpoint: endpointFor(dir) });
     assert.equal((await client.routeData({ i: 1 }, 'logs')).ack, 'accepted');
-    // Idle past client_idle, and past the once-a-second sweep.
-    await new Promise((r) => setTimeout(r, 2600));
+    // Idle past client_idle, and past the once-a-second sweep: wait until forkd
+    // counts its one client forgotten.
+    const forgotten = async () =>
+      Number((await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()).match(/^fork_ingest_forgotten_clients_total (\S+)$/m)?.[1]);
+    for (const deadline = Date.now() + 15000; !((await forgotten()) >= 1); ) {
+      assert.ok(Date.now() < deadline, 'the idle client forgotten within 15 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const again = await Promise.all([2, 3, 4].map((i) => client.routeData({ i }, 'logs')));
     assert.deepEqual(again.map((r) => r.ack), ['accepted', 'accepted', 'accepted']);
     await client.close();

@@ -214,12 +214,20 @@ test('under load: an unchanged destination keeps running, a changed one restarts
     // text is part of it) and not `keep`.
     const counts = [];
     let log = '';
+    // Until more than 500 further events are acknowledged (about 0.1 s at that
+    // rate; a loaded host may take longer, a stalled forkd fails here).
+    const more = async () => {
+      const from = counts.at(-1) ?? 0;
+      for (const deadline = Date.now() + 20000; receipts.length <= from + 500; await sleep(20)) {
+        assert.ok(Date.now() < deadline, `500 more events acknowledged within 20 s: ${counts}, now ${receipts.length}, ${failures.length} failed`);
+      }
+    };
     for (const version of [2, 3, 4]) {
-      await sleep(500);
+      await more();
       counts.push(receipts.length);
       log += await reload(vn(version));
     }
-    await sleep(500);
+    await more();
     sending = false;
     await sender;
     counts.push(receipts.length);

@@ -163,7 +163,8 @@ test('FORK_UNAVAILABLE when forkd is not reachable, within the deadline', async 
     assert.match(err.id, /^[0-9a-f]{32}-1$/);
   });
   const elapsed = performance.now() - t0;
-  assert.ok(elapsed >= 280 && elapsed < 1500, `settled after ${elapsed} ms`);
+  // Upper bound: catches a hang, with room for a loaded host.
+  assert.ok(elapsed >= 280 && elapsed < 5000, `settled after ${elapsed} ms`);
   const s = client.stats();
   assert.equal(s.timedOut, 1);
   assert.equal(s.inFlight, 0);
@@ -209,7 +210,7 @@ test('FORK_CLOSED after close(); close is idempotent and settles what is pending
   await rejectsWith(client.routeData({ a: 1 }, 'logs'), 'FORK_CLOSED');
   const t0 = performance.now();
   await first;
-  assert.ok(performance.now() - t0 < 1000);
+  assert.ok(performance.now() - t0 < 5000); // close(100): catches a hang
   await rejectsWith(pending, 'FORK_CLOSED', (err) => assert.match(err.id, /-1$/));
   await rejectsWith(client.routeData({ a: 1 }, 'logs', { ack: 'none' }), 'FORK_CLOSED');
   assert.equal(typeof client.stats().sent, 'number', 'stats still work after close');

@@ -153,7 +153,8 @@ test("deadlines: timeoutMs bounds the call; 'delivered' to a destination that ne
   const ms = Date.now() - t0;
   assert.equal(r.error?.code, 'FORK_TIMEOUT', String(r.error));
   assert.match(r.error.message, /within 400 ms/);
-  assert.ok(ms >= 380 && ms < 1500, `settled after ${ms} ms`);
+  // Upper bound: catches a hang, with room for a loaded host.
+  assert.ok(ms >= 380 && ms < 5000, `settled after ${ms} ms`);
 });
 
 test('the token: none or a wrong one is refused by forkd with the reason; nothing listening is FORK_UNAVAILABLE naming the URL', async () => {

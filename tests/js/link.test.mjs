@@ -271,7 +271,7 @@ test('a connected forkd that never acks gives FORK_TIMEOUT, not FORK_UNAVAILABLE
     code: 'FORK_TIMEOUT',
     message: 'forkd did not acknowledge the event within 300 ms',
   });
-  assert.ok(performance.now() - t0 < 1500);
+  assert.ok(performance.now() - t0 < 5000); // catches a hang, with room for a loaded host
   assert.equal(client.stats().timedOut, 1);
 });
 

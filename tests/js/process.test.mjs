@@ -9,8 +9,10 @@ import { FakeForkd, freshEndpoint } from './helpers/fake-forkd.mjs';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 // Runs `source` as an ES module in a child node; resolves with its exit code,
-// output and how long it lived. Kills it (and fails) past `limitMs`.
-function run(source, { env = {}, limitMs = 5000, args = [], cwd = root } = {}) {
+// output and how long it lived. Kills it (and fails) past `limitMs`. The
+// tests' own bounds (5 s) catch a hang with room for a loaded host; the
+// limit is past them so that a slow child is reported with its time.
+function run(source, { env = {}, limitMs = 10000, args = [], cwd = root } = {}) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(process.execPath, [...args, '--input-type=module', '-e', source], {
@@ -52,9 +54,9 @@ test('no forkd: routeData rejects FORK_UNAVAILABLE in time and the process exits
   assert.equal(r.code, 0, r.err);
   const [settled, exit] = r.out.trim().split('\n').map((l) => JSON.parse(l));
   assert.ok(['FORK_UNAVAILABLE', 'FORK_TIMEOUT'].includes(settled.code), r.out);
-  assert.ok(settled.ms >= 280 && settled.ms < 1500, `settled after ${settled.ms} ms`);
-  assert.ok(exit.exitAfterMs < 2000, `exited ${exit.exitAfterMs} ms after settling`);
-  assert.ok(r.ms < 4000, `child lived ${r.ms} ms`);
+  assert.ok(settled.ms >= 280 && settled.ms < 5000, `settled after ${settled.ms} ms`);
+  assert.ok(exit.exitAfterMs < 5000, `exited ${exit.exitAfterMs} ms after settling`);
+  assert.ok(r.ms < 5000, `child lived ${r.ms} ms`);
 });
 
 test('a client that is created and never used does not hold the process', async () => {
@@ -69,7 +71,7 @@ test('a client that is created and never used does not hold the process', async 
   );
   assert.equal(r.code, 0, r.err);
   assert.equal(r.out.trim(), 'ok');
-  assert.ok(r.ms < 2000, `child lived ${r.ms} ms`);
+  assert.ok(r.ms < 5000, `child lived ${r.ms} ms`);
 });
 
 test("ack: 'none' events keep the process alive until their deadline, then it exits", async () => {
@@ -83,7 +85,7 @@ test("ack: 'none' events keep the process alive until their deadline, then it ex
   );
   assert.equal(r.code, 0, r.err);
   assert.equal(r.out.trim(), 'queued');
-  assert.ok(r.ms >= 450 && r.ms < 3000, `child lived ${r.ms} ms`);
+  assert.ok(r.ms >= 450 && r.ms < 5000, `child lived ${r.ms} ms`);
 });
 
 test('with forkd up, the process exits right after the ack', async (t) => {
@@ -99,7 +101,7 @@ test('with forkd up, the process exits right after the ack', async (t) => {
   );
   assert.equal(r.code, 0, r.err);
   assert.equal(r.out.trim(), 'accepted');
-  assert.ok(r.ms < 2000, `child lived ${r.ms} ms`);
+  assert.ok(r.ms < 5000, `child lived ${r.ms} ms`);
   assert.equal(fake.events.length, 1);
 });
 
@@ -161,7 +163,7 @@ test('warmup() creates the default client, except while next build runs; neither
   const serving = await run(source, { env: { ...env, NEXT_PHASE: 'phase-production-server' } });
   assert.equal(serving.code, 0, serving.err);
   assert.equal(serving.out.trim(), 'default');
-  assert.ok(serving.ms < 2000, `child lived ${serving.ms} ms`);
+  assert.ok(serving.ms < 5000, `child lived ${serving.ms} ms`);
 });
 
 test('FORK_AUTOSTART=1: the first call starts forkd with ./fork.yaml when none listens; it stops with the process', async () => {

@@ -142,7 +142,8 @@ test('unreachable forkd: the call rejects FORK_UNAVAILABLE once every event time
     assert.equal(err.cause, err.results[0]);
   });
   const elapsed = performance.now() - t0;
-  assert.ok(elapsed >= 280 && elapsed < 1500, `settled after ${elapsed} ms`);
+  // Upper bound: catches a hang, with room for a loaded host.
+  assert.ok(elapsed >= 280 && elapsed < 5000, `settled after ${elapsed} ms`);
 });
 
 test('backpressure: a call past maxInFlight (events or bytes) is refused whole, nothing queued', async (t) => {
