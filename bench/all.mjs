@@ -289,6 +289,18 @@ const BENCHES = {
         unit: 'ratio',
         better: 'higher',
       },
+      ...(f.ratio.forkSinkMiddleOverRdkafkaMiddle ? [{
+        id: 'kafka.sink_steady',
+        figure: 'Kafka destination alone, steady state (1/4 → 3/4 delivered), vs librdkafka over the same part of its run',
+        fork: `${fmt(f.forkSinkAlone.middle)} ev/s`,
+        peer: `${fmt(f.rdkafka.middle)} ev/s`,
+        ratio: ratioText(f.ratio.forkSinkMiddleOverRdkafkaMiddle),
+        target: '—',
+        met: null,
+        value: f.ratio.forkSinkMiddleOverRdkafkaMiddle,
+        unit: 'ratio',
+        better: 'higher',
+      }] : []),
       ...(f.forkSinkAlone.sinkCpuUsPerEvent && f.rdkafka.cpuUsPerEvent ? [{
         id: 'kafka.sink_cpu',
         figure: "Kafka destination's CPU per event (its thread and librdkafka's) vs librdkafka's producer process",

@@ -25,7 +25,9 @@
 // unreachable, drained when forkd restarts with the real one (from the
 // restart, and after its first batch: librdkafka asks for a topic's
 // metadata only on its next 1 s scan when the topic is first produced to
-// after the producer connected, which the first batch waits out). Its CPU
+// after the producer connected, which the first batch waits out; and in its
+// steady state, from a quarter to three quarters of the events delivered,
+// against the peer's rate over the same part of its run). Its CPU
 // per event is read per thread (/proc/PID/task): the destination's thread
 // and librdkafka's, against the peer's whole process over its timed
 // messages (getrusage): what each spends to put a message into Kafka,
@@ -41,6 +43,15 @@
 // (max_wait 100ms at each hop), then with max_wait 5ms at both (with
 // --max-wait, once, with that).
 //
+// N is a million by default so that each contender runs for seconds. With
+// 200 000 the peer was done in half a second, most of it spent filling
+// librdkafka's in-memory queue faster than the broker drains it (385 000-
+// 487 000 ev/s in the middle of its run, against ~300 000 with a million,
+// where its middle and whole-run rates agree): the figure then measured
+// librdkafka's queue more than what the broker takes. The steady-state
+// figure also needs the destination's window (in_flight batches of
+// max_events) to be small beside N, or its acks come in a few large steps.
+//
 // The throughput contenders run --rounds times (3), once a round each, the
 // order rotated; the figures are each one's median round, every round in
 // the JSON. On two shared cores the broker is the noisy part: the same
@@ -52,11 +63,11 @@
 // to FILE too with --json FILE.
 // Figures only: it never fails on timing.
 //
-//   node bench/kafka.mjs [--events 200000] [--rounds 3] [--kafkajs-batch 1000]
+//   node bench/kafka.mjs [--events 1000000] [--rounds 3] [--kafkajs-batch 1000]
 //                        [--rate 1000] [--seconds 20] [--max-wait 5ms] [--no-latency] [--json FILE]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -71,7 +82,7 @@ import { purchases, percentile } from './workload.mjs';
 
 const { values: args } = parseArgs({
   options: {
-    events: { type: 'string', default: '200000' },
+    events: { type: 'string', default: '1000000' },
     window: { type: 'string', default: '20000' },
     rounds: { type: 'string', default: '3' },
     'kafkajs-batch': { type: 'string', default: '1000' },
@@ -255,20 +266,29 @@ destinations:
     const readyS = (performance.now() - t0) / 1000;
     let firstS;
     let firstN;
+    // The steady state: the delivered count and time when it first passes a
+    // quarter and three quarters of N (the metric moves a batch at a time:
+    // the counts seen are used, not the quarters).
+    let q1;
+    let q3;
     await waitFor(async () => {
       const d = await delivered(admin, 'bus');
+      const t = (performance.now() - t0) / 1000;
       if (d > 0 && firstS === undefined) {
-        firstS = (performance.now() - t0) / 1000;
+        firstS = t;
         firstN = d;
       }
+      if (q1 === undefined && d >= N / 4) q1 = { d, t };
+      if (q3 === undefined && d >= (3 * N) / 4) q3 = { d, t };
       return d >= N;
     }, 120_000,
-      async () => `drained ${await delivered(admin, 'bus')} of ${N}\n${forkd.stderr().slice(-2000)}`);
+      async () => `drained ${await delivered(admin, 'bus')} of ${N}\n${forkd.stderr().slice(-2000)}`, 5);
+    const middlePerSec = q1 && q3 && q3.t > q1.t ? (q3.d - q1.d) / (q3.t - q1.t) : null;
     const s = (performance.now() - t0) / 1000;
     // librdkafka's own complaints on the way (a producer id refused for a
     // while: the broker's "coordinator load in progress").
     const warnings = forkd.stderr().split('\n').filter((l) => / (warning|error) /.test(l)).map((l) => l.slice(25, 220));
-    return { s, readyS, firstS, firstN, warnings, forkdCpu: cpu(forkd.pid), inTopic: await kafka.count(topic),
+    return { s, readyS, firstS, firstN, middlePerSec, warnings, forkdCpu: cpu(forkd.pid), inTopic: await kafka.count(topic),
       sinkCpu: threadCpu(forkd.pid, /^(fk:bus|rdk:)/) };
   } finally {
     await forkd.stop();
@@ -442,8 +462,16 @@ const messages = peerMessages(events);
 const valueBytes = messages.reduce((n, m) => n + m.value.length, 0) / N;
 const tmp = tempConfig('', 'fork-bench-kafka-peer-');
 const peerFile = path.join(tmp.dir, 'messages.tsv');
-writeFileSync(peerFile, messages.map((m) => `${m.key}\t${m.id}\t${m.value}\n`).join(''));
-writeFileSync(path.join(tmp.dir, 'warm.tsv'), messages.slice(0, 20000).map((m) => `${m.key}\t${m.id}\t${m.value}\n`).join(''));
+// A chunk at a time: a million messages are past the longest string V8 makes.
+const writeTsv = (file, msgs) => {
+  const fd = openSync(file, 'w');
+  for (let i = 0; i < msgs.length; i += 10000) {
+    writeSync(fd, msgs.slice(i, i + 10000).map((m) => `${m.key}\t${m.id}\t${m.value}\n`).join(''));
+  }
+  closeSync(fd);
+};
+writeTsv(peerFile, messages);
+writeTsv(path.join(tmp.dir, 'warm.tsv'), messages.slice(0, 20000));
 
 const kafka = await startKafka({ partitions: PARTITIONS });
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -473,12 +501,13 @@ try {
       const d = await benchForkDrain(kafka, events, `drain-${r}`);
       runs.drain.push({ eventsPerSec: Math.round(N / d.s), seconds: d.s,
         afterFirstBatchPerSec: d.firstN < N ? Math.round((N - d.firstN) / (d.s - d.firstS)) : null, firstBatch: d.firstN,
+        middlePerSec: d.middlePerSec === null ? null : Math.round(d.middlePerSec),
         readySeconds: d.readyS, firstDeliveredSeconds: d.firstS, warnings: d.warnings,
         forkdCpuUsPerEvent: (d.forkdCpu * 1e6) / N, sinkCpuUsPerEvent: (d.sinkCpu * 1e6) / N, inTopic: d.inTopic });
     },
     rdkafka: async (r) => {
       const p = runPeer(peerBin, kafka, `peer-${r}`, peerFile);
-      runs.rdkafka.push({ eventsPerSec: p.msgs_per_sec, seconds: p.seconds, firstMessageSeconds: p.first_message_seconds,
+      runs.rdkafka.push({ eventsPerSec: p.msgs_per_sec, middlePerSec: p.middle_msgs_per_sec, seconds: p.seconds, firstMessageSeconds: p.first_message_seconds,
         cpuUsPerEvent: (p.cpu_seconds * 1e6) / N,
         delivered: p.delivered, failed: p.failed });
     },
@@ -532,6 +561,8 @@ try {
   const kjs = mid(runs.kafkajs);
   drain.afterFirstBatch = median(runs.drain.map((x) => x.afterFirstBatchPerSec ?? 0));
   drain.sinkCpuUsPerEvent = median(runs.drain.map((x) => x.sinkCpuUsPerEvent));
+  drain.middle = median(runs.drain.map((x) => x.middlePerSec ?? 0));
+  rdkafka.middle = median(runs.rdkafka.map((x) => x.middlePerSec ?? 0));
   rdkafka.cpuUsPerEvent = median(runs.rdkafka.map((x) => x.cpuUsPerEvent));
   result = {
     bench: 'kafka',
@@ -557,6 +588,8 @@ try {
       forkOverKafkajs: fork.eventsPerSec / kjs.eventsPerSec,
       forkSinkAloneOverRdkafka: drain.eventsPerSec / rdkafka.eventsPerSec,
       forkSinkAfterFirstBatchOverRdkafka: drain.afterFirstBatch / rdkafka.eventsPerSec,
+      // Both in their steady state: from a quarter to three quarters delivered.
+      forkSinkMiddleOverRdkafkaMiddle: rdkafka.middle ? drain.middle / rdkafka.middle : null,
       of: 'medians of the rounds',
       target: 0.8,
     },
@@ -585,6 +618,8 @@ const rows = [
     `${r.forkSinkAlone.seconds.toFixed(2)} s from the restart (forkd up after ${r.forkSinkAlone.readySeconds.toFixed(2)} s, first batch acked at ${r.forkSinkAlone.firstDeliveredSeconds?.toFixed(2)} s); ${rounds(r.forkSinkAlone)}`],
   ['  … after its first batch was acknowledged', r.forkSinkAlone.afterFirstBatch ? `${fmt(r.forkSinkAlone.afterFirstBatch)} events/s` : '-',
     `the events after the first batch (${fmt(r.forkSinkAlone.firstBatch)})`],
+  ['  … steady state (from 1/4 to 3/4 delivered)', r.forkSinkAlone.middle ? `${fmt(r.forkSinkAlone.middle)} events/s` : '-',
+    `vs the peer's own steady state ${fmt(r.rdkafka.middle)} events/s: ${r.ratio.forkSinkMiddleOverRdkafkaMiddle ? fmt(r.ratio.forkSinkMiddleOverRdkafkaMiddle, 2) + 'x' : '-'} (medians of the rounds)`],
   ['  … its CPU: the destination\'s thread and librdkafka\'s', `${fmt(r.forkSinkAlone.sinkCpuUsPerEvent, 2)} us/event`,
     `vs the peer's whole process ${fmt(r.rdkafka.cpuUsPerEvent, 2)} us/event: ${fmt(r.forkSinkAlone.sinkCpuUsPerEvent / r.rdkafka.cpuUsPerEvent, 2)}x (medians of the rounds)`],
   ['librdkafka producer alone (bench/kafka_peer.c)', `${fmt(r.rdkafka.eventsPerSec)} events/s`,

@@ -18,7 +18,9 @@
  *   kafka_peer BROKERS TOPIC FILE [property=value ...]
  *
  * Prints one JSON line: {"messages", "delivered", "failed", "bytes",
- * "seconds", "msgs_per_sec", "first_message_seconds" (the warm-up message,
+ * "seconds", "msgs_per_sec", "middle_msgs_per_sec" (the rate between the
+ * deliveries of a quarter and of three quarters of the messages: the
+ * steady state, without the start and the tail), "first_message_seconds" (the warm-up message,
  * from rd_kafka_new to its delivery report), "cpu_seconds" (the process's
  * CPU, librdkafka's threads included, over the timed messages)}. Exits 1
  * when a message was not delivered.
@@ -33,6 +35,11 @@
 
 static long long delivered, failed;
 static char first_error[512];
+/* When the timed messages' deliveries pass a quarter and three quarters:
+ * the rate in between is the producer's steady state. */
+static long long q1 = -1, q3 = -1;
+static double t_q1, t_q3;
+static double now_s(void);
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
@@ -41,6 +48,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     if (failed++ == 0) snprintf(first_error, sizeof first_error, "%s", rd_kafka_err2str(m->err));
   } else {
     delivered++;
+    if (delivered == q1) t_q1 = now_s();
+    if (delivered == q3) t_q3 = now_s();
   }
 }
 
@@ -175,6 +184,8 @@ int main(int argc, char **argv) {
   delivered = 0;
   double warm_s = now_s() - w0;
 
+  q1 = (long long)n / 4;
+  q3 = 3 * (long long)n / 4;
   double t0 = now_s(), c0 = cpu_s();
   for (size_t i = 0; i < n; i++) {
     produce(rk, topic, &msgs[i]);
@@ -185,9 +196,10 @@ int main(int argc, char **argv) {
   rd_kafka_flush(rk, 10000);
   rd_kafka_destroy(rk);
 
+  const double middle = t_q3 > t_q1 && q3 > q1 ? (double)(q3 - q1) / (t_q3 - t_q1) : 0;
   printf("{\"messages\":%zu,\"delivered\":%lld,\"failed\":%lld,\"bytes\":%lld,\"seconds\":%.4f,"
-         "\"msgs_per_sec\":%.0f,\"first_message_seconds\":%.4f,\"cpu_seconds\":%.4f%s%s%s}\n",
-         n, delivered, failed, bytes, s, (double)n / s, warm_s, cpu, failed ? ",\"error\":\"" : "",
+         "\"msgs_per_sec\":%.0f,\"middle_msgs_per_sec\":%.0f,\"first_message_seconds\":%.4f,\"cpu_seconds\":%.4f%s%s%s}\n",
+         n, delivered, failed, bytes, s, (double)n / s, middle, warm_s, cpu, failed ? ",\"error\":\"" : "",
          failed ? first_error : "", failed ? "\"" : "");
   free(msgs);
   free(buf);
