@@ -411,6 +411,8 @@ Status ClickHouseSink::Probe() {
       if (!row.empty()) features_.insert(row[0]);
     }
   }
+  best_effort_time_ = features_.count("date_time_input_format") > 0;
+  dedup_token_ = features_.count("insert_deduplication_token") > 0;
   probed_ = true;
   return Status::Ok();
 }
@@ -654,7 +656,7 @@ Status ClickHouseSink::PrepareTable() {
   char* q = curl_easy_escape(conn_.get(), sql.data(), static_cast<int>(sql.size()));
   insert_url_ = s_.url + (s_.url.find('?') == std::string::npos ? "?" : "&") + "query=" + q;
   curl_free(q);
-  if (features_.count("date_time_input_format")) {
+  if (best_effort_time_) {
     insert_url_ += "&date_time_input_format=best_effort";
   }
   insert_url_ += "&input_format_skip_unknown_fields=0";
@@ -667,10 +669,13 @@ bool ClickHouseSink::EncodeValue(const uint8_t* p, const Col& c, std::string* ou
                                  std::string* error) {
   wire::Reader rd(p, kValidated);
   const wire::Value v = rd.Peek();
-  const bool best_effort = features_.count("date_time_input_format") > 0;
   auto as_string = [&] {
     // The value's text (strings as they are, others as their JSON text) as a
     // JSON string: the server parses it into the column or refuses it.
+    if (v.kind == wire::Kind::kStr && c.type != ColType::kJson) {
+      AppendJsonString(v.str(), out);  // the common case, without a copy
+      return;
+    }
     if (c.type == ColType::kJson && c.ch.kind == ChType::kString) {
       scratch_.clear();
       AppendJson(p, &scratch_);
@@ -680,7 +685,7 @@ bool ClickHouseSink::EncodeValue(const uint8_t* p, const Col& c, std::string* ou
     AppendJsonString(scratch_, out);
   };
   auto time_ms = [&](int64_t ms) {
-    if (best_effort) {
+    if (best_effort_time_) {
       out->push_back('"');
       AppendIsoMillis(ms, out);
       out->push_back('"');
@@ -826,7 +831,7 @@ Status ClickHouseSink::Encode() {
     body_.append("}\n");
   }
   token_.clear();
-  if (features_.count("insert_deduplication_token")) {
+  if (dedup_token_) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     EVP_Digest(body_.data(), body_.size(), md, &len, EVP_sha256(), nullptr);

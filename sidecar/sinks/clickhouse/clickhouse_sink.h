@@ -150,6 +150,9 @@ class ClickHouseSink : public Sink {
   // What the server has (probed once per connection setup).
   bool probed_ = false;
   std::set<std::string> features_;
+  // Two of them, looked up once per probe rather than per value or batch.
+  bool best_effort_time_ = false;  // date_time_input_format=best_effort
+  bool dedup_token_ = false;       // insert_deduplication_token
   // The table as found or created; ready_ false until it is.
   bool ready_ = false;
   std::vector<Col> cols_;          // data columns, in the table's order
