@@ -215,7 +215,7 @@ const BENCHES = {
   clickhouse: {
     script: 'bench/clickhouse.mjs',
     full: [],
-    quick: ['--events', '50000'],
+    quick: ['--events', '50000', '--rounds', '1'],
     unavailable: () => (clickhouseAvailable() ? null : 'clickhouse-server is not installed (scripts/install-deps.sh installs it)'),
     rows: (f) => {
       const peer = `${fmt(f.nodeInFlight.rowsPerSec)} rows/s`;

@@ -16,7 +16,10 @@
 // with batch.in_flight 1, one insert at a time, to show what pipelining
 // brings. Each line gives the server's CPU per row.
 //
-//   node bench/clickhouse.mjs [--events 500000] [--in-flight 4] [--json FILE]
+// Each of these runs --rounds times (3), once a round, the order rotated, after
+// an untimed warm-up of 20 000 events; each figure is its median round.
+//
+//   node bench/clickhouse.mjs [--events 500000] [--in-flight 4] [--rounds 3] [--json FILE]
 //
 // --json FILE also writes the figures to FILE as one JSON object.
 // Figures only: it never fails on timing.
@@ -31,11 +34,14 @@ const { values: args } = parseArgs({
   options: {
     events: { type: 'string', default: '500000' },
     'in-flight': { type: 'string', default: '4' },
+    rounds: { type: 'string', default: '3' },
     json: { type: 'string' },
   },
 });
 const N = Number(args.events);
 const IN_FLIGHT = Number(args['in-flight']);
+const ROUNDS = Number(args.rounds);
+const WARM = Math.min(N, 20000);
 const BATCH = 1000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // CPU seconds a process used so far (user + system).
@@ -71,21 +77,21 @@ destinations:
     batch: { max_events: ${batch}, max_wait: 20ms, in_flight: ${inFlight} }
     retry: { initial: 50ms, max: 200ms }
 `;
-const { dir, config } = tempConfig(yaml(server.url, 'orders_e2e'), 'fork-bench-ch-');
+const { dir, config } = tempConfig(yaml(server.url, 'orders_shape'), 'fork-bench-ch-');
 const endpoint = `ipc://${dir}/.fork/fork.sock`;
 
 const send = (client, seed) => sendPurchases(client, 'orders', N, seed);
 
 // routeData -> row, through a fresh forkd with `batch` events per insert.
-async function endToEnd(table, batch, seed, inFlight = IN_FLIGHT) {
+async function endToEnd(table, batch, seed, inFlight = IN_FLIGHT, n = N) {
   writeFileSync(config, yaml(server.url, table, batch, inFlight));
   const forkd = await startForkd(config);
   const client = createClient({ endpoint, maxInFlight: 50000 });
   const server0 = cpu(server.pid);
   const t0 = performance.now();
-  await send(client, seed);
+  await sendPurchases(client, 'orders', n, seed);
   const ackedS = (performance.now() - t0) / 1000;
-  while ((await count(table).catch(() => 0)) < N) await sleep(20);
+  while ((await count(table).catch(() => 0)) < n) await sleep(20);
   const s = (performance.now() - t0) / 1000;
   const serverCpu = cpu(server.pid) - server0;
   const forkdCpu = cpu(forkd.pid);
@@ -96,7 +102,7 @@ async function endToEnd(table, batch, seed, inFlight = IN_FLIGHT) {
 
 // The Node approach: JSONEachRow POSTs of BATCH rows, `inFlight` at a time.
 async function nodeApproach(table, inFlight, seed) {
-  await server.query(`CREATE TABLE default.${table} AS default.orders_e2e`);
+  await server.query(`CREATE TABLE default.${table} AS default.orders_shape`);
   const insertUrl = `${server.url}/?query=${encodeURIComponent(`INSERT INTO default.${table} FORMAT JSONEachRow`)}`;
   const next = purchases(seed);
   let made = 0;
@@ -136,59 +142,91 @@ async function settle(table) {
   }
 }
 
-try {
-  // 1. End to end, batches of 1 000.
-  const e2e = await endToEnd('orders_e2e', BATCH, 1);
-  await settle('orders_e2e');
-
-  // 2. The sink alone: fill the log while the store is unreachable (nothing
-  //    listens on port 1), then restart forkd with it and time the drain.
-  writeFileSync(config, yaml('http://127.0.0.1:1', 'orders_drain'));
+// The sink alone: fill the log while the store is unreachable (nothing
+// listens on port 1), then restart forkd with it and time the drain.
+async function sinkAlone(table, seed) {
+  writeFileSync(config, yaml('http://127.0.0.1:1', table));
   let forkd = await startForkd(config);
   const client = createClient({ endpoint, maxInFlight: 50000 });
-  await send(client, 2);
+  await send(client, seed);
   await client.close();
   await forkd.stop();
-  writeFileSync(config, yaml(server.url, 'orders_drain'));
-  const drainServer0 = cpu(server.pid);
-  const t1 = performance.now();
+  writeFileSync(config, yaml(server.url, table));
+  const server0 = cpu(server.pid);
+  const t0 = performance.now();
   forkd = await startForkd(config);
-  while ((await count('orders_drain').catch(() => 0)) < N) await sleep(20);
-  const drainS = (performance.now() - t1) / 1000;
-  const drain = { s: drainS, serverCpu: cpu(server.pid) - drainServer0, forkdCpu: cpu(forkd.pid) };
+  while ((await count(table).catch(() => 0)) < N) await sleep(20);
+  const s = (performance.now() - t0) / 1000;
+  const result = { s, serverCpu: cpu(server.pid) - server0, forkdCpu: cpu(forkd.pid) };
   await forkd.stop();
-  await settle('orders_drain');
+  return result;
+}
 
-  // 3. The Node approach: the same rows into a table of the same shape
-  //    (ReplacingMergeTree, the same column types), one request at a time,
-  //    then a few in flight.
-  const node1 = await nodeApproach('orders_node_1', 1, 3);
-  await settle('orders_node_1');
-  const nodeN = await nodeApproach('orders_node_n', IN_FLIGHT, 4);
-  await settle('orders_node_n');
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-  // 4. forkd with its default batch.
-  const big = await endToEnd('orders_e2e_big', 10000, 5);
-  await settle('orders_e2e_big');
-
-  // 5. End to end again, one insert at a time (batch.in_flight 1).
-  const serial = await endToEnd('orders_e2e_serial', BATCH, 6, 1);
+try {
+  // Rounds, each contender once a round, the order rotated: the server's
+  // cost per row drifts over a run (its caches, its background merges), so
+  // one run each in a fixed order would favour or handicap whoever goes
+  // first. Each run writes its own table, and every contender sends the
+  // same events in a given round (the round's seed).
+  //  - e2e: end to end, batches of 1 000;
+  //  - drain: the sink alone;
+  //  - node1, nodeN: the Node approach, one request at a time, then a few in
+  //    flight, into tables of the same shape (ReplacingMergeTree, the same
+  //    column types);
+  //  - big: forkd with its default batch;
+  //  - serial: end to end, one insert at a time (batch.in_flight 1).
+  const contenders = {
+    e2e: { table: 'orders_e2e', run: (t, seed) => endToEnd(t, BATCH, seed) },
+    drain: { table: 'orders_drain', run: (t, seed) => sinkAlone(t, seed) },
+    node1: { table: 'orders_node_1', run: (t, seed) => nodeApproach(t, 1, seed) },
+    nodeN: { table: 'orders_node_n', run: (t, seed) => nodeApproach(t, IN_FLIGHT, seed) },
+    big: { table: 'orders_e2e_big', run: (t, seed) => endToEnd(t, 10000, seed) },
+    serial: { table: 'orders_e2e_serial', run: (t, seed) => endToEnd(t, BATCH, seed, 1) },
+  };
+  const names = Object.keys(contenders);
+  const runs = Object.fromEntries(names.map((n) => [n, []]));
+  const order = [];
+  // A warm-up, not timed: WARM events through forkd into the table whose
+  // shape the Node approach's tables copy.
+  await endToEnd('orders_shape', BATCH, 100, IN_FLIGHT, WARM);
+  await settle('orders_shape');
+  for (let r = 0; r < ROUNDS; r++) {
+    const turn = names.map((_, i) => names[(i + r) % names.length]);
+    order.push(turn);
+    for (const name of turn) {
+      const table = `${contenders[name].table}_${r}`;
+      runs[name].push(await contenders[name].run(table, 1 + r));
+      await settle(table);
+    }
+  }
+  // Each contender's median round (by time); its rounds in rows/s beside it.
+  const mid = (xs) => ({ ...xs.find((x) => x.s === median(xs.map((y) => y.s))), rounds: xs.map((x) => Math.round(N / x.s)) });
+  const e2e = mid(runs.e2e);
+  const drain = mid(runs.drain);
+  const node1 = mid(runs.node1);
+  const nodeN = mid(runs.nodeN);
+  const big = mid(runs.big);
+  const serial = mid(runs.serial);
 
   const rate = (s) => Math.round(N / s);
   const fmt = (n) => n.toLocaleString('en-US');
   const us = (cpuS) => `${((cpuS * 1e6) / N).toFixed(1)} us`;
   const version = (await server.query('SELECT version()')).trim();
+  const rounds = (x) => `; rounds ${x.rounds.map(fmt).join(', ')}`;
   console.log(`clickhouse ${version}, ${fmt(N)} reference purchase events, append (JSONEachRow), ReplacingMergeTree, batches of ${BATCH}`);
-  console.log(`  forkd, routeData -> row (${IN_FLIGHT} in flight): ${fmt(rate(e2e.s))} rows/s (acknowledged after ${e2e.ackedS.toFixed(2)} s, last row at ${e2e.s.toFixed(2)} s; server CPU ${us(e2e.serverCpu)}/row, forkd ${us(e2e.forkdCpu)}/row)`);
-  console.log(`  forkd sink alone (log -> table):     ${fmt(rate(drain.s))} rows/s (server CPU ${us(drain.serverCpu)}/row, forkd ${us(drain.forkdCpu)}/row)`);
-  console.log(`  Node fetch, 1 POST at a time:        ${fmt(rate(node1.s))} rows/s (server CPU ${us(node1.serverCpu)}/row)`);
-  console.log(`  Node fetch, ${IN_FLIGHT} POSTs in flight:        ${fmt(rate(nodeN.s))} rows/s (server CPU ${us(nodeN.serverCpu)}/row)`);
+  console.log(`  ${ROUNDS} rounds, each contender once a round in rotated order; figures are each one's median round`);
+  console.log(`  forkd, routeData -> row (${IN_FLIGHT} in flight): ${fmt(rate(e2e.s))} rows/s (acknowledged after ${e2e.ackedS.toFixed(2)} s, last row at ${e2e.s.toFixed(2)} s; server CPU ${us(e2e.serverCpu)}/row, forkd ${us(e2e.forkdCpu)}/row${rounds(e2e)})`);
+  console.log(`  forkd sink alone (log -> table):     ${fmt(rate(drain.s))} rows/s (server CPU ${us(drain.serverCpu)}/row, forkd ${us(drain.forkdCpu)}/row${rounds(drain)})`);
+  console.log(`  Node fetch, 1 POST at a time:        ${fmt(rate(node1.s))} rows/s (server CPU ${us(node1.serverCpu)}/row${rounds(node1)})`);
+  console.log(`  Node fetch, ${IN_FLIGHT} POSTs in flight:        ${fmt(rate(nodeN.s))} rows/s (server CPU ${us(nodeN.serverCpu)}/row${rounds(nodeN)})`);
   console.log(`  ratio forkd / Node (end to end):     ${(node1.s / e2e.s).toFixed(2)}x vs 1 at a time, ${(nodeN.s / e2e.s).toFixed(2)}x vs ${IN_FLIGHT} in flight`);
   console.log(`  ratio forkd / Node (sink alone):     ${(node1.s / drain.s).toFixed(2)}x vs 1 at a time, ${(nodeN.s / drain.s).toFixed(2)}x vs ${IN_FLIGHT} in flight (target >= 1, and >= 200,000 rows/s)`);
-  console.log(`  forkd, batch.in_flight 1:           ${fmt(rate(serial.s))} rows/s end to end (server CPU ${us(serial.serverCpu)}/row); pipelining ${(serial.s / e2e.s).toFixed(2)}x`);
-  console.log(`  forkd, default batch (10 000):       ${fmt(rate(big.s))} rows/s end to end (acknowledged after ${big.ackedS.toFixed(2)} s; server CPU ${us(big.serverCpu)}/row)`);
+  console.log(`  forkd, batch.in_flight 1:           ${fmt(rate(serial.s))} rows/s end to end (server CPU ${us(serial.serverCpu)}/row); pipelining ${(serial.s / e2e.s).toFixed(2)}x${rounds(serial)}`);
+  console.log(`  forkd, default batch (10 000):       ${fmt(rate(big.s))} rows/s end to end (acknowledged after ${big.ackedS.toFixed(2)} s; server CPU ${us(big.serverCpu)}/row)${rounds(big)}`);
   if (args.json) {
-    const run = (x) => ({ rowsPerSec: N / x.s, seconds: x.s, ...(x.ackedS === undefined ? {} : { acceptedSeconds: x.ackedS }),
+    const run = (x) => ({ rowsPerSec: N / x.s, rounds: x.rounds, seconds: x.s, ...(x.ackedS === undefined ? {} : { acceptedSeconds: x.ackedS }),
       serverCpuUsPerRow: (x.serverCpu * 1e6) / N, ...(x.forkdCpu === undefined ? {} : { forkdCpuUsPerRow: (x.forkdCpu * 1e6) / N }) });
     writeFileSync(args.json, JSON.stringify({
       bench: 'clickhouse',
@@ -196,6 +234,8 @@ try {
       events: N,
       batch: BATCH,
       inFlight: IN_FLIGHT,
+      rounds: ROUNDS,
+      order,
       forkEndToEnd: run(e2e),
       forkSinkAlone: run(drain),
       forkDefaultBatch: { ...run(big), batch: 10000 },
