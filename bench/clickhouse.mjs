@@ -25,6 +25,7 @@
 // Figures only: it never fails on timing.
 import { parseArgs } from 'node:util';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createClient } from '../js/index.mjs';
 import { startForkd, tempConfig } from '../scripts/lib/forkd.mjs';
 import { startClickHouse } from '../tests/e2e/servers/clickhouse.mjs';
@@ -81,9 +82,14 @@ const { dir, config } = tempConfig(yaml(server.url, 'orders_shape'), 'fork-bench
 const endpoint = `ipc://${dir}/.fork/fork.sock`;
 
 const send = (client, seed) => sendPurchases(client, 'orders', N, seed);
+// Every run starts from an empty log: otherwise each forkd would start on
+// the runs before it (up to wal.retention's 1 GiB of history to open and
+// index), and the later rounds would pay for the earlier ones.
+const freshLog = () => rmSync(join(dir, '.fork'), { recursive: true, force: true });
 
 // routeData -> row, through a fresh forkd with `batch` events per insert.
 async function endToEnd(table, batch, seed, inFlight = IN_FLIGHT, n = N) {
+  freshLog();
   writeFileSync(config, yaml(server.url, table, batch, inFlight));
   const forkd = await startForkd(config);
   const client = createClient({ endpoint, maxInFlight: 50000 });
@@ -145,6 +151,7 @@ async function settle(table) {
 // The sink alone: fill the log while the store is unreachable (nothing
 // listens on port 1), then restart forkd with it and time the drain.
 async function sinkAlone(table, seed) {
+  freshLog();
   writeFileSync(config, yaml('http://127.0.0.1:1', table));
   let forkd = await startForkd(config);
   const client = createClient({ endpoint, maxInFlight: 50000 });
